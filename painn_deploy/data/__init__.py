@@ -1,0 +1,225 @@
+"""Data ingestion: rMD17-style npz and anything ASE reads, converted to model units here only.
+
+Model units: Angstrom, eV, eV/Angstrom, e*Angstrom, Angstrom^3.
+"""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import units
+from ..errors import InputError
+
+NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
+
+
+@dataclass
+class FileUnits:
+    """Units of the quantities in a data file (rMD17 convention by default)."""
+
+    length: str = "Angstrom"
+    energy: str = "kcal/mol"
+    dipole: str = "e*Angstrom"
+    polarizability: str = "Angstrom^3"
+
+    def factors(self) -> dict:
+        """Multiplicative factors file unit -> model unit for every quantity."""
+        tables = (
+            ("length", units.LENGTH_TO_ANGSTROM),
+            ("energy", units.ENERGY_TO_EV),
+            ("dipole", units.DIPOLE_TO_E_ANGSTROM),
+            ("polarizability", units.POLARIZABILITY_TO_ANGSTROM3),
+        )
+        out = {}
+        for name, table in tables:
+            unit = getattr(self, name)
+            if unit not in table:
+                raise InputError(f"unknown {name} unit {unit!r}; choose one of {', '.join(table)}")
+            out[name] = table[unit]
+        out["forces"] = out["energy"] / out["length"]
+        return out
+
+
+@dataclass
+class MoleculeDataset:
+    """Frames of molecules in model units.  All frames share ``atomic_numbers`` [N].
+
+    positions [M, N, 3] (A); energy [M] (eV); forces [M, N, 3] (eV/A); dipole [M, 3] (e*A);
+    polarizability [M, 3, 3] (A^3); absent targets are None.
+    """
+
+    atomic_numbers: np.ndarray
+    positions: np.ndarray
+    energy: Optional[np.ndarray] = None
+    forces: Optional[np.ndarray] = None
+    dipole: Optional[np.ndarray] = None
+    polarizability: Optional[np.ndarray] = None
+    source: str = ""
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return self.positions.shape[0]
+
+    def target(self, name: str) -> Optional[np.ndarray]:
+        return getattr(self, name)
+
+    def require(self, targets) -> None:
+        missing = [t for t in targets if self.target(t) is None]
+        if missing:
+            raise InputError(
+                f"{self.source} has no {', '.join(missing)} data; drop them from --targets "
+                f"or use a file that contains them"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_npz(path, file_units: FileUnits = FileUnits()) -> MoleculeDataset:
+    """Read an rMD17-style npz (``nuclear_charges``, ``coords``, ``energies``, ``forces``, optional
+    ``dipoles``, ``polarizabilities``) and convert to model units."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"data file {path} does not exist")
+    try:
+        d = np.load(path, allow_pickle=False)
+    except Exception as exc:  # zip errors, truncated files
+        raise InputError(f"cannot read {path} as an npz file ({exc}); is the file complete?") from exc
+    for key in ("nuclear_charges", "coords"):
+        if key not in d:
+            raise InputError(f"{path} has no '{key}' array; rMD17-style npz files need nuclear_charges and coords")
+    f = file_units.factors()
+    z = np.asarray(d["nuclear_charges"], dtype=np.int64)
+    data = MoleculeDataset(z, np.asarray(d["coords"], dtype=np.float64) * f["length"], source=str(path))
+    for name, key in NPZ_KEYS.items():
+        if key in d:
+            setattr(data, name, np.asarray(d[key], dtype=np.float64) * f[name])
+    data.sha256 = file_sha256(path)
+    _check_shapes(data)
+    return data
+
+
+def load_ase(path, file_units: FileUnits = FileUnits(length="Angstrom", energy="eV"), index=":") -> MoleculeDataset:
+    """Read anything ASE reads (extxyz, ASE db, ...) with the units stated by the user.
+
+    Energies/forces come from the attached calculator results (``energy``, ``forces``); dipoles and
+    polarizabilities from ``atoms.info`` / calculator results under ``dipole`` and
+    ``polarizability`` (3x3 or 9 values).
+    """
+    import ase.io
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file {path} does not exist")
+    frames = ase.io.read(str(path), index=index)
+    if not frames:
+        raise InputError(f"{path} contains no structures")
+    z = frames[0].get_atomic_numbers()
+    if any(len(a) != len(z) or (a.get_atomic_numbers() != z).any() for a in frames):
+        raise InputError(f"{path}: all frames must contain the same atoms in the same order")
+    if any(a.pbc.any() for a in frames):
+        raise InputError(f"{path} holds periodic structures; training on periodic data is not supported yet")
+    f = file_units.factors()
+
+    def collect(name, shape):
+        values = []
+        for a in frames:
+            v = None
+            if a.calc is not None and name in a.calc.results:
+                v = a.calc.results[name]
+            elif name in a.info:
+                v = a.info[name]
+            elif name in a.arrays:
+                v = a.arrays[name]
+            if v is None:
+                return None
+            values.append(np.reshape(np.asarray(v, dtype=np.float64), shape))
+        return np.stack(values)
+
+    n = len(z)
+    data = MoleculeDataset(np.asarray(z, np.int64), np.stack([a.positions for a in frames]) * f["length"], source=str(path))
+    for name, shape in (("energy", ()), ("forces", (n, 3)), ("dipole", (3,)), ("polarizability", (3, 3))):
+        v = collect(name, shape)
+        if v is not None:
+            setattr(data, name, v * f[name])
+    data.sha256 = file_sha256(path) if path.is_file() else ""
+    _check_shapes(data)
+    return data
+
+
+def load(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
+    """Read a data file by its extension (``.npz``: rMD17 style; anything else: ASE)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return load_npz(path, file_units or FileUnits())
+    return load_ase(path, file_units or FileUnits(length="Angstrom", energy="eV"))
+
+
+def _check_shapes(d: MoleculeDataset) -> None:
+    m, n = d.positions.shape[:2]
+    expected = {"energy": (m,), "forces": (m, n, 3), "dipole": (m, 3), "polarizability": (m, 3, 3)}
+    if d.positions.shape != (m, len(d.atomic_numbers), 3):
+        raise InputError(f"{d.source}: coords have shape {d.positions.shape}, expected (frames, {len(d.atomic_numbers)}, 3)")
+    for name, shape in expected.items():
+        v = d.target(name)
+        if v is not None and v.shape != shape:
+            raise InputError(f"{d.source}: {name} has shape {v.shape}, expected {shape}")
+        if v is not None and not np.all(np.isfinite(v)):
+            raise InputError(f"{d.source}: {name} contains NaN or infinite values")
+
+
+def make_split(n_frames: int, n_train: int, n_val: int, mode: str = "contiguous", seed: int = 0) -> dict:
+    """Indices {train, val, test}.  ``contiguous``: consecutive blocks (train first, then
+    validation, then test), as correlated MD frames need; ``random``: a seeded permutation."""
+    if n_train + n_val >= n_frames:
+        raise InputError(f"n_train + n_val = {n_train + n_val} leaves no test frames out of {n_frames}")
+    if mode == "contiguous":
+        order = np.arange(n_frames)
+    elif mode == "random":
+        order = np.random.default_rng(seed).permutation(n_frames)
+    else:
+        raise InputError(f"split mode must be 'contiguous' or 'random', not {mode!r}")
+    return {
+        "train": order[:n_train].copy(),
+        "val": order[n_train : n_train + n_val].copy(),
+        "test": order[n_train + n_val :].copy(),
+    }
+
+
+def save_split(split: dict, path) -> None:
+    np.savez(path, **{k: np.asarray(v, dtype=np.int64) for k, v in split.items()})
+
+
+def load_split(path) -> dict:
+    d = np.load(path)
+    return {k: d[k] for k in ("train", "val", "test")}
+
+
+def statistics(data: MoleculeDataset, indices: np.ndarray, elements) -> dict:
+    """Statistics fitted on training frames: per-element reference energies (eV, least squares),
+    an energy scale (RMS force component, eV/A, i.e. eV per Angstrom of displacement) and the
+    per-atom isotropic polarizability mean and scale (A^3)."""
+    stats = {}
+    n_atoms = len(data.atomic_numbers)
+    if data.energy is not None:
+        counts = np.array([[np.sum(data.atomic_numbers == z) for z in elements]], dtype=np.float64)
+        e = data.energy[indices]
+        a = np.repeat(counts, len(e), axis=0)
+        ref, *_ = np.linalg.lstsq(a, e, rcond=None)
+        stats["element_energies"] = ref.tolist()
+        residual = e - a @ ref
+        scale = np.sqrt(np.mean(data.forces[indices] ** 2)) if data.forces is not None else np.std(residual) / np.sqrt(n_atoms)
+        stats["energy_scale"] = float(max(scale, 1e-3))
+    if data.polarizability is not None:
+        iso = np.trace(data.polarizability[indices], axis1=1, axis2=2) / 3.0
+        stats["polarizability_isotropic_mean"] = float(np.mean(iso) / n_atoms)
+        stats["polarizability_scale"] = float(max(np.std(data.polarizability[indices]), 1e-3))
+    return stats

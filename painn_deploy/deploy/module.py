@@ -1,0 +1,140 @@
+"""The deployable potential: a plain ``torch.nn.Module`` in OpenMM units.
+
+The same object is compiled with TorchScript for ``openmmtorch.TorchForce`` and called eagerly
+by the ``openmm.PythonForce`` backend, so both backends share one code path.
+
+Inputs: positions [N, 3] in nm (float32 or float64), optional box vectors [3, 3] in nm.
+Outputs: energy in kJ/mol; :meth:`properties` adds forces (kJ/mol/nm), dipole (e*nm) and
+polarizability (nm^3).  Unit conversion happens here and nowhere else on this side.
+"""
+
+import copy
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .. import neighbors, units
+from ..elements import masses_amu, species_index
+from ..errors import InputError
+from ..model import PaiNNPotential, all_pairs
+
+
+class PaiNNForceField(nn.Module):
+    """PaiNN for a fixed set of N particles, in OpenMM units, with its neighbour list inside.
+
+    ``neighbor_mode``: "all_pairs" (every pair every step; fastest for small molecules),
+    "cell_list" (O(N), dynamic shapes) or "static" (cell list padded to ``pair_capacity`` pairs,
+    fixed shapes; an overflow raises an error on the CPU and gives a NaN energy on GPUs).
+    """
+
+    periodic: torch.jit.Final[bool]
+    mode: torch.jit.Final[int]
+    has_dipole: torch.jit.Final[bool]
+    has_polarizability: torch.jit.Final[bool]
+    cutoff_angstrom: torch.jit.Final[float]
+    pair_capacity: torch.jit.Final[int]
+
+    def __init__(
+        self,
+        potential: PaiNNPotential,
+        atomic_numbers: Sequence[int],
+        periodic: bool = False,
+        neighbor_mode: str = "all_pairs",
+        dtype: torch.dtype = torch.float32,
+        total_charge_e: float = 0.0,
+        pair_capacity: int = 0,
+    ):
+        super().__init__()
+        if neighbor_mode not in neighbors.MODES:
+            raise InputError(f"neighbor_mode must be one of {sorted(neighbors.MODES)}, not {neighbor_mode!r}")
+        if neighbor_mode == "static" and pair_capacity <= 0:
+            raise InputError("neighbor_mode='static' needs pair_capacity > 0 (the most pairs expected)")
+        self.potential = copy.deepcopy(potential).to(dtype).eval()
+        for p in self.potential.parameters():
+            p.requires_grad_(False)
+        config = potential.config
+        n = len(atomic_numbers)
+        self.periodic = periodic
+        self.mode = neighbors.MODES[neighbor_mode]
+        self.has_dipole = "dipole" in config.targets
+        self.has_polarizability = "polarizability" in config.targets
+        self.cutoff_angstrom = float(config.cutoff_angstrom)
+        self.pair_capacity = int(pair_capacity)
+        self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
+        self.register_buffer("species", torch.from_numpy(species_index(atomic_numbers, config.elements)))
+        self.register_buffer("masses", torch.from_numpy(masses_amu(atomic_numbers)).to(dtype))
+        self.register_buffer("batch", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("total_charge", torch.tensor([total_charge_e], dtype=dtype))
+        idx_i, idx_j = all_pairs(n) if neighbor_mode == "all_pairs" else (torch.zeros(0, dtype=torch.long),) * 2
+        self.register_buffer("idx_i", idx_i)
+        self.register_buffer("idx_j", idx_j)
+        self.register_buffer("dtype_marker", torch.zeros((), dtype=dtype))
+
+    def _evaluate(
+        self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor], energy_only: bool
+    ) -> Dict[str, torch.Tensor]:
+        if positions_nm.shape[0] != self.species.shape[0]:
+            raise RuntimeError(
+                "TopologyMismatchError: the model was exported for "
+                + str(self.species.shape[0])
+                + " particles but received "
+                + str(positions_nm.shape[0])
+                + "; export it for this system with painn-export --pdb."
+            )
+        positions = positions_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
+        box: Optional[torch.Tensor] = None
+        if self.periodic:
+            if box_nm is None:
+                raise RuntimeError("this model is periodic: call forward(positions, boxvectors)")
+            box = box_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
+            neighbors.check_box(box, self.cutoff_angstrom)
+        pair_weight: Optional[torch.Tensor] = None
+        overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
+        if self.mode == neighbors.ALL_PAIRS:
+            idx_i, idx_j = self.idx_i, self.idx_j
+        elif self.mode == neighbors.CELL_LIST:
+            idx_i, idx_j = neighbors.cell_list_pairs(positions, box, self.cutoff_angstrom)
+        else:
+            idx_i, idx_j, weight, n_pairs = neighbors.static_pairs(positions, box, self.cutoff_angstrom, self.pair_capacity)
+            pair_weight = weight.to(positions.dtype)
+            overflow = n_pairs > self.pair_capacity
+            if positions.device.type == "cpu" and bool(overflow):
+                raise RuntimeError(
+                    "NeighborListOverflowError: "
+                    + str(int(n_pairs))
+                    + " pairs are within the cutoff but the static neighbour list holds "
+                    + str(self.pair_capacity)
+                    + "; export again with a larger --pair-capacity (or use --neighbor-list cell_list)."
+                )
+        r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
+        out = self.potential(
+            self.species, positions, idx_i, idx_j, r_ij, self.batch, 1, self.masses, self.total_charge, pair_weight, energy_only
+        )
+        energy = out["energy"][0] * units.EV_TO_KJ_PER_MOL
+        if self.mode == neighbors.STATIC:  # sync-free overflow signal on GPUs
+            energy = torch.where(overflow, torch.full_like(energy, float("nan")), energy)
+        result: Dict[str, torch.Tensor] = {"energy": energy}
+        if self.has_dipole and not energy_only:
+            result["dipole"] = out["dipole"][0] * units.NM_PER_ANGSTROM
+        if self.has_polarizability and not energy_only:
+            result["polarizability"] = out["polarizability"][0] * units.NM_PER_ANGSTROM**3
+        return result
+
+    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Potential energy (kJ/mol) of positions [N, 3] (nm); the TorchForce contract."""
+        return self._evaluate(positions, boxvectors, True)["energy"]
+
+    @torch.jit.export
+    def properties(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """One evaluation: energy (kJ/mol), forces [N, 3] (kJ/mol/nm), dipole [3] (e*nm) and
+        polarizability [3, 3] (nm^3) when the model has those heads.  Call it with gradients
+        enabled (not under ``torch.no_grad()``): forces come from autograd."""
+        positions = positions.detach().requires_grad_(True)
+        result = self._evaluate(positions, boxvectors, False)
+        grads = torch.autograd.grad([result["energy"]], [positions])
+        grad = grads[0]
+        if grad is None:
+            raise RuntimeError("properties() needs autograd: do not call it under torch.no_grad()")
+        result["forces"] = -grad
+        return result

@@ -1,0 +1,62 @@
+"""Atomic numbers, symbols and masses, and the model's species map.
+
+Symbols and standard atomic masses come from ASE (IUPAC 2016 values).
+"""
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from ase.data import atomic_masses_iupac2016, chemical_symbols
+
+from .errors import UnknownElementError
+
+
+def symbol(atomic_number: int) -> str:
+    """Chemical symbol of an atomic number (``8 -> "O"``)."""
+    if not 0 < int(atomic_number) < len(chemical_symbols):
+        raise UnknownElementError(f"atomic number {atomic_number} is not a chemical element")
+    return chemical_symbols[int(atomic_number)]
+
+
+def atomic_number(element_symbol: str) -> int:
+    """Atomic number of a chemical symbol (``"O" -> 8``), case-insensitive."""
+    norm = element_symbol.strip().capitalize()
+    if norm not in chemical_symbols[1:]:
+        raise UnknownElementError(f"'{element_symbol}' is not a chemical element symbol")
+    return chemical_symbols.index(norm)
+
+
+def masses_amu(atomic_numbers: Iterable[int]) -> np.ndarray:
+    """Standard atomic masses (amu, IUPAC 2016) of the given atomic numbers, shape [N]."""
+    return np.array([atomic_masses_iupac2016[int(z)] for z in atomic_numbers], dtype=np.float64)
+
+
+def formula(atomic_numbers: Iterable[int]) -> str:
+    """Hill-order formula, e.g. ``C2H6O``."""
+    counts: dict[str, int] = {}
+    for z in atomic_numbers:
+        s = symbol(int(z))
+        counts[s] = counts.get(s, 0) + 1
+    order = (["C", "H"] if "C" in counts else []) + sorted(k for k in counts if k not in ("C", "H") or "C" not in counts)
+    return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+
+def check_known(atomic_numbers: Iterable[int], known: Sequence[int], where: str) -> None:
+    """Raise :class:`UnknownElementError` naming every element of ``atomic_numbers``
+    that is not in ``known``; ``where`` says which structure was being checked."""
+    known_set = {int(z) for z in known}
+    unknown = sorted({int(z) for z in atomic_numbers} - known_set)
+    if unknown:
+        names = ", ".join(f"{symbol(z)} (Z={z})" for z in unknown)
+        trained = ", ".join(symbol(z) for z in sorted(known_set))
+        raise UnknownElementError(
+            f"{where} contains {names}, which the model was not trained on "
+            f"(it knows {trained}). Train a model on data that contains these elements."
+        )
+
+
+def species_index(atomic_numbers: Sequence[int], known: Sequence[int]) -> np.ndarray:
+    """Map atomic numbers to indices into the model's element list ``known``, shape [N]."""
+    check_known(atomic_numbers, known, "the structure")
+    lookup = {int(z): i for i, z in enumerate(known)}
+    return np.array([lookup[int(z)] for z in atomic_numbers], dtype=np.int64)

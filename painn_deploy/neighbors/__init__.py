@@ -1,0 +1,147 @@
+"""Neighbour lists in pure PyTorch (TorchScript-compatible, no custom ops).
+
+Positions and boxes here are in the model's length unit (Angstrom).  Box vectors are the rows of
+a [3, 3] tensor in OpenMM's reduced triclinic form (a = (ax, 0, 0), b = (bx, by, 0),
+c = (cx, cy, cz) with ax >= 2|bx|, ...), so ax, by, cz are the perpendicular widths.
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+
+ALL_PAIRS = 0
+CELL_LIST = 1
+STATIC = 2
+MODES = {"all_pairs": ALL_PAIRS, "cell_list": CELL_LIST, "static": STATIC}
+
+
+def minimum_image(r_ij: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Minimum-image vectors [P, 3] for a reduced triclinic box (valid when every width >= 2 cutoff)."""
+    r_ij = r_ij - box[2] * torch.round(r_ij[:, 2:3] / box[2, 2])
+    r_ij = r_ij - box[1] * torch.round(r_ij[:, 1:2] / box[1, 1])
+    r_ij = r_ij - box[0] * torch.round(r_ij[:, 0:1] / box[0, 0])
+    return r_ij
+
+
+def check_box(box: torch.Tensor, cutoff: float) -> None:
+    """Raise if a periodic box is narrower than twice the cutoff or not in reduced form."""
+    widths = torch.diagonal(box)
+    if bool(torch.any(widths < 2.0 * cutoff)):
+        raise RuntimeError(
+            "BoxTooSmallError: the periodic box widths (" + str(widths.tolist()) + " Angstrom) must be at least "
+            "twice the model cutoff (" + str(2.0 * cutoff) + " Angstrom), or atoms would see their own images. "
+            "Use a larger box (more molecules) or a model with a smaller cutoff."
+        )
+    if bool(torch.any(box[0, 1:] != 0.0)) or bool(box[1, 2] != 0.0):
+        raise RuntimeError(
+            "BoxTooSmallError: box vectors are not in OpenMM's reduced triclinic form "
+            "(a along x, b in the xy plane); pass the vectors OpenMM gives."
+        )
+
+
+def _cell_offsets(n_cells: List[int], periodic: bool, device: torch.device) -> torch.Tensor:
+    """Offsets [K, 3] to the neighbouring cells, without duplicates in small periodic grids."""
+    per_dim: List[torch.Tensor] = []
+    for n in n_cells:
+        if periodic and n < 3:
+            per_dim.append(torch.arange(n, device=device))
+        else:
+            per_dim.append(torch.tensor([-1, 0, 1], device=device))
+    grid = torch.meshgrid(per_dim[0], per_dim[1], per_dim[2], indexing="ij")
+    return torch.stack([grid[0].reshape(-1), grid[1].reshape(-1), grid[2].reshape(-1)], dim=1)
+
+
+def cell_list_candidates(
+    positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: float
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidate pairs from a cell list: (idx_i [N, K*M], idx_j [N, K*M], valid [N, K*M]).
+
+    Atoms are binned into cells at least ``cutoff`` wide; each atom is paired with every atom in
+    its own and the neighbouring cells (M = most atoms in one cell).  Cost and memory grow
+    linearly with N at fixed density.
+    """
+    n_atoms = positions.shape[0]
+    device = positions.device
+    if box is not None:
+        frac = torch.linalg.solve(box.transpose(0, 1), positions.transpose(0, 1)).transpose(0, 1)
+        frac = frac - torch.floor(frac)
+        widths = torch.diagonal(box)
+        n_cells_t = torch.clamp(torch.floor(widths / cutoff), min=1).to(torch.long)
+    else:
+        lo = torch.min(positions, dim=0).values
+        extent = torch.max(positions, dim=0).values - lo
+        n_cells_t = torch.floor(extent / cutoff).to(torch.long) + 1
+        frac = (positions - lo) / (n_cells_t.to(positions.dtype) * cutoff)
+    n_cells: List[int] = n_cells_t.tolist()
+    cell3 = torch.floor(frac * n_cells_t.to(frac.dtype)).to(torch.long)
+    cell3 = torch.minimum(torch.clamp(cell3, min=0), n_cells_t - 1)
+    cell = (cell3[:, 0] * n_cells[1] + cell3[:, 1]) * n_cells[2] + cell3[:, 2]
+    total_cells = n_cells[0] * n_cells[1] * n_cells[2]
+
+    order = torch.argsort(cell)
+    sorted_cell = cell.index_select(0, order)
+    counts = torch.bincount(cell, minlength=total_cells)
+    max_per_cell = int(counts.max())
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(n_atoms, device=device) - start.index_select(0, sorted_cell)
+    table = torch.full((total_cells, max_per_cell), -1, dtype=torch.long, device=device)
+    table[sorted_cell, slot] = order
+
+    offsets = _cell_offsets(n_cells, box is not None, device)
+    neighbour3 = cell3.unsqueeze(1) + offsets.unsqueeze(0)  # [N, K, 3]
+    if box is not None:
+        neighbour3 = torch.remainder(neighbour3, n_cells_t)
+        cell_ok = torch.ones(neighbour3.shape[:2], dtype=torch.bool, device=device)
+    else:
+        cell_ok = torch.all((neighbour3 >= 0) & (neighbour3 < n_cells_t), dim=2)
+        neighbour3 = torch.minimum(torch.clamp(neighbour3, min=0), n_cells_t - 1)
+    neighbour = (neighbour3[:, :, 0] * n_cells[1] + neighbour3[:, :, 1]) * n_cells[2] + neighbour3[:, :, 2]
+    idx_j = table.index_select(0, neighbour.reshape(-1)).reshape(n_atoms, -1)  # [N, K*M]
+    idx_i = torch.arange(n_atoms, device=device).unsqueeze(1).expand_as(idx_j)
+    valid = (idx_j >= 0) & (idx_j != idx_i) & cell_ok.repeat_interleave(max_per_cell, dim=1)
+    return idx_i, torch.clamp(idx_j, min=0), valid
+
+
+def pair_vectors(positions: torch.Tensor, box: Optional[torch.Tensor], idx_i: torch.Tensor, idx_j: torch.Tensor):
+    """r_ij = r_j - r_i [P, 3], minimum image when ``box`` is given."""
+    r_ij = positions.index_select(0, idx_j) - positions.index_select(0, idx_i)
+    if box is not None:
+        r_ij = minimum_image(r_ij, box)
+    return r_ij
+
+
+def cell_list_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: float):
+    """Pairs closer than ``cutoff``: (idx_i [P], idx_j [P]), found with a cell list."""
+    with torch.no_grad():
+        idx_i, idx_j, valid = cell_list_candidates(positions.detach(), box, cutoff)
+        idx_i = idx_i[valid]
+        idx_j = idx_j[valid]
+        r = torch.linalg.norm(pair_vectors(positions.detach(), box, idx_i, idx_j), dim=1)
+        keep = r < cutoff
+    return idx_i[keep], idx_j[keep]
+
+
+def static_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: float, capacity: int):
+    """Pairs closer than ``cutoff`` padded to a fixed ``capacity``: (idx_i, idx_j, weight [capacity], n_pairs).
+
+    Shapes do not depend on the positions, as CUDA graphs require.  Padding entries have weight 0
+    (they point from atom 0 to atom 0).  ``n_pairs`` > ``capacity`` means the list overflowed.
+    """
+    with torch.no_grad():
+        idx_i, idx_j, valid = cell_list_candidates(positions.detach(), box, cutoff)
+        idx_i = idx_i.reshape(-1)
+        idx_j = idx_j.reshape(-1)
+        r = torch.linalg.norm(pair_vectors(positions.detach(), box, idx_i, idx_j), dim=1)
+        keep = valid.reshape(-1) & (r < cutoff)
+        n_pairs = keep.sum()
+        # stable sort puts the kept pairs first without a host synchronisation
+        order = torch.argsort((~keep).to(torch.int8), stable=True)
+        if order.shape[0] < capacity:
+            pad = torch.zeros(capacity - order.shape[0], dtype=order.dtype, device=order.device)
+            order = torch.cat([order, pad])
+            keep = torch.cat([keep, torch.zeros(pad.shape[0], dtype=torch.bool, device=keep.device)])
+        order = order[:capacity]
+        weight = keep.index_select(0, order)
+        idx_i = torch.where(weight, idx_i.index_select(0, torch.clamp(order, max=idx_i.shape[0] - 1)), 0)
+        idx_j = torch.where(weight, idx_j.index_select(0, torch.clamp(order, max=idx_j.shape[0] - 1)), 0)
+    return idx_i, idx_j, weight, n_pairs

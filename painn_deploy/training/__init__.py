@@ -1,0 +1,7 @@
+"""Training: Lightning module, atomic checkpoints, learning curves."""
+
+from .checkpoint import load_checkpoint, potential_from_record
+from .config import TrainConfig
+from .trainer import evaluate, predict, train
+
+__all__ = ["TrainConfig", "evaluate", "load_checkpoint", "potential_from_record", "predict", "train"]

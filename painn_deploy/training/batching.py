@@ -1,0 +1,42 @@
+"""Batches of molecules for training: concatenated atoms, all intramolecular pairs."""
+
+import numpy as np
+import torch
+
+from ..data import MoleculeDataset
+from ..elements import masses_amu, species_index
+from ..model import all_pairs
+
+TARGET_KEYS = ("energy", "forces", "dipole", "polarizability")
+
+
+class FrameTensors:
+    """A dataset held as tensors (model units) with a collate function for index batches."""
+
+    def __init__(self, data: MoleculeDataset, elements, dtype=torch.float32):
+        n = len(data.atomic_numbers)
+        self.n_atoms = n
+        self.dtype = dtype
+        self.species = torch.from_numpy(species_index(data.atomic_numbers, elements))
+        self.masses = torch.from_numpy(masses_amu(data.atomic_numbers)).to(dtype)
+        self.positions = torch.from_numpy(data.positions).to(dtype)
+        self.targets = {k: torch.from_numpy(v).to(dtype) for k in TARGET_KEYS if (v := data.target(k)) is not None}
+        self.pair_i, self.pair_j = all_pairs(n)
+
+    def collate(self, indices) -> dict:
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        b, n = len(idx), self.n_atoms
+        offsets = (torch.arange(b) * n).repeat_interleave(self.pair_i.shape[0])
+        batch = {
+            "species": self.species.repeat(b),
+            "positions": self.positions[idx].reshape(b * n, 3),
+            "idx_i": self.pair_i.repeat(b) + offsets,
+            "idx_j": self.pair_j.repeat(b) + offsets,
+            "batch": torch.arange(b).repeat_interleave(n),
+            "n_molecules": b,
+            "masses": self.masses.repeat(b),
+            "total_charge": torch.zeros(b, dtype=self.dtype),
+        }
+        for k, v in self.targets.items():
+            batch[k] = v[idx].reshape(b * n, 3) if k == "forces" else v[idx]
+        return batch

@@ -1,0 +1,227 @@
+"""``train(config)``: data -> split -> statistics -> Lightning fit -> best.ckpt, curves, test errors."""
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from .. import data as data_io
+from ..errors import InputError
+from ..model import PaiNNConfig, PaiNNPotential
+from .batching import FrameTensors
+from .checkpoint import atomic_torch_save, load_checkpoint, painn_record, potential_from_record
+from .config import TrainConfig
+from .task import PaiNNTask
+
+UNIT_LABELS = {"energy": "eV", "forces": "eV/A", "dipole": "e*A", "polarizability": "A^3"}
+
+
+def load_data(cfg: TrainConfig) -> data_io.MoleculeDataset:
+    file_units = data_io.FileUnits(cfg.length_unit, cfg.energy_unit, cfg.dipole_unit, cfg.polarizability_unit)
+    data = data_io.load(cfg.data, file_units)
+    data.require(cfg.targets)
+    return data
+
+
+class CheckpointAndCurves(pl.Callback):
+    """After each validation: write last.ckpt, best.ckpt when the smoothed validation loss
+    improved (both atomically), history.csv and learning_curve.png."""
+
+    def __init__(self, output: Path, record_extra: dict):
+        self.output = output
+        self.record_extra = record_extra
+        self.best = math.inf
+        self.history: list = []
+
+    def state_dict(self):
+        return {"best": self.best, "history": self.history}
+
+    def load_state_dict(self, state):
+        self.best = state["best"]
+        self.history = state["history"]
+
+    def _save(self, trainer, pl_module, name):
+        ckpt = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+        ckpt["painn"] = painn_record(pl_module.deployable(), epoch=trainer.current_epoch, **self.record_extra)
+        atomic_torch_save(ckpt, self.output / name)
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {"epoch": trainer.current_epoch, "lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        row.update(metrics)
+        self.history.append(row)
+        current = metrics.get("val_loss_smoothed", math.inf)
+        if current < self.best:
+            self.best = current
+            self._save(trainer, pl_module, "best.ckpt")
+        self._save(trainer, pl_module, "last.ckpt")
+        write_history(self.history, self.output)
+
+
+def write_history(history: list, output: Path) -> None:
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    with open(output / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    plot_learning_curve(history, output / "learning_curve.png")
+
+
+def plot_learning_curve(history: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    maes = sorted({k for row in history for k in row if k.startswith("val_") and k.endswith("_mae")})
+    fig, axes = plt.subplots(1, 1 + len(maes), figsize=(4 * (1 + len(maes)), 3.2), squeeze=False)
+    epochs = [row["epoch"] for row in history]
+    ax = axes[0, 0]
+    for key in ("train_loss", "val_loss", "val_loss_smoothed"):
+        ax.semilogy(epochs, [row.get(key, np.nan) for row in history], label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (model units)")
+    ax.legend(fontsize=7)
+    for ax, key in zip(axes[0, 1:], maes):
+        target = key[4:-4]
+        ax.semilogy(epochs, [row.get(key, np.nan) for row in history])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation MAE {target} ({UNIT_LABELS.get(target, '')})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train a model; returns a summary dict (paths, test errors).  Outputs go to ``cfg.output``."""
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    last = output / "last.ckpt"
+    if cfg.resume and not last.is_file():
+        raise InputError(f"--resume: no {last} to continue from; start a new run without --resume")
+    if not cfg.resume and (output / "best.ckpt").exists():
+        raise InputError(f"{output} already holds a trained model; use --resume to continue or another --output")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = load_data(cfg)
+    elements = sorted(set(int(z) for z in data.atomic_numbers))
+    split = data_io.make_split(len(data), cfg.n_train, cfg.n_val, cfg.split, cfg.seed)
+    stats = data_io.statistics(data, split["train"], elements)
+    model = PaiNNPotential(
+        PaiNNConfig(
+            elements=tuple(elements),
+            n_features=cfg.n_features,
+            n_interactions=cfg.n_interactions,
+            n_rbf=cfg.n_rbf,
+            cutoff_angstrom=cfg.cutoff_angstrom,
+            targets=cfg.targets,
+            dipole_model=cfg.dipole_model,
+        )
+    )
+    apply_statistics(model, stats)
+    (output / "config.yaml").write_text(_yaml(cfg.to_dict()))
+    data_io.save_split(split, output / "split.npz")
+
+    frames = FrameTensors(data, elements)
+    loader = lambda idx, shuffle: torch.utils.data.DataLoader(  # noqa: E731
+        idx.tolist(), batch_size=cfg.batch_size, shuffle=shuffle, collate_fn=frames.collate, num_workers=cfg.num_workers
+    )
+    record_extra = {
+        "atomic_numbers": data.atomic_numbers.tolist(),
+        "statistics": stats,
+        "split": {k: v.tolist() for k, v in split.items()},
+        "data": {"path": str(cfg.data), "sha256": data.sha256, "frames": len(data)},
+        "train_config": cfg.to_dict(),
+    }
+    callback = CheckpointAndCurves(output, record_extra)
+    callbacks = [callback, pl.callbacks.EarlyStopping("val_loss_smoothed", patience=cfg.early_stopping_patience)]
+    trainer = pl.Trainer(
+        max_epochs=cfg.max_epochs,
+        max_time={"seconds": cfg.max_time_s} if cfg.max_time_s > 0 else None,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        callbacks=callbacks,
+        inference_mode=False,  # validation needs autograd for forces
+        enable_checkpointing=False,
+        logger=pl.loggers.CSVLogger(str(output), name="logs"),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        gradient_clip_val=None,
+    )
+    task = PaiNNTask(model, cfg.to_dict())
+    t0 = time.perf_counter()
+    trainer.fit(task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None)
+    train_seconds = time.perf_counter() - t0
+    best = output / "best.ckpt"
+    if not best.is_file():
+        raise InputError("training stopped before the first validation; no checkpoint was written")
+    test = evaluate(best, data, split["test"])
+    record_ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    record_ckpt["painn"]["test_errors"] = test
+    atomic_torch_save(record_ckpt, best)
+    summary = {
+        "best_checkpoint": str(best),
+        "epochs": trainer.current_epoch,
+        "train_seconds": train_seconds,
+        "train_frames_per_second": trainer.current_epoch * len(split["train"]) / max(train_seconds, 1e-9),
+        "test_errors": test,
+    }
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def apply_statistics(model: PaiNNPotential, stats: dict) -> None:
+    with torch.no_grad():
+        if model.energy_head is not None and "element_energies" in stats:
+            model.energy_head.element_energies.copy_(torch.tensor(stats["element_energies"]))
+            model.energy_head.scale.fill_(stats["energy_scale"])
+        if model.polarizability_head is not None and "polarizability_isotropic_mean" in stats:
+            model.polarizability_head.isotropic_mean.fill_(stats["polarizability_isotropic_mean"])
+            model.polarizability_head.scale.fill_(stats["polarizability_scale"])
+
+
+def predict(potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, batch_size: int = 50) -> dict:
+    """Predictions (model units) of ``potential`` (any dtype) on frames ``indices``."""
+    dtype = next(potential.parameters()).dtype
+    frames = FrameTensors(data, potential.config.elements, dtype=dtype)
+    out: dict = {}
+    for start in range(0, len(indices), batch_size):
+        b = frames.collate(np.asarray(indices[start : start + batch_size]))
+        pos = b["positions"].requires_grad_(True)
+        r_ij = pos[b["idx_j"]] - pos[b["idx_i"]]
+        res = potential(b["species"], pos, b["idx_i"], b["idx_j"], r_ij, b["batch"], b["n_molecules"], b["masses"], b["total_charge"])
+        if "energy" in res:
+            res["forces"] = -torch.autograd.grad(res["energy"].sum(), pos)[0].reshape(b["n_molecules"], -1, 3)
+        for k, v in res.items():
+            out.setdefault(k, []).append(v.detach().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def evaluate(checkpoint, data: data_io.MoleculeDataset, indices) -> dict:
+    """Test errors {target: {mae, rmse, unit}} in model units of a checkpoint on frames ``indices``."""
+    potential = potential_from_record(load_checkpoint(checkpoint))
+    pred = predict(potential, data, indices)
+    errors = {}
+    for t in potential.config.targets:
+        ref = data.target(t)
+        if ref is None or t not in pred:
+            continue
+        err = pred[t] - ref[np.asarray(indices)]
+        errors[t] = {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "unit": UNIT_LABELS[t]}
+    return errors
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
