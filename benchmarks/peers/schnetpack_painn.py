@@ -351,7 +351,10 @@ def cmd_train(args) -> None:
         "optimizer_steps": info["steps"],
         "train_frames_processed": info["train_frames"],
         "train_frames_per_s": frames_per_s,
-        "train_frames_per_s_excluding_validation": frames_per_s_steps,
+        "train_frames_per_s_steps_only": frames_per_s_steps,
+        "train_frames_per_s_steps_only_definition": (
+            "training frames / summed time of the optimizer steps (forward, loss, backward, AdamW step); "
+            "excludes validation and, for --loop lightning, fetching batches from the ASE db + neighbour lists"),
         "best_val_loss": info["best_val_loss"],
         "best_epoch": info["best_epoch"],
         "val_history": info["val_history"],
@@ -365,7 +368,7 @@ def cmd_train(args) -> None:
             ("train frames / val / test", f"{n_train} / {len(split['val'])} / {len(split['test'])}"),
             ("budget (s)", args.budget_s), ("train wall (s)", train_wall),
             ("epochs / steps", f"{info['epochs']:.2f} / {info['steps']}"),
-            ("frames/s (whole loop)", frames_per_s), ("frames/s (train steps only)", frames_per_s_steps),
+            ("frames/s (whole loop)", frames_per_s), ("frames/s (optimizer steps only)", frames_per_s_steps),
             ("best val loss", info["best_val_loss"])]
     for t in targets:
         m = test[t]
@@ -486,9 +489,11 @@ def _train_plain(args, model, dm, targets, weights, info, best_state, collate) -
         for b in range(0, len(perm), args.batch_size):
             t0 = time.perf_counter()
             batch = collate([train_items[i] for i in perm[b:b + args.batch_size]])  # fresh tensors
+            # targets first: the model writes its outputs into the input dict under the same keys
+            tgt = {SPK_KEY[t]: batch[SPK_KEY[t]] for t in targets}
             opt.zero_grad(set_to_none=True)
             pred = model(batch)
-            loss = _loss(pred, batch, targets, weights)
+            loss = _loss(pred, tgt, targets, weights)
             loss.backward()
             opt.step()
             now = time.perf_counter()
@@ -505,8 +510,7 @@ def _train_plain(args, model, dm, targets, weights, info, best_state, collate) -
         model.eval()
         tot, n = 0.0, 0
         for vb in val_batches:
-            vb = dict(vb)  # the model adds keys to its input dict
-            pred = model(vb)
+            pred = model(dict(vb))  # copy: the model writes its outputs into the input dict
             nb = int(vb["_n_atoms"].shape[0])
             tot += float(_loss(pred, vb, targets, weights).detach()) * nb
             n += nb
@@ -531,7 +535,7 @@ def evaluate(model, loader, targets) -> Dict[str, Dict[str, float]]:
     model.do_postprocessing = False
     abs_err = {t: [] for t in targets}
     for batch in loader:
-        pred = model(dict(batch))
+        pred = model(dict(batch))  # copy: the model writes its outputs into the input dict
         for t in targets:
             k = SPK_KEY[t]
             e = (pred[k].detach().double() - batch[k].double()).reshape(-1)
@@ -576,6 +580,12 @@ def cmd_md(args) -> None:
     tmp = tempfile.TemporaryDirectory(prefix="spk_md_")
     if args.model == "untrained":
         model = build_model(["energy", "forces"], args.n_atom_basis, args.n_interactions, args.n_rbf, args.cutoff)
+        # An AddOffsets whose mean never came from a datamodule holds a shape-(1,) buffer, which
+        # SchNetPackCalculator's log message cannot format (TypeError in schnetpack 2.2.0); a trained
+        # model holds a 0-d mean. Give the untrained model a 0-d zero mean as well.
+        for pp in model.postprocessors:
+            if isinstance(pp, trn.AddOffsets):
+                pp.mean = torch.zeros((), dtype=pp.mean.dtype)
         model_file = os.path.join(tmp.name, "untrained_model.pt")
         torch.save(model, model_file)
         model_desc = (f"untrained PaiNN (n_atom_basis={args.n_atom_basis}, n_interactions={args.n_interactions}, "
@@ -665,6 +675,7 @@ def cmd_md(args) -> None:
         "n_atoms": len(atoms),
         "model": model_desc,
         "n_params": count_params(model),
+        "model_outputs": sorted(model.model_outputs or []),
         "md_driver": ("schnetpack.md.Simulator + System + integrators.VelocityVerlet + "
                       "simulation_hooks.LangevinThermostat + calculators.SchNetPackCalculator"),
         "neighbor_list": f"NeighborListMD(cutoff={cutoff}, cutoff_shell={args.cutoff_shell}, base_nbl={nbl_cls.__name__})",
@@ -682,7 +693,7 @@ def cmd_md(args) -> None:
         "ms_per_step_p10": q(timed, 10),
         "ms_per_step_p90": q(timed, 90),
         "steps_per_s": 1e3 / float(np.median(timed)),
-        "ns_per_day": 0.5e-6 * 86400 * 1e3 / float(np.median(timed)) * (args.timestep_fs / 0.5),
+        "ns_per_day": args.timestep_fs * 1e-6 * 86400 * 1e3 / float(np.median(timed)),
         "model_call_ms_median": float(np.median(call_ms)),
         "model_call_ms_p10": q(call_ms, 10),
         "model_call_ms_p90": q(call_ms, 90),
@@ -703,7 +714,7 @@ def cmd_md(args) -> None:
             ("ms/step median (p10-p90)", f"{np.median(timed):.3f} ({q(timed, 10):.3f}-{q(timed, 90):.3f})"),
             ("model call ms median", float(np.median(call_ms))),
             ("calculator.calculate ms median", float(np.median(calc_ms))),
-            ("ns/day (0.5 fs)", result["ns_per_day"]),
+            (f"ns/day ({args.timestep_fs} fs)", result["ns_per_day"]),
             ("T at end (K)", temperature_end)]
     print_table("SchNetPack MD", rows)
     print(f"wrote {args.out}")

@@ -27,8 +27,9 @@ def check_box(box: torch.Tensor, cutoff: float) -> None:
     """Raise if a periodic box is narrower than twice the cutoff or not in reduced form."""
     widths = torch.diagonal(box)
     if bool(torch.any(widths < 2.0 * cutoff)):
+        widths_list: List[float] = widths.tolist()
         raise RuntimeError(
-            "BoxTooSmallError: the periodic box widths (" + str(widths.tolist()) + " Angstrom) must be at least "
+            "BoxTooSmallError: the periodic box widths (" + str(widths_list) + " Angstrom) must be at least "
             "twice the model cutoff (" + str(2.0 * cutoff) + " Angstrom), or atoms would see their own images. "
             "Use a larger box (more molecules) or a model with a smaller cutoff."
         )

@@ -138,6 +138,7 @@ def train(cfg: TrainConfig) -> dict:
         "split": {k: v.tolist() for k, v in split.items()},
         "data": {"path": str(cfg.data), "sha256": data.sha256, "frames": len(data)},
         "train_config": cfg.to_dict(),
+        "example_frames_angstrom": data.positions[split["train"][:3]].tolist(),
     }
     callback = CheckpointAndCurves(output, record_extra)
     callbacks = [callback, pl.callbacks.EarlyStopping("val_loss_smoothed", patience=cfg.early_stopping_patience)]

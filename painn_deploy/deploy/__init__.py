@@ -1,0 +1,6 @@
+"""The deployable model: scripted for TorchForce, eager for PythonForce; metadata; export."""
+
+from .export import build_forcefield, export, load, load_metadata, read_pdb
+from .module import PaiNNForceField
+
+__all__ = ["PaiNNForceField", "build_forcefield", "export", "load", "load_metadata", "read_pdb"]

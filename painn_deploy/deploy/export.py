@@ -1,0 +1,234 @@
+"""Export a checkpoint to a self-contained TorchScript file for ``openmmtorch.TorchForce``."""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .. import elements, units, versions
+from ..data import file_sha256
+from ..errors import CheckpointError, InputError
+from ..training.checkpoint import load_checkpoint, potential_from_record
+from . import metadata as md
+from .module import PaiNNForceField
+
+ALL_PAIRS_MAX_ATOMS = 200  # above this "auto" uses the cell list (see benchmarks/export_md_speed.py)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def choose_neighbor_mode(n_atoms: int, neighbor_mode: str) -> str:
+    if neighbor_mode == "auto":
+        return "all_pairs" if n_atoms <= ALL_PAIRS_MAX_ATOMS else "cell_list"
+    return neighbor_mode
+
+
+def build_forcefield(
+    record: dict,
+    atomic_numbers: Optional[Sequence[int]] = None,
+    periodic: bool = False,
+    neighbor_mode: str = "auto",
+    dtype: str = "float32",
+    pair_capacity: int = 0,
+) -> PaiNNForceField:
+    """The eager deployable module for a checkpoint record (default: the training molecule)."""
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
+    potential = potential_from_record(record)
+    z = list(atomic_numbers) if atomic_numbers is not None else list(record["atomic_numbers"])
+    elements.check_known(z, potential.config.elements, "the system to export")
+    mode = choose_neighbor_mode(len(z), neighbor_mode)
+    return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity)
+
+
+def random_rotation(seed: int = 0) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _energy_forces(module, positions_nm: np.ndarray, box_nm=None, dtype=torch.float64):
+    pos = torch.tensor(positions_nm, dtype=dtype)
+    box = None if box_nm is None else torch.tensor(box_nm, dtype=dtype)
+    out = module.properties(pos, box)
+    return float(out["energy"].detach()), out["forces"].detach().double().numpy()
+
+
+def validation_report(record: dict, scripted_system, eager_system, system_positions_nm, box_nm, dtype: str) -> dict:
+    """Checks made at export time (written into the metadata):
+    1. the exported model for the training molecule vs the eager float64 model on training frames;
+    2. the exported system module vs the same module run eagerly;
+    3. rotation test (energy invariant, forces rotate) for non-periodic systems."""
+    report: dict = {}
+    potential64 = potential_from_record(record)
+    z = record["atomic_numbers"]
+    reference = PaiNNForceField(potential64, z, dtype=torch.float64)
+    exported_molecule = torch.jit.script(PaiNNForceField(potential64, z, dtype=DTYPES[dtype]))
+    frames = record.get("validation_frames_nm")
+    if frames is not None:
+        de, df = [], []
+        for pos in frames:
+            e_ref, f_ref = _energy_forces(reference, pos)
+            e, f = _energy_forces(exported_molecule, pos, dtype=DTYPES[dtype])
+            de.append(abs(e - e_ref))
+            df.append(float(np.max(np.abs(f - f_ref))))
+        report["training_frames"] = {
+            "n_frames": len(frames),
+            "max_abs_energy_diff_kj_per_mol": max(de),
+            "max_abs_force_diff_kj_per_mol_nm": max(df),
+            "reference": "eager float64 model",
+        }
+    e_eager, f_eager = _energy_forces(eager_system, system_positions_nm, box_nm, DTYPES[dtype])
+    e_script, f_script = _energy_forces(scripted_system, system_positions_nm, box_nm, DTYPES[dtype])
+    report["exported_vs_eager"] = {
+        "abs_energy_diff_kj_per_mol": abs(e_eager - e_script),
+        "max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(f_eager - f_script))),
+    }
+    if box_nm is None:
+        rot = random_rotation()
+        e_rot, f_rot = _energy_forces(scripted_system, system_positions_nm @ rot.T, None, DTYPES[dtype])
+        report["rotation"] = {
+            "abs_energy_change_kj_per_mol": abs(e_rot - e_script),
+            "max_abs_force_error_kj_per_mol_nm": float(np.max(np.abs(f_rot - f_script @ rot.T))),
+        }
+    return report
+
+
+def read_pdb(pdb_path):
+    """Atomic numbers [N], positions [N, 3] (nm) and box vectors [3, 3] (nm, or None) of a PDB file."""
+    from openmm import app, unit
+
+    try:
+        pdb = app.PDBFile(str(pdb_path))
+    except Exception as exc:
+        raise InputError(f"cannot read {pdb_path} as a PDB file: {exc}") from exc
+    z = []
+    for atom in pdb.topology.atoms():
+        if atom.element is None:
+            raise InputError(
+                f"{pdb_path}: atom {atom.index + 1} ({atom.name} in {atom.residue.name}) has no element; "
+                f"fill in the element column (columns 77-78) of the PDB file"
+            )
+        z.append(atom.element.atomic_number)
+    positions = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    box = pdb.topology.getPeriodicBoxVectors()
+    box_nm = None if box is None else np.asarray([[v.value_in_unit(unit.nanometer) for v in vec] for vec in box])
+    return z, positions, box_nm
+
+
+def export(
+    checkpoint,
+    output,
+    pdb: Optional[str] = None,
+    dtype: str = "float32",
+    neighbor_mode: str = "auto",
+    periodic: Optional[bool] = None,
+    pair_capacity: int = 0,
+) -> dict:
+    """Write the TorchScript artefact ``output`` for ``checkpoint``; returns its metadata.
+
+    The particles are the training molecule's, or those of ``pdb`` (any system made of elements
+    the model knows).  A PDB with a CRYST1 box gives a periodic model unless ``periodic=False``.
+    """
+    record = load_checkpoint(checkpoint)
+    if "atomic_numbers" not in record:
+        raise CheckpointError(f"{checkpoint} holds no training molecule; it was not written by painn-train")
+    if pdb is not None:
+        z, positions_nm, box_nm = read_pdb(pdb)
+    else:
+        z = list(record["atomic_numbers"])
+        positions_nm, box_nm = None, None
+    is_periodic = bool(box_nm is not None) if periodic is None else bool(periodic)
+    if is_periodic and box_nm is None:
+        raise InputError("--periodic needs a box: give a PDB with a CRYST1 record via --pdb")
+    if not is_periodic:
+        box_nm = None
+    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity)
+    scripted = torch.jit.script(eager)
+    frames_nm = _validation_frames(record)
+    record = dict(record, validation_frames_nm=frames_nm)
+    if positions_nm is None:
+        positions_nm = frames_nm[0]
+    report = validation_report(record, scripted, eager, positions_nm, box_nm, dtype)
+    config = record["config"]
+    meta = {
+        md.KEY_FORMAT: md.FORMAT,
+        md.KEY_FORMAT_VERSION: md.FORMAT_VERSION,
+        md.KEY_ATOMIC_NUMBERS: [int(x) for x in z],
+        md.KEY_ELEMENTS: [elements.symbol(x) for x in z],
+        md.KEY_MODEL_ELEMENTS: [elements.symbol(x) for x in config["elements"]],
+        md.KEY_CUTOFF_NM: config["cutoff_angstrom"] * units.NM_PER_ANGSTROM,
+        md.KEY_PERIODIC: is_periodic,
+        md.KEY_DTYPE: dtype,
+        md.KEY_HEADS: list(config["targets"]),
+        md.KEY_UNITS: {
+            "positions": "nm",
+            "boxvectors": "nm",
+            "energy": units.OPENMM_UNITS["energy"],
+            "forces": units.OPENMM_UNITS["forces"],
+            "dipole": units.OPENMM_UNITS["dipole"],
+            "polarizability": units.OPENMM_UNITS["polarizability"],
+        },
+        md.KEY_NEIGHBOR_LIST: choose_neighbor_mode(len(z), neighbor_mode),
+        md.KEY_PAIR_CAPACITY: pair_capacity,
+        md.KEY_VERSIONS: versions.collect(),
+        md.KEY_MODEL: config,
+        md.KEY_TRAINING: {
+            "data": record.get("data"),
+            "n_train": len(record.get("split", {}).get("train", [])),
+            "n_val": len(record.get("split", {}).get("val", [])),
+            "n_test": len(record.get("split", {}).get("test", [])),
+            "test_errors_model_units": record.get("test_errors"),
+            "training_molecule": elements.formula(record["atomic_numbers"]),
+        },
+        md.KEY_VALIDATION: report,
+        md.KEY_CHECKPOINT_SHA256: file_sha256(Path(checkpoint)),
+    }
+    _atomic_jit_save(scripted, output, {md.METADATA_FILE: json.dumps(meta, indent=1)})
+    return meta
+
+
+def _validation_frames(record: dict) -> list:
+    """The training frames stored in the checkpoint (nm), to validate the export on."""
+    frames = record.get("example_frames_angstrom")
+    if not frames:
+        raise CheckpointError("the checkpoint stores no example training frames; it was not written by painn-train")
+    return [np.asarray(f) * units.NM_PER_ANGSTROM for f in frames]
+
+
+def _atomic_jit_save(module, output, extra_files: dict) -> None:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.jit.save(module, tmp, _extra_files=extra_files)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_metadata(path) -> dict:
+    """The metadata of an exported artefact, without loading the model."""
+    extra = {md.METADATA_FILE: ""}
+    load(path, extra)
+    return json.loads(extra[md.METADATA_FILE])
+
+
+def load(path, extra_files: Optional[dict] = None):
+    """Load an exported artefact (TorchScript module), with clear errors for missing/truncated files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"exported model {path} does not exist; create it with painn-export")
+    extra = extra_files if extra_files is not None else {md.METADATA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load {path} as a TorchScript model ({exc}); is the file complete?") from exc
+    if not extra.get(md.METADATA_FILE):
+        raise CheckpointError(f"{path} is a TorchScript file without painn-deploy metadata; export it with painn-export")
+    return module

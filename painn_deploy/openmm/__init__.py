@@ -1,0 +1,32 @@
+"""OpenMM integration: forces for a Topology from an exported model, and pre-flight checks.
+
+Two backends share one model object:
+- ``"torch"``: ``openmmtorch.TorchForce`` running the TorchScript file (energy and forces; runs
+  in C++ without Python, the way users write ``TorchForce("model.pt")``);
+- ``"python"``: OpenMM's built-in ``openmm.PythonForce`` calling the model's ``properties`` once per
+  force evaluation, which also yields the dipole and polarizability of the same evaluation.
+"""
+
+import torch  # noqa: F401  (must come before openmmtorch, or libnvrtc.so.12 is not found)
+
+from .backends import (
+    PropertiesForce,
+    check_box,
+    check_topology,
+    create_force,
+    create_system,
+    import_openmmtorch,
+    model_metadata,
+)
+from .preflight import check_positions
+
+__all__ = [
+    "PropertiesForce",
+    "check_box",
+    "check_positions",
+    "check_topology",
+    "create_force",
+    "create_system",
+    "import_openmmtorch",
+    "model_metadata",
+]

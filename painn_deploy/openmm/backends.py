@@ -1,0 +1,162 @@
+"""TorchForce and PythonForce backends for an exported PaiNN model."""
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import openmm
+import torch
+from openmm import unit
+
+from .. import elements
+from ..deploy import load, load_metadata
+from ..deploy.metadata import KEY_ATOMIC_NUMBERS, KEY_CUTOFF_NM, KEY_HEADS, KEY_PERIODIC
+from ..errors import BoxTooSmallError, InputError, TopologyMismatchError
+
+ModelLike = Union[str, Path, torch.nn.Module]
+
+
+def import_openmmtorch():
+    """``import openmmtorch`` after torch (the order its shared libraries need)."""
+    import torch  # noqa: F401
+
+    import openmmtorch
+
+    return openmmtorch
+
+
+def model_metadata(model: ModelLike) -> dict:
+    """Particle atomic numbers, cutoff, periodicity and heads of a model file or module."""
+    if isinstance(model, (str, Path)):
+        return load_metadata(model)
+    z = [int(x) for x in model.atomic_numbers.tolist()]
+    return {
+        KEY_ATOMIC_NUMBERS: z,
+        KEY_CUTOFF_NM: float(model.cutoff_angstrom) / 10.0,
+        KEY_PERIODIC: bool(model.periodic),
+        KEY_HEADS: ["energy", "forces"] + (["dipole"] if model.has_dipole else []) + (["polarizability"] if model.has_polarizability else []),
+    }
+
+
+def check_topology(topology: "openmm.app.Topology", metadata: dict, where: str = "the topology") -> None:
+    """Raise :class:`TopologyMismatchError` unless the topology's elements, in order, are the
+    particles the model was exported for."""
+    expected = metadata[KEY_ATOMIC_NUMBERS]
+    atoms = list(topology.atoms())
+    missing = [a for a in atoms if a.element is None]
+    if missing:
+        a = missing[0]
+        raise InputError(
+            f"{where}: atom {a.index + 1} ({a.name} in residue {a.residue.name}) has no element; "
+            f"add element symbols (PDB columns 77-78)"
+        )
+    got = [a.element.atomic_number for a in atoms]
+    if len(got) != len(expected):
+        raise TopologyMismatchError(
+            f"{where} has {len(got)} atoms ({elements.formula(got)}) but the model was exported for "
+            f"{len(expected)} ({elements.formula(expected)}); export the model for this system with "
+            f"painn-export CHECKPOINT --pdb STRUCTURE.pdb"
+        )
+    bad = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
+    if bad:
+        listing = ", ".join(f"atom {i + 1}: {elements.symbol(got[i])} (model: {elements.symbol(expected[i])})" for i in bad[:5])
+        raise TopologyMismatchError(
+            f"{where} does not match the model's particle order at {len(bad)} atom(s): {listing}; reorder the "
+            f"structure or export the model for it with painn-export --pdb"
+        )
+
+
+def check_box(box_vectors_nm: Optional[np.ndarray], metadata: dict, where: str = "the periodic box") -> None:
+    """Raise :class:`BoxTooSmallError` if a periodic model gets a box narrower than twice its cutoff."""
+    if not metadata[KEY_PERIODIC]:
+        return
+    if box_vectors_nm is None:
+        raise InputError(f"the model is periodic but {where} is missing; give a PDB with a CRYST1 record")
+    widths = np.diag(np.asarray(box_vectors_nm))
+    limit = 2.0 * metadata[KEY_CUTOFF_NM]
+    if np.any(widths < limit):
+        raise BoxTooSmallError(
+            f"{where} has widths {np.round(widths, 4).tolist()} nm, less than twice the model cutoff "
+            f"({limit:.3f} nm): atoms would interact with their own images. Use a larger box."
+        )
+
+
+class PropertiesForce:
+    """The ``openmm.PythonForce`` backend: one model evaluation gives energy, forces, dipole and
+    polarizability.  ``last`` holds the properties (numpy, OpenMM units) of the latest evaluation,
+    which the MD driver records without evaluating the model again."""
+
+    def __init__(self, module: torch.nn.Module, periodic: bool):
+        self.module = module
+        self.periodic = periodic
+        self.dtype = module.dtype_marker.dtype
+        self.last: dict = {}
+        self.n_evaluations = 0
+
+    def __call__(self, state):
+        positions = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).to(self.dtype)
+        box = None
+        if self.periodic:
+            box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
+            box = box.to(self.dtype)
+        with torch.enable_grad():
+            out = self.module.properties(positions, box)
+        self.last = {k: v.detach().double().numpy() for k, v in out.items()}
+        self.n_evaluations += 1
+        return float(self.last["energy"]), self.last["forces"]
+
+    def force(self) -> "openmm.Force":
+        f = openmm.PythonForce(self)
+        f.setUsesPeriodicBoundaryConditions(self.periodic)
+        return f
+
+
+def create_force(
+    model: ModelLike,
+    topology: "openmm.app.Topology",
+    backend: str = "torch",
+    cuda_graphs: bool = False,
+):
+    """A force for ``topology`` from an exported model (path, or a loaded/eager module).
+
+    Checks that the topology matches the model's particles and that a periodic box is large
+    enough.  ``backend="torch"`` returns an ``openmmtorch.TorchForce``; ``backend="python"`` a
+    ``(openmm.PythonForce, PropertiesForce)`` pair whose second item exposes ``last`` properties.
+    """
+    meta = model_metadata(model)
+    check_topology(topology, meta)
+    box = topology.getPeriodicBoxVectors()
+    box_nm = None if box is None else np.asarray([[x.value_in_unit(unit.nanometer) for x in v] for v in box])
+    check_box(box_nm, meta, "the topology's periodic box")
+    periodic = bool(meta[KEY_PERIODIC])
+    if backend == "torch":
+        openmmtorch = import_openmmtorch()
+        force = openmmtorch.TorchForce(str(model)) if isinstance(model, (str, Path)) else openmmtorch.TorchForce(
+            model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+        )
+        force.setUsesPeriodicBoundaryConditions(periodic)
+        if cuda_graphs:
+            force.setProperty("useCUDAGraphs", "true")
+        return force
+    if backend == "python":
+        module = load(model) if isinstance(model, (str, Path)) else model
+        adapter = PropertiesForce(module, periodic)
+        return adapter.force(), adapter
+    raise InputError(f"backend must be 'torch' or 'python', not {backend!r}")
+
+
+def create_system(model: ModelLike, topology: "openmm.app.Topology", backend: str = "torch", remove_cm_motion: bool = True):
+    """An ``openmm.System`` with the topology's masses and the model's force; returns (system, adapter)
+    where adapter is the :class:`PropertiesForce` for the python backend and None otherwise."""
+    system = openmm.System()
+    for atom in topology.atoms():
+        system.addParticle(atom.element.mass)
+    box = topology.getPeriodicBoxVectors()
+    if box is not None:
+        system.setDefaultPeriodicBoxVectors(*box)
+    result = create_force(model, topology, backend)
+    force, adapter = result if backend == "python" else (result, None)
+    system.addForce(force)
+    if remove_cm_motion:
+        system.addForce(openmm.CMMotionRemover())
+    return system, adapter

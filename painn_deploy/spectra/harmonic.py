@@ -1,0 +1,430 @@
+"""Harmonic normal-mode analysis with an exported model: frequencies, IR intensities, Raman activities.
+
+Model contract (TorchScript from ``torch.jit.load``, or an eager ``torch.nn.Module``):
+
+* ``module(positions_nm [N, 3]) -> energy`` (scalar, kJ/mol), twice differentiable;
+* ``module.properties(positions_nm) -> Dict[str, Tensor]`` with ``energy`` (kJ/mol), ``forces``
+  (kJ/mol/nm) and, when the model predicts them, ``dipole`` [3] (e*nm) and ``polarizability``
+  [3, 3] (nm^3), differentiable w.r.t. positions.
+
+Method (Wilson, Decius & Cross, "Molecular Vibrations" (1955), ch. 2; Ochterski, "Vibrational
+analysis in Gaussian" (Gaussian white paper, 1999)):
+
+1. minimise the energy (scipy L-BFGS-B on energy and gradient), report the largest atomic force;
+2. Hessian H = d^2E/dx dx by automatic differentiation (kJ/mol/nm^2);
+3. mass-weight it, H_mw = M^-1/2 H M^-1/2 (kJ/mol/nm^2/amu = ps^-2);
+4. project out the 6 (5 for linear molecules) translations and infinitesimal rotations about
+   the centre of mass (Eckart conditions at the reference geometry) by diagonalising H_mw in
+   the orthogonal complement of their mass-weighted vectors;
+5. eigenvalues lambda_k (ps^-2) give omega_k = sqrt(lambda_k) (rad/ps) and wavenumbers
+   omega_k / (2 pi c) (cm^-1), negative for imaginary modes (lambda_k < 0);
+6. normal coordinates Q_k (amu^1/2 nm) with Cartesian displacements x = M^-1/2 L Q.
+
+IR intensity (double harmonic approximation; Wilson, Decius & Cross ch. 7; Neugebauer, Reiher,
+Kind & Hess, J. Comput. Chem. 23, 895 (2002)):
+
+    A_k = N_A / (12 eps0 c^2) |d mu / d Q_k|^2            (SI: m/mol)
+
+with d mu/dQ_k in e/amu^1/2 this is A_k = 974.880 |d mu/dQ_k|^2 km/mol (factor
+:data:`~painn_deploy.spectra.constants.IR_KM_PER_MOL_PER_E2_PER_AMU`, derived from units.py and
+eps0; equal to 42.2561 km/mol per (D/Angstrom)^2/amu).
+
+Raman activity (Long, "The Raman Effect" (2002), ch. 5; Neugebauer et al. 2002): with the
+polarizability-volume derivative alpha'_k = d alpha / d Q_k (Angstrom^2 amu^-1/2), its mean
+a'_k = Tr(alpha'_k)/3 and anisotropy gamma'_k^2 = 3/2 Tr(b'_k b'_k), b'_k = alpha'_k - a'_k 1,
+
+    S_k = 45 a'_k^2 + 7 gamma'_k^2        (Angstrom^4/amu),
+    rho_k = 3 gamma'_k^2 / (45 a'_k^2 + 4 gamma'_k^2)  (depolarisation ratio, linear polarisation).
+"""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.linalg import null_space
+from scipy.optimize import minimize as sp_minimize
+
+from .. import units
+from ..elements import masses_amu as element_masses
+from ..errors import CheckpointError, InputError
+from .constants import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
+
+#: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
+DEFAULT_FMAX_KJ_MOL_NM = 1e-3
+#: A molecule is linear when its smallest principal moment of inertia is below this fraction
+#: of the largest.
+LINEAR_TOLERANCE = 1e-6
+#: Warn when the projected-out (translation/rotation) curvature exceeds this (cm^-1).
+EXTERNAL_WARN_CM1 = 50.0
+
+
+class HarmonicWarning(UserWarning):
+    """The harmonic analysis ran but its accuracy is limited (precision, convergence)."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, HarmonicWarning, stacklevel=3)
+
+
+def load_model(path, device: str = "cpu"):
+    """Load an exported TorchScript model (``torch.jit.load``) for harmonic analysis."""
+    try:
+        module = torch.jit.load(str(path), map_location=device)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give the "
+            "exported model file (the .pt written by the export step), not a training checkpoint."
+        ) from exc
+    if not hasattr(module, "properties"):
+        raise CheckpointError(
+            f"{path}: the model has no 'properties' method; re-export it with the current painn-deploy"
+        )
+    module.eval()
+    return module
+
+
+def model_dtype(module) -> tuple[torch.dtype, torch.device]:
+    """dtype and device of the module's first floating parameter or buffer (float64/CPU if none)."""
+    for tensors in (module.parameters(), module.buffers()):
+        for t in tensors:
+            if t.is_floating_point():
+                return t.dtype, t.device
+    return torch.float64, torch.device("cpu")
+
+
+def _tensor(x: np.ndarray, dtype, device, grad: bool = False) -> torch.Tensor:
+    t = torch.tensor(np.asarray(x, dtype=np.float64).reshape(-1, 3), dtype=dtype, device=device)
+    return t.requires_grad_(grad)
+
+
+def energy_and_gradient(module, positions_nm: np.ndarray) -> tuple[float, np.ndarray]:
+    """Energy (kJ/mol) and its gradient -F (kJ/mol/nm, [N, 3]) by autograd of ``forward``."""
+    dtype, device = model_dtype(module)
+    pos = _tensor(positions_nm, dtype, device, grad=True)
+    energy = module(pos)
+    (grad,) = torch.autograd.grad(energy, pos)
+    return float(energy.detach()), grad.detach().to("cpu", torch.float64).numpy()
+
+
+@dataclass
+class MinimizationResult:
+    positions_nm: np.ndarray
+    energy_kj_mol: float
+    max_force_kj_mol_nm: float
+    n_steps: int
+    converged: bool
+    message: str
+
+
+def minimize_positions(
+    module, positions_nm, *, fmax_kj_mol_nm: float = DEFAULT_FMAX_KJ_MOL_NM, max_steps: int = 5000
+) -> MinimizationResult:
+    """Minimise the model energy with scipy L-BFGS-B until the largest atomic force < fmax."""
+    x0 = np.asarray(positions_nm, dtype=np.float64).reshape(-1)
+
+    def fun(x):
+        e, g = energy_and_gradient(module, x)
+        return e, g.reshape(-1)
+
+    res = sp_minimize(
+        fun,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_steps, "gtol": fmax_kj_mol_nm / math.sqrt(3.0), "ftol": 1e-15, "maxcor": 50},
+    )
+    pos = res.x.reshape(-1, 3)
+    e, g = energy_and_gradient(module, pos)
+    fmax = float(np.linalg.norm(g, axis=1).max())
+    return MinimizationResult(pos, e, fmax, int(res.nit), fmax <= fmax_kj_mol_nm, str(res.message))
+
+
+def hessian(module, positions_nm) -> np.ndarray:
+    """Cartesian Hessian d^2E / dx_i dx_j [3N, 3N] in kJ/mol/nm^2 by double autograd (symmetrised)."""
+    dtype, device = model_dtype(module)
+    pos = _tensor(positions_nm, dtype, device, grad=True)
+    energy = module(pos)
+    (grad,) = torch.autograd.grad(energy, pos, create_graph=True)
+    grad = grad.reshape(-1)
+    n = grad.numel()
+    h = np.zeros((n, n))
+    for i in range(n):
+        if not grad[i].requires_grad:
+            continue
+        (row,) = torch.autograd.grad(grad[i], pos, retain_graph=i < n - 1, allow_unused=True)
+        if row is not None:
+            h[i] = row.detach().to("cpu", torch.float64).numpy().reshape(-1)
+    return 0.5 * (h + h.T)
+
+
+def property_derivatives(module, positions_nm) -> dict[str, np.ndarray]:
+    """Values and Cartesian derivatives of the model's properties.
+
+    Returns a dict with ``forces`` [N, 3] (kJ/mol/nm) and, when predicted, ``dipole`` [3]
+    (e*nm), ``d_dipole`` [3, N, 3] (e), ``polarizability`` [3, 3] (nm^3) and
+    ``d_polarizability`` [3, 3, N, 3] (nm^2).
+    """
+    dtype, device = model_dtype(module)
+    pos = _tensor(positions_nm, dtype, device, grad=True)
+    props = module.properties(pos)
+    out: dict[str, np.ndarray] = {}
+    if "forces" in props:
+        out["forces"] = props["forces"].detach().to("cpu", torch.float64).numpy().reshape(-1, 3)
+    n_atoms = pos.shape[0]
+    for key, shape in (("dipole", (3,)), ("polarizability", (3, 3))):
+        if key not in props:
+            continue
+        value = props[key].reshape(-1)
+        if value.numel() != math.prod(shape):
+            raise InputError(f"the model's '{key}' has {value.numel()} values, expected shape {shape}")
+        out[key] = value.detach().to("cpu", torch.float64).numpy().reshape(shape)
+        derivs = np.zeros((value.numel(), n_atoms, 3))
+        for i in range(value.numel()):
+            if value[i].requires_grad:
+                (g,) = torch.autograd.grad(value[i], pos, retain_graph=True, allow_unused=True)
+                if g is not None:
+                    derivs[i] = g.detach().to("cpu", torch.float64).numpy()
+        out["d_" + key] = derivs.reshape(*shape, n_atoms, 3)
+    return out
+
+
+def external_basis(positions_nm, masses_amu, linear: bool | None = None) -> tuple[np.ndarray, bool]:
+    """Orthonormal mass-weighted translation and rotation vectors D [3N, 6 or 5] and linearity.
+
+    Translations: sqrt(m_i) e_a; rotations: sqrt(m_i) e_a x (r_i - r_com) (a = x, y, z).  A
+    molecule is linear when its smallest principal moment of inertia is below
+    :data:`LINEAR_TOLERANCE` times the largest (or as given by ``linear``).
+    """
+    r = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3)
+    m = np.asarray(masses_amu, dtype=np.float64)
+    n = r.shape[0]
+    rc = r - (m[:, None] * r).sum(axis=0) / m.sum()
+    inertia = (m[:, None, None] * ((rc**2).sum(axis=1)[:, None, None] * np.eye(3) - rc[:, :, None] * rc[:, None, :])).sum(
+        axis=0
+    )
+    moments = np.linalg.eigvalsh(inertia)
+    if linear is None:
+        linear = bool(n == 2 or moments[0] < LINEAR_TOLERANCE * moments[-1])
+    sq = np.sqrt(m)[:, None]
+    vecs = []
+    for a in range(3):
+        e = np.zeros(3)
+        e[a] = 1.0
+        vecs.append((sq * e).reshape(-1))
+    for a in range(3):
+        e = np.zeros(3)
+        e[a] = 1.0
+        vecs.append((sq * np.cross(e, rc)).reshape(-1))
+    d = np.array(vecs).T  # [3N, 6]
+    u, s, _ = np.linalg.svd(d, full_matrices=False)
+    k = 5 if linear else 6
+    if n == 1:
+        k = 3
+    return u[:, :k], linear
+
+
+def _wavenumber(eigenvalues_ps2: np.ndarray) -> np.ndarray:
+    return np.sign(eigenvalues_ps2) * np.sqrt(np.abs(eigenvalues_ps2)) * units.WAVENUMBER_PER_RAD_PER_PS
+
+
+@dataclass
+class HarmonicResult:
+    """Normal modes of one structure (arrays over the 3N-6 or 3N-5 vibrational modes, ascending)."""
+
+    wavenumber_cm1: np.ndarray
+    ir_intensity_km_per_mol: np.ndarray
+    raman_activity_A4_per_amu: np.ndarray
+    depolarization_ratio: np.ndarray
+    reduced_mass_amu: np.ndarray
+    modes_mass_weighted: np.ndarray  # [M, N, 3] orthonormal columns of L
+    displacements_nm: np.ndarray  # [M, N, 3] Cartesian displacement per unit Q (nm per amu^1/2 nm)
+    dipole_derivatives_e_per_sqrt_amu: np.ndarray | None
+    polarizability_derivatives_A2_per_sqrt_amu: np.ndarray | None
+    positions_nm: np.ndarray
+    masses_amu: np.ndarray
+    atomic_numbers: np.ndarray | None
+    energy_kj_mol: float
+    max_force_kj_mol_nm: float
+    linear: bool
+    external_wavenumber_cm1: np.ndarray
+    dtype: str
+    minimization: dict = field(default_factory=dict)
+
+    @property
+    def n_modes(self) -> int:
+        return int(self.wavenumber_cm1.shape[0])
+
+    def table(self) -> str:
+        """Human-readable table of the modes."""
+        lines = [
+            f"{'mode':>4}  {'wavenumber':>11}  {'IR intensity':>13}  {'Raman activity':>15}  {'depol.':>6}",
+            f"{'':>4}  {'(cm^-1)':>11}  {'(km/mol)':>13}  {'(A^4/amu)':>15}  {'ratio':>6}",
+        ]
+        for i in range(self.n_modes):
+            nu = self.wavenumber_cm1[i]
+            tag = "i" if nu < 0 else " "
+            lines.append(
+                f"{i + 1:4d}  {abs(nu):10.2f}{tag}  {self.ir_intensity_km_per_mol[i]:13.4f}  "
+                f"{self.raman_activity_A4_per_amu[i]:15.4f}  {self.depolarization_ratio[i]:6.3f}"
+            )
+        lines.append("(i: imaginary frequency, written as a negative wavenumber in the CSV)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable summary."""
+
+        def arr(a):
+            return None if a is None else np.asarray(a).tolist()
+
+        return {
+            "wavenumber_cm-1": arr(self.wavenumber_cm1),
+            "ir_intensity_km_per_mol": arr(self.ir_intensity_km_per_mol),
+            "raman_activity_A4_per_amu": arr(self.raman_activity_A4_per_amu),
+            "depolarization_ratio": arr(self.depolarization_ratio),
+            "reduced_mass_amu": arr(self.reduced_mass_amu),
+            "external_wavenumber_cm-1": arr(self.external_wavenumber_cm1),
+            "positions_nm": arr(self.positions_nm),
+            "masses_amu": arr(self.masses_amu),
+            "atomic_numbers": arr(self.atomic_numbers),
+            "energy_kj_mol": self.energy_kj_mol,
+            "max_force_kj_mol_nm": self.max_force_kj_mol_nm,
+            "linear": self.linear,
+            "model_dtype": self.dtype,
+            "minimization": self.minimization,
+            "displacements_nm_per_sqrt_amu_nm": arr(self.displacements_nm),
+        }
+
+
+def harmonic_analysis(
+    module,
+    positions_nm,
+    atomic_numbers=None,
+    *,
+    masses_amu=None,
+    minimize: bool = True,
+    fmax_kj_mol_nm: float = DEFAULT_FMAX_KJ_MOL_NM,
+    max_steps: int = 5000,
+    linear: bool | None = None,
+) -> HarmonicResult:
+    """Normal-mode analysis of ``module`` at (or, with ``minimize``, near) ``positions_nm``.
+
+    Parameters
+    ----------
+    module:
+        Model following the contract in the module docstring (TorchScript or eager).
+    positions_nm:
+        Starting positions [N, 3] in nm.
+    atomic_numbers:
+        Atomic numbers [N]; masses are the IUPAC standard atomic masses unless ``masses_amu``.
+    minimize, fmax_kj_mol_nm, max_steps:
+        Minimise first (L-BFGS-B) until the largest atomic force is below fmax (kJ/mol/nm).
+    linear:
+        Force the linear (5 external modes) / non-linear (6) treatment; default: detect.
+
+    Returns
+    -------
+    :class:`HarmonicResult` (wavenumbers in cm^-1, IR intensities in km/mol, Raman activities
+    in Angstrom^4/amu; NaN when the model has no dipole / polarizability).
+    """
+    pos = positions_nm.detach().cpu().numpy() if isinstance(positions_nm, torch.Tensor) else positions_nm
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] < 2:
+        raise InputError(f"positions must have shape [N, 3] with N >= 2 atoms, got {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise InputError("positions contain NaN or infinite values")
+    n_atoms = pos.shape[0]
+    if masses_amu is None:
+        if atomic_numbers is None:
+            raise InputError("give atomic_numbers or masses_amu: the normal modes need the atomic masses")
+        masses = element_masses(atomic_numbers)
+    else:
+        masses = np.asarray(masses_amu, dtype=np.float64)
+    if masses.shape != (n_atoms,) or not np.all(masses > 0):
+        raise InputError(f"need {n_atoms} positive masses (amu), got {masses}")
+    dtype, _ = model_dtype(module)
+    if dtype != torch.float64:
+        _warn(
+            f"the model computes in {dtype}: second derivatives carry a relative error of about 1e-3 or "
+            "worse, so low-frequency modes (below ~100 cm^-1) and small intensities are unreliable and "
+            "the minimisation may stop above the force threshold. Export the model in float64 for "
+            "harmonic analysis."
+        )
+    minimization: dict = {"performed": bool(minimize)}
+    if minimize:
+        mres = minimize_positions(module, pos, fmax_kj_mol_nm=fmax_kj_mol_nm, max_steps=max_steps)
+        pos = mres.positions_nm
+        minimization.update(
+            steps=mres.n_steps, converged=mres.converged, message=mres.message, fmax_kj_mol_nm=fmax_kj_mol_nm
+        )
+        if not mres.converged:
+            _warn(
+                f"the minimisation stopped after {mres.n_steps} steps with a largest force of "
+                f"{mres.max_force_kj_mol_nm:.3g} kJ/mol/nm (threshold {fmax_kj_mol_nm:g}; {mres.message}): "
+                "frequencies of soft modes may be inaccurate"
+            )
+    energy, grad = energy_and_gradient(module, pos)
+    props = property_derivatives(module, pos)
+    forces = props.get("forces", -grad)
+    max_force = float(np.linalg.norm(forces, axis=1).max())
+
+    h = hessian(module, pos)
+    inv_sqrt_m = np.repeat(1.0 / np.sqrt(masses), 3)
+    h_mw = h * inv_sqrt_m[:, None] * inv_sqrt_m[None, :]  # ps^-2
+    d, is_linear = external_basis(pos, masses, linear)
+    internal = null_space(d.T)  # [3N, 3N - k], orthonormal complement
+    evals, evecs = np.linalg.eigh(internal.T @ h_mw @ internal)
+    modes = internal @ evecs  # [3N, M], orthonormal mass-weighted normal modes
+    wavenumber = _wavenumber(evals)
+    external = _wavenumber(np.linalg.eigvalsh(d.T @ h_mw @ d))
+    if np.max(np.abs(external), initial=0.0) > EXTERNAL_WARN_CM1:
+        _warn(
+            f"the projected-out translations/rotations have curvatures up to {np.max(np.abs(external)):.1f} "
+            "cm^-1: the structure is not at a stationary point or the energy is not invariant under "
+            "rotation; minimise more tightly"
+        )
+    disp = modes * inv_sqrt_m[:, None]  # Cartesian displacement per unit normal coordinate
+    reduced_mass = 1.0 / (disp**2).sum(axis=0)
+    n_modes = modes.shape[1]
+
+    d_mu = None
+    ir = np.full(n_modes, np.nan)
+    if "d_dipole" in props:
+        d_mu = props["d_dipole"].reshape(3, -1) @ disp  # [3, M] e / amu^1/2
+        d_mu = d_mu.T
+        ir = IR_KM_PER_MOL_PER_E2_PER_AMU * (d_mu**2).sum(axis=1)
+    d_alpha = None
+    raman = np.full(n_modes, np.nan)
+    rho = np.full(n_modes, np.nan)
+    if "d_polarizability" in props:
+        d_alpha = (props["d_polarizability"].reshape(9, -1) @ disp).T.reshape(n_modes, 3, 3) * NM2_TO_ANGSTROM2
+        d_alpha = 0.5 * (d_alpha + np.swapaxes(d_alpha, 1, 2))
+        a = np.trace(d_alpha, axis1=1, axis2=2) / 3.0
+        b = d_alpha - a[:, None, None] * np.eye(3)
+        gamma2 = 1.5 * (b**2).sum(axis=(1, 2))
+        raman = 45.0 * a**2 + 7.0 * gamma2
+        denom = 45.0 * a**2 + 4.0 * gamma2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(denom > 0, 3.0 * gamma2 / denom, np.nan)
+
+    return HarmonicResult(
+        wavenumber_cm1=wavenumber,
+        ir_intensity_km_per_mol=ir,
+        raman_activity_A4_per_amu=raman,
+        depolarization_ratio=rho,
+        reduced_mass_amu=reduced_mass,
+        modes_mass_weighted=modes.T.reshape(n_modes, n_atoms, 3),
+        displacements_nm=disp.T.reshape(n_modes, n_atoms, 3),
+        dipole_derivatives_e_per_sqrt_amu=d_mu,
+        polarizability_derivatives_A2_per_sqrt_amu=d_alpha,
+        positions_nm=pos,
+        masses_amu=masses,
+        atomic_numbers=None if atomic_numbers is None else np.asarray(atomic_numbers, dtype=np.int64),
+        energy_kj_mol=energy,
+        max_force_kj_mol_nm=max_force,
+        linear=is_linear,
+        external_wavenumber_cm1=external,
+        dtype=str(dtype).replace("torch.", ""),
+        minimization=minimization,
+    )

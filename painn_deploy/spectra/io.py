@@ -1,0 +1,181 @@
+"""Reading MD property files and writing/reading spectrum and normal-mode CSV files.
+
+Property file (HDF5, written by the MD part of painn-deploy):
+
+* ``time`` [T] float64, attribute ``units``: "ps" (also "fs", "ns");
+* ``dipole`` [T, 3], attribute ``units``: "e*nm" or "e*Angstrom" (also "e*Bohr", "Debye");
+* ``polarizability`` [T, 3, 3], attribute ``units``: "nm^3" or "Angstrom^3" (also "Bohr^3");
+* optional root attributes ``temperature_K``, ``timestep_fs``, ``record_interval_steps``, ``beads``.
+
+Values are converted to ps, e*nm and nm^3 with the factors of :mod:`painn_deploy.units`.
+"""
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import units
+from ..errors import InputError
+
+SPECTRUM_COLUMNS = ("wavenumber_cm-1", "intensity", "stderr")
+MODES_COLUMNS = ("mode", "wavenumber_cm-1", "ir_intensity_km_per_mol", "raman_activity_A4_per_amu")
+
+_TIME_TO_PS = {"ps": 1.0, "fs": 1e-3, "ns": 1e3}
+_DIPOLE_TO_E_NM = {k: v * units.NM_PER_ANGSTROM for k, v in units.DIPOLE_TO_E_ANGSTROM.items()}
+_POLARIZABILITY_TO_NM3 = {k: v * units.NM_PER_ANGSTROM**3 for k, v in units.POLARIZABILITY_TO_ANGSTROM3.items()}
+
+
+def _normalise_unit(text: str) -> str:
+    return text.strip().replace(" ", "").replace("Å", "Angstrom").replace("·", "*").lower()
+
+
+def _factor(table: dict[str, float], unit: str, what: str, path: str) -> float:
+    lookup = {_normalise_unit(k): v for k, v in table.items()}
+    key = _normalise_unit(unit)
+    if key not in lookup:
+        raise InputError(
+            f"{path}: {what} has units '{unit}', which painn-spectrum does not know. Accepted: "
+            f"{', '.join(table)}. Fix the 'units' attribute of the dataset if the values are in one of them."
+        )
+    return lookup[key]
+
+
+@dataclass
+class Properties:
+    """Time series read from one property file, in ps, e*nm and nm^3."""
+
+    path: str
+    time_ps: np.ndarray
+    dipole_e_nm: np.ndarray | None = None
+    polarizability_nm3: np.ndarray | None = None
+    temperature_K: float | None = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.time_ps.shape[0])
+
+
+def _units_attr(ds, path: str, name: str, example: str) -> str:
+    unit = ds.attrs.get("units")
+    if unit is None:
+        raise InputError(
+            f"{path}: dataset '{name}' has no 'units' attribute, so its unit is unknown. Add it, e.g. "
+            f"h5py.File(path, 'a')['{name}'].attrs['units'] = '{example}'"
+        )
+    if isinstance(unit, bytes):
+        unit = unit.decode()
+    return str(unit)
+
+
+def read_properties(path) -> Properties:
+    """Read a property file (see the module docstring) and convert to ps, e*nm, nm^3."""
+    import h5py
+
+    path = str(path)
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such property file (expected the HDF5 file written by the MD run)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read as HDF5 ({exc}); is it a properties.h5 file?") from exc
+    with f:
+        if "time" not in f:
+            raise InputError(f"{path}: no 'time' dataset; a property file needs time [T] in ps")
+        tds = f["time"]
+        t = np.asarray(tds[()], dtype=np.float64) * _factor(
+            _TIME_TO_PS, _units_attr(tds, path, "time", "ps"), "time", path
+        )
+        if t.ndim != 1:
+            raise InputError(f"{path}: 'time' must be 1-D [T], got shape {t.shape}")
+        dipole = pol = None
+        if "dipole" in f:
+            ds = f["dipole"]
+            dipole = np.asarray(ds[()], dtype=np.float64) * _factor(
+                _DIPOLE_TO_E_NM, _units_attr(ds, path, "dipole", "e*nm"), "dipole", path
+            )
+            if dipole.shape != (t.shape[0], 3):
+                raise InputError(f"{path}: 'dipole' must have shape [T, 3] = [{t.shape[0]}, 3], got {dipole.shape}")
+        if "polarizability" in f:
+            ds = f["polarizability"]
+            pol = np.asarray(ds[()], dtype=np.float64) * _factor(
+                _POLARIZABILITY_TO_NM3, _units_attr(ds, path, "polarizability", "nm^3"), "polarizability", path
+            )
+            if pol.shape != (t.shape[0], 3, 3):
+                raise InputError(
+                    f"{path}: 'polarizability' must have shape [T, 3, 3] = [{t.shape[0]}, 3, 3], got {pol.shape}"
+                )
+        if dipole is None and pol is None:
+            raise InputError(f"{path}: neither 'dipole' nor 'polarizability' is recorded; nothing to analyse")
+        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    temp = attrs.get("temperature_K")
+    temp = float(temp) if temp is not None and math.isfinite(float(temp)) else None
+    return Properties(path, t, dipole, pol, temp, attrs)
+
+
+def write_spectrum_csv(spectrum, path) -> Path:
+    """Write columns wavenumber_cm-1, intensity, stderr (``nan`` where undefined)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(SPECTRUM_COLUMNS)
+        for row in zip(spectrum.wavenumber_cm1, spectrum.intensity, spectrum.stderr, strict=True):
+            w.writerow([f"{v:.10g}" for v in row])
+    return path
+
+
+def _read_csv(path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such CSV file")
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    if not rows:
+        raise InputError(f"{path}: empty CSV file")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header)}")
+    try:
+        data = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64).reshape(-1, len(header))
+    except ValueError as exc:
+        raise InputError(f"{path}: non-numeric value ({exc})") from exc
+    return {h: data[:, i] for i, h in enumerate(header)}
+
+
+def read_spectrum_csv(path) -> dict[str, np.ndarray]:
+    """Read a spectrum CSV written by :func:`write_spectrum_csv` (arrays keyed by column)."""
+    return _read_csv(path, SPECTRUM_COLUMNS)
+
+
+def write_modes_csv(result, path) -> Path:
+    """Write the normal-mode table of a :class:`~painn_deploy.spectra.harmonic.HarmonicResult`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(MODES_COLUMNS)
+        for i, (nu, ir, ra) in enumerate(
+            zip(result.wavenumber_cm1, result.ir_intensity_km_per_mol, result.raman_activity_A4_per_amu, strict=True)
+        ):
+            w.writerow([i + 1, f"{nu:.6f}", f"{ir:.8g}", f"{ra:.8g}"])
+    return path
+
+
+@dataclass
+class Sticks:
+    """Harmonic stick spectrum read from a modes CSV (``nan`` where not available)."""
+
+    wavenumber_cm1: np.ndarray
+    ir_intensity_km_per_mol: np.ndarray
+    raman_activity_A4_per_amu: np.ndarray
+
+
+def read_modes_csv(path) -> Sticks:
+    """Read the modes CSV written by painn-harmonic (:func:`write_modes_csv`)."""
+    d = _read_csv(path, MODES_COLUMNS)
+    return Sticks(d["wavenumber_cm-1"], d["ir_intensity_km_per_mol"], d["raman_activity_A4_per_amu"])

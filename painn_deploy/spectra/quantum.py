@@ -1,0 +1,89 @@
+"""Quantum correction factors for classical time-correlation spectra.
+
+A classical MD correlation function C_cl(t) is even in time, so its spectral density
+I_cl(omega) is even in omega, while the quantum one obeys detailed balance,
+I_qm(-omega) = exp(-beta hbar omega) I_qm(omega).  The usual approximations write
+
+    I_qm(omega) ~ Q(x) I_cl(omega),     x = beta hbar omega = h c nu~ / (k_B T),
+
+with (Ramirez, Lopez-Ciudad, Kumar & Marx, J. Chem. Phys. 121, 3973 (2004), table I; Berens,
+Mackay, White & Wilson, J. Chem. Phys. 79, 2375 (1983); Schofield, Phys. Rev. Lett. 4, 239
+(1960)):
+
+    none       Q = 1                           (no correction; violates detailed balance)
+    harmonic   Q = x / (1 - exp(-x))           (exact for a harmonic system, Kubo transform)
+    schofield  Q = exp(x / 2)
+    standard   Q = 2 / (1 + exp(-x))           (from the symmetrised correlation function)
+
+All -> 1 as x -> 0 and all but "none" satisfy Q(-x) = exp(-x) Q(x).
+
+The line shapes in :mod:`painn_deploy.spectra.vibrational` are the quantum expressions
+(McQuarrie, "Statistical Mechanics", ch. 21; Berne & Pecora, "Dynamic Light Scattering", ch. 7)
+
+    spectrum(omega) ~ omega (1 - exp(-x)) / hbar * Q(x) I_cl(omega)
+                    = beta omega^2 * F(x) * I_cl(omega),   F(x) = (1 - exp(-x)) Q(x) / x,
+
+i.e. the classical result beta omega^2 I_cl times :func:`absorption_factor` F.  For the
+harmonic correction F = 1 exactly: the harmonic-corrected spectrum *is* the classical
+expression (Ramirez et al. 2004, sec. II).
+"""
+
+import numpy as np
+
+from ..errors import InputError
+from .constants import SECOND_RADIATION_CM_K
+
+#: Accepted quantum correction names.
+CORRECTIONS = ("none", "harmonic", "schofield", "standard")
+
+
+def _check(kind: str) -> None:
+    if kind not in CORRECTIONS:
+        raise InputError(f"unknown quantum correction '{kind}': choose one of {', '.join(CORRECTIONS)}")
+
+
+def reduced_frequency(wavenumber_cm1, temperature_K: float) -> np.ndarray:
+    """x = beta hbar omega = h c nu~ / (k_B T) (dimensionless) for wavenumbers in cm^-1."""
+    if not temperature_K > 0:
+        raise InputError(f"the temperature must be positive (kelvin), got {temperature_K}")
+    return SECOND_RADIATION_CM_K * np.asarray(wavenumber_cm1, dtype=np.float64) / float(temperature_K)
+
+
+def _one_minus_exp_over_x(x: np.ndarray) -> np.ndarray:
+    """(1 - exp(-x)) / x, equal to 1 at x = 0."""
+    safe = np.where(x == 0.0, 1.0, x)
+    return np.where(x == 0.0, 1.0, -np.expm1(-safe) / safe)
+
+
+def correction_factor(x, kind: str = "harmonic") -> np.ndarray:
+    """Quantum correction factor Q(x), x = beta hbar omega (see the module docstring)."""
+    _check(kind)
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        if kind == "none":
+            return np.ones_like(x)
+        if kind == "harmonic":
+            return 1.0 / _one_minus_exp_over_x(x)
+        if kind == "schofield":
+            return np.exp(0.5 * x)
+        return 2.0 / (1.0 + np.exp(-x))
+
+
+def absorption_factor(x, kind: str = "harmonic") -> np.ndarray:
+    """F(x) = (1 - exp(-x)) Q(x) / x: quantum-corrected spectrum / classical beta omega^2 spectrum.
+
+    harmonic: 1; none: (1 - exp(-x))/x; schofield: 2 sinh(x/2)/x; standard: 2 tanh(x/2)/x.
+    """
+    _check(kind)
+    x = np.asarray(x, dtype=np.float64)
+    if kind == "harmonic":
+        return np.ones_like(x)
+    if kind == "none":
+        return _one_minus_exp_over_x(x)
+    safe = np.where(x == 0.0, 1.0, x)
+    with np.errstate(over="ignore"):
+        if kind == "schofield":
+            val = 2.0 * np.sinh(0.5 * safe) / safe
+        else:
+            val = 2.0 * np.tanh(0.5 * safe) / safe
+    return np.where(x == 0.0, 1.0, val)

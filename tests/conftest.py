@@ -1,0 +1,76 @@
+"""Shared fixtures: small models and checkpoints made on the fly (no network, no ../shared)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.model import PaiNNConfig, PaiNNPotential
+
+RESOURCES = Path(__file__).resolve().parents[1] / "painn_deploy" / "resources"
+ETHANOL_NPZ = RESOURCES / "ethanol_gfn2xtb_subset.npz"
+ETHANOL_PDB = RESOURCES / "ethanol.pdb"
+ALL_TARGETS = ("energy", "forces", "dipole", "polarizability")
+
+
+def randomize(model: PaiNNPotential, seed: int = 0) -> PaiNNPotential:
+    """Give every parameter and statistic a non-trivial random value (fresh models have zero biases)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.5 / max(1, p.shape[-1]) ** 0.5 + 0.05))
+        if model.energy_head is not None:
+            model.energy_head.element_energies.copy_(torch.randn(model.energy_head.element_energies.shape, generator=g))
+    return model
+
+
+def small_potential(targets=ALL_TARGETS, dipole_model="eq13", n_features=16, seed=0, elements=(1, 6, 8)) -> PaiNNPotential:
+    config = PaiNNConfig(elements=elements, n_features=n_features, n_interactions=2, n_rbf=8, targets=targets, dipole_model=dipole_model)
+    return randomize(PaiNNPotential(config), seed).double().eval()
+
+
+@pytest.fixture(scope="session")
+def ethanol():
+    d = np.load(ETHANOL_NPZ)
+    return d["nuclear_charges"], d["coords"]
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """A tiny model trained for two epochs on bundled ethanol data (all four heads)."""
+    from painn_deploy.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        data=str(ETHANOL_NPZ), output=str(out), targets=ALL_TARGETS, n_train=40, n_val=10,
+        n_features=16, n_interactions=2, n_rbf=8, max_epochs=2, batch_size=10, progress_bar=False,
+    )  # fmt: skip
+    train(cfg)
+    return out / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def exported64(trained_checkpoint, tmp_path_factory):
+    from painn_deploy.deploy import export
+
+    path = tmp_path_factory.mktemp("export") / "model64.pt"
+    export(trained_checkpoint, path, dtype="float64")
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported32(trained_checkpoint, tmp_path_factory):
+    from painn_deploy.deploy import export
+
+    path = tmp_path_factory.mktemp("export") / "model32.pt"
+    export(trained_checkpoint, path, dtype="float32")
+    return path
+
+
+def random_rotation(seed=0, reflect=False) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q = -q
+    return -q if reflect else q

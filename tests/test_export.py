@@ -1,0 +1,198 @@
+"""The exported TorchScript artefact against the eager model, its metadata and neighbour lists."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.deploy import PaiNNForceField, build_forcefield, export, load, load_metadata
+from painn_deploy.errors import CheckpointError, UnknownElementError
+from painn_deploy.training import load_checkpoint
+
+from .conftest import ETHANOL_PDB, random_rotation, small_potential
+
+
+def test_metadata_describes_the_model(exported32, trained_checkpoint):
+    meta = load_metadata(exported32)
+    assert meta["elements"] == ["C", "C", "O", "H", "H", "H", "H", "H", "H"]
+    assert meta["cutoff_nm"] == pytest.approx(0.5)
+    assert meta["units"]["energy"] == "kJ/mol" and meta["units"]["dipole"] == "e*nm"
+    assert meta["units"]["polarizability"] == "nm^3" and meta["units"]["positions"] == "nm"
+    assert meta["dtype"] == "float32" and meta["periodic"] is False
+    assert set(meta["heads"]) == {"energy", "forces", "dipole", "polarizability"}
+    assert meta["versions"]["torch"].startswith("2.9")
+    assert len(meta["training"]["data"]["sha256"]) == 64
+    assert "energy" in meta["training"]["test_errors_model_units"]
+    v = meta["validation"]
+    assert v["training_frames"]["n_frames"] == 3
+    assert v["rotation"]["max_abs_force_error_kj_per_mol_nm"] < 0.05
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-5)])
+def test_exported_matches_eager_float64(trained_checkpoint, exported64, exported32, ethanol, dtype, rtol):
+    record = load_checkpoint(trained_checkpoint)
+    eager = build_forcefield(record, dtype="float64")
+    module = load(exported64 if dtype == "float64" else exported32)
+    for frame in ethanol[1][:5]:
+        pos = torch.tensor(frame * 0.1)
+        ref = {k: v.detach() for k, v in eager.properties(pos).items()}
+        got = {k: v.detach().double() for k, v in module.properties(pos).items()}
+        assert float(got["energy"]) == pytest.approx(float(ref["energy"]), rel=rtol)
+        scale = float(torch.max(torch.abs(ref["forces"])))
+        assert float(torch.max(torch.abs(got["forces"] - ref["forces"]))) <= max(rtol * 100, 1e-9) * scale
+        for key in ("dipole", "polarizability"):
+            size = float(torch.max(torch.abs(ref[key])))
+            assert float(torch.max(torch.abs(got[key] - ref[key]))) <= max(rtol * 100, 1e-9) * size
+
+
+def test_forward_accepts_float32_and_float64_positions(exported32, ethanol):
+    module = load(exported32)
+    p64 = torch.tensor(ethanol[1][0] * 0.1)
+    assert float(module(p64)) == pytest.approx(float(module(p64.float())), rel=1e-6)
+
+
+def test_export_twice_gives_identical_results(trained_checkpoint, tmp_path, ethanol):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    export(trained_checkpoint, a)
+    export(trained_checkpoint, b)
+    pos = torch.tensor(ethanol[1][3] * 0.1)
+    ra, rb = load(a).properties(pos), load(b).properties(pos)
+    for k in ra:
+        assert torch.equal(ra[k], rb[k])
+
+
+def test_export_for_a_pdb(trained_checkpoint, tmp_path):
+    path = tmp_path / "m.pt"
+    meta = export(trained_checkpoint, path, pdb=str(ETHANOL_PDB))
+    assert meta["atomic_numbers"] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+
+
+def test_export_rejects_unknown_elements(trained_checkpoint, tmp_path):
+    pdb = tmp_path / "nacl.pdb"
+    pdb.write_text(
+        "HETATM    1 NA   NA  A   1       0.000   0.000   0.000  1.00  0.00          NA\n"
+        "HETATM    2 CL   CL  A   2       2.500   0.000   0.000  1.00  0.00          CL\nEND\n"
+    )
+    with pytest.raises(UnknownElementError, match=r"Na \(Z=11\), Cl \(Z=17\)"):
+        export(trained_checkpoint, tmp_path / "m.pt", pdb=str(pdb))
+
+
+def test_truncated_checkpoint_and_model_files(trained_checkpoint, exported32, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(trained_checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        export(bad, tmp_path / "x.pt")
+    bad_pt = tmp_path / "bad.pt"
+    bad_pt.write_bytes(exported32.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="complete"):
+        load(bad_pt)
+    assert not (tmp_path / "x.pt").exists()
+
+
+# ---- neighbour lists and periodic systems ----------------------------------------------------
+
+
+def water_like_box(n_side=4, spacing_nm=0.35, seed=0):
+    """A cubic box of n_side^3 rigid ethanol copies at random orientations (nm)."""
+    rng = np.random.default_rng(seed)
+    mol = np.load(ETHANOL_PDB.parent / "ethanol_gfn2xtb_subset.npz")["coords"][0] * 0.1
+    mol = mol - mol.mean(0)
+    pos, z = [], []
+    for ix in range(n_side):
+        for iy in range(n_side):
+            for iz in range(n_side):
+                r = random_rotation(int(rng.integers(1 << 30)))
+                pos.append(mol @ r.T + (np.array([ix, iy, iz]) + 0.5) * spacing_nm)
+                z += [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    return z, np.concatenate(pos), np.eye(3) * n_side * spacing_nm
+
+
+@pytest.fixture(scope="module")
+def box_system():
+    z, pos, box = water_like_box(n_side=4, spacing_nm=0.42)
+    pot = small_potential(n_features=8)
+    return pot, z, torch.tensor(pos), torch.tensor(box)
+
+
+def energy_forces(module, pos, box=None):
+    out = module.properties(pos, box)
+    return float(out["energy"].detach()), out["forces"].detach()
+
+
+def test_neighbor_modes_agree_periodic(box_system):
+    pot, z, pos, box = box_system
+    ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, True, "all_pairs", torch.float64), pos, box)
+    for mode, capacity in (("cell_list", 0), ("static", 40000)):
+        module = torch.jit.script(PaiNNForceField(pot, z, True, mode, torch.float64, pair_capacity=capacity))
+        e, f = energy_forces(module, pos, box)
+        assert e == pytest.approx(ref_e, rel=1e-12)
+        torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
+
+
+def test_neighbor_modes_agree_nonperiodic(box_system):
+    pot, z, pos, _ = box_system
+    ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, False, "all_pairs", torch.float64), pos)
+    for mode, capacity in (("cell_list", 0), ("static", 40000)):
+        e, f = energy_forces(PaiNNForceField(pot, z, False, mode, torch.float64, pair_capacity=capacity), pos)
+        assert e == pytest.approx(ref_e, rel=1e-12)
+        torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
+
+
+def test_static_overflow_is_reported(box_system):
+    pot, z, pos, box = box_system
+    module = PaiNNForceField(pot, z, True, "static", torch.float64, pair_capacity=100)
+    with pytest.raises(RuntimeError, match="NeighborListOverflowError.*pair-capacity"):
+        module(pos, box)
+
+
+@pytest.mark.parametrize("mode", ["all_pairs", "cell_list"])
+def test_periodic_wrapping_and_translation(box_system, mode):
+    pot, z, pos, box = box_system
+    module = PaiNNForceField(pot, z, True, mode, torch.float64)
+    e0, f0 = energy_forces(module, pos, box)
+    shifted = pos + torch.tensor([0.13, -0.41, 0.77], dtype=torch.float64)
+    e1, f1 = energy_forces(module, shifted, box)
+    wrapped = shifted - torch.floor(shifted / torch.diagonal(box)) * torch.diagonal(box)
+    e2, f2 = energy_forces(module, wrapped, box)
+    assert e1 == pytest.approx(e0, rel=1e-12) and e2 == pytest.approx(e0, rel=1e-12)
+    torch.testing.assert_close(f1, f0, rtol=0, atol=1e-9)
+    torch.testing.assert_close(f2, f0, rtol=0, atol=1e-9)
+
+
+def test_far_apart_molecules_add_up(box_system):
+    pot, _, _, _ = box_system
+    z1 = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    mol = torch.tensor(np.load(ETHANOL_PDB.parent / "ethanol_gfn2xtb_subset.npz")["coords"][0] * 0.1)
+    single = PaiNNForceField(pot, z1, dtype=torch.float64)
+    e1, _ = energy_forces(single, mol)
+    pair_pos = torch.cat([mol, mol + torch.tensor([1.5, 0.0, 0.0], dtype=torch.float64)])
+    box = torch.eye(3, dtype=torch.float64) * 3.2
+    for mode in ("all_pairs", "cell_list"):
+        e2, _ = energy_forces(PaiNNForceField(pot, z1 * 2, True, mode, torch.float64), pair_pos, box)
+        assert e2 == pytest.approx(2 * e1, rel=1e-12)
+
+
+def test_box_smaller_than_twice_cutoff_is_an_error(box_system):
+    pot, z, pos, _ = box_system
+    module = torch.jit.script(PaiNNForceField(pot, z, True, "all_pairs", torch.float64))
+    with pytest.raises(Exception, match="BoxTooSmallError.*twice the model cutoff"):
+        module(pos, torch.eye(3, dtype=torch.float64) * 0.9)
+
+
+def test_cell_list_cost_is_linear(box_system):
+    """The cell list's candidate count per atom does not grow with the system size."""
+    from painn_deploy.neighbors import cell_list_candidates
+
+    counts = []
+    for n_side in (4, 8):
+        _, pos, box = water_like_box(n_side=n_side, spacing_nm=0.42)
+        _, idx_j, _ = cell_list_candidates(torch.tensor(pos) * 10, torch.tensor(box) * 10, 5.0)
+        counts.append(idx_j.shape[1])
+    assert counts[1] <= 1.5 * counts[0]
+
+
+def test_metadata_json_is_valid_json(exported32):
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(exported32), _extra_files=extra)
+    assert json.loads(extra["metadata.json"])["format"] == "painn-deploy-torchscript"
