@@ -19,6 +19,7 @@ from .backends import (
     model_metadata,
 )
 from .preflight import check_positions
+from .serialization import deserialize_system, serialize_system
 
 __all__ = [
     "PropertiesForce",
@@ -27,6 +28,8 @@ __all__ = [
     "check_topology",
     "create_force",
     "create_system",
+    "deserialize_system",
+    "serialize_system",
     "import_openmmtorch",
     "model_metadata",
 ]

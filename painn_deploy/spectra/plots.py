@@ -34,8 +34,10 @@ def _draw_sticks(ax, wavenumber_cm1, heights, label: str, xlim):
     sel = np.isfinite(h) & np.isfinite(nu) & (nu >= xlim[0]) & (nu <= xlim[1])
     twin.vlines(nu[sel], 0.0, h[sel], colors="k", lw=1.0, alpha=0.7, label="harmonic")
     twin.set_ylabel(label)
-    top = h[sel].max() if sel.any() and h[sel].max() > 0 else 1.0
-    twin.set_ylim(0.0, 1.1 * top)
+    top = 1.1 * (h[sel].max() if sel.any() and h[sel].max() > 0 else 1.0)
+    lo, hi = ax.get_ylim()
+    # put the sticks' zero at the height of the spectrum's zero
+    twin.set_ylim(top * min(lo, 0.0) / hi if hi > 0 else 0.0, top)
     return twin
 
 
@@ -67,8 +69,8 @@ def plot_spectra(
     note = ""
     if n_runs_note:
         n = first.n_runs
-        note = f" ({n} run{'s' if n != 1 else ''}{', band: standard error' if n > 1 else ''})"
-    ax.set_title(title + note)
+        note = f"\n{n} run{'s' if n != 1 else ''}{', shaded: standard error over runs' if n > 1 else ''}"
+    ax.set_title(title + note, fontsize=11)
     handles, labs = ax.get_legend_handles_labels()
     if sticks is not None:
         twin = _draw_sticks(ax, sticks[0], sticks[1], sticks[2], xlim)
@@ -85,7 +87,7 @@ def plot_spectra(
 def plot_harmonic_sticks(path, wavenumber_cm1, ir_km_per_mol, raman_A4_per_amu, *, title: str = "") -> Path:
     """Two-panel stick plot: IR intensities (km/mol) and Raman activities (Angstrom^4/amu).
 
-    Imaginary modes (negative wavenumbers) are drawn in red below the axis origin.
+    Imaginary modes (negative wavenumbers) are drawn in red at negative wavenumbers.
     """
     nu = np.asarray(wavenumber_cm1, dtype=np.float64)
     panels = [

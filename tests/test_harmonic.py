@@ -1,0 +1,319 @@
+"""Tests of the harmonic analysis (painn_deploy.spectra.harmonic) and the painn-harmonic CLI.
+
+Analytic torch models follow the exported-model contract: forward(positions_nm) -> energy
+(kJ/mol); properties(positions_nm) -> energy, forces, dipole (e*nm), polarizability (nm^3).
+"""
+
+import csv
+import math
+from typing import Dict
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy import units
+from painn_deploy.elements import masses_amu
+from painn_deploy.errors import InputError
+from painn_deploy.spectra.constants import IR_KM_PER_MOL_PER_E2_PER_AMU
+from painn_deploy.spectra.harmonic import HarmonicWarning, external_basis, harmonic_analysis
+
+WN = units.WAVENUMBER_PER_RAD_PER_PS  # cm^-1 per rad/ps
+EXTERNAL_TOL_CM1 = 1e-3
+
+
+def _bond_polarizability(d: torch.Tensor, r0: float, a0: float, a1: float, b0: float, b1: float) -> torch.Tensor:
+    """(a0 + a1 (r - r0)) 1 + (b0 + b1 (r - r0)) (u u^T - 1/3) for a bond vector d."""
+    r = torch.sqrt((d * d).sum())
+    u = d / r
+    eye = torch.eye(3, dtype=d.dtype, device=d.device)
+    return (a0 + a1 * (r - r0)) * eye + (b0 + b1 * (r - r0)) * (torch.outer(u, u) - eye / 3.0)
+
+
+class Diatomic(torch.nn.Module):
+    """E = k/2 (r - r0)^2; dipole q (r_2 - r_1); bond polarizability linear in r."""
+
+    def __init__(self, k=2.0e5, r0=0.113, q=0.3, a=(2e-3, 4e-3), b=(1e-3, 3e-3), dtype=torch.float64):
+        super().__init__()
+        self.register_buffer("k", torch.tensor(k, dtype=dtype))
+        self.r0, self.q, self.a0, self.a1, self.b0, self.b1 = r0, q, a[0], a[1], b[0], b[1]
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        d = positions[1] - positions[0]
+        r = torch.sqrt((d * d).sum())
+        return 0.5 * self.k * (r - self.r0) ** 2
+
+    @torch.jit.export
+    def properties(self, positions: torch.Tensor) -> Dict[str, torch.Tensor]:  # noqa: UP006 (TorchScript)
+        if not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        energy = self.forward(positions)
+        grads = torch.autograd.grad([energy], [positions], create_graph=True)
+        g = grads[0]
+        assert g is not None
+        d = positions[1] - positions[0]
+        return {
+            "energy": energy,
+            "forces": -g,
+            "dipole": self.q * d,
+            "polarizability": _bond_polarizability(d, self.r0, self.a0, self.a1, self.b0, self.b1),
+        }
+
+
+class Triatomic(torch.nn.Module):
+    """Bent X-Y2 (atom 0 central): two harmonic bonds plus a harmonic angle; point charges for the
+    dipole; bond-additive polarizability."""
+
+    def __init__(self, kr=4.5e5, r0=0.0957, ktheta=350.0, theta0=1.824, dtype=torch.float64):
+        super().__init__()
+        self.register_buffer("kr", torch.tensor(kr, dtype=dtype))
+        self.register_buffer("charges", torch.tensor([-0.8, 0.4, 0.4], dtype=dtype))
+        self.r0, self.ktheta, self.theta0 = r0, ktheta, theta0
+        self.a0, self.a1, self.b0, self.b1 = 1e-3, 5e-3, 5e-4, 8e-3
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        d1 = positions[1] - positions[0]
+        d2 = positions[2] - positions[0]
+        r1 = torch.sqrt((d1 * d1).sum())
+        r2 = torch.sqrt((d2 * d2).sum())
+        cross = torch.cross(d1, d2, dim=0)
+        theta = torch.atan2(torch.sqrt((cross * cross).sum()), (d1 * d2).sum())
+        return 0.5 * self.kr * ((r1 - self.r0) ** 2 + (r2 - self.r0) ** 2) + 0.5 * self.ktheta * (
+            theta - self.theta0
+        ) ** 2
+
+    @torch.jit.export
+    def properties(self, positions: torch.Tensor) -> Dict[str, torch.Tensor]:  # noqa: UP006 (TorchScript)
+        if not positions.requires_grad:
+            positions = positions.detach().requires_grad_(True)
+        energy = self.forward(positions)
+        grads = torch.autograd.grad([energy], [positions], create_graph=True)
+        g = grads[0]
+        assert g is not None
+        pol = _bond_polarizability(positions[1] - positions[0], self.r0, self.a0, self.a1, self.b0, self.b1)
+        pol = pol + _bond_polarizability(positions[2] - positions[0], self.r0, self.a0, self.a1, self.b0, self.b1)
+        return {
+            "energy": energy,
+            "forces": -g,
+            "dipole": (self.charges[:, None] * positions).sum(dim=0),
+            "polarizability": pol,
+        }
+
+
+def _rotation(seed: int) -> np.ndarray:
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _diatomic_geometry(r: float, seed: int = 0) -> np.ndarray:
+    rot = _rotation(seed)
+    return np.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]]) @ rot.T + np.array([0.3, -0.2, 1.1])
+
+
+def _triatomic_geometry(r1: float, r2: float, theta: float, seed: int = 0) -> np.ndarray:
+    pos = np.array([[0.0, 0.0, 0.0], [r1, 0.0, 0.0], [r2 * math.cos(theta), r2 * math.sin(theta), 0.0]])
+    return pos @ _rotation(seed).T + np.array([1.0, 0.5, -0.4])
+
+
+# --- diatomic ---------------------------------------------------------------------------------------
+
+
+def _diatomic_expectations(model: Diatomic, masses):
+    mu = masses[0] * masses[1] / (masses[0] + masses[1])
+    nu = math.sqrt(float(model.k) / mu) * WN
+    ir = IR_KM_PER_MOL_PER_E2_PER_AMU * model.q**2 / mu  # |d mu/dQ|^2 = q^2/mu
+    a2, g2 = model.a1**2 / mu * 1e4, model.b1**2 / mu * 1e4  # Angstrom^4/amu
+    return nu, ir, 45 * a2 + 7 * g2, 3 * g2 / (45 * a2 + 4 * g2)
+
+
+def test_diatomic_frequency_intensities_and_projection():
+    model = Diatomic()
+    numbers = [6, 8]
+    masses = masses_amu(numbers)
+    res = harmonic_analysis(model, _diatomic_geometry(0.121, seed=3), numbers)  # starts 8 pm stretched
+    nu, ir, raman, rho = _diatomic_expectations(model, masses)
+    assert res.linear and res.n_modes == 1 and len(res.external_wavenumber_cm1) == 5
+    assert np.max(np.abs(res.external_wavenumber_cm1)) < EXTERNAL_TOL_CM1
+    assert res.minimization["converged"] and res.max_force_kj_mol_nm < 1e-3
+    assert res.wavenumber_cm1[0] == pytest.approx(nu, rel=1e-6)
+    assert res.ir_intensity_km_per_mol[0] == pytest.approx(ir, rel=1e-6)
+    assert res.raman_activity_A4_per_amu[0] == pytest.approx(raman, rel=1e-6)
+    assert res.depolarization_ratio[0] == pytest.approx(rho, rel=1e-6)
+    assert res.reduced_mass_amu[0] == pytest.approx(masses.prod() / masses.sum(), rel=1e-9)
+    # IR intensity is proportional to the squared dipole derivative: doubling q quadruples it
+    res2 = harmonic_analysis(Diatomic(q=0.6), res.positions_nm, numbers, minimize=False)
+    assert res2.ir_intensity_km_per_mol[0] == pytest.approx(4 * res.ir_intensity_km_per_mol[0], rel=1e-9)
+    # the normal mode is a stretch along the bond, momentum conserving
+    disp = res.displacements_nm[0]
+    bond = res.positions_nm[1] - res.positions_nm[0]
+    assert abs(np.dot(disp[1] - disp[0], bond)) == pytest.approx(
+        np.linalg.norm(disp[1] - disp[0]) * np.linalg.norm(bond), rel=1e-9
+    )
+    np.testing.assert_allclose(masses @ disp, 0.0, atol=1e-12)
+
+
+def test_ir_conversion_factor():
+    # 1 (D/Angstrom)^2/amu = 42.2561 km/mol (e.g. Neugebauer et al., J. Comput. Chem. 23, 895 (2002))
+    assert IR_KM_PER_MOL_PER_E2_PER_AMU * units.DEBYE_TO_E_ANGSTROM**2 == pytest.approx(42.2561, rel=2e-6)
+
+
+def test_scripted_module_gives_the_same_result():
+    model = Diatomic()
+    scripted = torch.jit.script(model)
+    pos = _diatomic_geometry(0.118, seed=5)
+    a = harmonic_analysis(model, pos, [6, 8])
+    b = harmonic_analysis(scripted, pos, [6, 8])
+    np.testing.assert_allclose(b.wavenumber_cm1, a.wavenumber_cm1, rtol=1e-10)
+    np.testing.assert_allclose(b.ir_intensity_km_per_mol, a.ir_intensity_km_per_mol, rtol=1e-8)
+    np.testing.assert_allclose(b.raman_activity_A4_per_amu, a.raman_activity_A4_per_amu, rtol=1e-8)
+
+
+def test_float32_model_warns_and_is_approximately_right():
+    model = Diatomic(dtype=torch.float32)
+    with pytest.warns(HarmonicWarning, match="float32"):
+        res = harmonic_analysis(model, _diatomic_geometry(0.113, seed=1), [6, 8], fmax_kj_mol_nm=0.5)
+    nu, ir, raman, _ = _diatomic_expectations(model, masses_amu([6, 8]))
+    assert res.dtype == "float32"
+    assert res.wavenumber_cm1[0] == pytest.approx(nu, rel=1e-3)
+    assert res.ir_intensity_km_per_mol[0] == pytest.approx(ir, rel=1e-3)
+
+
+# --- triatomic --------------------------------------------------------------------------------------
+
+
+def _xy2_wavenumbers(kr, ktheta, r, theta, m_x, m_y):
+    """Analytic frequencies of a bent XY2 in the valence force field (Wilson GF method; Herzberg,
+    "Infrared and Raman Spectra", sec. II.4): antisymmetric lambda_3 = kr (mu_y + mu_x (1 - cos)),
+    symmetric lambda_1 + lambda_2 = kr (mu_y + mu_x (1 + cos)) + 2 ktheta (mu_y + mu_x (1 - cos))/r^2,
+    lambda_1 lambda_2 = 2 kr ktheta mu_y (mu_y + 2 mu_x) / r^2 (mu = 1/m)."""
+    mx, my = 1.0 / m_x, 1.0 / m_y
+    c = math.cos(theta)
+    lam3 = kr * (my + mx * (1 - c))
+    s = kr * (my + mx * (1 + c)) + 2 * ktheta * (my + mx * (1 - c)) / r**2
+    p = 2 * kr * ktheta * my * (my + 2 * mx) / r**2
+    disc = math.sqrt(s * s - 4 * p)
+    lams = sorted([0.5 * (s - disc), 0.5 * (s + disc), lam3])
+    return np.sqrt(lams) * WN
+
+
+def test_triatomic_frequencies_sum_rules_and_projection():
+    model = Triatomic()
+    numbers = [8, 1, 1]
+    masses = masses_amu(numbers)
+    start = _triatomic_geometry(0.1, 0.093, 1.75, seed=11)
+    res = harmonic_analysis(model, start, numbers)
+    expected = _xy2_wavenumbers(float(model.kr), model.ktheta, model.r0, model.theta0, masses[0], masses[1])
+    assert not res.linear and res.n_modes == 3 and len(res.external_wavenumber_cm1) == 6
+    assert np.max(np.abs(res.external_wavenumber_cm1)) < EXTERNAL_TOL_CM1
+    np.testing.assert_allclose(res.wavenumber_cm1, expected, rtol=1e-6)
+
+    # IR: sum rule over vibrations (Crawford, J. Chem. Phys. 20, 977 (1952)):
+    # sum_k |dmu/dQ_k|^2 = 3 sum_i q_i^2/m_i - sum_a |e_a x mu0|^2 / I_a  (principal axes a)
+    q = model.charges.numpy()
+    pos = res.positions_nm
+    com = masses @ pos / masses.sum()
+    rc = pos - com
+    inertia = sum(m * (np.dot(r, r) * np.eye(3) - np.outer(r, r)) for m, r in zip(masses, rc, strict=True))
+    moments, axes = np.linalg.eigh(inertia)
+    mu0 = q @ pos
+    rot = sum(np.sum(np.cross(axes[:, a], mu0) ** 2) / moments[a] for a in range(3))
+    total = 3 * np.sum(q**2 / masses) - rot
+    assert res.ir_intensity_km_per_mol.sum() == pytest.approx(IR_KM_PER_MOL_PER_E2_PER_AMU * total, rel=1e-8)
+
+    # Raman: the mean polarizability is rotation and translation invariant, so
+    # sum_k a'_k^2 = sum_i |grad_i a|^2 / m_i = a1^2 [(2 + 2 cos theta)/m_X + 2/m_Y]
+    d_alpha = res.polarizability_derivatives_A2_per_sqrt_amu
+    a_prime = np.trace(d_alpha, axis1=1, axis2=2) / 3
+    u1 = (pos[1] - pos[0]) / np.linalg.norm(pos[1] - pos[0])
+    u2 = (pos[2] - pos[0]) / np.linalg.norm(pos[2] - pos[0])
+    expected_a2 = model.a1**2 * ((2 + 2 * np.dot(u1, u2)) / masses[0] + 2 / masses[1]) * 1e4
+    assert np.sum(a_prime**2) == pytest.approx(expected_a2, rel=1e-8)
+    # activities are 45 a'^2 + 7 gamma'^2 with gamma'^2 = 3/2 Tr(b'^2)
+    b = d_alpha - a_prime[:, None, None] * np.eye(3)
+    np.testing.assert_allclose(
+        res.raman_activity_A4_per_amu, 45 * a_prime**2 + 7 * 1.5 * (b**2).sum(axis=(1, 2)), rtol=1e-12
+    )
+    # results do not depend on the orientation of the input
+    other = harmonic_analysis(model, _triatomic_geometry(0.1, 0.093, 1.75, seed=99), numbers)
+    np.testing.assert_allclose(other.wavenumber_cm1, res.wavenumber_cm1, rtol=1e-7)
+    np.testing.assert_allclose(other.ir_intensity_km_per_mol, res.ir_intensity_km_per_mol, rtol=1e-6)
+    np.testing.assert_allclose(other.raman_activity_A4_per_amu, res.raman_activity_A4_per_amu, rtol=1e-6)
+
+
+def test_saddle_point_gives_imaginary_frequency_and_external_basis():
+    # angle potential maximum: theta0 = pi is a minimum, but at a bent geometry with a double-well
+    # we test instead the sign convention with minimize=False at a stretched non-stationary point of a
+    # negative-curvature model: E = -k/2 (r - r0)^2
+    class Inverted(Diatomic):
+        def forward(self, positions: torch.Tensor) -> torch.Tensor:
+            return -super().forward(positions)
+
+    with pytest.warns(HarmonicWarning, match="not at a stationary point|curvature"):
+        res = harmonic_analysis(Inverted(), _diatomic_geometry(0.2, seed=2), [6, 8], minimize=False)
+    assert res.wavenumber_cm1[0] < 0
+    d, linear = external_basis(_triatomic_geometry(0.1, 0.1, 1.8), masses_amu([8, 1, 1]))
+    assert not linear and d.shape == (9, 6)
+    np.testing.assert_allclose(d.T @ d, np.eye(6), atol=1e-12)
+    with pytest.raises(InputError, match="masses"):
+        harmonic_analysis(Diatomic(), _diatomic_geometry(0.113), None)
+    with pytest.raises(InputError, match="shape"):
+        harmonic_analysis(Diatomic(), np.zeros((1, 3)), [6])
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+
+def _write_pdb(path, symbols, positions_nm):
+    from openmm import unit
+    from openmm.app import Element, PDBFile, Topology
+
+    top = Topology()
+    chain = top.addChain()
+    res = top.addResidue("MOL", chain)
+    for i, s in enumerate(symbols):
+        top.addAtom(f"{s}{i + 1}", Element.getBySymbol(s), res)
+    with open(path, "w") as fh:
+        PDBFile.writeFile(top, positions_nm * unit.nanometer, fh)
+    return path
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    from painn_deploy.cli.harmonic import main as harmonic_main
+    from painn_deploy.cli.spectrum import main as spectrum_main
+
+    model = Triatomic()
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "model.pt"))
+    pdb = _write_pdb(tmp_path / "water.pdb", ["O", "H", "H"], _triatomic_geometry(0.098, 0.095, 1.8, seed=4))
+    out = tmp_path / "harmonic"
+    assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "wavenumber" in printed and "km/mol" in printed
+    with open(out / "modes.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["mode", "wavenumber_cm-1", "ir_intensity_km_per_mol", "raman_activity_A4_per_amu"]
+    table = np.array(rows[1:], dtype=float)
+    masses = masses_amu([8, 1, 1])
+    expected = _xy2_wavenumbers(float(model.kr), model.ktheta, model.r0, model.theta0, masses[0], masses[1])
+    np.testing.assert_allclose(table[:, 1], expected, rtol=1e-6)
+    assert np.all(table[:, 2] > 0) and np.all(table[:, 3] > 0)
+    for name in ("modes.png", "harmonic.json", "minimized.pdb"):
+        assert (out / name).stat().st_size > 0
+
+    # overlay the sticks on an MD spectrum
+    import h5py
+
+    t = np.arange(6000) * 0.0005
+    dip = np.zeros((t.size, 3))
+    for nu in expected:
+        dip[:, 0] += 0.01 * np.cos(nu / WN * t)
+    with h5py.File(tmp_path / "props.h5", "w") as f:
+        f.create_dataset("time", data=t).attrs["units"] = "ps"
+        f.create_dataset("dipole", data=dip).attrs["units"] = "e*nm"
+    spec_out = tmp_path / "spectra"
+    assert spectrum_main([str(tmp_path / "props.h5"), "-o", str(spec_out), "--sticks", str(out / "modes.csv")]) == 0
+    assert (spec_out / "ir.png").stat().st_size > 1000
+
+    # errors are reported, not raised
+    assert harmonic_main([str(tmp_path / "missing.pt"), str(pdb), "-o", str(out)]) == 1
+    assert "cannot be loaded" in capsys.readouterr().err

@@ -1,0 +1,200 @@
+"""The exported model inside OpenMM: TorchForce and PythonForce backends, on Reference and CPU."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from openmm import app, unit
+
+from painn_deploy.errors import BoxTooSmallError, InputError, TopologyMismatchError, UnitsError
+from painn_deploy.openmm import check_positions, create_force, create_system
+
+from .conftest import ETHANOL_PDB, random_rotation
+
+PLATFORMS = ["Reference", "CPU"]
+
+
+def context_for(model, backend="torch", platform="Reference", positions=None):
+    pdb = app.PDBFile(str(ETHANOL_PDB))
+    system, adapter = create_system(model, pdb.topology, backend)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform))
+    ctx.setPositions(pdb.positions if positions is None else positions)
+    return ctx, adapter
+
+
+def energy_forces(ctx):
+    state = ctx.getState(getEnergy=True, getForces=True)
+    return (
+        state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+        state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
+    )
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_torchforce_matches_module(exported64, platform):
+    from painn_deploy.deploy import load
+
+    ctx, _ = context_for(exported64, platform=platform)
+    e, f = energy_forces(ctx)
+    pos = torch.tensor(np.asarray(app.PDBFile(str(ETHANOL_PDB)).getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+    ref = load(exported64).properties(pos)
+    tol = 1e-9 if platform == "Reference" else 1e-5  # the CPU platform accumulates forces in float32
+    assert e == pytest.approx(float(ref["energy"].detach()), rel=tol)
+    np.testing.assert_allclose(f, ref["forces"].detach().numpy(), rtol=tol, atol=tol * 1e3)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_backends_agree(exported64, platform):
+    e_t, f_t = energy_forces(context_for(exported64, "torch", platform)[0])
+    e_p, f_p = energy_forces(context_for(exported64, "python", platform)[0])
+    tol = 1e-10 if platform == "Reference" else 1e-5
+    assert e_t == pytest.approx(e_p, rel=tol)
+    np.testing.assert_allclose(f_t, f_p, rtol=tol, atol=tol * 1e3)
+
+
+def test_python_backend_properties_belong_to_the_evaluated_positions(exported64):
+    from painn_deploy.deploy import load
+
+    ctx, adapter = context_for(exported64, "python")
+    ctx.getState(getEnergy=True)
+    pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    ref = load(exported64).properties(torch.tensor(np.asarray(pos)))
+    np.testing.assert_allclose(adapter.last["dipole"], ref["dipole"].detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(adapter.last["polarizability"], ref["polarizability"].detach().numpy(), rtol=1e-12)
+
+
+def test_forces_through_openmm_match_finite_differences(exported64):
+    ctx, _ = context_for(exported64)
+    pos0 = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    _, forces = energy_forces(ctx)
+    rng = np.random.default_rng(1)
+    direction = rng.normal(size=pos0.shape)
+    direction /= np.linalg.norm(direction)
+    h = 1e-5
+    energies = []
+    for sign in (1, -1):
+        ctx.setPositions(pos0 + sign * h * direction)
+        energies.append(energy_forces(ctx)[0])
+    fd = -(energies[0] - energies[1]) / (2 * h)
+    assert fd == pytest.approx(float(np.sum(forces * direction)), rel=1e-6, abs=1e-5)
+
+
+def test_rotation_invariance_through_openmm(exported64):
+    ctx, _ = context_for(exported64)
+    pos0 = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    e0, f0 = energy_forces(ctx)
+    rot = random_rotation(3)
+    ctx.setPositions((pos0 - pos0.mean(0)) @ rot.T + 1.0)
+    e1, f1 = energy_forces(ctx)
+    assert e1 == pytest.approx(e0, rel=1e-11)
+    np.testing.assert_allclose(f1, f0 @ rot.T, atol=1e-8)
+
+
+def test_serialized_system_round_trips(exported64, tmp_path):
+    """The XML embeds the model: it still works after the model file is gone."""
+    import shutil
+
+    from painn_deploy.openmm import deserialize_system, serialize_system
+
+    copy = tmp_path / "copy.pt"
+    shutil.copy(exported64, copy)
+    ctx, _ = context_for(copy)
+    ctx.getSystem().getForce(0).setForceGroup(2)
+    e0, f0 = energy_forces(ctx)
+    xml = serialize_system(ctx.getSystem())
+    copy.unlink()
+    system = deserialize_system(xml, tmp_path / "models")
+    assert system.getNumForces() == 2 and system.getForce(0).getForceGroup() == 2
+    assert isinstance(system.getForce(1), openmm.CMMotionRemover)
+    ctx2 = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+    ctx2.setPositions(app.PDBFile(str(ETHANOL_PDB)).positions)
+    e1, f1 = energy_forces(ctx2)
+    assert e1 == e0
+    np.testing.assert_array_equal(f1, f0)
+
+
+def test_plain_openmm_script_without_painn_deploy(exported32, tmp_path):
+    """The artefact works in a process that never imports painn_deploy."""
+    script = tmp_path / "plain.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        import torch
+        import openmm, openmm.app as app, openmm.unit as unit
+        from openmmtorch import TorchForce
+        pdb = app.PDBFile({str(ETHANOL_PDB)!r})
+        system = openmm.System()
+        for atom in pdb.topology.atoms():
+            system.addParticle(atom.element.mass)
+        system.addForce(TorchForce({str(exported32)!r}))
+        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
+        sim = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))
+        sim.context.setPositions(pdb.positions)
+        sim.step(20)
+        e = sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        assert "painn_deploy" not in sys.modules
+        print("ENERGY", e)
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    energy = float(result.stdout.split("ENERGY")[1])
+    assert np.isfinite(energy)
+
+
+def test_element_mismatch_is_an_error(exported32, tmp_path):
+    pdb = app.PDBFile(str(ETHANOL_PDB))
+    top = app.Topology()
+    chain = top.addChain()
+    res = top.addResidue("X", chain)
+    atoms = list(pdb.topology.atoms())
+    for a in atoms[:-1]:
+        top.addAtom(a.name, a.element, res)
+    with pytest.raises(TopologyMismatchError, match="8 atoms.*exported for 9"):
+        create_force(exported32, top)
+    swapped = app.Topology()
+    res = swapped.addResidue("X", swapped.addChain())
+    for a in [atoms[2], atoms[0], atoms[1]] + atoms[3:]:
+        swapped.addAtom(a.name, a.element, res)
+    with pytest.raises(TopologyMismatchError, match=r"atom 1: O \(model: C\)"):
+        create_force(exported32, swapped)
+
+
+def test_periodic_box_too_small(trained_checkpoint, tmp_path):
+    from painn_deploy.deploy import export
+
+    pdb_text = ETHANOL_PDB.read_text()
+    boxed = tmp_path / "boxed.pdb"
+    boxed.write_text("CRYST1   30.000   30.000   30.000  90.00  90.00  90.00 P 1           1\n" + pdb_text)
+    model = tmp_path / "periodic.pt"
+    meta = export(trained_checkpoint, model, pdb=str(boxed))
+    assert meta["periodic"] is True
+    small = tmp_path / "small.pdb"
+    small.write_text("CRYST1    8.000    8.000    8.000  90.00  90.00  90.00 P 1           1\n" + pdb_text)
+    with pytest.raises(BoxTooSmallError, match="less than twice the model cutoff"):
+        create_force(model, app.PDBFile(str(small)).topology)
+    ctx, _ = context_for_periodic(model, boxed)
+    assert np.isfinite(energy_forces(ctx)[0])
+
+
+def context_for_periodic(model, pdb_path):
+    pdb = app.PDBFile(str(pdb_path))
+    system, adapter = create_system(model, pdb.topology)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pdb.positions)
+    return ctx, adapter
+
+
+def test_preflight_position_checks():
+    pos = np.asarray(app.PDBFile(str(ETHANOL_PDB)).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    check_positions(pos)
+    with pytest.raises(UnitsError, match="Angstrom read as nm"):
+        check_positions(pos * 10)
+    overlapping = pos.copy()
+    overlapping[4] = overlapping[3] + 1e-4
+    with pytest.raises(InputError, match="atoms 4 and 5 are 0.002 Angstrom apart"):
+        check_positions(overlapping)
+    with pytest.raises(InputError, match="NaN"):
+        check_positions(pos * np.nan)
