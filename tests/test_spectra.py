@@ -10,10 +10,10 @@ import pytest
 from painn_deploy import units
 from painn_deploy.errors import InputError
 from painn_deploy.spectra import (
+    absorption_factor,
     autocorrelation,
     average_spectra,
     correction_factor,
-    absorption_factor,
     ir_spectrum,
     lag_window,
     raman_spectra,

@@ -8,8 +8,6 @@ modes.png.  ``painn-spectrum --sticks harmonic/modes.csv`` overlays the sticks o
 Formulas and units: docs/spectra.md.
 """
 
-import torch  # noqa: F401  (import torch before anything that may import openmmtorch)
-
 import argparse
 import json
 import sys
@@ -17,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch  # noqa: F401  (import torch before anything that may import openmmtorch)
 
 from ..errors import InputError, PainnDeployError
 from ..spectra.harmonic import DEFAULT_FMAX_KJ_MOL_NM, harmonic_analysis, load_model
@@ -28,31 +27,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="painn-harmonic",
         description=(
             "Minimise a structure with an exported model, then compute harmonic vibrational wavenumbers "
-            "(cm^-1, negative = imaginary) from the autograd Hessian with translations and rotations projected "
-            "out, IR intensities (km/mol) from dipole derivatives and Raman activities 45 a'^2 + 7 g'^2 "
-            "(Angstrom^4/amu) from polarizability derivatives. See docs/spectra.md."
+            "(cm^-1, negative = imaginary) from the autograd Hessian with translations and rotations "
+            "projected out, IR intensities (km/mol) from dipole derivatives and Raman activities "
+            "45 a'^2 + 7 g'^2 (Angstrom^4/amu) from polarizability derivatives. See docs/spectra.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", help="exported TorchScript model (.pt): energy in kJ/mol from positions in nm")
     p.add_argument("structure", help="PDB file of the molecule (positions in Angstrom, element columns set)")
-    p.add_argument("-o", "--output", default="harmonic", help="output directory")
+    p.add_argument("-o", "--output", default="harmonic", help="output directory (default: %(default)s/)")
     p.add_argument("--no-minimize", action="store_true", help="use the PDB geometry as it is (no minimisation)")
     p.add_argument(
         "--fmax",
         type=float,
         default=DEFAULT_FMAX_KJ_MOL_NM,
         metavar="KJ/MOL/NM",
-        help="minimisation threshold: largest atomic force in kJ/mol/nm",
+        help="minimisation threshold: largest atomic force in kJ/mol/nm (default: %(default)s)",
     )
-    p.add_argument("--max-steps", type=int, default=5000, help="maximum L-BFGS iterations (count)")
+    p.add_argument(
+        "--max-steps", type=int, default=5000, help="maximum L-BFGS iterations (count; default: %(default)s)"
+    )
     p.add_argument(
         "--linear",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="treat the molecule as linear (5 external modes) or not (6); auto detects from the moments of inertia",
+        help="treat the molecule as linear (5 external modes) or not (6); auto (default) detects it from the moments of inertia",
     )
-    p.add_argument("--device", default="cpu", help="torch device to run the model on (cpu, cuda)")
+    p.add_argument("--device", default="cpu", help="torch device to run the model on: cpu, cuda (default: %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="do not write modes.png")
     return p
 
@@ -150,7 +150,8 @@ def main(argv=None) -> int:
         state = "converged" if mini.get("converged") else "NOT converged"
         print(f"minimisation: {mini.get('steps')} steps, {state}")
     print(
-        f"energy {result.energy_kj_mol:.6f} kJ/mol, largest force {result.max_force_kj_mol_nm:.3g} kJ/mol/nm, "
+        f"energy {result.energy_kj_mol:.6f} kJ/mol, "
+        f"largest force {result.max_force_kj_mol_nm:.3g} kJ/mol/nm, "
         f"model dtype {result.dtype}"
     )
     ext = ", ".join(f"{v:.2f}" for v in result.external_wavenumber_cm1)

@@ -41,7 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
             f"{IR_UNITS} (integral over a band = intensity in km/mol); Raman line shapes in {RAMAN_UNITS} "
             "(integral over a band = Raman activity in Angstrom^4/amu). See docs/spectra.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "files",
@@ -50,15 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="HDF5 property files of independent runs (datasets time [ps], dipole [e*nm or e*Angstrom], "
         "polarizability [nm^3 or Angstrom^3], with 'units' attributes), all with the same sampling interval",
     )
-    p.add_argument("--ir", action="store_true", help="compute the IR spectrum (needs 'dipole')")
+    p.add_argument(
+        "--ir",
+        action="store_true",
+        help="compute the IR spectrum (needs 'dipole'; without --ir/--raman: every quantity all files have)",
+    )
     p.add_argument("--raman", action="store_true", help="compute the Raman spectra (needs 'polarizability')")
-    p.add_argument("-o", "--output", default="spectra", help="output directory for CSV, PNG and metadata.json")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="spectra",
+        help="output directory for CSV, PNG and metadata.json (default: %(default)s/)",
+    )
     p.add_argument(
         "--max-corr-time-ps",
         type=float,
         default=None,
         metavar="PS",
-        help="maximum correlation time tau_max in ps (sets the resolution: FWHM = 1/(c tau_max) for hann/cos2). "
+        help="maximum correlation time tau_max in ps (sets the resolution: "
+        "FWHM = 1/(c tau_max) for hann/cos2). "
         f"Default: the tau_max giving {DEFAULT_RESOLUTION_CM1:g} cm^-1, at most 1/4 of the shortest run",
     )
     p.add_argument(
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--window",
         choices=WINDOWS,
         default="hann",
-        help="lag window on the correlation function: hann = cos2 = (1 + cos(pi t/tau_max))/2; none = rectangular",
+        help="lag window on the correlation function: hann = cos2 = (1 + cos(pi t/tau_max))/2; none = rectangular (default: %(default)s)",
     )
     p.add_argument(
         "--zero-pad",
@@ -80,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=4.0,
         metavar="FACTOR",
         help="zero-padding factor (dimensionless, >= 1) of the cosine transform: grid spacing = "
-        "1/(2 c tau_max FACTOR) cm^-1 (interpolation only, no extra resolution)",
+        "1/(2 c tau_max FACTOR) cm^-1 (interpolation only, no extra resolution; default: %(default)s)",
     )
-    p.add_argument("--wmin", type=float, default=0.0, metavar="CM-1", help="lowest wavenumber in cm^-1")
+    p.add_argument(
+        "--wmin", type=float, default=0.0, metavar="CM-1", help="lowest wavenumber in cm^-1 (default: %(default)s)"
+    )
     p.add_argument(
         "--wmax",
         type=float,
@@ -105,14 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="harmonic",
         help="quantum correction factor Q(beta hbar omega) applied to the classical spectral density "
         "(dimensionless): none = 1, harmonic = x/(1-exp(-x)) (gives the classical formula), "
-        "schofield = exp(x/2), standard = 2/(1+exp(-x))",
+        "schofield = exp(x/2), standard = 2/(1+exp(-x)) (default: %(default)s)",
     )
     p.add_argument(
         "--molecules",
         type=float,
         default=1.0,
         metavar="N",
-        help="number of molecules in the simulated system: line shapes are divided by N (per molecule)",
+        help="number of molecules in the simulated system: line shapes are divided by N (per molecule; "
+        "default: %(default)s)",
     )
     p.add_argument(
         "--sticks",
@@ -196,7 +208,7 @@ def _run(args) -> tuple[dict, Path, list[Path]]:
         ir = ir_spectrum(times, [p.dipole_e_nm for p in props], **opts)
     if do_raman:
         raman = raman_spectra(times, [p.polarizability_nm3 for p in props], **opts)
-    settings = (ir or (raman.activity if raman else None)).metadata
+    settings = ir.metadata if ir is not None else raman.activity.metadata
     meta["settings"] = settings
 
     comps = []
@@ -213,9 +225,20 @@ def _run(args) -> tuple[dict, Path, list[Path]]:
 
         qc = f"{args.quantum_correction} correction, {temperature:g} K"
         if ir is not None:
-            st = (sticks.wavenumber_cm1, sticks.ir_intensity_km_per_mol, "harmonic IR intensity (km/mol)") if sticks else None
+            st = (
+                (sticks.wavenumber_cm1, sticks.ir_intensity_km_per_mol, "harmonic IR intensity (km/mol)")
+                if sticks
+                else None
+            )
             written.append(
-                plot_spectra(out / "ir.png", [ir], labels=["MD"], title=f"IR ({qc})", ylabel=f"IR ({IR_UNITS})", sticks=st)
+                plot_spectra(
+                    out / "ir.png",
+                    [ir],
+                    labels=["MD"],
+                    title=f"IR ({qc})",
+                    ylabel=f"IR ({IR_UNITS})",
+                    sticks=st,
+                )
             )
         if raman is not None:
             st = (
@@ -264,8 +287,9 @@ def _run(args) -> tuple[dict, Path, list[Path]]:
     print(
         f"{len(props)} run(s), sampling interval {settings['dt_ps'] * 1e3:g} fs (Nyquist "
         f"{settings['nyquist_cm1']:.0f} cm^-1), tau_max {settings['max_corr_time_ps']:.4g} ps, "
-        f"resolution (FWHM) {settings['resolution_fwhm_cm1']:.3g} cm^-1, grid {settings['grid_spacing_cm1']:.3g} "
-        f"cm^-1, range {settings['wmin_cm1']:g}-{settings['wmax_cm1']:.0f} cm^-1, T = {temperature:g} K ({t_source})"
+        f"resolution (FWHM) {settings['resolution_fwhm_cm1']:.3g} cm^-1, "
+        f"grid {settings['grid_spacing_cm1']:.3g} cm^-1, "
+        f"range {settings['wmin_cm1']:g}-{settings['wmax_cm1']:.0f} cm^-1, T = {temperature:g} K ({t_source})"
     )
     if ir is not None:
         print(f"IR peaks (cm^-1): {', '.join(f'{v:.0f}' for v in _peaks(ir)) or 'none'}")

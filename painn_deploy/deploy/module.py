@@ -126,6 +126,12 @@ class PaiNNForceField(nn.Module):
         return self._evaluate(positions, boxvectors, True)["energy"]
 
     @torch.jit.export
+    def observables(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Energy (kJ/mol), dipole (e*nm) and polarizability (nm^3) without forces: no backward
+        pass, the cheap way to record properties of a configuration."""
+        return self._evaluate(positions.detach(), boxvectors, False)
+
+    @torch.jit.export
     def properties(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """One evaluation: energy (kJ/mol), forces [N, 3] (kJ/mol/nm), dipole [3] (e*nm) and
         polarizability [3, 3] (nm^3) when the model has those heads.  Call it with gradients

@@ -67,8 +67,10 @@ def autocorrelation(signal, max_lag: int | None = None, *, subtract_mean: bool =
     if subtract_mean:
         x = x - x.mean(axis=0)
     nfft = sp_fft.next_fast_len(2 * n, real=True)
-    spec = sp_fft.rfft(x, n=nfft, axis=0)
-    power = (spec.real**2 + spec.imag**2).sum(axis=1)
+    power = np.zeros(nfft // 2 + 1)
+    for j in range(x.shape[1]):  # one component at a time keeps memory at O(nfft)
+        spec = sp_fft.rfft(x[:, j], n=nfft)
+        power += spec.real**2 + spec.imag**2
     corr = sp_fft.irfft(power, n=nfft)[: max_lag + 1]
     return corr / (n - np.arange(max_lag + 1))
 

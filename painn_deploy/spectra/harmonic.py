@@ -18,7 +18,9 @@ analysis in Gaussian" (Gaussian white paper, 1999)):
    the orthogonal complement of their mass-weighted vectors;
 5. eigenvalues lambda_k (ps^-2) give omega_k = sqrt(lambda_k) (rad/ps) and wavenumbers
    omega_k / (2 pi c) (cm^-1), negative for imaginary modes (lambda_k < 0);
-6. normal coordinates Q_k (amu^1/2 nm) with Cartesian displacements x = M^-1/2 L Q.
+6. normal coordinates Q_k (amu^1/2 nm) with Cartesian displacements x = M^-1/2 L Q; reduced
+   mass 1 / sum_i |L_ik|^2 / m_i (amu, the Gaussian convention: sum_i m_i c_i^2 for the unit
+   Cartesian displacement c; for a diatomic m1 m2 (m1 + m2)/(m1^2 + m2^2), not m1 m2/(m1 + m2)).
 
 IR intensity (double harmonic approximation; Wilson, Decius & Cross ch. 7; Neugebauer, Reiher,
 Kind & Hess, J. Comput. Chem. 23, 895 (2002)):
@@ -201,9 +203,9 @@ def external_basis(positions_nm, masses_amu, linear: bool | None = None) -> tupl
     m = np.asarray(masses_amu, dtype=np.float64)
     n = r.shape[0]
     rc = r - (m[:, None] * r).sum(axis=0) / m.sum()
-    inertia = (m[:, None, None] * ((rc**2).sum(axis=1)[:, None, None] * np.eye(3) - rc[:, :, None] * rc[:, None, :])).sum(
-        axis=0
-    )
+    inertia = (
+        m[:, None, None] * ((rc**2).sum(axis=1)[:, None, None] * np.eye(3) - rc[:, :, None] * rc[:, None, :])
+    ).sum(axis=0)
     moments = np.linalg.eigvalsh(inertia)
     if linear is None:
         linear = bool(n == 2 or moments[0] < LINEAR_TOLERANCE * moments[-1])

@@ -102,7 +102,10 @@ def read_properties(path) -> Properties:
         if "polarizability" in f:
             ds = f["polarizability"]
             pol = np.asarray(ds[()], dtype=np.float64) * _factor(
-                _POLARIZABILITY_TO_NM3, _units_attr(ds, path, "polarizability", "nm^3"), "polarizability", path
+                _POLARIZABILITY_TO_NM3,
+                _units_attr(ds, path, "polarizability", "nm^3"),
+                "polarizability",
+                path,
             )
             if pol.shape != (t.shape[0], 3, 3):
                 raise InputError(
@@ -160,7 +163,12 @@ def write_modes_csv(result, path) -> Path:
         w = csv.writer(fh)
         w.writerow(MODES_COLUMNS)
         for i, (nu, ir, ra) in enumerate(
-            zip(result.wavenumber_cm1, result.ir_intensity_km_per_mol, result.raman_activity_A4_per_amu, strict=True)
+            zip(
+                result.wavenumber_cm1,
+                result.ir_intensity_km_per_mol,
+                result.raman_activity_A4_per_amu,
+                strict=True,
+            )
         ):
             w.writerow([i + 1, f"{nu:.6f}", f"{ir:.8g}", f"{ra:.8g}"])
     return path

@@ -82,8 +82,6 @@ def absorption_factor(x, kind: str = "harmonic") -> np.ndarray:
         return _one_minus_exp_over_x(x)
     safe = np.where(x == 0.0, 1.0, x)
     with np.errstate(over="ignore"):
-        if kind == "schofield":
-            val = 2.0 * np.sinh(0.5 * safe) / safe
-        else:
-            val = 2.0 * np.tanh(0.5 * safe) / safe
+        half = np.sinh(0.5 * safe) if kind == "schofield" else np.tanh(0.5 * safe)
+        val = 2.0 * half / safe
     return np.where(x == 0.0, 1.0, val)

@@ -129,7 +129,8 @@ class Spectrum:
         sel = (self.wavenumber_cm1 >= wmin_cm1) & (self.wavenumber_cm1 <= wmax_cm1)
         if sel.sum() < 2:
             raise InputError(f"fewer than 2 grid points between {wmin_cm1} and {wmax_cm1} cm^-1")
-        return float(np.trapezoid(self.intensity[sel], self.wavenumber_cm1[sel]))
+        trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
+        return float(trapezoid(self.intensity[sel], self.wavenumber_cm1[sel]))
 
 
 @dataclass
@@ -262,9 +263,7 @@ def resolve_settings(
     if window not in WINDOWS:
         raise InputError(f"unknown window '{window}': choose one of {', '.join(WINDOWS)}")
     if quantum_correction not in CORRECTIONS:
-        raise InputError(
-            f"unknown quantum correction '{quantum_correction}': choose one of {', '.join(CORRECTIONS)}"
-        )
+        raise InputError(f"unknown quantum correction '{quantum_correction}': choose one of {', '.join(CORRECTIONS)}")
     if not temperature_K > 0:
         raise InputError(f"the temperature must be positive (kelvin), got {temperature_K}")
     if not n_molecules > 0:
@@ -305,9 +304,7 @@ def resolve_settings(
     shortest = int(min(n_frames))
     length_ps = (shortest - 1) * dt_ps
     if shortest < 2 * MIN_LAGS:
-        raise InputError(
-            f"the shortest run has {shortest} frames; at least {2 * MIN_LAGS} are needed for a spectrum"
-        )
+        raise InputError(f"the shortest run has {shortest} frames; at least {2 * MIN_LAGS} are needed for a spectrum")
     if max_corr_time_ps is None and resolution_cm1 is None:
         tau = min(max_corr_time_for_resolution(DEFAULT_RESOLUTION_CM1, window), length_ps / 4.0)
     else:
@@ -413,9 +410,9 @@ def _check_aliasing(nu: np.ndarray, spectra: np.ndarray, nyq: float, what: str) 
     top = nu >= 0.9 * nyq
     if mean.max() > 0 and top.any() and mean[top].max() > 0.05 * mean.max():
         _warn(
-            f"the {what} spectrum is still {100 * mean[top].max() / mean.max():.0f}% of its maximum near the "
-            f"Nyquist wavenumber {nyq:.0f} cm^-1: motions faster than the sampling can follow are aliased into "
-            "the spectrum. Record properties more often."
+            f"the classical {what} line shape is still {100 * mean[top].max() / mean.max():.0f}% of its "
+            f"maximum near the Nyquist wavenumber {nyq:.0f} cm^-1: motions faster than the sampling can "
+            "follow are aliased into the spectrum. Record properties more often."
         )
 
 
@@ -601,9 +598,7 @@ def raman_spectra(
     _check_aliasing(nu, np.array(check), s.nyquist_cm1, "Raman")
     sel = _select(omega, s)
     nu = nu[sel]
-    iso = _spectrum(
-        "raman_isotropic", nu, iso_runs[:, sel], RAMAN_UNITS, "isotropic Raman, C_iso = <da(0) da(t)>", s
-    )
+    iso = _spectrum("raman_isotropic", nu, iso_runs[:, sel], RAMAN_UNITS, "isotropic Raman, C_iso = <da(0) da(t)>", s)
     aniso = _spectrum(
         "raman_anisotropic",
         nu,
@@ -630,7 +625,9 @@ def raman_spectra(
     return RamanSpectra(iso, aniso, par, perp, act, rho)
 
 
-def depolarization_ratio(parallel: Spectrum, perpendicular: Spectrum, threshold: float = DEPOLARIZATION_THRESHOLD) -> Spectrum:
+def depolarization_ratio(
+    parallel: Spectrum, perpendicular: Spectrum, threshold: float = DEPOLARIZATION_THRESHOLD
+) -> Spectrum:
     """rho = I_perp / I_par of run-averaged spectra; standard error by jackknife over runs.
 
     NaN where the mean I_par is below ``threshold`` times its maximum (no band there).
@@ -695,5 +692,12 @@ def average_spectra(spectra: Sequence[Spectrum], name: str | None = None) -> Spe
     meta = dict(first.metadata)
     meta["n_runs"] = int(runs.shape[0])
     return Spectrum(
-        name or first.name, first.wavenumber_cm1.copy(), mean, stderr, runs, first.units, first.description, meta
+        name or first.name,
+        first.wavenumber_cm1.copy(),
+        mean,
+        stderr,
+        runs,
+        first.units,
+        first.description,
+        meta,
     )

@@ -1,0 +1,116 @@
+"""Output files of a simulation, each resumable without gaps or duplicated frames.
+
+- ``log.csv``: step, time, energies, temperature and speed;
+- ``properties.h5``: ``time`` (ps), ``dipole`` (e*nm), ``polarizability`` (nm^3), units as attributes,
+  flushed at every checkpoint;
+- ``trajectory.dcd``: OpenMM's DCD writer (mdtraj reads it).
+On resume each file is cut back to the frames written up to the checkpoint, then appended to.
+"""
+
+import csv
+import os
+import struct
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+LOG_COLUMNS = (
+    "step",
+    "time_ps",
+    "potential_kj_per_mol",
+    "kinetic_kj_per_mol",
+    "total_kj_per_mol",
+    "temperature_K",
+    "speed_ns_per_day",
+)
+
+
+class CsvLog:
+    def __init__(self, path: Path, resume_step: int = -1):
+        self.path = path
+        if resume_step >= 0 and path.exists():
+            rows = [r for r in csv.DictReader(open(path)) if int(r["step"]) <= resume_step]
+            self._open("w")
+            self.writer.writerows(rows)
+        else:
+            self._open("w")
+        self.file.flush()
+
+    def _open(self, mode):
+        self.file = open(self.path, mode, newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
+        self.writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+class PropertiesFile:
+    """Recorded dipoles/polarizabilities in HDF5, appended in blocks."""
+
+    def __init__(self, path: Path, names, attrs: dict, resume_frames: int = -1):
+        self.path = path
+        self.names = tuple(names)
+        shapes = {"dipole": (3,), "polarizability": (3, 3)}
+        unit_of = {"time": "ps", "dipole": "e*nm", "polarizability": "nm^3"}
+        if resume_frames >= 0 and path.exists():
+            self.h5 = h5py.File(path, "a")
+            for name in ("time",) + self.names:
+                self.h5[name].resize(resume_frames, axis=0)
+        else:
+            self.h5 = h5py.File(path, "w")
+            for name in ("time",) + self.names:
+                shape = shapes.get(name, ())
+                ds = self.h5.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f8", chunks=(1024,) + shape)
+                ds.attrs["units"] = unit_of[name]
+            for k, v in attrs.items():
+                self.h5.attrs[k] = v
+        self.h5.flush()
+        self.buffer: dict = {name: [] for name in ("time",) + self.names}
+
+    def append(self, time_ps: float, values: dict) -> None:
+        self.buffer["time"].append(time_ps)
+        for name in self.names:
+            self.buffer[name].append(values[name])
+
+    @property
+    def n_frames(self) -> int:
+        return self.h5["time"].shape[0] + len(self.buffer["time"])
+
+    def flush(self) -> None:
+        n_new = len(self.buffer["time"])
+        if n_new:
+            for name, values in self.buffer.items():
+                ds = self.h5[name]
+                n = ds.shape[0]
+                ds.resize(n + n_new, axis=0)
+                ds[n:] = np.asarray(values)
+                values.clear()
+        self.h5.flush()
+
+    def close(self):
+        self.flush()
+        self.h5.close()
+
+
+def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> None:
+    """Cut an OpenMM DCD file back to its first ``keep_frames`` frames (for resuming)."""
+    frame_bytes = (56 if periodic else 0) + 3 * (8 + 4 * n_atoms)
+    with open(path, "r+b") as f:
+        f.seek(8)
+        n_frames = struct.unpack("<i", f.read(4))[0]
+        size = os.fstat(f.fileno()).st_size
+        header = size - n_frames * frame_bytes
+        keep = min(keep_frames, n_frames, (size - header) // frame_bytes)
+        f.truncate(header + keep * frame_bytes)
+        f.seek(8)
+        f.write(struct.pack("<i", keep))
+        f.seek(12)
+        first, interval = struct.unpack("<ii", f.read(8))
+        f.seek(20)
+        f.write(struct.pack("<i", first + max(keep - 1, 0) * interval))

@@ -1,0 +1,399 @@
+"""``run_simulation(config)``: molecular dynamics with an exported PaiNN model in OpenMM.
+
+Records the dipole and polarizability along the trajectory, writes checkpoints that ``resume``
+continues bit for bit (CPU/Reference platforms), and stops with :class:`SimulationInstabilityError`
+when the trajectory goes bad, keeping the last good checkpoint.
+"""
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import openmm
+import torch
+from openmm import app, unit
+
+from .. import units, versions
+from ..data import file_sha256
+from ..deploy import export, load, read_pdb
+from ..deploy.metadata import KEY_ATOMIC_NUMBERS, KEY_HEADS, KEY_PERIODIC
+from ..elements import formula
+from ..errors import CheckpointError, InputError, SimulationInstabilityError
+from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
+from .config import SimulationConfig
+from .outputs import CsvLog, PropertiesFile, truncate_dcd
+from .progress import Progress
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+BUNDLED_MODEL = RESOURCES / "ethanol_painn.pt"
+NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
+
+
+@dataclass
+class SimulationResult:
+    output: Path
+    steps: int
+    ns_per_day: float
+    frames_recorded: int
+    recording: str
+
+    def summary(self) -> str:
+        return (
+            f"{self.steps} steps done, {self.ns_per_day:.2f} ns/day; {self.frames_recorded} property frames "
+            f"({self.recording} recording); outputs in {self.output}"
+        )
+
+
+def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers) -> Path:
+    """The exported model to use: ``cfg.model`` (.pt), a checkpoint exported on the fly for the
+    structure, or the bundled ethanol model when the structure matches it."""
+    if cfg.model is None:
+        if BUNDLED_MODEL.is_file() and model_metadata(BUNDLED_MODEL)[KEY_ATOMIC_NUMBERS] == list(atomic_numbers):
+            return BUNDLED_MODEL
+        raise InputError(
+            f"no --model given and the structure ({formula(atomic_numbers)}, {len(atomic_numbers)} atoms) is not the "
+            f"bundled ethanol model's molecule (C2H6O in the atom order of painn_deploy/resources/ethanol.pdb); "
+            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint"
+        )
+    path = Path(cfg.model)
+    if not path.is_file():
+        raise InputError(f"model {path} does not exist")
+    if path.suffix == ".ckpt":
+        exported = output / "model.pt"
+        export(path, exported, pdb=cfg.structure)
+        return exported
+    return path
+
+
+def choose_platform(name: str) -> openmm.Platform:
+    available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name == "auto":
+        for candidate in ("CUDA", "CPU", "Reference"):
+            if candidate in available:
+                return openmm.Platform.getPlatformByName(candidate)
+    if name not in available:
+        raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
+    return openmm.Platform.getPlatformByName(name)
+
+
+def build_integrator(cfg: SimulationConfig):
+    import openmmtools
+
+    temperature = cfg.temperature_K * unit.kelvin
+    friction = cfg.friction_per_ps / unit.picosecond
+    dt = cfg.timestep_fs * unit.femtosecond
+    if cfg.beads > 1:
+        integrator = openmm.RPMDIntegrator(cfg.beads, temperature, friction, dt)
+    elif cfg.integrator == "langevin":
+        integrator = openmmtools.integrators.BAOABIntegrator(temperature, friction, dt)
+    elif cfg.integrator == "nose-hoover":
+        integrator = openmm.NoseHooverIntegrator(temperature, friction, dt)
+    else:
+        integrator = openmmtools.integrators.VelocityVerletIntegrator(dt)
+    if hasattr(integrator, "setRandomNumberSeed"):
+        integrator.setRandomNumberSeed(cfg.seed + 1)
+    return integrator
+
+
+def _check_writable(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to the output directory {output}: {exc.strerror}; choose another --output") from exc
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class MDRun:
+    """One simulation: set-up, the step loop, outputs and checkpoints."""
+
+    def __init__(self, cfg: SimulationConfig):
+        self.cfg = cfg
+        self.output = Path(cfg.output)
+        _check_writable(self.output)
+        self.pdb = app.PDBFile(cfg.structure) if Path(cfg.structure).is_file() else None
+        if self.pdb is None:
+            raise InputError(f"structure {cfg.structure} does not exist")
+        z, positions_nm, box_nm = read_pdb(cfg.structure)
+        check_positions(positions_nm, box_nm, where=cfg.structure)
+        self.atomic_numbers = z
+        self.model_path = resolve_model(cfg, self.output, z)
+        self.meta = model_metadata(self.model_path)
+        check_topology(self.pdb.topology, self.meta, where=cfg.structure)
+        self.periodic = bool(self.meta[KEY_PERIODIC])
+        check_box(box_nm, self.meta, where=f"the box of {cfg.structure}")
+        heads = self.meta[KEY_HEADS]
+        for flag, head in ((cfg.record_dipole, "dipole"), (cfg.record_polarizability, "polarizability")):
+            if flag and head not in heads:
+                raise InputError(f"--record-{head} needs a model with a {head} head; {self.model_path} has {', '.join(heads)}")
+        self.recorded = tuple(n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f)
+        self.recording = self._recording_mode()
+        backend = "python" if self.recording == "fused" else "torch"
+        self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend)
+        self.module = load(self.model_path) if (self.recorded and self.recording == "second") else None
+        self.integrator = build_integrator(cfg)
+        self.platform = choose_platform(cfg.platform)
+        self.context = openmm.Context(self.system, self.integrator, self.platform)
+        self.dt_ps = cfg.timestep_fs * 1e-3
+        n_constraints = self.system.getNumConstraints()
+        self.dof = 3 * self.system.getNumParticles() - n_constraints - 3
+        self.step = 0
+        self.lag = 0
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def _recording_mode(self) -> str:
+        if not self.recorded:
+            return "none"
+        if self.cfg.recording != "auto":
+            if self.cfg.recording == "fused" and self.cfg.beads > 1:
+                raise InputError("--recording fused is not available with --beads > 1 (one evaluation per bead)")
+            return self.cfg.recording
+        return "fused" if self.cfg.beads == 1 else "second"
+
+    def _set_initial_state(self):
+        cfg = self.cfg
+        positions = self.pdb.getPositions(asNumpy=True)
+        if self.periodic:
+            self.context.setPeriodicBoxVectors(*self.pdb.topology.getPeriodicBoxVectors())
+        self.context.setPositions(positions)
+        self.context.setVelocitiesToTemperature(cfg.temperature_K * unit.kelvin, cfg.seed + 1)
+        if cfg.beads > 1:
+            rng = np.random.default_rng(cfg.seed)
+            masses = np.array([self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())])
+            sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K / masses)[:, None]
+            for k in range(cfg.beads):
+                self.integrator.setPositions(k, positions)
+                self.integrator.setVelocities(k, rng.normal(size=(len(masses), 3)) * sigma)
+
+    def _measure_lag(self):
+        """Whether the fused evaluation after a step belongs to the new positions (openmmtools
+        integrators) or to the step's starting positions (OpenMM's built-in integrators)."""
+        if self.recording != "fused":
+            return
+        self.integrator.step(1)
+        pos = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        evaluated = self.adapter.module.observables(torch.tensor(np.asarray(pos), dtype=self.adapter.dtype))
+        first = self.recorded[0]
+        self.lag = 0 if np.allclose(self.adapter.last[first], evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
+
+    # ---- per-step work -----------------------------------------------------------------------------
+    def _observables(self) -> dict:
+        """Recorded properties at the current step (bead average for RPMD)."""
+        if self.recording == "fused":
+            return {k: self.adapter.last[k] for k in self.recorded}
+        states = self._bead_states(getPositions=True)
+        values = {k: [] for k in self.recorded}
+        box = None
+        for state in states:
+            pos = torch.tensor(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)), dtype=self.module.dtype_marker.dtype)
+            if self.periodic:
+                box = torch.tensor(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)), dtype=pos.dtype)
+            out = self.module.observables(pos, box)
+            for k in self.recorded:
+                values[k].append(out[k].double().numpy())
+        return {k: np.mean(v, axis=0) for k, v in values.items()}
+
+    def _bead_states(self, **kwargs):
+        if self.cfg.beads > 1:
+            return [self.integrator.getState(k, **kwargs) for k in range(self.cfg.beads)]
+        return [self.context.getState(**kwargs)]
+
+    def _check(self, where: str, energy: float, max_force: float, temperature: float, positions_nm) -> None:
+        cfg = self.cfg
+        reason = None
+        if not np.isfinite(energy):
+            reason = f"the potential energy is {energy}"
+        elif not np.isfinite(max_force) or max_force > cfg.max_force_kj_per_mol_nm:
+            reason = f"a force of {max_force:.3g} kJ/mol/nm exceeds {cfg.max_force_kj_per_mol_nm:.3g} (exploding forces)"
+        elif not np.isfinite(temperature) or temperature > cfg.temperature_limit_K:
+            reason = f"the temperature {temperature:.1f} K exceeds {cfg.temperature_limit_K:.0f} K"
+        elif positions_nm is not None and len(positions_nm) > 1:
+            from scipy.spatial import cKDTree
+
+            dist, _ = cKDTree(np.asarray(positions_nm)).query(positions_nm, k=2)
+            far = int(np.argmax(dist[:, 1]))
+            if dist[far, 1] > NEAREST_NEIGHBOUR_LIMIT_NM and not self.periodic:
+                reason = f"atom {far + 1} is {dist[far, 1]:.2f} nm from every other atom (atoms flying apart)"
+        if reason:
+            raise SimulationInstabilityError(
+                f"simulation stopped at step {self.step} ({where}): {reason}. The last good checkpoint "
+                f"{self.output / 'checkpoint.chk'} is kept; check the structure, lower --timestep-fs, or use a "
+                f"model trained on configurations like these."
+            )
+
+    def _log_row(self, wall_start: float, steps_since_start: int) -> dict:
+        states = self._bead_states(getEnergy=True, getForces=True, getPositions=True)
+        potential = float(np.mean([s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states]))
+        kinetic = float(np.mean([s.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states]))
+        forces = states[0].getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        temperature = 2.0 * kinetic / (self.dof * units.BOLTZMANN_KJ_PER_MOL_K)
+        positions = states[0].getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        self._check("log", potential, float(np.max(np.abs(forces))), temperature, positions)
+        elapsed = time.perf_counter() - wall_start
+        ns_per_day = steps_since_start * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
+        return {
+            "step": self.step,
+            "time_ps": self.step * self.dt_ps,
+            "potential_kj_per_mol": potential,
+            "kinetic_kj_per_mol": kinetic,
+            "total_kj_per_mol": potential + kinetic,
+            "temperature_K": temperature,
+            "speed_ns_per_day": ns_per_day,
+        }
+
+    def _write_trajectory(self):
+        if self.cfg.beads > 1:
+            pos = np.mean([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in self._bead_states(getPositions=True)], axis=0)
+            state = self._bead_states(getPositions=True)[0]
+        else:
+            state = self.context.getState(getPositions=True)
+            pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        box = state.getPeriodicBoxVectors() if self.periodic else None
+        self.dcd.writeModel(pos * unit.nanometer, periodicBoxVectors=box)
+        self.traj_frames += 1
+
+    # ---- checkpoints ---------------------------------------------------------------------------------
+    def _checkpoint(self):
+        if self.properties is not None:
+            self.properties.flush()
+        self.dcd_file.flush()
+        os.fsync(self.dcd_file.fileno())
+        meta = {
+            "step": self.step,
+            "trajectory_frames": self.traj_frames,
+            "property_frames": self.properties.n_frames if self.properties is not None else 0,
+            "model_sha256": self.model_sha256,
+        }
+        state = self.context.createCheckpoint()
+        header = json.dumps(meta).encode()
+        _atomic_write(self.output / "checkpoint.chk", len(header).to_bytes(8, "little") + header + state)
+
+    def _load_checkpoint(self) -> dict:
+        path = self.output / "checkpoint.chk"
+        if not path.is_file():
+            raise InputError(f"--resume: no checkpoint {path}; start without --resume")
+        blob = path.read_bytes()
+        try:
+            n = int.from_bytes(blob[:8], "little")
+            meta = json.loads(blob[8 : 8 + n])
+            self.context.loadCheckpoint(blob[8 + n :])
+        except Exception as exc:
+            raise CheckpointError(f"cannot restore {path} ({exc}); the file is damaged or from another system") from exc
+        if meta["model_sha256"] != self.model_sha256:
+            raise InputError(f"--resume: {path} was written with another model; use the same --model")
+        return meta
+
+    # ---- the run ---------------------------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        cfg = self.cfg
+        self.model_sha256 = file_sha256(self.model_path)
+        out = self.output
+        attrs = {
+            "temperature_K": cfg.temperature_K,
+            "timestep_fs": cfg.timestep_fs,
+            "record_interval_steps": cfg.record_interval,
+            "beads": cfg.beads,
+            "model_sha256": self.model_sha256,
+        }
+        if cfg.resume:
+            meta = self._load_checkpoint()
+            self.step = meta["step"]
+            self.traj_frames = meta["trajectory_frames"]
+            resume_step, resume_frames = self.step, meta["property_frames"]
+            truncate_dcd(out / "trajectory.dcd", self.system.getNumParticles(), self.periodic, self.traj_frames)
+            self.lag = json.loads((out / "run.json").read_text()).get("recording_lag_steps", 0)
+        else:
+            self._set_initial_state()
+            if cfg.equilibration_steps:
+                self.integrator.step(cfg.equilibration_steps)
+            self._measure_lag()
+            self.traj_frames = 0
+            resume_step, resume_frames = -1, -1
+            self._write_run_record()
+        self.log = CsvLog(out / "log.csv", resume_step)
+        self.properties = PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames) if self.recorded else None
+        self.dcd_file = open(out / "trajectory.dcd", "r+b" if cfg.resume else "wb")
+        self.dcd = app.DCDFile(self.dcd_file, self.pdb.topology, cfg.timestep_fs * unit.femtosecond, 0, cfg.trajectory_interval, append=cfg.resume)
+        if not cfg.resume:
+            self._checkpoint()
+        progress = Progress(cfg.steps, self.step, cfg.progress)
+        wall_start, start_step = time.perf_counter(), self.step
+        try:
+            self._loop(progress, wall_start, start_step)
+        finally:
+            progress.close()
+            self.log.close()
+            if self.properties is not None:
+                self.properties.close()
+            self.dcd_file.close()
+        elapsed = time.perf_counter() - wall_start
+        ns_per_day = (self.step - start_step) * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
+        frames = 0
+        if self.recorded:
+            import h5py
+
+            with h5py.File(out / "properties.h5") as f:
+                frames = f["time"].shape[0]
+        return SimulationResult(out, self.step, ns_per_day, frames, self.recording)
+
+    def _loop(self, progress, wall_start, start_step):
+        cfg = self.cfg
+        intervals = [cfg.log_interval, cfg.trajectory_interval, cfg.checkpoint_interval]
+        if self.recorded:
+            intervals.append(cfg.record_interval)
+        while self.step < cfg.steps:
+            n = min(i - self.step % i for i in intervals)
+            n = min(n, cfg.steps - self.step)
+            self.integrator.step(n)
+            self.step += n
+            if self.recording == "fused":
+                last = self.adapter.last
+                if not np.isfinite(last["energy"]) or not np.all(np.isfinite(last["forces"])):
+                    self._check("model evaluation", float(last["energy"]), float("nan"), 0.0, None)
+            if self.recorded and self.step % cfg.record_interval == 0:
+                self.properties.append((self.step - self.lag) * self.dt_ps, self._observables())
+            if self.step % cfg.trajectory_interval == 0:
+                self._write_trajectory()
+            if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
+                row = self._log_row(wall_start, self.step - start_step)
+                self.log.write(row)
+                progress.update(self.step, row["speed_ns_per_day"], row["temperature_K"])
+            if self.step % cfg.checkpoint_interval == 0 or self.step == cfg.steps:
+                if self.step % cfg.log_interval != 0 and self.step != cfg.steps:
+                    self._log_row(wall_start, self.step - start_step)  # never checkpoint an unchecked state
+                self._checkpoint()
+
+    def _write_run_record(self):
+        record = {
+            "command_line": " ".join(shlex.quote(a) for a in sys.argv),
+            "config": self.cfg.to_dict(),
+            "model": str(self.model_path),
+            "model_sha256": self.model_sha256,
+            "model_metadata_heads": self.meta[KEY_HEADS],
+            "platform": self.platform.getName(),
+            "recording": self.recording,
+            "recording_lag_steps": self.lag,
+            "versions": versions.collect(),
+            "seed": self.cfg.seed,
+        }
+        (self.output / "run.json").write_text(json.dumps(record, indent=1))
+
+
+def run_simulation(cfg: SimulationConfig) -> SimulationResult:
+    """Run (or resume) a simulation; see :class:`SimulationConfig` for the options."""
+    return MDRun(cfg).run()
