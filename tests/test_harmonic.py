@@ -6,6 +6,7 @@ Analytic torch models follow the exported-model contract: forward(positions_nm) 
 
 import csv
 import math
+import warnings
 from typing import Dict
 
 import numpy as np
@@ -19,6 +20,17 @@ from painn_deploy.spectra.constants import IR_KM_PER_MOL_PER_E2_PER_AMU
 from painn_deploy.spectra.harmonic import HarmonicWarning, external_basis, harmonic_analysis
 
 WN = units.WAVENUMBER_PER_RAD_PER_PS  # cm^-1 per rad/ps
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny tensors: intra-op threads only add contention (100x slower on a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 EXTERNAL_TOL_CM1 = 0.5  # projected-out curvature left by the residual force (fmax 1e-3 kJ/mol/nm)
 
 
@@ -319,3 +331,49 @@ def test_cli_end_to_end(tmp_path, capsys):
     # errors are reported, not raised
     assert harmonic_main([str(tmp_path / "missing.pt"), str(pdb), "-o", str(out)]) == 1
     assert "cannot be loaded" in capsys.readouterr().err
+
+
+# --- the exported PaiNN force field ------------------------------------------------------------------
+
+
+def test_exported_painn_forcefield(tmp_path):
+    """The real deployable module (random small PaiNN, TorchScript, float64) on ethanol: its
+    properties() detaches the positions, so dipole/polarizability derivatives fall back to finite
+    differences; they must agree with autograd through the eager module, and the autograd Hessian
+    with finite differences of the model's forces."""
+    from painn_deploy.cli.harmonic import read_structure
+    from painn_deploy.deploy import PaiNNForceField
+    from painn_deploy.spectra.harmonic import hessian
+
+    from .conftest import ETHANOL_PDB, random_rotation, small_potential
+
+    _, pos, numbers = read_structure(ETHANOL_PDB)
+    eager = PaiNNForceField(small_potential(), numbers, dtype=torch.float64)
+    scripted = torch.jit.script(eager)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HarmonicWarning)  # a random model: ethanol is not at its minimum
+        res = harmonic_analysis(scripted, pos, numbers, minimize=False)
+        rotated = harmonic_analysis(scripted, pos @ random_rotation(3).T + 0.4, numbers, minimize=False)
+    assert res.n_modes == 21 and len(res.external_wavenumber_cm1) == 6 and not res.linear
+    assert "finite differences" in res.derivative_methods["dipole"]
+    np.testing.assert_allclose(rotated.wavenumber_cm1, res.wavenumber_cm1, rtol=1e-6, atol=1e-4)
+
+    p = torch.tensor(res.positions_nm, requires_grad=True)
+    out = eager._evaluate(p, None, False)
+    jac = np.array([torch.autograd.grad(out["dipole"][i], p, retain_graph=True)[0].numpy() for i in range(3)])
+    d_mu = np.einsum("aij,mij->ma", jac, res.displacements_nm)
+    ir = IR_KM_PER_MOL_PER_E2_PER_AMU * (d_mu**2).sum(axis=1)
+    np.testing.assert_allclose(res.ir_intensity_km_per_mol, ir, rtol=1e-4, atol=1e-5 * ir.max())
+    assert np.all(np.isfinite(res.raman_activity_A4_per_amu)) and res.raman_activity_A4_per_amu.max() > 0
+
+    h = hessian(scripted, pos)
+    step, n = 1e-5, pos.size
+    h_fd = np.zeros((n, n))
+    for k in range(n):
+        forces = []
+        for sign in (1.0, -1.0):
+            x = pos.reshape(-1).copy()
+            x[k] += sign * step
+            forces.append(scripted.properties(torch.tensor(x.reshape(-1, 3)))["forces"].detach().numpy().reshape(-1))
+        h_fd[:, k] = -(forces[0] - forces[1]) / (2 * step)
+    np.testing.assert_allclose(h, h_fd, atol=1e-5 * np.abs(h).max())

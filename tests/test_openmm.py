@@ -198,3 +198,23 @@ def test_preflight_position_checks():
         check_positions(overlapping)
     with pytest.raises(InputError, match="NaN"):
         check_positions(pos * np.nan)
+
+
+def test_openmm_imported_before_torch_still_works(exported32, tmp_path):
+    """A user script that imports openmm first: OpenMM fails to load the openmm-torch plugin
+    (libnvrtc.so.12); painn_deploy loads it again once torch is imported."""
+    script = tmp_path / "order.py"
+    script.write_text(textwrap.dedent(f"""
+        import openmm
+        import openmm.app as app
+        from painn_deploy.openmm import create_system
+        pdb = app.PDBFile({str(ETHANOL_PDB)!r})
+        system, _ = create_system({str(exported32)!r}, pdb.topology)
+        ctx = openmm.Context(system, openmm.RPMDIntegrator(2, 300, 1, 0.0005), openmm.Platform.getPlatformByName("Reference"))
+        for k in range(2):
+            ctx.getIntegrator().setPositions(k, pdb.positions)
+        print("ENERGY", ctx.getIntegrator().getState(0, getEnergy=True).getPotentialEnergy())
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ENERGY" in result.stdout

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch  # noqa: F401  (import torch before anything that may import openmmtorch)
+import torch  # import torch before anything that may import openmmtorch
 
 from ..errors import InputError, PainnDeployError
 from ..spectra.harmonic import DEFAULT_FMAX_KJ_MOL_NM, harmonic_analysis, load_model
@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="treat the molecule as linear (5 external modes) or not (6); auto (default) detects it from the moments of inertia",
     )
     p.add_argument("--device", default="cpu", help="torch device to run the model on: cpu, cuda (default: %(default)s)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (count; default: %(default)s, fastest for single molecules: their tensors are "
+        "too small to gain from threads, and on a busy machine thread contention slows them a hundredfold)",
+    )
     p.add_argument("--no-plots", action="store_true", help="do not write modes.png")
     return p
 
@@ -90,6 +97,9 @@ def _write_pdb(topology, positions_nm, path) -> Path:
 
 def _run(args) -> tuple[object, list[Path]]:
     out = Path(args.output)
+    if args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     topology, pos, numbers = read_structure(args.structure)
     module = load_model(args.model, device=args.device)
     linear = {"auto": None, "yes": True, "no": False}[args.linear]

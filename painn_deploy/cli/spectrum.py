@@ -198,6 +198,7 @@ def _run(args) -> tuple[dict, Path, list[Path]]:
     written: list[Path] = []
     meta: dict = {
         "files": [p.path for p in props],
+        "file_attributes": {p.path: p.attrs for p in props},
         "temperature_K": temperature,
         "temperature_source": t_source,
         "quantum_correction": args.quantum_correction,
@@ -322,7 +323,7 @@ def main(argv=None) -> int:
     for m in messages:
         print(f"warning: {m}", file=sys.stderr)
     meta["warnings"] = messages
-    meta_path.write_text(json.dumps(meta, indent=2, default=float) + "\n")
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     print(f"wrote {len(written) + 1} files to {meta_path.parent}/ (CSV: wavenumber_cm-1, intensity, stderr)")
     return 0
 

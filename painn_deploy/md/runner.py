@@ -32,6 +32,10 @@ from .progress import Progress
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 BUNDLED_MODEL = RESOURCES / "ethanol_painn.pt"
+RESUME_MUST_MATCH = (
+    "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
+    "record_polarizability", "record_interval", "trajectory_interval", "recording", "seed",
+)  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 
 
@@ -71,14 +75,18 @@ def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers) -> Path:
     return path
 
 
-def choose_platform(name: str) -> openmm.Platform:
+def choose_platform(name: str, rpmd: bool = False) -> openmm.Platform:
+    """The named platform, or the fastest available one (``auto``).  OpenMM's CPU platform has no
+    ring-polymer kernels, so RPMD uses CUDA or Reference."""
     available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name == "auto":
-        for candidate in ("CUDA", "CPU", "Reference"):
+        for candidate in ("CUDA", "Reference") if rpmd else ("CUDA", "CPU", "Reference"):
             if candidate in available:
                 return openmm.Platform.getPlatformByName(candidate)
     if name not in available:
         raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
+    if rpmd and name == "CPU":
+        raise InputError("OpenMM's CPU platform cannot run ring-polymer MD; use --platform Reference or CUDA (or auto)")
     return openmm.Platform.getPlatformByName(name)
 
 
@@ -147,7 +155,7 @@ class MDRun:
         self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend)
         self.module = load(self.model_path) if (self.recorded and self.recording == "second") else None
         self.integrator = build_integrator(cfg)
-        self.platform = choose_platform(cfg.platform)
+        self.platform = choose_platform(cfg.platform, cfg.beads > 1)
         self.context = openmm.Context(self.system, self.integrator, self.platform)
         self.dt_ps = cfg.timestep_fs * 1e-3
         n_constraints = self.system.getNumConstraints()
@@ -296,6 +304,11 @@ class MDRun:
             raise CheckpointError(f"cannot restore {path} ({exc}); the file is damaged or from another system") from exc
         if meta["model_sha256"] != self.model_sha256:
             raise InputError(f"--resume: {path} was written with another model; use the same --model")
+        previous = json.loads((self.output / "run.json").read_text())["config"]
+        changed = [k for k in RESUME_MUST_MATCH if previous.get(k) != self.cfg.to_dict()[k]]
+        if changed:
+            listing = ", ".join(f"{k} ({previous.get(k)} -> {self.cfg.to_dict()[k]})" for k in changed)
+            raise InputError(f"--resume with changed settings: {listing}; resume with the original options")
         return meta
 
     # ---- the run ---------------------------------------------------------------------------------------

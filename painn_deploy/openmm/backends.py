@@ -17,12 +17,26 @@ ModelLike = Union[str, Path, torch.nn.Module]
 
 
 def import_openmmtorch():
-    """``import openmmtorch`` after torch (the order its shared libraries need)."""
+    """``import openmmtorch`` after torch (the order its shared libraries need).
+
+    If ``openmm`` was imported before ``torch`` (in the user's script), OpenMM failed to load the
+    openmm-torch platform plugins (libnvrtc.so.12 not found); load them again now that torch is in.
+    """
+    import re
+
     import torch  # noqa: F401
 
     import openmmtorch
 
+    for failure in openmm.Platform.getPluginLoadFailures():
+        match = re.search(r"library (\S+OpenMMTorch\w*\.so)", failure)
+        if match and "OpenCL" not in match.group(1) and match.group(1) not in _RELOADED:
+            openmm.Platform.loadPluginLibrary(match.group(1))
+            _RELOADED.add(match.group(1))
     return openmmtorch
+
+
+_RELOADED: set = set()
 
 
 def model_metadata(model: ModelLike) -> dict:

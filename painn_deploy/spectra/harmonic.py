@@ -5,7 +5,9 @@ Model contract (TorchScript from ``torch.jit.load``, or an eager ``torch.nn.Modu
 * ``module(positions_nm [N, 3]) -> energy`` (scalar, kJ/mol), twice differentiable;
 * ``module.properties(positions_nm) -> Dict[str, Tensor]`` with ``energy`` (kJ/mol), ``forces``
   (kJ/mol/nm) and, when the model predicts them, ``dipole`` [3] (e*nm) and ``polarizability``
-  [3, 3] (nm^3), differentiable w.r.t. positions.
+  [3, 3] (nm^3).  Their position derivatives are taken by autograd when they are connected to
+  the positions passed in, otherwise (``properties()`` of the exported PaiNNForceField detaches
+  its input to compute forces) by central finite differences of ``properties()``.
 
 Method (Wilson, Decius & Cross, "Molecular Vibrations" (1955), ch. 2; Ochterski, "Vibrational
 analysis in Gaussian" (Gaussian white paper, 1999)):
@@ -161,17 +163,58 @@ def hessian(module, positions_nm) -> np.ndarray:
     return 0.5 * (h + h.T)
 
 
-def property_derivatives(module, positions_nm) -> dict[str, np.ndarray]:
+#: Central finite-difference steps (nm) used when a model's properties are not differentiable
+#: w.r.t. the positions passed in (e.g. ``properties()`` detaches them to compute forces).
+FD_STEP_NM = {torch.float64: 1e-4, torch.float32: 1e-3}
+
+
+def _autograd_derivatives(value: torch.Tensor, pos: torch.Tensor) -> np.ndarray | None:
+    """d value_i / d pos [n_values, N, 3], or None if value is not connected to pos at all."""
+    derivs = np.zeros((value.numel(), pos.shape[0], 3))
+    connected = False
+    for i in range(value.numel()):
+        if value[i].requires_grad:
+            (g,) = torch.autograd.grad(value[i], pos, retain_graph=True, allow_unused=True)
+            if g is not None:
+                connected = True
+                derivs[i] = g.detach().to("cpu", torch.float64).numpy()
+    return derivs if connected else None
+
+
+def _finite_difference_derivatives(module, positions_nm: np.ndarray, key: str, step_nm: float) -> np.ndarray:
+    """Central differences (v(x + h) - v(x - h)) / 2h of ``properties()[key]``, [n_values, N, 3]."""
+    dtype, device = model_dtype(module)
+    base = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3)
+    n_values = None
+    derivs = None
+    for atom in range(base.shape[0]):
+        for axis in range(3):
+            vals = []
+            for sign in (1.0, -1.0):
+                x = base.copy()
+                x[atom, axis] += sign * step_nm
+                props = module.properties(_tensor(x, dtype, device, grad=True))
+                vals.append(props[key].detach().to("cpu", torch.float64).numpy().reshape(-1))
+            if derivs is None:
+                n_values = vals[0].shape[0]
+                derivs = np.zeros((n_values, base.shape[0], 3))
+            derivs[:, atom, axis] = (vals[0] - vals[1]) / (2.0 * step_nm)
+    return derivs
+
+
+def property_derivatives(module, positions_nm) -> dict:
     """Values and Cartesian derivatives of the model's properties.
 
     Returns a dict with ``forces`` [N, 3] (kJ/mol/nm) and, when predicted, ``dipole`` [3]
     (e*nm), ``d_dipole`` [3, N, 3] (e), ``polarizability`` [3, 3] (nm^3) and
-    ``d_polarizability`` [3, 3, N, 3] (nm^2).
+    ``d_polarizability`` [3, 3, N, 3] (nm^2), plus ``methods`` naming how each derivative was
+    obtained: by autograd, or by central finite differences (step :data:`FD_STEP_NM`) when the
+    returned property is not connected to the input positions in the autograd graph.
     """
     dtype, device = model_dtype(module)
     pos = _tensor(positions_nm, dtype, device, grad=True)
     props = module.properties(pos)
-    out: dict[str, np.ndarray] = {}
+    out: dict = {"methods": {}}
     if "forces" in props:
         out["forces"] = props["forces"].detach().to("cpu", torch.float64).numpy().reshape(-1, 3)
     n_atoms = pos.shape[0]
@@ -182,12 +225,13 @@ def property_derivatives(module, positions_nm) -> dict[str, np.ndarray]:
         if value.numel() != math.prod(shape):
             raise InputError(f"the model's '{key}' has {value.numel()} values, expected shape {shape}")
         out[key] = value.detach().to("cpu", torch.float64).numpy().reshape(shape)
-        derivs = np.zeros((value.numel(), n_atoms, 3))
-        for i in range(value.numel()):
-            if value[i].requires_grad:
-                (g,) = torch.autograd.grad(value[i], pos, retain_graph=True, allow_unused=True)
-                if g is not None:
-                    derivs[i] = g.detach().to("cpu", torch.float64).numpy()
+        derivs = _autograd_derivatives(value, pos)
+        if derivs is None:
+            step = FD_STEP_NM.get(dtype, 1e-3)
+            derivs = _finite_difference_derivatives(module, positions_nm, key, step)
+            out["methods"][key] = f"central finite differences, step {step:g} nm"
+        else:
+            out["methods"][key] = "autograd"
         out["d_" + key] = derivs.reshape(*shape, n_atoms, 3)
     return out
 
@@ -253,6 +297,7 @@ class HarmonicResult:
     external_wavenumber_cm1: np.ndarray
     dtype: str
     minimization: dict = field(default_factory=dict)
+    derivative_methods: dict = field(default_factory=dict)
 
     @property
     def n_modes(self) -> int:
@@ -295,6 +340,7 @@ class HarmonicResult:
             "linear": self.linear,
             "model_dtype": self.dtype,
             "minimization": self.minimization,
+            "derivative_methods": self.derivative_methods,
             "displacements_nm_per_sqrt_amu_nm": arr(self.displacements_nm),
         }
 
@@ -429,4 +475,5 @@ def harmonic_analysis(
         external_wavenumber_cm1=external,
         dtype=str(dtype).replace("torch.", ""),
         minimization=minimization,
+        derivative_methods=props["methods"],
     )

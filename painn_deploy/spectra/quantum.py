@@ -6,7 +6,7 @@ I_qm(-omega) = exp(-beta hbar omega) I_qm(omega).  The usual approximations writ
 
     I_qm(omega) ~ Q(x) I_cl(omega),     x = beta hbar omega = h c nu~ / (k_B T),
 
-with (Ramirez, Lopez-Ciudad, Kumar & Marx, J. Chem. Phys. 121, 3973 (2004), table I; Berens,
+with (Ramirez, Lopez-Ciudad, Kumar & Marx, J. Chem. Phys. 121, 3973 (2004); Berens,
 Mackay, White & Wilson, J. Chem. Phys. 79, 2375 (1983); Schofield, Phys. Rev. Lett. 4, 239
 (1960)):
 

@@ -8,7 +8,7 @@ Conventions (full derivations in docs/spectra.md):
   spectral density of :mod:`painn_deploy.spectra.correlation` (per unit angular frequency).
 
 IR (McQuarrie, "Statistical Mechanics", ch. 21, in SI units; Ramirez et al., J. Chem. Phys.
-121, 3973 (2004), eq. 1): the absorption coefficient times refractive index of N_sys systems in
+121, 3973 (2004)): the absorption coefficient times refractive index of N_sys systems in
 a volume V is n(omega) alpha(omega) = (N_sys / V) sigma(omega), with the absorption cross section
 per system
 
