@@ -1,5 +1,6 @@
 """Shared fixtures: small models and checkpoints made on the fly (no network, no ../shared)."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,11 @@ import pytest
 import torch
 
 from painn_deploy.model import PaiNNConfig, PaiNNPotential
+
+# Small models on a shared 2-core machine: intra-op threads only add contention (and can make an
+# evaluation 100x slower when the other core is busy).  Subprocesses inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 RESOURCES = Path(__file__).resolve().parents[1] / "painn_deploy" / "resources"
 ETHANOL_NPZ = RESOURCES / "ethanol_gfn2xtb_subset.npz"
@@ -25,8 +31,12 @@ def randomize(model: PaiNNPotential, seed: int = 0) -> PaiNNPotential:
     return model
 
 
-def small_potential(targets=ALL_TARGETS, dipole_model="eq13", n_features=16, seed=0, elements=(1, 6, 8)) -> PaiNNPotential:
-    config = PaiNNConfig(elements=elements, n_features=n_features, n_interactions=2, n_rbf=8, targets=targets, dipole_model=dipole_model)
+def small_potential(
+    targets=ALL_TARGETS, dipole_model="eq13", n_features=16, seed=0, elements=(1, 6, 8)
+) -> PaiNNPotential:
+    config = PaiNNConfig(
+        elements=elements, n_features=n_features, n_interactions=2, n_rbf=8, targets=targets, dipole_model=dipole_model
+    )
     return randomize(PaiNNPotential(config), seed).double().eval()
 
 

@@ -10,7 +10,7 @@ from painn_deploy.deploy import PaiNNForceField, build_forcefield, export, load,
 from painn_deploy.errors import CheckpointError, UnknownElementError
 from painn_deploy.training import load_checkpoint
 
-from .conftest import ETHANOL_PDB, random_rotation, small_potential
+from .conftest import ETHANOL_PDB, small_potential
 
 
 def test_metadata_describes_the_model(exported32, trained_checkpoint):
@@ -95,17 +95,10 @@ def test_truncated_checkpoint_and_model_files(trained_checkpoint, exported32, tm
 
 def water_like_box(n_side=4, spacing_nm=0.35, seed=0):
     """A cubic box of n_side^3 rigid ethanol copies at random orientations (nm)."""
-    rng = np.random.default_rng(seed)
+    from painn_deploy.structures import molecular_box
+
     mol = np.load(ETHANOL_PDB.parent / "ethanol_gfn2xtb_subset.npz")["coords"][0] * 0.1
-    mol = mol - mol.mean(0)
-    pos, z = [], []
-    for ix in range(n_side):
-        for iy in range(n_side):
-            for iz in range(n_side):
-                r = random_rotation(int(rng.integers(1 << 30)))
-                pos.append(mol @ r.T + (np.array([ix, iy, iz]) + 0.5) * spacing_nm)
-                z += [6, 6, 8, 1, 1, 1, 1, 1, 1]
-    return z, np.concatenate(pos), np.eye(3) * n_side * spacing_nm
+    return molecular_box([6, 6, 8, 1, 1, 1, 1, 1, 1], mol, n_side**3, spacing_nm=spacing_nm, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,9 @@ def test_translation_invariance_and_origin_independent_dipole(ff, positions_nm):
 def test_charges_sum_to_zero_eq12_also_origin_independent(positions_nm):
     ff12 = PaiNNForceField(small_potential(dipole_model="eq12"), Z, dtype=torch.float64)
     shift = torch.tensor([3.0, 0.0, -2.0], dtype=torch.float64)
-    torch.testing.assert_close(props(ff12, positions_nm)["dipole"], props(ff12, positions_nm + shift)["dipole"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        props(ff12, positions_nm)["dipole"], props(ff12, positions_nm + shift)["dipole"], rtol=0, atol=1e-12
+    )
 
 
 def test_eq12_and_eq13_differ(positions_nm):

@@ -40,7 +40,9 @@ def test_torchforce_matches_module(exported64, platform):
 
     ctx, _ = context_for(exported64, platform=platform)
     e, f = energy_forces(ctx)
-    pos = torch.tensor(np.asarray(app.PDBFile(str(ETHANOL_PDB)).getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+    pos = torch.tensor(
+        np.asarray(app.PDBFile(str(ETHANOL_PDB)).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    )
     ref = load(exported64).properties(pos)
     tol = 1e-9 if platform == "Reference" else 1e-5  # the CPU platform accumulates forces in float32
     assert e == pytest.approx(float(ref["energy"].detach()), rel=tol)
@@ -120,7 +122,8 @@ def test_serialized_system_round_trips(exported64, tmp_path):
 def test_plain_openmm_script_without_painn_deploy(exported32, tmp_path):
     """The artefact works in a process that never imports painn_deploy."""
     script = tmp_path / "plain.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys
         import torch
         import openmm, openmm.app as app, openmm.unit as unit
@@ -137,7 +140,8 @@ def test_plain_openmm_script_without_painn_deploy(exported32, tmp_path):
         e = sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         assert "painn_deploy" not in sys.modules
         print("ENERGY", e)
-    """))
+    """)
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     energy = float(result.stdout.split("ENERGY")[1])
@@ -204,7 +208,8 @@ def test_openmm_imported_before_torch_still_works(exported32, tmp_path):
     """A user script that imports openmm first: OpenMM fails to load the openmm-torch plugin
     (libnvrtc.so.12); painn_deploy loads it again once torch is imported."""
     script = tmp_path / "order.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import openmm
         import openmm.app as app
         from painn_deploy.openmm import create_system
@@ -214,7 +219,8 @@ def test_openmm_imported_before_torch_still_works(exported32, tmp_path):
         for k in range(2):
             ctx.getIntegrator().setPositions(k, pdb.positions)
         print("ENERGY", ctx.getIntegrator().getState(0, getEnergy=True).getPotentialEnergy())
-    """))
+    """)
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ENERGY" in result.stdout

@@ -26,8 +26,6 @@ import copy
 import json
 import os
 import platform
-import statistics
-import sys
 import tempfile
 import time
 from typing import Dict, List
@@ -152,8 +150,7 @@ def npz_to_spk_db(npz_path: str, db_path: str, targets: List[str]) -> int:
 
 
 # ----------------------------------------------------------------------------- model
-def build_model(targets: List[str], n_atom_basis=128, n_interactions=3, n_rbf=20, cutoff=5.0,
-                energy_std_scale=True):
+def build_model(targets: List[str], n_atom_basis=128, n_interactions=3, n_rbf=20, cutoff=5.0, energy_std_scale=True):
     """SchNetPack NeuralNetworkPotential with the paper's PaiNN and the requested heads."""
     import schnetpack as spk
     import schnetpack.transform as trn
@@ -178,9 +175,15 @@ def build_model(targets: List[str], n_atom_basis=128, n_interactions=3, n_rbf=20
         # per-atom mean (RemoveOffsets in the data pipeline) is added back at inference
         postprocessors.append(trn.AddOffsets("energy", add_mean=True, add_atomrefs=False))
     if "dipole" in targets:
-        outputs.append(spk.atomistic.DipoleMoment(
-            n_in=n_atom_basis, dipole_key="dipole_moment", use_vector_representation=True,
-            correct_charges=True, predict_magnitude=False))
+        outputs.append(
+            spk.atomistic.DipoleMoment(
+                n_in=n_atom_basis,
+                dipole_key="dipole_moment",
+                use_vector_representation=True,
+                correct_charges=True,
+                predict_magnitude=False,
+            )
+        )
     if "polarizability" in targets:
         outputs.append(spk.atomistic.Polarizability(n_in=n_atom_basis, polarizability_key="polarizability"))
     model = spk.model.NeuralNetworkPotential(
@@ -197,15 +200,20 @@ def count_params(model) -> int:
 
 
 def make_task_outputs(targets: List[str], weights: Dict[str, float]):
+    import schnetpack as spk
     import torch
     import torchmetrics
-    import schnetpack as spk
 
     outs = []
     for t in targets:
-        outs.append(spk.task.ModelOutput(
-            name=SPK_KEY[t], loss_fn=torch.nn.MSELoss(), loss_weight=weights[t],
-            metrics={"mae": torchmetrics.regression.MeanAbsoluteError()}))
+        outs.append(
+            spk.task.ModelOutput(
+                name=SPK_KEY[t],
+                loss_fn=torch.nn.MSELoss(),
+                loss_weight=weights[t],
+                metrics={"mae": torchmetrics.regression.MeanAbsoluteError()},
+            )
+        )
     return outs
 
 
@@ -225,8 +233,12 @@ def cmd_train(args) -> None:
             raise SystemExit(f"unknown target {t!r}; choose from {ALL_TARGETS}")
     if "forces" in targets and "energy" not in targets:
         targets.insert(0, "energy")  # forces are -dE/dR: the energy head is needed anyway
-    weights = {"energy": args.w_energy, "forces": args.w_forces,
-               "dipole": args.w_dipole, "polarizability": args.w_polarizability}
+    weights = {
+        "energy": args.w_energy,
+        "forces": args.w_forces,
+        "dipole": args.w_dipole,
+        "polarizability": args.w_polarizability,
+    }
 
     pl.seed_everything(args.seed, workers=True)
     n_frames_npz = int(np.load(args.data, allow_pickle=False)["coords"].shape[0])
@@ -264,8 +276,14 @@ def cmd_train(args) -> None:
     # done before the clock starts, like the data conversion.
     t0 = time.perf_counter()
     dm.setup("fit")
-    model = build_model(targets, args.n_atom_basis, args.n_interactions, args.n_rbf, args.cutoff,
-                        energy_std_scale=not args.no_energy_std_scale)
+    model = build_model(
+        targets,
+        args.n_atom_basis,
+        args.n_interactions,
+        args.n_rbf,
+        args.cutoff,
+        energy_std_scale=not args.no_energy_std_scale,
+    )
     model.initialize_transforms(dm)
     t_setup = time.perf_counter() - t0
     stats = {}
@@ -274,8 +292,17 @@ def cmd_train(args) -> None:
         stats = {"energy_mean_per_atom_eV": float(mean), "energy_std_per_atom_eV": float(std)}
 
     n_train = len(split["train"])
-    info = {"epochs": 0, "steps": 0, "train_frames": 0, "val_time_s": 0.0, "train_step_time_s": 0.0,
-            "best_val_loss": float("inf"), "best_epoch": None, "best_step": None, "val_history": []}
+    info = {
+        "epochs": 0,
+        "steps": 0,
+        "train_frames": 0,
+        "val_time_s": 0.0,
+        "train_step_time_s": 0.0,
+        "best_val_loss": float("inf"),
+        "best_epoch": None,
+        "best_step": None,
+        "val_history": [],
+    }
     best_state = {"sd": copy.deepcopy(model.state_dict())}
 
     if args.loop == "lightning":
@@ -298,43 +325,56 @@ def cmd_train(args) -> None:
         torch.save(model, args.save_model)  # same as AtomisticTask.save_model: full module pickle
 
     frames_per_s = info["train_frames"] / train_wall if train_wall > 0 else float("nan")
-    frames_per_s_steps = (info["train_frames"] / info["train_step_time_s"]
-                          if info["train_step_time_s"] > 0 else float("nan"))
+    frames_per_s_steps = (
+        info["train_frames"] / info["train_step_time_s"] if info["train_step_time_s"] > 0 else float("nan")
+    )
     result = {
         "tool": "schnetpack",
         "subcommand": "train",
         "versions": versions(),
-        "training_path": ("schnetpack.task.AtomisticTask + pytorch_lightning.Trainer "
-                          "(SchNetPack's own training path; AtomsDataModule reads the ASE db and builds "
-                          "MatScipy neighbour lists per batch, num_workers=0)"
-                          if args.loop == "lightning" else
-                          "plain PyTorch loop over schnetpack.model.NeuralNetworkPotential; dataset items "
-                          "(incl. neighbour lists) pre-loaded into memory before the clock starts"),
+        "training_path": (
+            "schnetpack.task.AtomisticTask + pytorch_lightning.Trainer "
+            "(SchNetPack's own training path; AtomsDataModule reads the ASE db and builds "
+            "MatScipy neighbour lists per batch, num_workers=0)"
+            if args.loop == "lightning"
+            else "plain PyTorch loop over schnetpack.model.NeuralNetworkPotential; dataset items "
+            "(incl. neighbour lists) pre-loaded into memory before the clock starts"
+        ),
         "loop": args.loop,
         "data": os.path.abspath(args.data),
         "split": os.path.abspath(args.split),
         "split_created_contiguous": bool(split["_created"]),
-        "n_train": n_train, "n_val": len(split["val"]), "n_test": len(split["test"]),
+        "n_train": n_train,
+        "n_val": len(split["val"]),
+        "n_test": len(split["test"]),
         "targets": targets,
         "hyperparameters": {
             "representation": "schnetpack.representation.PaiNN",
-            "n_atom_basis": args.n_atom_basis, "n_interactions": args.n_interactions,
+            "n_atom_basis": args.n_atom_basis,
+            "n_interactions": args.n_interactions,
             "radial_basis": f"schnetpack.nn.radial.BesselRBF(n_rbf={args.n_rbf})",
-            "cutoff_A": args.cutoff, "cutoff_fn": "schnetpack.nn.cutoff.CosineCutoff",
+            "cutoff_A": args.cutoff,
+            "cutoff_fn": "schnetpack.nn.cutoff.CosineCutoff",
             "heads": {
-                "energy": "Atomwise(sum) + ScaleProperty(per-atom std)" if not args.no_energy_std_scale
+                "energy": "Atomwise(sum) + ScaleProperty(per-atom std)"
+                if not args.no_energy_std_scale
                 else "Atomwise(sum)",
                 "forces": "Forces (-dE/dR)",
                 "dipole": "DipoleMoment(use_vector_representation=True, correct_charges=True)",
                 "polarizability": "Polarizability",
             },
-            "energy_standardisation": ("RemoveOffsets(remove_mean=True) per-atom mean of training energies; "
-                                       + ("ScaleProperty per-atom std" if not args.no_energy_std_scale
-                                          else "no std scaling")),
+            "energy_standardisation": (
+                "RemoveOffsets(remove_mean=True) per-atom mean of training energies; "
+                + ("ScaleProperty per-atom std" if not args.no_energy_std_scale else "no std scaling")
+            ),
             "loss": "sum_k w_k * MSE_k (eV, eV/A, e*A, A^3)",
             "loss_weights": {t: weights[t] for t in targets},
-            "optimizer": "torch.optim.AdamW", "lr": args.lr, "weight_decay": args.weight_decay,
-            "batch_size": args.batch_size, "lr_schedule": "none (constant)", "ema": "none",
+            "optimizer": "torch.optim.AdamW",
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "batch_size": args.batch_size,
+            "lr_schedule": "none (constant)",
+            "ema": "none",
             "n_params": count_params(model),
             "dtype": "float32",
         },
@@ -354,7 +394,8 @@ def cmd_train(args) -> None:
         "train_frames_per_s_steps_only": frames_per_s_steps,
         "train_frames_per_s_steps_only_definition": (
             "training frames / summed time of the optimizer steps (forward, loss, backward, AdamW step); "
-            "excludes validation and, for --loop lightning, fetching batches from the ASE db + neighbour lists"),
+            "excludes validation and, for --loop lightning, fetching batches from the ASE db + neighbour lists"
+        ),
         "best_val_loss": info["best_val_loss"],
         "best_epoch": info["best_epoch"],
         "val_history": info["val_history"],
@@ -364,12 +405,17 @@ def cmd_train(args) -> None:
     }
     write_json(args.out, result)
 
-    rows = [("training path", args.loop), ("threads", args.threads),
-            ("train frames / val / test", f"{n_train} / {len(split['val'])} / {len(split['test'])}"),
-            ("budget (s)", args.budget_s), ("train wall (s)", train_wall),
-            ("epochs / steps", f"{info['epochs']:.2f} / {info['steps']}"),
-            ("frames/s (whole loop)", frames_per_s), ("frames/s (optimizer steps only)", frames_per_s_steps),
-            ("best val loss", info["best_val_loss"])]
+    rows = [
+        ("training path", args.loop),
+        ("threads", args.threads),
+        ("train frames / val / test", f"{n_train} / {len(split['val'])} / {len(split['test'])}"),
+        ("budget (s)", args.budget_s),
+        ("train wall (s)", train_wall),
+        ("epochs / steps", f"{info['epochs']:.2f} / {info['steps']}"),
+        ("frames/s (whole loop)", frames_per_s),
+        ("frames/s (optimizer steps only)", frames_per_s_steps),
+        ("best val loss", info["best_val_loss"]),
+    ]
     for t in targets:
         m = test[t]
         if t == "energy":
@@ -422,8 +468,9 @@ class _BudgetCallbackFactory:
                 if vl is None:
                     return
                 vl = float(vl)
-                info["val_history"].append({"step": info["steps"], "val_loss": vl,
-                                            "t_s": time.perf_counter() - self.t_start})
+                info["val_history"].append(
+                    {"step": info["steps"], "val_loss": vl, "t_s": time.perf_counter() - self.t_start}
+                )
                 if vl < info["best_val_loss"]:
                     info["best_val_loss"] = vl
                     info["best_epoch"] = trainer.current_epoch
@@ -437,9 +484,9 @@ class _BudgetCallbackFactory:
 
 
 def _train_lightning(args, model, dm, targets, weights, info, best_state) -> float:
-    import torch
     import pytorch_lightning as pl
     import schnetpack as spk
+    import torch
 
     task = spk.task.AtomisticTask(
         model=model,
@@ -449,10 +496,19 @@ def _train_lightning(args, model, dm, targets, weights, info, best_state) -> flo
     )
     cb = _BudgetCallbackFactory.make(args.budget_s, info, best_state, len(dm.train_idx), args.max_epochs)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=args.max_epochs, min_epochs=0,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, inference_mode=False,
-        callbacks=[cb], check_val_every_n_epoch=1, deterministic=False,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=args.max_epochs,
+        min_epochs=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        inference_mode=False,
+        callbacks=[cb],
+        check_val_every_n_epoch=1,
+        deterministic=False,
     )
     trainer.fit(task, datamodule=dm)
     wall = cb.t_end - cb.t_start
@@ -475,8 +531,9 @@ def _train_plain(args, model, dm, targets, weights, info, best_state, collate) -
     # pre-load every item once (ASE-db read + transforms incl. neighbour list) -- not timed
     train_items = [dm.train_dataset[i] for i in range(len(dm.train_dataset))]
     val_items = [dm.val_dataset[i] for i in range(len(dm.val_dataset))]
-    val_batches = [collate(val_items[i:i + args.eval_batch_size])
-                   for i in range(0, len(val_items), args.eval_batch_size)]
+    val_batches = [
+        collate(val_items[i : i + args.eval_batch_size]) for i in range(0, len(val_items), args.eval_batch_size)
+    ]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     model.do_postprocessing = False
     gen = torch.Generator().manual_seed(args.seed)
@@ -488,7 +545,7 @@ def _train_plain(args, model, dm, targets, weights, info, best_state, collate) -
         perm = torch.randperm(len(train_items), generator=gen).tolist()
         for b in range(0, len(perm), args.batch_size):
             t0 = time.perf_counter()
-            batch = collate([train_items[i] for i in perm[b:b + args.batch_size]])  # fresh tensors
+            batch = collate([train_items[i] for i in perm[b : b + args.batch_size]])  # fresh tensors
             # targets first: the model writes its outputs into the input dict under the same keys
             tgt = {SPK_KEY[t]: batch[SPK_KEY[t]] for t in targets}
             opt.zero_grad(set_to_none=True)
@@ -547,10 +604,17 @@ def evaluate(model, loader, targets) -> Dict[str, Dict[str, float]]:
         mae = float(e.abs().mean())
         rmse = float(torch.sqrt((e**2).mean()))
         unit = {"energy": "eV", "forces": "eV/A", "dipole": "e*A", "polarizability": "A^3"}[t]
-        m = {"mae": mae, "rmse": rmse, "unit": unit,
-             "mae_definition": {"energy": "per molecule", "forces": "per Cartesian component",
-                                "dipole": "per Cartesian component",
-                                "polarizability": "per tensor component (9 per molecule)"}[t]}
+        m = {
+            "mae": mae,
+            "rmse": rmse,
+            "unit": unit,
+            "mae_definition": {
+                "energy": "per molecule",
+                "forces": "per Cartesian component",
+                "dipole": "per Cartesian component",
+                "polarizability": "per tensor component (9 per molecule)",
+            }[t],
+        }
         if t in ("energy", "forces"):
             m["mae_kcal_mol"] = mae / KCAL_PER_MOL_TO_EV
             m["rmse_kcal_mol"] = rmse / KCAL_PER_MOL_TO_EV
@@ -588,14 +652,20 @@ def cmd_md(args) -> None:
                 pp.mean = torch.zeros((), dtype=pp.mean.dtype)
         model_file = os.path.join(tmp.name, "untrained_model.pt")
         torch.save(model, model_file)
-        model_desc = (f"untrained PaiNN (n_atom_basis={args.n_atom_basis}, n_interactions={args.n_interactions}, "
-                      f"BesselRBF({args.n_rbf}), cutoff {args.cutoff} A), energy+forces heads")
+        model_desc = (
+            f"untrained PaiNN (n_atom_basis={args.n_atom_basis}, n_interactions={args.n_interactions}, "
+            f"BesselRBF({args.n_rbf}), cutoff {args.cutoff} A), energy+forces heads"
+        )
     else:
         model_file = args.model
         model_desc = f"trained model {os.path.abspath(args.model)}"
 
-    nbl_cls = {"ase": trn.ASENeighborList, "matscipy": trn.MatScipyNeighborList,
-               "torch": trn.TorchNeighborList, "vesin": trn.VesinNeighborList}[args.nbl]
+    nbl_cls = {
+        "ase": trn.ASENeighborList,
+        "matscipy": trn.MatScipyNeighborList,
+        "torch": trn.TorchNeighborList,
+        "vesin": trn.VesinNeighborList,
+    }[args.nbl]
     cutoff = args.cutoff
     if args.model != "untrained":
         m = spk.utils.load_model(model_file, device="cpu")
@@ -603,13 +673,17 @@ def cmd_md(args) -> None:
         del m
     neighbor_list = NeighborListMD(cutoff=cutoff, cutoff_shell=args.cutoff_shell, base_nbl=nbl_cls)
     calculator = SchNetPackCalculator(
-        model_file=model_file, force_key="forces", energy_unit="eV", position_unit="Angstrom",
-        neighbor_list=neighbor_list, energy_key="energy", required_properties=[],
+        model_file=model_file,
+        force_key="forces",
+        energy_unit="eV",
+        position_unit="Angstrom",
+        neighbor_list=neighbor_list,
+        energy_key="energy",
+        required_properties=[],
     )
     system = md.System()
     system.load_molecules(atoms, n_replicas=1, position_unit_input="Angstrom")
-    md.MaxwellBoltzmannInit(args.temperature, remove_translation=True, remove_rotation=True
-                            ).initialize_system(system)
+    md.MaxwellBoltzmannInit(args.temperature, remove_translation=True, remove_rotation=True).initialize_system(system)
     integrator = md.integrators.VelocityVerlet(time_step=args.timestep_fs)
     thermostat = LangevinThermostat(temperature_bath=args.temperature, time_constant=args.tau_fs)
 
@@ -627,8 +701,7 @@ def cmd_md(args) -> None:
             self.stamps.append(time.perf_counter())
 
     timer = StepTimer()
-    simulator = md.Simulator(system, integrator, calculator, simulator_hooks=[thermostat, timer],
-                             progress=False)
+    simulator = md.Simulator(system, integrator, calculator, simulator_hooks=[thermostat, timer], progress=False)
     dtype = {32: torch.float32, 64: torch.float64}[args.precision]
     simulator = simulator.to(dtype).to("cpu")
 
@@ -637,7 +710,7 @@ def cmd_md(args) -> None:
     simulator.simulate(total_steps)
     t_total = time.perf_counter() - t0
     dts = np.diff(np.asarray(timer.stamps)) * 1e3  # ms per step; stamps[0] = after initial force call
-    timed = dts[args.warmup:]
+    timed = dts[args.warmup :]
     temperature_end = float(system.temperature.mean())
     n_pairs = int(calculator._generate_input(system)["_idx_i"].shape[0])
 
@@ -676,8 +749,10 @@ def cmd_md(args) -> None:
         "model": model_desc,
         "n_params": count_params(model),
         "model_outputs": sorted(model.model_outputs or []),
-        "md_driver": ("schnetpack.md.Simulator + System + integrators.VelocityVerlet + "
-                      "simulation_hooks.LangevinThermostat + calculators.SchNetPackCalculator"),
+        "md_driver": (
+            "schnetpack.md.Simulator + System + integrators.VelocityVerlet + "
+            "simulation_hooks.LangevinThermostat + calculators.SchNetPackCalculator"
+        ),
         "neighbor_list": f"NeighborListMD(cutoff={cutoff}, cutoff_shell={args.cutoff_shell}, base_nbl={nbl_cls.__name__})",
         "n_pairs_within_cutoff": n_pairs,
         "precision": f"float{args.precision}",
@@ -698,24 +773,27 @@ def cmd_md(args) -> None:
         "model_call_ms_p10": q(call_ms, 10),
         "model_call_ms_p90": q(call_ms, 90),
         "model_call_definition": "calculator.model(inputs): PairwiseDistances + PaiNN + Atomwise + Forces "
-                                 "(autograd), inputs incl. neighbour list prebuilt",
+        "(autograd), inputs incl. neighbour list prebuilt",
         "calculator_calculate_ms_median": float(np.median(calc_ms)),
         "calculator_calculate_definition": "calculator.calculate(system): NeighborListMD.get_neighbors + "
-                                           "model call + writing forces/energy into the System",
+        "model call + writing forces/energy into the System",
         "call_repeats": args.call_repeats,
         "total_wall_s": t_total,
         "final_temperature_K": temperature_end,
     }
     write_json(args.out, result)
-    rows = [("pdb", os.path.basename(args.pdb)), ("atoms / pairs", f"{len(atoms)} / {n_pairs}"),
-            ("model", "untrained" if args.model == "untrained" else os.path.basename(args.model)),
-            ("threads / precision", f"{args.threads} / float{args.precision}"),
-            ("warm-up / timed steps", f"{args.warmup} / {timed.size}"),
-            ("ms/step median (p10-p90)", f"{np.median(timed):.3f} ({q(timed, 10):.3f}-{q(timed, 90):.3f})"),
-            ("model call ms median", float(np.median(call_ms))),
-            ("calculator.calculate ms median", float(np.median(calc_ms))),
-            (f"ns/day ({args.timestep_fs} fs)", result["ns_per_day"]),
-            ("T at end (K)", temperature_end)]
+    rows = [
+        ("pdb", os.path.basename(args.pdb)),
+        ("atoms / pairs", f"{len(atoms)} / {n_pairs}"),
+        ("model", "untrained" if args.model == "untrained" else os.path.basename(args.model)),
+        ("threads / precision", f"{args.threads} / float{args.precision}"),
+        ("warm-up / timed steps", f"{args.warmup} / {timed.size}"),
+        ("ms/step median (p10-p90)", f"{np.median(timed):.3f} ({q(timed, 10):.3f}-{q(timed, 90):.3f})"),
+        ("model call ms median", float(np.median(call_ms))),
+        ("calculator.calculate ms median", float(np.median(calc_ms))),
+        (f"ns/day ({args.timestep_fs} fs)", result["ns_per_day"]),
+        ("T at end (K)", temperature_end),
+    ]
     print_table("SchNetPack MD", rows)
     print(f"wrote {args.out}")
     tmp.cleanup()
@@ -751,11 +829,18 @@ def main(argv=None) -> None:
     t.add_argument("--batch-size", type=int, default=10)
     t.add_argument("--eval-batch-size", type=int, default=100)
     t.add_argument("--max-epochs", type=int, default=-1, help="-1 = only the budget limits training")
-    t.add_argument("--loop", choices=["lightning", "plain"], default="lightning",
-                   help="lightning: SchNetPack's AtomisticTask + Lightning Trainer (default); "
-                        "plain: plain PyTorch loop over the same SchNetPack model, data pre-loaded")
-    t.add_argument("--no-energy-std-scale", action="store_true",
-                   help="do not scale the energy output by the per-atom training std (ScaleProperty)")
+    t.add_argument(
+        "--loop",
+        choices=["lightning", "plain"],
+        default="lightning",
+        help="lightning: SchNetPack's AtomisticTask + Lightning Trainer (default); "
+        "plain: plain PyTorch loop over the same SchNetPack model, data pre-loaded",
+    )
+    t.add_argument(
+        "--no-energy-std-scale",
+        action="store_true",
+        help="do not scale the energy output by the per-atom training std (ScaleProperty)",
+    )
     t.add_argument("--save-model", default=None, help="torch.save() the best SchNetPack model here")
     common_model(t)
     t.set_defaults(func=cmd_train)
@@ -769,8 +854,12 @@ def main(argv=None) -> None:
     m.add_argument("--temperature", type=float, default=300.0)
     m.add_argument("--tau-fs", type=float, default=100.0, help="Langevin time constant (1/friction), fs")
     m.add_argument("--precision", type=int, choices=[32, 64], default=32)
-    m.add_argument("--nbl", choices=["ase", "matscipy", "torch", "vesin"], default="ase",
-                   help="base neighbour list wrapped by NeighborListMD")
+    m.add_argument(
+        "--nbl",
+        choices=["ase", "matscipy", "torch", "vesin"],
+        default="ase",
+        help="base neighbour list wrapped by NeighborListMD",
+    )
     m.add_argument("--cutoff-shell", type=float, default=2.0, help="NeighborListMD buffer (A)")
     m.add_argument("--call-repeats", type=int, default=200)
     m.add_argument("--call-warmup", type=int, default=20)

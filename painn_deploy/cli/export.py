@@ -14,7 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output TorchScript file (e.g. model.pt)")
     p.add_argument("--pdb", help="export for the particles of this PDB (default: the training molecule); "
                    "a CRYST1 box makes the model periodic")  # fmt: skip
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="precision of the model (default float32)")
+    p.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="precision of the model (default float32)"
+    )
     p.add_argument("--neighbor-list", choices=("auto", "all_pairs", "cell_list", "static"), default="auto",
                    help="neighbour list inside the model; auto: all pairs up to 200 atoms, else a cell list")  # fmt: skip
     p.add_argument("--pair-capacity", type=int, default=0, help="maximum number of pairs of the static neighbour list")
@@ -26,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        meta = export(args.checkpoint, args.output, args.pdb, args.dtype, args.neighbor_list, args.periodic, args.pair_capacity)
+        meta = export(
+            args.checkpoint, args.output, args.pdb, args.dtype, args.neighbor_list, args.periodic, args.pair_capacity
+        )
     except PainnDeployError as exc:
         print(f"painn-export: error: {exc}", file=sys.stderr)
         return 2

@@ -50,9 +50,13 @@ HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="painn-train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="painn-train", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--config", help="YAML file with any of the options below (command-line options win)")
-    p.add_argument("--test-only", metavar="CKPT", help="report test errors of a checkpoint on its saved test split and exit")
+    p.add_argument(
+        "--test-only", metavar="CKPT", help="report test errors of a checkpoint on its saved test split and exit"
+    )
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     for f in fields(TrainConfig):
         if f.name == "extra":
@@ -60,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         default = defaults[f.name]
         if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[f.name] + f" (default {default})")
+            p.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=HELP[f.name] + f" (default {default})"
+            )
         else:
             kind = type(default) if not isinstance(default, tuple) else str
             shown = ",".join(default) if isinstance(default, tuple) else default

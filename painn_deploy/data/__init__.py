@@ -83,9 +83,10 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_npz(path, file_units: FileUnits = FileUnits()) -> MoleculeDataset:
+def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     """Read an rMD17-style npz (``nuclear_charges``, ``coords``, ``energies``, ``forces``, optional
     ``dipoles``, ``polarizabilities``) and convert to model units."""
+    file_units = file_units or FileUnits()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"data file {path} does not exist")
@@ -107,15 +108,16 @@ def load_npz(path, file_units: FileUnits = FileUnits()) -> MoleculeDataset:
     return data
 
 
-def load_ase(path, file_units: FileUnits = FileUnits(length="Angstrom", energy="eV"), index=":") -> MoleculeDataset:
+def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> MoleculeDataset:
     """Read anything ASE reads (extxyz, ASE db, ...) with the units stated by the user.
 
     Energies/forces come from the attached calculator results (``energy``, ``forces``); dipoles and
     polarizabilities from ``atoms.info`` / calculator results under ``dipole`` and
-    ``polarizability`` (3x3 or 9 values).
+    ``polarizability`` (3x3 or 9 values).  Default file units: Angstrom and eV (ASE's).
     """
     import ase.io
 
+    file_units = file_units or FileUnits(length="Angstrom", energy="eV")
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file {path} does not exist")
@@ -145,7 +147,9 @@ def load_ase(path, file_units: FileUnits = FileUnits(length="Angstrom", energy="
         return np.stack(values)
 
     n = len(z)
-    data = MoleculeDataset(np.asarray(z, np.int64), np.stack([a.positions for a in frames]) * f["length"], source=str(path))
+    data = MoleculeDataset(
+        np.asarray(z, np.int64), np.stack([a.positions for a in frames]) * f["length"], source=str(path)
+    )
     for name, shape in (("energy", ()), ("forces", (n, 3)), ("dipole", (3,)), ("polarizability", (3, 3))):
         v = collect(name, shape)
         if v is not None:
@@ -160,14 +164,16 @@ def load(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     path = Path(path)
     if path.suffix == ".npz":
         return load_npz(path, file_units or FileUnits())
-    return load_ase(path, file_units or FileUnits(length="Angstrom", energy="eV"))
+    return load_ase(path, file_units)
 
 
 def _check_shapes(d: MoleculeDataset) -> None:
     m, n = d.positions.shape[:2]
     expected = {"energy": (m,), "forces": (m, n, 3), "dipole": (m, 3), "polarizability": (m, 3, 3)}
     if d.positions.shape != (m, len(d.atomic_numbers), 3):
-        raise InputError(f"{d.source}: coords have shape {d.positions.shape}, expected (frames, {len(d.atomic_numbers)}, 3)")
+        raise InputError(
+            f"{d.source}: coords have shape {d.positions.shape}, expected (frames, {len(d.atomic_numbers)}, 3)"
+        )
     for name, shape in expected.items():
         v = d.target(name)
         if v is not None and v.shape != shape:
@@ -216,7 +222,11 @@ def statistics(data: MoleculeDataset, indices: np.ndarray, elements) -> dict:
         ref, *_ = np.linalg.lstsq(a, e, rcond=None)
         stats["element_energies"] = ref.tolist()
         residual = e - a @ ref
-        scale = np.sqrt(np.mean(data.forces[indices] ** 2)) if data.forces is not None else np.std(residual) / np.sqrt(n_atoms)
+        scale = (
+            np.sqrt(np.mean(data.forces[indices] ** 2))
+            if data.forces is not None
+            else np.std(residual) / np.sqrt(n_atoms)
+        )
         stats["energy_scale"] = float(max(scale, 1e-3))
     if data.polarizability is not None:
         iso = np.trace(data.polarizability[indices], axis1=1, axis2=2) / 3.0

@@ -230,5 +230,7 @@ def load(path, extra_files: Optional[dict] = None):
     except Exception as exc:
         raise CheckpointError(f"cannot load {path} as a TorchScript model ({exc}); is the file complete?") from exc
     if not extra.get(md.METADATA_FILE):
-        raise CheckpointError(f"{path} is a TorchScript file without painn-deploy metadata; export it with painn-export")
+        raise CheckpointError(
+            f"{path} is a TorchScript file without painn-deploy metadata; export it with painn-export"
+        )
     return module

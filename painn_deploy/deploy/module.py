@@ -96,7 +96,9 @@ class PaiNNForceField(nn.Module):
         elif self.mode == neighbors.CELL_LIST:
             idx_i, idx_j = neighbors.cell_list_pairs(positions, box, self.cutoff_angstrom)
         else:
-            idx_i, idx_j, weight, n_pairs = neighbors.static_pairs(positions, box, self.cutoff_angstrom, self.pair_capacity)
+            idx_i, idx_j, weight, n_pairs = neighbors.static_pairs(
+                positions, box, self.cutoff_angstrom, self.pair_capacity
+            )
             pair_weight = weight.to(positions.dtype)
             overflow = n_pairs > self.pair_capacity
             if positions.device.type == "cpu" and bool(overflow):
@@ -109,7 +111,17 @@ class PaiNNForceField(nn.Module):
                 )
         r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
         out = self.potential(
-            self.species, positions, idx_i, idx_j, r_ij, self.batch, 1, self.masses, self.total_charge, pair_weight, energy_only
+            self.species,
+            positions,
+            idx_i,
+            idx_j,
+            r_ij,
+            self.batch,
+            1,
+            self.masses,
+            self.total_charge,
+            pair_weight,
+            energy_only,
         )
         energy = out["energy"][0] * units.EV_TO_KJ_PER_MOL
         if self.mode == neighbors.STATIC:  # sync-free overflow signal on GPUs
@@ -126,7 +138,9 @@ class PaiNNForceField(nn.Module):
         return self._evaluate(positions, boxvectors, True)["energy"]
 
     @torch.jit.export
-    def observables(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def observables(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
         """Energy (kJ/mol), dipole (e*nm) and polarizability (nm^3) without forces: no backward
         pass, the cheap way to record properties of a configuration."""
         return self._evaluate(positions.detach(), boxvectors, False)

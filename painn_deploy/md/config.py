@@ -40,6 +40,7 @@ class SimulationConfig:
     max_temperature_K: float = 0.0  # 0: 10 x target (and at least 2000 K)
     max_force_kj_per_mol_nm: float = 1e5
     progress: str = "auto"  # bar, lines, none
+    threads: int = 0  # torch intra-op threads; 0: 1 below 1000 atoms, else all cores
 
     def __post_init__(self):
         if self.steps < 0 or self.steps != int(self.steps):
@@ -48,11 +49,15 @@ class SimulationConfig:
         if self.integrator not in INTEGRATORS:
             raise InputError(f"--integrator must be one of {', '.join(INTEGRATORS)}, not {self.integrator!r}")
         if self.timestep_fs <= 0 or self.timestep_fs > 4:
-            raise InputError(f"--timestep-fs {self.timestep_fs} is outside (0, 4] fs; without constraints use 0.25-1 fs")
+            raise InputError(
+                f"--timestep-fs {self.timestep_fs} is outside (0, 4] fs; without constraints use 0.25-1 fs"
+            )
         if self.beads < 1:
             raise InputError("--beads must be at least 1")
         if self.beads > 1 and self.integrator != "langevin":
-            raise InputError("ring-polymer MD (--beads > 1) uses the PILE thermostat; do not combine it with --integrator")
+            raise InputError(
+                "ring-polymer MD (--beads > 1) uses the PILE thermostat; do not combine it with --integrator"
+            )
         if self.recording not in ("auto", "fused", "second"):
             raise InputError(f"--recording must be auto, fused or second, not {self.recording!r}")
         for name in ("record_interval", "trajectory_interval", "log_interval", "checkpoint_interval"):

@@ -66,7 +66,9 @@ class PropertiesFile:
             self.h5 = h5py.File(path, "w")
             for name in ("time",) + self.names:
                 shape = shapes.get(name, ())
-                ds = self.h5.create_dataset(name, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f8", chunks=(1024,) + shape)
+                ds = self.h5.create_dataset(
+                    name, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f8", chunks=(1024,) + shape
+                )
                 ds.attrs["units"] = unit_of[name]
             for k, v in attrs.items():
                 self.h5.attrs[k] = v

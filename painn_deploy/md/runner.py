@@ -115,7 +115,9 @@ def _check_writable(output: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=output):
             pass
     except OSError as exc:
-        raise InputError(f"cannot write to the output directory {output}: {exc.strerror}; choose another --output") from exc
+        raise InputError(
+            f"cannot write to the output directory {output}: {exc.strerror}; choose another --output"
+        ) from exc
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -140,6 +142,7 @@ class MDRun:
         z, positions_nm, box_nm = read_pdb(cfg.structure)
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
+        torch.set_num_threads(cfg.threads or (1 if len(z) < 1000 else os.cpu_count() or 1))
         self.model_path = resolve_model(cfg, self.output, z)
         self.meta = model_metadata(self.model_path)
         check_topology(self.pdb.topology, self.meta, where=cfg.structure)
@@ -148,8 +151,12 @@ class MDRun:
         heads = self.meta[KEY_HEADS]
         for flag, head in ((cfg.record_dipole, "dipole"), (cfg.record_polarizability, "polarizability")):
             if flag and head not in heads:
-                raise InputError(f"--record-{head} needs a model with a {head} head; {self.model_path} has {', '.join(heads)}")
-        self.recorded = tuple(n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f)
+                raise InputError(
+                    f"--record-{head} needs a model with a {head} head; {self.model_path} has {', '.join(heads)}"
+                )
+        self.recorded = tuple(
+            n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f
+        )
         self.recording = self._recording_mode()
         backend = "python" if self.recording == "fused" else "torch"
         self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend)
@@ -182,7 +189,12 @@ class MDRun:
         self.context.setVelocitiesToTemperature(cfg.temperature_K * unit.kelvin, cfg.seed + 1)
         if cfg.beads > 1:
             rng = np.random.default_rng(cfg.seed)
-            masses = np.array([self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())])
+            masses = np.array(
+                [
+                    self.system.getParticleMass(i).value_in_unit(unit.dalton)
+                    for i in range(self.system.getNumParticles())
+                ]
+            )
             sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K / masses)[:, None]
             for k in range(cfg.beads):
                 self.integrator.setPositions(k, positions)
@@ -197,7 +209,9 @@ class MDRun:
         pos = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         evaluated = self.adapter.module.observables(torch.tensor(np.asarray(pos), dtype=self.adapter.dtype))
         first = self.recorded[0]
-        self.lag = 0 if np.allclose(self.adapter.last[first], evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
+        self.lag = (
+            0 if np.allclose(self.adapter.last[first], evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
+        )
 
     # ---- per-step work -----------------------------------------------------------------------------
     def _observables(self) -> dict:
@@ -208,9 +222,14 @@ class MDRun:
         values = {k: [] for k in self.recorded}
         box = None
         for state in states:
-            pos = torch.tensor(np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)), dtype=self.module.dtype_marker.dtype)
+            pos = torch.tensor(
+                np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)),
+                dtype=self.module.dtype_marker.dtype,
+            )
             if self.periodic:
-                box = torch.tensor(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)), dtype=pos.dtype)
+                box = torch.tensor(
+                    np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)), dtype=pos.dtype
+                )
             out = self.module.observables(pos, box)
             for k in self.recorded:
                 values[k].append(out[k].double().numpy())
@@ -227,7 +246,9 @@ class MDRun:
         if not np.isfinite(energy):
             reason = f"the potential energy is {energy}"
         elif not np.isfinite(max_force) or max_force > cfg.max_force_kj_per_mol_nm:
-            reason = f"a force of {max_force:.3g} kJ/mol/nm exceeds {cfg.max_force_kj_per_mol_nm:.3g} (exploding forces)"
+            reason = (
+                f"a force of {max_force:.3g} kJ/mol/nm exceeds {cfg.max_force_kj_per_mol_nm:.3g} (exploding forces)"
+            )
         elif not np.isfinite(temperature) or temperature > cfg.temperature_limit_K:
             reason = f"the temperature {temperature:.1f} K exceeds {cfg.temperature_limit_K:.0f} K"
         elif positions_nm is not None and len(positions_nm) > 1:
@@ -266,7 +287,13 @@ class MDRun:
 
     def _write_trajectory(self):
         if self.cfg.beads > 1:
-            pos = np.mean([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in self._bead_states(getPositions=True)], axis=0)
+            pos = np.mean(
+                [
+                    s.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+                    for s in self._bead_states(getPositions=True)
+                ],
+                axis=0,
+            )
             state = self._bead_states(getPositions=True)[0]
         else:
             state = self.context.getState(getPositions=True)
@@ -339,9 +366,18 @@ class MDRun:
             resume_step, resume_frames = -1, -1
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", resume_step)
-        self.properties = PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames) if self.recorded else None
+        self.properties = (
+            PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames) if self.recorded else None
+        )
         self.dcd_file = open(out / "trajectory.dcd", "r+b" if cfg.resume else "wb")
-        self.dcd = app.DCDFile(self.dcd_file, self.pdb.topology, cfg.timestep_fs * unit.femtosecond, 0, cfg.trajectory_interval, append=cfg.resume)
+        self.dcd = app.DCDFile(
+            self.dcd_file,
+            self.pdb.topology,
+            cfg.timestep_fs * unit.femtosecond,
+            0,
+            cfg.trajectory_interval,
+            append=cfg.resume,
+        )
         if not cfg.resume:
             self._checkpoint()
         progress = Progress(cfg.steps, self.step, cfg.progress)

@@ -48,7 +48,9 @@ class PaiNNUpdate(nn.Module):
         super().__init__()
         self.n_features = n_features
         self.uv = nn.Linear(n_features, 2 * n_features, bias=False)
-        self.mlp = nn.Sequential(nn.Linear(2 * n_features, n_features), nn.SiLU(), nn.Linear(n_features, 3 * n_features))
+        self.mlp = nn.Sequential(
+            nn.Linear(2 * n_features, n_features), nn.SiLU(), nn.Linear(n_features, 3 * n_features)
+        )
 
     def forward(self, s: torch.Tensor, v: torch.Tensor):
         f = self.n_features
@@ -69,7 +71,9 @@ class PaiNN(nn.Module):
     cut-off neighbour list give the same result.
     """
 
-    def __init__(self, n_species: int, n_features: int = 128, n_interactions: int = 3, n_rbf: int = 20, cutoff: float = 5.0):
+    def __init__(
+        self, n_species: int, n_features: int = 128, n_interactions: int = 3, n_rbf: int = 20, cutoff: float = 5.0
+    ):
         super().__init__()
         self.n_features = n_features
         self.n_interactions = n_interactions

@@ -108,9 +108,7 @@ class PaiNNPotential(nn.Module):
         return out
 
 
-def energy_and_forces(
-    energy: torch.Tensor, positions: torch.Tensor, training: bool
-) -> torch.Tensor:
+def energy_and_forces(energy: torch.Tensor, positions: torch.Tensor, training: bool) -> torch.Tensor:
     """Forces -dE/dr [N, 3] from a summed energy; ``training`` keeps the graph for a force loss."""
     grads = torch.autograd.grad([energy.sum()], [positions], create_graph=training, retain_graph=training)
     grad = grads[0]

@@ -15,7 +15,15 @@ class SineRBF(nn.Module):
 
     def __init__(self, n_rbf: int, cutoff: float):
         super().__init__()
-        self.register_buffer("frequencies", torch.arange(1, n_rbf + 1, ) * math.pi / cutoff)
+        self.register_buffer(
+            "frequencies",
+            torch.arange(
+                1,
+                n_rbf + 1,
+            )
+            * math.pi
+            / cutoff,
+        )
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         r = r.unsqueeze(-1)

@@ -24,9 +24,8 @@ def import_openmmtorch():
     """
     import re
 
-    import torch  # noqa: F401
-
     import openmmtorch
+    import torch  # noqa: F401
 
     for failure in openmm.Platform.getPluginLoadFailures():
         match = re.search(r"library (\S+OpenMMTorch\w*\.so)", failure)
@@ -48,7 +47,9 @@ def model_metadata(model: ModelLike) -> dict:
         KEY_ATOMIC_NUMBERS: z,
         KEY_CUTOFF_NM: float(model.cutoff_angstrom) / 10.0,
         KEY_PERIODIC: bool(model.periodic),
-        KEY_HEADS: ["energy", "forces"] + (["dipole"] if model.has_dipole else []) + (["polarizability"] if model.has_polarizability else []),
+        KEY_HEADS: ["energy", "forces"]
+        + (["dipole"] if model.has_dipole else [])
+        + (["polarizability"] if model.has_polarizability else []),
     }
 
 
@@ -73,7 +74,9 @@ def check_topology(topology: "openmm.app.Topology", metadata: dict, where: str =
         )
     bad = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
     if bad:
-        listing = ", ".join(f"atom {i + 1}: {elements.symbol(got[i])} (model: {elements.symbol(expected[i])})" for i in bad[:5])
+        listing = ", ".join(
+            f"atom {i + 1}: {elements.symbol(got[i])} (model: {elements.symbol(expected[i])})" for i in bad[:5]
+        )
         raise TopologyMismatchError(
             f"{where} does not match the model's particle order at {len(bad)} atom(s): {listing}; reorder the "
             f"structure or export the model for it with painn-export --pdb"
@@ -145,8 +148,10 @@ def create_force(
     periodic = bool(meta[KEY_PERIODIC])
     if backend == "torch":
         openmmtorch = import_openmmtorch()
-        force = openmmtorch.TorchForce(str(model)) if isinstance(model, (str, Path)) else openmmtorch.TorchForce(
-            model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+        force = (
+            openmmtorch.TorchForce(str(model))
+            if isinstance(model, (str, Path))
+            else openmmtorch.TorchForce(model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model))
         )
         force.setUsesPeriodicBoundaryConditions(periodic)
         if cuda_graphs:
@@ -159,7 +164,9 @@ def create_force(
     raise InputError(f"backend must be 'torch' or 'python', not {backend!r}")
 
 
-def create_system(model: ModelLike, topology: "openmm.app.Topology", backend: str = "torch", remove_cm_motion: bool = True):
+def create_system(
+    model: ModelLike, topology: "openmm.app.Topology", backend: str = "torch", remove_cm_motion: bool = True
+):
     """An ``openmm.System`` with the topology's masses and the model's force; returns (system, adapter)
     where adapter is the :class:`PropertiesForce` for the python backend and None otherwise."""
     system = openmm.System()

@@ -64,10 +64,14 @@ def load_checkpoint(path) -> dict:
             f"checkpoint. Use the previous checkpoint (best.ckpt / last.ckpt) or train again."
         ) from exc
     if not isinstance(ckpt, dict) or "painn" not in ckpt:
-        raise CheckpointError(f"{path} is not a painn-deploy checkpoint (no 'painn' entry); was it written by painn-train?")
+        raise CheckpointError(
+            f"{path} is not a painn-deploy checkpoint (no 'painn' entry); was it written by painn-train?"
+        )
     record = ckpt["painn"]
     if record.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer painn-deploy (format {record['format_version']}); upgrade")
+        raise CheckpointError(
+            f"{path} was written by a newer painn-deploy (format {record['format_version']}); upgrade"
+        )
     return record
 
 

@@ -81,7 +81,9 @@ class PaiNNTask(pl.LightningModule):
         n = sums["n"]
         val_loss = sums["loss"] / n
         s = self.cfg["smoothing"]
-        self.smoothed_val_loss = val_loss if math.isnan(self.smoothed_val_loss) else s * self.smoothed_val_loss + (1 - s) * val_loss
+        self.smoothed_val_loss = (
+            val_loss if math.isnan(self.smoothed_val_loss) else s * self.smoothed_val_loss + (1 - s) * val_loss
+        )
         metrics = {"val_loss": val_loss}
         for t in self.targets:
             metrics[f"val_{t}_mae"] = sums[f"{t}_abs"] / n

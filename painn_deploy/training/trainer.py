@@ -161,7 +161,9 @@ def train(cfg: TrainConfig) -> dict:
     )
     task = PaiNNTask(model, cfg.to_dict())
     t0 = time.perf_counter()
-    trainer.fit(task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None)
+    trainer.fit(
+        task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None
+    )
     train_seconds = time.perf_counter() - t0
     best = output / "best.ckpt"
     if not best.is_file():
@@ -200,7 +202,17 @@ def predict(potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, b
         b = frames.collate(np.asarray(indices[start : start + batch_size]))
         pos = b["positions"].requires_grad_(True)
         r_ij = pos[b["idx_j"]] - pos[b["idx_i"]]
-        res = potential(b["species"], pos, b["idx_i"], b["idx_j"], r_ij, b["batch"], b["n_molecules"], b["masses"], b["total_charge"])
+        res = potential(
+            b["species"],
+            pos,
+            b["idx_i"],
+            b["idx_j"],
+            r_ij,
+            b["batch"],
+            b["n_molecules"],
+            b["masses"],
+            b["total_charge"],
+        )
         if "energy" in res:
             res["forces"] = -torch.autograd.grad(res["energy"].sum(), pos)[0].reshape(b["n_molecules"], -1, 3)
         for k, v in res.items():
@@ -218,7 +230,11 @@ def evaluate(checkpoint, data: data_io.MoleculeDataset, indices) -> dict:
         if ref is None or t not in pred:
             continue
         err = pred[t] - ref[np.asarray(indices)]
-        errors[t] = {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))), "unit": UNIT_LABELS[t]}
+        errors[t] = {
+            "mae": float(np.mean(np.abs(err))),
+            "rmse": float(np.sqrt(np.mean(err**2))),
+            "unit": UNIT_LABELS[t],
+        }
     return errors
 
 

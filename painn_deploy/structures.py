@@ -1,0 +1,65 @@
+"""Building simple structures: periodic boxes of copies of one molecule (for liquids, benchmarks)."""
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import units
+from .elements import masses_amu, symbol
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix [3, 3]."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def molecular_box(
+    atomic_numbers: Sequence[int],
+    positions_nm: np.ndarray,
+    n_molecules: int,
+    density_g_per_cm3: Optional[float] = None,
+    spacing_nm: Optional[float] = None,
+    seed: int = 0,
+):
+    """Copies of a molecule on a cubic lattice with random orientations, in a periodic cubic box.
+
+    Give either the mass density (g/cm^3) or the lattice spacing (nm).  Returns atomic numbers
+    [n_molecules * N], positions [n_molecules * N, 3] (nm) and box vectors [3, 3] (nm).
+    """
+    rng = np.random.default_rng(seed)
+    mol = np.asarray(positions_nm, dtype=np.float64)
+    mol = mol - mol.mean(axis=0)
+    n_side = int(np.ceil(n_molecules ** (1.0 / 3.0) - 1e-9))
+    if spacing_nm is None:
+        if density_g_per_cm3 is None:
+            raise ValueError("give density_g_per_cm3 or spacing_nm")
+        grams = masses_amu(atomic_numbers).sum() * n_molecules / units.AVOGADRO_PER_MOL
+        volume_nm3 = grams / density_g_per_cm3 * 1e21
+        spacing_nm = volume_nm3 ** (1.0 / 3.0) / n_side
+    sites = np.array([(i, j, k) for i in range(n_side) for j in range(n_side) for k in range(n_side)])[:n_molecules]
+    coords = [mol @ random_rotation(rng).T + (site + 0.5) * spacing_nm for site in sites]
+    z = list(atomic_numbers) * n_molecules
+    return z, np.concatenate(coords), np.eye(3) * n_side * spacing_nm
+
+
+def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None,
+              atoms_per_residue: Optional[int] = None) -> None:  # fmt: skip
+    """Write a PDB (element columns filled, CRYST1 when a box is given) with OpenMM's writer."""
+    from openmm import Vec3, app, unit
+
+    top = app.Topology()
+    chain = top.addChain()
+    per = atoms_per_residue or len(atomic_numbers)
+    residue = None
+    for i, z in enumerate(atomic_numbers):
+        if i % per == 0:
+            residue = top.addResidue("MOL", chain)
+        element = app.Element.getByAtomicNumber(int(z))
+        top.addAtom(f"{symbol(int(z))}{i % per + 1}", element, residue)
+    if box_nm is not None:
+        top.setPeriodicBoxVectors([Vec3(*row) for row in np.asarray(box_nm)] * unit.nanometer)
+    with open(Path(path), "w") as f:
+        app.PDBFile.writeFile(top, np.asarray(positions_nm) * 10.0 * unit.angstrom, f)

@@ -1,0 +1,31 @@
+"""NVT molecular dynamics of ethanol with an exported model, written the way OpenMM users write it:
+plain OpenMM, openmm-torch's TorchForce and an openmmtools integrator (no painn_deploy import).
+
+    python simulations/plain_openmm.py model.pt simulations/ethanol.pdb
+"""
+
+import sys
+
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+import openmmtools
+import torch  # noqa: F401  (import torch before openmm/openmmtorch: libnvrtc.so.12)
+from openmmtorch import TorchForce
+
+model, pdb_path = sys.argv[1], sys.argv[2]
+torch.set_num_threads(1)  # a 9-atom molecule gains nothing from more threads
+pdb = app.PDBFile(pdb_path)
+system = openmm.System()
+for atom in pdb.topology.atoms():
+    system.addParticle(atom.element.mass)
+system.addForce(TorchForce(model))
+integrator = openmmtools.integrators.BAOABIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
+simulation = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))
+simulation.context.setPositions(pdb.positions)
+simulation.context.setVelocitiesToTemperature(300 * unit.kelvin)
+simulation.reporters.append(app.DCDReporter("plain_openmm.dcd", 100))
+simulation.reporters.append(
+    app.StateDataReporter(sys.stdout, 1000, step=True, potentialEnergy=True, temperature=True, speed=True)
+)
+simulation.step(10000)
