@@ -14,7 +14,9 @@ RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="painn-demo", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="painn-demo", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("-o", "--output", default="painn_demo", help="output directory")
     p.add_argument("--train-minutes", type=float, default=6.0, help="wall-clock training budget (minutes)")
     p.add_argument("--md-ps", type=float, default=20.0, help="length of the NVT simulation (ps)")
@@ -47,7 +49,10 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int) ->
     model = output / "model.pt"
     export(summary["best_checkpoint"], model)
     steps = int(round(md_ps * 1000 / 0.5))
-    print(f"[3/4] NVT molecular dynamics at 300 K: {steps} steps of 0.5 fs, recording dipole and polarizability", flush=True)
+    print(
+        f"[3/4] NVT molecular dynamics at 300 K: {steps} steps of 0.5 fs, recording dipole and polarizability",
+        flush=True,
+    )
     md = run_simulation(
         SimulationConfig(
             structure=str(RESOURCES / "ethanol.pdb"),

@@ -75,18 +75,15 @@ def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers) -> Path:
     return path
 
 
-def choose_platform(name: str, rpmd: bool = False) -> openmm.Platform:
-    """The named platform, or the fastest available one (``auto``).  OpenMM's CPU platform has no
-    ring-polymer kernels, so RPMD uses CUDA or Reference."""
+def choose_platform(name: str) -> openmm.Platform:
+    """The named OpenMM platform, or the fastest one available (``auto``: CUDA, then CPU)."""
     available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name == "auto":
-        for candidate in ("CUDA", "Reference") if rpmd else ("CUDA", "CPU", "Reference"):
+        for candidate in ("CUDA", "CPU", "Reference"):
             if candidate in available:
                 return openmm.Platform.getPlatformByName(candidate)
     if name not in available:
         raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
-    if rpmd and name == "CPU":
-        raise InputError("OpenMM's CPU platform cannot run ring-polymer MD; use --platform Reference or CUDA (or auto)")
     return openmm.Platform.getPlatformByName(name)
 
 
@@ -162,7 +159,7 @@ class MDRun:
         self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend)
         self.module = load(self.model_path) if (self.recorded and self.recording == "second") else None
         self.integrator = build_integrator(cfg)
-        self.platform = choose_platform(cfg.platform, cfg.beads > 1)
+        self.platform = choose_platform(cfg.platform)
         self.context = openmm.Context(self.system, self.integrator, self.platform)
         self.dt_ps = cfg.timestep_fs * 1e-3
         n_constraints = self.system.getNumConstraints()

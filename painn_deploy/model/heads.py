@@ -58,6 +58,9 @@ class EnergyHead(nn.Module):
     def __init__(self, n_features: int, n_species: int):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(n_features, n_features // 2), nn.SiLU(), nn.Linear(n_features // 2, 1))
+        # start from the fitted reference energies: no random offset for the energy loss to undo
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("element_energies", torch.zeros(n_species))
 

@@ -96,7 +96,7 @@ class PaiNNTask(pl.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=self.cfg["lr_factor"], patience=self.cfg["lr_patience"]
         )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss_smoothed"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss_smoothed", "strict": False}}
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["smoothed_val_loss"] = self.smoothed_val_loss

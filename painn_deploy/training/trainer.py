@@ -141,7 +141,12 @@ def train(cfg: TrainConfig) -> dict:
         "example_frames_angstrom": data.positions[split["train"][:3]].tolist(),
     }
     callback = CheckpointAndCurves(output, record_extra)
-    callbacks = [callback, pl.callbacks.EarlyStopping("val_loss_smoothed", patience=cfg.early_stopping_patience)]
+    callbacks = [
+        callback,
+        pl.callbacks.EarlyStopping(
+            "val_loss_smoothed", patience=cfg.early_stopping_patience, check_on_train_epoch_end=False, strict=False
+        ),
+    ]
     trainer = pl.Trainer(
         max_epochs=cfg.max_epochs,
         max_time={"seconds": cfg.max_time_s} if cfg.max_time_s > 0 else None,

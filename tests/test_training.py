@@ -1,0 +1,205 @@
+"""Data ingestion (units), splits, the training loop, checkpoints, resume and the painn-train CLI."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy import data as data_io
+from painn_deploy import units
+from painn_deploy.errors import CheckpointError, InputError
+from painn_deploy.training import TrainConfig, load_checkpoint, potential_from_record, predict, train
+
+from .conftest import ETHANOL_NPZ
+
+TINY = dict(n_features=16, n_interactions=2, n_rbf=8, batch_size=10, progress_bar=False)
+
+
+def test_npz_is_converted_to_model_units():
+    raw = np.load(ETHANOL_NPZ)
+    d = data_io.load_npz(ETHANOL_NPZ)
+    assert d.energy[0] == pytest.approx(raw["energies"][0] * 4.184 / 96.48533212331002, rel=1e-14)
+    assert d.forces[0, 0, 0] == pytest.approx(raw["forces"][0, 0, 0] * 4.184 / 96.48533212331002, rel=1e-14)
+    np.testing.assert_array_equal(d.positions, raw["coords"])
+    np.testing.assert_array_equal(d.dipole, raw["dipoles"])
+    assert len(d.sha256) == 64
+
+
+def test_units_are_exact_and_consistent():
+    assert units.EV_TO_KJ_PER_MOL == pytest.approx(96.485332123310018, rel=1e-15)
+    assert units.KCAL_PER_MOL_TO_EV * units.EV_TO_KJ_PER_MOL == pytest.approx(4.184, rel=1e-15)
+    assert units.DEBYE_TO_E_ANGSTROM == pytest.approx(
+        1e-21 / 299792458 / 1.602176634e-19 * 1e10, rel=1e-15
+    )  # 1 D = 1e-21/c C m
+    assert units.DEBYE_TO_E_ANGSTROM == pytest.approx(0.20819434, rel=1e-7)  # the data README value
+    assert units.MODEL_TO_OPENMM["forces"] == pytest.approx(964.8533212331, rel=1e-12)
+
+
+def test_ase_extxyz_with_stated_units(tmp_path):
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    raw = np.load(ETHANOL_NPZ)
+    frames = []
+    for k in range(3):
+        atoms = ase.Atoms(numbers=raw["nuclear_charges"], positions=raw["coords"][k] * 0.1)  # written in nm
+        atoms.calc = SinglePointCalculator(atoms, energy=raw["energies"][k], forces=raw["forces"][k] * 10.0)
+        atoms.info["dipole"] = raw["dipoles"][k]
+        frames.append(atoms)
+    path = tmp_path / "frames.extxyz"
+    ase.io.write(path, frames)
+    d = data_io.load_ase(path, data_io.FileUnits(length="nm", energy="kcal/mol"))
+    # extxyz keeps ~8 decimals; a wrong unit factor would be off by 10x or more
+    np.testing.assert_allclose(d.positions, raw["coords"][:3], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(d.forces, raw["forces"][:3] * units.KCAL_PER_MOL_TO_EV, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(d.dipole, raw["dipoles"][:3], rtol=0, atol=1e-7)
+    assert d.polarizability is None
+
+
+def test_bad_units_and_files_are_reported(tmp_path):
+    with pytest.raises(InputError, match="unknown energy unit 'kcal'"):
+        data_io.FileUnits(energy="kcal").factors()
+    with pytest.raises(InputError, match="does not exist"):
+        data_io.load_npz(tmp_path / "missing.npz")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(ETHANOL_NPZ.read_bytes()[:1000])
+    with pytest.raises(InputError, match="is the file complete"):
+        data_io.load_npz(broken)
+
+
+def test_splits():
+    s = data_io.make_split(100, 60, 10, "contiguous")
+    np.testing.assert_array_equal(s["train"], np.arange(60))
+    np.testing.assert_array_equal(s["val"], np.arange(60, 70))
+    np.testing.assert_array_equal(s["test"], np.arange(70, 100))
+    r = data_io.make_split(100, 60, 10, "random", seed=3)
+    assert sorted(np.concatenate(list(r.values())).tolist()) == list(range(100))
+    assert not np.array_equal(r["train"], np.arange(60))
+    with pytest.raises(InputError, match="leaves no test frames"):
+        data_io.make_split(10, 8, 2)
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    cfg = TrainConfig(data=str(ETHANOL_NPZ), output=str(out), targets=("energy", "forces", "dipole", "polarizability"),
+                      n_train=60, n_val=20, max_epochs=8, lr=5e-3, **dict(TINY, batch_size=4))  # fmt: skip
+    return cfg, train(cfg)
+
+
+def test_training_lowers_the_loss_and_writes_outputs(short_run):
+    cfg, summary = short_run
+    with open(f"{cfg.output}/history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8
+    assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
+    assert float(rows[-1]["val_forces_mae"]) < 0.7 * float(rows[0]["val_forces_mae"])
+    for name in ("best.ckpt", "last.ckpt", "learning_curve.png", "config.yaml", "split.npz", "summary.json"):
+        assert (tmp := __import__("pathlib").Path(cfg.output) / name).is_file() and tmp.stat().st_size > 0
+    assert set(summary["test_errors"]) == {"energy", "forces", "dipole", "polarizability"}
+    assert summary["train_frames_per_second"] > 0
+
+
+def test_checkpoint_carries_what_export_needs_and_round_trips(short_run):
+    cfg, _ = short_run
+    record = load_checkpoint(f"{cfg.output}/best.ckpt")
+    for key in (
+        "config",
+        "state_dict",
+        "atomic_numbers",
+        "statistics",
+        "split",
+        "data",
+        "versions",
+        "model_units",
+        "test_errors",
+    ):
+        assert key in record
+    assert record["model_units"]["energy"] == "eV"
+    assert record["split"]["test"] == list(range(80, 1500))
+    model = potential_from_record(record)
+    data = data_io.load_npz(ETHANOL_NPZ)
+    a = predict(model, data, [0, 1, 2])
+    b = predict(potential_from_record(load_checkpoint(f"{cfg.output}/best.ckpt")), data, [0, 1, 2])
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert np.abs(a["energy"] - data.energy[:3]).max() < 1.0  # the fitted reference energies put E on scale
+
+
+def test_resume_continues_training(short_run, tmp_path):
+    import shutil
+
+    cfg, _ = short_run
+    out = tmp_path / "resumed"
+    shutil.copytree(cfg.output, out)
+    epochs_before = torch.load(out / "last.ckpt", weights_only=False)["epoch"]
+    more = TrainConfig.from_sources(None, **dict(cfg.to_dict(), output=str(out), max_epochs=10, resume=True))
+    train(more)
+    with open(out / "history.csv") as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert epochs == list(range(10)) and epochs_before == 7
+
+
+def test_new_run_refuses_to_overwrite_and_resume_needs_a_checkpoint(short_run, tmp_path):
+    cfg, _ = short_run
+    with pytest.raises(InputError, match="already holds a trained model"):
+        train(cfg)
+    with pytest.raises(InputError, match="no .*last.ckpt"):
+        train(TrainConfig(data=str(ETHANOL_NPZ), output=str(tmp_path / "x"), resume=True, **TINY))
+
+
+def test_truncated_checkpoint_is_reported(short_run, tmp_path):
+    cfg, _ = short_run
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(open(f"{cfg.output}/best.ckpt", "rb").read()[:2000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(bad)
+
+
+def test_yaml_config_and_overrides(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("data: x.npz\nn-features: 32\ntargets: energy,forces,dipole\n")
+    cfg = TrainConfig.from_sources(y, n_features=64)
+    assert cfg.n_features == 64 and cfg.targets == ("energy", "forces", "dipole") and cfg.data == "x.npz"
+    y.write_text("data: x.npz\nn_featurs: 32\n")
+    with pytest.raises(InputError, match="unknown training option.*n_featurs"):
+        TrainConfig.from_sources(y)
+
+
+def test_missing_target_in_data(tmp_path):
+    d = dict(np.load(ETHANOL_NPZ))
+    d.pop("dipoles")
+    path = tmp_path / "nodipole.npz"
+    np.savez(path, **d)
+    with pytest.raises(InputError, match="has no dipole data"):
+        train(TrainConfig(data=str(path), output=str(tmp_path / "o"), targets="energy,forces,dipole", **TINY))
+
+
+def test_cli_documents_every_option_and_accepts_the_issue_invocation(capsys):
+    from painn_deploy.cli.train import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(
+        "--data ethanol.npz --targets energy,forces,dipole,polarizability --n-train 1000 --n-val 100 "
+        "--max-epochs 500 --output runs/ethanol".split()
+    )
+    assert args.n_train == 1000 and args.max_epochs == 500 and args.output == "runs/ethanol"
+    helptext = parser.format_help()
+    for option in ("--rho", "--lr-patience", "--ema-decay", "--devices", "--resume", "--energy-unit", "--dipole-model"):
+        assert option in helptext
+
+
+def test_cli_train_and_test_only(tmp_path, capsys):
+    from painn_deploy.cli.train import main
+
+    out = tmp_path / "cli"
+    argv = ["--data", str(ETHANOL_NPZ), "--targets", "energy,forces", "--n-train", "30", "--n-val", "10", "--max-epochs", "1",
+            "--n-features", "8", "--n-interactions", "1", "--output", str(out), "--no-progress-bar"]  # fmt: skip
+    assert main(argv) == 0
+    assert "forces" in capsys.readouterr().out
+    assert main(["--test-only", str(out / "best.ckpt")]) == 0
+    assert "energy" in capsys.readouterr().out
+    assert main(["--data", str(tmp_path / "none.npz"), "--output", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
