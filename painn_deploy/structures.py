@@ -7,10 +7,43 @@ import numpy as np
 
 from . import units
 from .elements import masses_amu, symbol
+from .errors import InputError
 
 
-def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    """A uniformly random proper rotation matrix [3, 3]."""
+def load_pdb(pdb_path):
+    """Read a PDB file: (openmm.app.PDBFile, atomic numbers [N], positions [N, 3] in nm, box vectors
+    [3, 3] in nm or None).  Atoms without an element are an error naming the atom."""
+    from openmm import app, unit
+
+    if not Path(pdb_path).is_file():
+        raise InputError(f"structure file {pdb_path} does not exist")
+    try:
+        pdb = app.PDBFile(str(pdb_path))
+    except Exception as exc:  # openmm raises plain Exceptions of several kinds on bad PDBs
+        raise InputError(f"cannot read {pdb_path} as a PDB file: {exc}") from exc
+    z = []
+    for atom in pdb.topology.atoms():
+        if atom.element is None:
+            raise InputError(
+                f"{pdb_path}: atom {atom.index + 1} ({atom.name} in {atom.residue.name}) has no element; "
+                f"fill in the element column (columns 77-78) of the PDB file"
+            )
+        z.append(int(atom.element.atomic_number))
+    positions = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
+    box = pdb.topology.getPeriodicBoxVectors()
+    box_nm = None if box is None else np.asarray([[v.value_in_unit(unit.nanometer) for v in vec] for vec in box])
+    return pdb, z, positions, box_nm
+
+
+def read_pdb(pdb_path):
+    """Atomic numbers [N], positions [N, 3] (nm) and box vectors [3, 3] (nm, or None) of a PDB file."""
+    _, z, positions, box_nm = load_pdb(pdb_path)
+    return z, positions, box_nm
+
+
+def random_rotation(rng) -> np.ndarray:
+    """A uniformly random proper rotation matrix [3, 3]; ``rng`` is a numpy Generator or a seed."""
+    rng = np.random.default_rng(rng)
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))
     return q if np.linalg.det(q) > 0 else -q

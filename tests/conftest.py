@@ -79,8 +79,7 @@ def exported32(trained_checkpoint, tmp_path_factory):
 
 
 def random_rotation(seed=0, reflect=False) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q = -q
+    from painn_deploy.structures import random_rotation as rotation
+
+    q = rotation(seed)
     return -q if reflect else q

@@ -113,9 +113,9 @@ class Triatomic(torch.nn.Module):
 
 
 def _rotation(seed: int) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
+    from painn_deploy.structures import random_rotation
+
+    return random_rotation(seed)
 
 
 def _diatomic_geometry(r: float, seed: int = 0) -> np.ndarray:
@@ -341,13 +341,13 @@ def test_exported_painn_forcefield(tmp_path):
     properties() detaches the positions, so dipole/polarizability derivatives fall back to finite
     differences; they must agree with autograd through the eager module, and the autograd Hessian
     with finite differences of the model's forces."""
-    from painn_deploy.cli.harmonic import read_structure
     from painn_deploy.deploy import PaiNNForceField
     from painn_deploy.spectra.harmonic import hessian
+    from painn_deploy.structures import read_pdb
 
     from .conftest import ETHANOL_PDB, random_rotation, small_potential
 
-    _, pos, numbers = read_structure(ETHANOL_PDB)
+    numbers, pos, _ = read_pdb(ETHANOL_PDB)
     eager = PaiNNForceField(small_potential(), numbers, dtype=torch.float64)
     scripted = torch.jit.script(eager)
     with warnings.catch_warnings():

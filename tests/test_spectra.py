@@ -36,11 +36,9 @@ def _cos(nu_cm1, t, phase=0.0):
 
 
 def _random_rotation(rng) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
+    from painn_deploy.structures import random_rotation
+
+    return random_rotation(rng)
 
 
 def _rotating_diatomic(n_frames=16000, k=1.6e5, m1=12.0, m2=16.0, q=0.25, rot_cm1=2.0, temperature=300.0, seed=0):

@@ -14,12 +14,12 @@ import sys
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch  # import torch before anything that may import openmmtorch
 
 from ..errors import InputError, PainnDeployError
 from ..spectra.harmonic import DEFAULT_FMAX_KJ_MOL_NM, harmonic_analysis, load_model
 from ..spectra.io import write_modes_csv
+from ..structures import load_pdb
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,28 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_structure(path) -> tuple[object, np.ndarray, list[int]]:
-    """(OpenMM topology, positions [N, 3] in nm, atomic numbers) of a PDB file."""
-    from openmm import unit
-    from openmm.app import PDBFile
-
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such structure file")
-    try:
-        pdb = PDBFile(str(path))
-    except Exception as exc:  # openmm raises plain Exceptions of several kinds on bad PDBs
-        raise InputError(f"{path}: cannot be read as PDB ({exc})") from exc
-    numbers = []
-    for atom in pdb.topology.atoms():
-        if atom.element is None:
-            raise InputError(
-                f"{path}: atom {atom.index + 1} ({atom.name}) has no element; fill the PDB element column (77-78)"
-            )
-        numbers.append(int(atom.element.atomic_number))
-    pos = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
-    return pdb.topology, pos, numbers
-
-
 def _write_pdb(topology, positions_nm, path) -> Path:
     from openmm import unit
     from openmm.app import PDBFile
@@ -100,7 +78,8 @@ def _run(args) -> tuple[object, list[Path]]:
     if args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    topology, pos, numbers = read_structure(args.structure)
+    pdb, numbers, pos, _ = load_pdb(args.structure)
+    topology = pdb.topology
     module = load_model(args.model, device=args.device)
     linear = {"auto": None, "yes": True, "no": False}[args.linear]
     try:

@@ -1,6 +1,7 @@
 """The deployable model: scripted for TorchForce, eager for PythonForce; metadata; export."""
 
-from .export import build_forcefield, export, load, load_metadata, read_pdb
+from ..structures import read_pdb
+from .export import build_forcefield, export, load, load_metadata
 from .module import PaiNNForceField
 
 __all__ = ["PaiNNForceField", "build_forcefield", "export", "load", "load_metadata", "read_pdb"]

@@ -12,6 +12,7 @@ import torch
 from .. import elements, units, versions
 from ..data import file_sha256
 from ..errors import CheckpointError, InputError
+from ..structures import random_rotation, read_pdb
 from ..training.checkpoint import load_checkpoint, potential_from_record
 from . import metadata as md
 from .module import PaiNNForceField
@@ -42,12 +43,6 @@ def build_forcefield(
     elements.check_known(z, potential.config.elements, "the system to export")
     mode = choose_neighbor_mode(len(z), neighbor_mode)
     return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity)
-
-
-def random_rotation(seed: int = 0) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
 
 
 def _energy_forces(module, positions_nm: np.ndarray, box_nm=None, dtype=torch.float64):
@@ -95,28 +90,6 @@ def validation_report(record: dict, scripted_system, eager_system, system_positi
             "max_abs_force_error_kj_per_mol_nm": float(np.max(np.abs(f_rot - f_script @ rot.T))),
         }
     return report
-
-
-def read_pdb(pdb_path):
-    """Atomic numbers [N], positions [N, 3] (nm) and box vectors [3, 3] (nm, or None) of a PDB file."""
-    from openmm import app, unit
-
-    try:
-        pdb = app.PDBFile(str(pdb_path))
-    except Exception as exc:
-        raise InputError(f"cannot read {pdb_path} as a PDB file: {exc}") from exc
-    z = []
-    for atom in pdb.topology.atoms():
-        if atom.element is None:
-            raise InputError(
-                f"{pdb_path}: atom {atom.index + 1} ({atom.name} in {atom.residue.name}) has no element; "
-                f"fill in the element column (columns 77-78) of the PDB file"
-            )
-        z.append(atom.element.atomic_number)
-    positions = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-    box = pdb.topology.getPeriodicBoxVectors()
-    box_nm = None if box is None else np.asarray([[v.value_in_unit(unit.nanometer) for v in vec] for vec in box])
-    return z, positions, box_nm
 
 
 def export(

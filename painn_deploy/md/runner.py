@@ -21,11 +21,12 @@ from openmm import app, unit
 
 from .. import units, versions
 from ..data import file_sha256
-from ..deploy import export, load, read_pdb
+from ..deploy import export, load
 from ..deploy.metadata import KEY_ATOMIC_NUMBERS, KEY_HEADS, KEY_PERIODIC
 from ..elements import formula
 from ..errors import CheckpointError, InputError, SimulationInstabilityError
 from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
+from ..structures import load_pdb
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, truncate_dcd
 from .progress import Progress
@@ -133,10 +134,7 @@ class MDRun:
         self.cfg = cfg
         self.output = Path(cfg.output)
         _check_writable(self.output)
-        self.pdb = app.PDBFile(cfg.structure) if Path(cfg.structure).is_file() else None
-        if self.pdb is None:
-            raise InputError(f"structure {cfg.structure} does not exist")
-        z, positions_nm, box_nm = read_pdb(cfg.structure)
+        self.pdb, z, positions_nm, box_nm = load_pdb(cfg.structure)
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
         torch.set_num_threads(cfg.threads or (1 if len(z) < 1000 else os.cpu_count() or 1))
