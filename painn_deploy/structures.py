@@ -41,7 +41,7 @@ def read_pdb(pdb_path):
     return z, positions, box_nm
 
 
-def random_rotation(rng) -> np.ndarray:
+def random_rotation(rng=0) -> np.ndarray:
     """A uniformly random proper rotation matrix [3, 3]; ``rng`` is a numpy Generator or a seed."""
     rng = np.random.default_rng(rng)
     q, r = np.linalg.qr(rng.normal(size=(3, 3)))

@@ -21,10 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-minutes", type=float, default=6.0, help="wall-clock training budget (minutes)")
     p.add_argument("--md-ps", type=float, default=20.0, help="length of the NVT simulation (ps)")
     p.add_argument("--features", type=int, default=64, help="feature size F of the demo model (the paper uses 128)")
+    p.add_argument("--temperature", dest="temperature_K", type=float, default=300.0, help="MD temperature (K)")
     return p
 
 
-def run_demo(output: Path, train_minutes: float, md_ps: float, features: int) -> dict:
+def run_demo(output: Path, train_minutes: float, md_ps: float, features: int, temperature_K: float = 300.0) -> dict:
     from ..deploy import export
     from ..md import SimulationConfig, run_simulation
     from ..training import TrainConfig, train
@@ -59,6 +60,7 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int) ->
             model=str(model),
             output=str(output / "md"),
             steps=steps,
+            temperature_K=temperature_K,
             equilibration_steps=2000,
             record_dipole=True,
             record_polarizability=True,
@@ -67,7 +69,8 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int) ->
         )
     )
     print("[4/4] IR and Raman spectra", flush=True)
-    spectrum.main([str(output / "md" / "properties.h5"), "--ir", "--raman", "-o", str(output / "spectra")])
+    spectrum.main([str(output / "md" / "properties.h5"), "--ir", "--raman", "-o", str(output / "spectra"),
+                   "--temperature-K", str(temperature_K)])  # fmt: skip
     minutes = (time.perf_counter() - t0) / 60
     print(f"done in {minutes:.1f} min: plots in {output / 'spectra'}, learning curve in {output / 'train'}")
     return {"train": summary, "md": md, "minutes": minutes}
@@ -76,7 +79,7 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int) ->
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run_demo(Path(args.output), args.train_minutes, args.md_ps, args.features)
+        run_demo(Path(args.output), args.train_minutes, args.md_ps, args.features, args.temperature_K)
     except PainnDeployError as exc:
         print(f"painn-demo: error: {exc}", file=sys.stderr)
         return 2
