@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from painn_deploy.deploy import PaiNNForceField, build_forcefield, export, load, load_metadata
-from painn_deploy.errors import CheckpointError, UnknownElementError
+from painn_deploy.errors import CheckpointError, InputError, UnknownElementError
 from painn_deploy.training import load_checkpoint
 
 from .conftest import ETHANOL_PDB, small_potential
@@ -113,12 +113,19 @@ def energy_forces(module, pos, box=None):
     return float(out["energy"].detach()), out["forces"].detach()
 
 
+def static_module(pot, z, pos, box, capacity=40000, per_cell=None):
+    from painn_deploy.neighbors import static_grid
+
+    cells, auto_per_cell = static_grid(box * 10, pos * 10, 5.0)
+    return PaiNNForceField(pot, z, True, "static", torch.float64, pair_capacity=capacity, static_cells=cells,
+                           atoms_per_cell=per_cell or auto_per_cell)  # fmt: skip
+
+
 def test_neighbor_modes_agree_periodic(box_system):
     pot, z, pos, box = box_system
     ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, True, "all_pairs", torch.float64), pos, box)
-    for mode, capacity in (("cell_list", 0), ("static", 40000)):
-        module = torch.jit.script(PaiNNForceField(pot, z, True, mode, torch.float64, pair_capacity=capacity))
-        e, f = energy_forces(module, pos, box)
+    for module in (PaiNNForceField(pot, z, True, "cell_list", torch.float64), static_module(pot, z, pos, box)):
+        e, f = energy_forces(torch.jit.script(module), pos, box)
         assert e == pytest.approx(ref_e, rel=1e-12)
         torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
 
@@ -126,17 +133,33 @@ def test_neighbor_modes_agree_periodic(box_system):
 def test_neighbor_modes_agree_nonperiodic(box_system):
     pot, z, pos, _ = box_system
     ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, False, "all_pairs", torch.float64), pos)
-    for mode, capacity in (("cell_list", 0), ("static", 40000)):
-        e, f = energy_forces(PaiNNForceField(pot, z, False, mode, torch.float64, pair_capacity=capacity), pos)
-        assert e == pytest.approx(ref_e, rel=1e-12)
-        torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
+    e, f = energy_forces(PaiNNForceField(pot, z, False, "cell_list", torch.float64), pos)
+    assert e == pytest.approx(ref_e, rel=1e-12)
+    torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
+
+
+def test_static_shapes_do_not_depend_on_positions(box_system):
+    """The static list's pair arrays have the same shape for different configurations."""
+    from painn_deploy.neighbors import static_grid, static_pairs
+
+    pot, z, pos, box = box_system
+    cells, per_cell = static_grid(box * 10, pos * 10, 5.0)
+    shapes = set()
+    for shift in (0.0, 0.11, 0.37):
+        i, j, w, n, overflow = static_pairs((pos + shift) * 10, box * 10, 5.0, 40000, cells, per_cell)
+        shapes.add((i.shape, j.shape, w.shape))
+        assert not bool(overflow) and int(w.sum()) == int(n)
+    assert len(shapes) == 1
 
 
 def test_static_overflow_is_reported(box_system):
     pot, z, pos, box = box_system
-    module = PaiNNForceField(pot, z, True, "static", torch.float64, pair_capacity=100)
     with pytest.raises(RuntimeError, match="NeighborListOverflowError.*pair-capacity"):
-        module(pos, box)
+        static_module(pot, z, pos, box, capacity=100)(pos, box)
+    with pytest.raises(RuntimeError, match="NeighborListOverflowError"):
+        static_module(pot, z, pos, box, per_cell=2)(pos, box)
+    with pytest.raises(InputError, match="for periodic systems"):
+        PaiNNForceField(pot, z, False, "static", torch.float64, pair_capacity=10)
 
 
 @pytest.mark.parametrize("mode", ["all_pairs", "cell_list"])
@@ -180,7 +203,7 @@ def test_cell_list_cost_is_linear(box_system):
     counts = []
     for n_side in (4, 8):
         _, pos, box = water_like_box(n_side=n_side, spacing_nm=0.42)
-        _, idx_j, _ = cell_list_candidates(torch.tensor(pos) * 10, torch.tensor(box) * 10, 5.0)
+        _, idx_j, _, _ = cell_list_candidates(torch.tensor(pos) * 10, torch.tensor(box) * 10, 5.0)
         counts.append(idx_j.shape[1])
     assert counts[1] <= 1.5 * counts[0]
 

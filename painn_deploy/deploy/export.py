@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .. import elements, units, versions
+from .. import elements, neighbors, units, versions
 from ..data import file_sha256
 from ..errors import CheckpointError, InputError
 from ..structures import random_rotation, read_pdb
@@ -34,15 +34,30 @@ def build_forcefield(
     neighbor_mode: str = "auto",
     dtype: str = "float32",
     pair_capacity: int = 0,
+    positions_nm=None,
+    box_nm=None,
 ) -> PaiNNForceField:
-    """The eager deployable module for a checkpoint record (default: the training molecule)."""
+    """The eager deployable module for a checkpoint record (default: the training molecule).
+    The static neighbour list takes its fixed grid from ``positions_nm``/``box_nm`` and, when
+    ``pair_capacity`` is 0, twice the pairs of that configuration."""
     if dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
     potential = potential_from_record(record)
     z = list(atomic_numbers) if atomic_numbers is not None else list(record["atomic_numbers"])
     elements.check_known(z, potential.config.elements, "the system to export")
     mode = choose_neighbor_mode(len(z), neighbor_mode)
-    return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity)
+    cells, per_cell = None, 0
+    if mode == "static":
+        if box_nm is None:
+            raise InputError("--neighbor-list static needs a periodic system: give a PDB with a CRYST1 box")
+        pos = torch.tensor(np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
+        box = torch.tensor(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
+        cells, per_cell = neighbors.static_grid(box, pos, potential.config.cutoff_angstrom)
+        if pair_capacity <= 0:
+            i, _ = neighbors.cell_list_pairs(pos, box, potential.config.cutoff_angstrom)
+            pair_capacity = 2 * int(i.shape[0])
+    return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity,
+                           static_cells=cells, atoms_per_cell=per_cell)  # fmt: skip
 
 
 def _energy_forces(module, positions_nm: np.ndarray, box_nm=None, dtype=torch.float64):
@@ -119,7 +134,7 @@ def export(
         raise InputError("--periodic needs a box: give a PDB with a CRYST1 record via --pdb")
     if not is_periodic:
         box_nm = None
-    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity)
+    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm)
     scripted = torch.jit.script(eager)
     frames_nm = _validation_frames(record)
     record = dict(record, validation_frames_nm=frames_nm)
@@ -146,7 +161,7 @@ def export(
             "polarizability": units.OPENMM_UNITS["polarizability"],
         },
         md.KEY_NEIGHBOR_LIST: choose_neighbor_mode(len(z), neighbor_mode),
-        md.KEY_PAIR_CAPACITY: pair_capacity,
+        md.KEY_PAIR_CAPACITY: eager.pair_capacity,
         md.KEY_VERSIONS: versions.collect(),
         md.KEY_MODEL: config,
         md.KEY_TRAINING: {

@@ -9,7 +9,7 @@ polarizability (nm^3).  Unit conversion happens here and nowhere else on this si
 """
 
 import copy
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -24,8 +24,11 @@ class PaiNNForceField(nn.Module):
     """PaiNN for a fixed set of N particles, in OpenMM units, with its neighbour list inside.
 
     ``neighbor_mode``: "all_pairs" (every pair every step; fastest for small molecules),
-    "cell_list" (O(N), dynamic shapes) or "static" (cell list padded to ``pair_capacity`` pairs,
-    fixed shapes; an overflow raises an error on the CPU and gives a NaN energy on GPUs).
+    "cell_list" (O(N), dynamic shapes) or "static" (periodic only: a cell list with a fixed grid
+    ``static_cells``, at most ``atoms_per_cell`` atoms per cell and ``pair_capacity`` pairs, so
+    every shape is fixed and nothing is read back to the host, as CUDA graphs need; an overflow
+    raises an error on the CPU and gives a NaN energy on GPUs).  Use
+    :func:`painn_deploy.neighbors.static_grid` for the grid of a reference configuration.
     """
 
     periodic: torch.jit.Final[bool]
@@ -44,12 +47,19 @@ class PaiNNForceField(nn.Module):
         dtype: torch.dtype = torch.float32,
         total_charge_e: float = 0.0,
         pair_capacity: int = 0,
+        static_cells: Optional[Sequence[int]] = None,
+        atoms_per_cell: int = 0,
     ):
         super().__init__()
         if neighbor_mode not in neighbors.MODES:
             raise InputError(f"neighbor_mode must be one of {sorted(neighbors.MODES)}, not {neighbor_mode!r}")
-        if neighbor_mode == "static" and pair_capacity <= 0:
-            raise InputError("neighbor_mode='static' needs pair_capacity > 0 (the most pairs expected)")
+        if neighbor_mode == "static":
+            if not periodic:
+                raise InputError(
+                    "neighbor_mode='static' is for periodic systems; a molecule's all_pairs list already has fixed shapes"
+                )
+            if pair_capacity <= 0 or atoms_per_cell <= 0 or static_cells is None:
+                raise InputError("neighbor_mode='static' needs pair_capacity, atoms_per_cell and static_cells")
         self.potential = copy.deepcopy(potential).to(dtype).eval()
         for p in self.potential.parameters():
             p.requires_grad_(False)
@@ -61,6 +71,8 @@ class PaiNNForceField(nn.Module):
         self.has_polarizability = "polarizability" in config.targets
         self.cutoff_angstrom = float(config.cutoff_angstrom)
         self.pair_capacity = int(pair_capacity)
+        self.static_cells: List[int] = [int(c) for c in static_cells] if static_cells is not None else [1, 1, 1]
+        self.atoms_per_cell = int(atoms_per_cell)
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
         self.register_buffer("species", torch.from_numpy(species_index(atomic_numbers, config.elements)))
         self.register_buffer("masses", torch.from_numpy(masses_amu(atomic_numbers)).to(dtype))
@@ -88,7 +100,8 @@ class PaiNNForceField(nn.Module):
             if box_nm is None:
                 raise RuntimeError("this model is periodic: call forward(positions, boxvectors)")
             box = box_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
-            neighbors.check_box(box, self.cutoff_angstrom)
+            if positions.device.type == "cpu" or self.mode != neighbors.STATIC:  # no host sync under CUDA graphs
+                neighbors.check_box(box, self.cutoff_angstrom)
         pair_weight: Optional[torch.Tensor] = None
         overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
         if self.mode == neighbors.ALL_PAIRS:
@@ -96,18 +109,21 @@ class PaiNNForceField(nn.Module):
         elif self.mode == neighbors.CELL_LIST:
             idx_i, idx_j = neighbors.cell_list_pairs(positions, box, self.cutoff_angstrom)
         else:
-            idx_i, idx_j, weight, n_pairs = neighbors.static_pairs(
-                positions, box, self.cutoff_angstrom, self.pair_capacity
+            assert box is not None
+            idx_i, idx_j, weight, n_pairs, overflow = neighbors.static_pairs(
+                positions, box, self.cutoff_angstrom, self.pair_capacity, self.static_cells, self.atoms_per_cell
             )
             pair_weight = weight.to(positions.dtype)
-            overflow = n_pairs > self.pair_capacity
             if positions.device.type == "cpu" and bool(overflow):
                 raise RuntimeError(
-                    "NeighborListOverflowError: "
-                    + str(int(n_pairs))
-                    + " pairs are within the cutoff but the static neighbour list holds "
+                    "NeighborListOverflowError: the static neighbour list holds "
                     + str(self.pair_capacity)
-                    + "; export again with a larger --pair-capacity (or use --neighbor-list cell_list)."
+                    + " pairs and "
+                    + str(self.atoms_per_cell)
+                    + " atoms per cell of a fixed grid; this configuration has "
+                    + str(int(n_pairs))
+                    + " pairs (or a cell overflowed, or the box shrank). Export again with a larger --pair-capacity "
+                    "or use --neighbor-list cell_list."
                 )
         r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
         out = self.potential(

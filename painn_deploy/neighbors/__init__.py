@@ -53,27 +53,39 @@ def _cell_offsets(n_cells: List[int], periodic: bool, device: torch.device) -> t
 
 
 def cell_list_candidates(
-    positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: float
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Candidate pairs from a cell list: (idx_i [N, K*M], idx_j [N, K*M], valid [N, K*M]).
+    positions: torch.Tensor,
+    box: Optional[torch.Tensor],
+    cutoff: float,
+    fixed_cells: Optional[List[int]] = None,
+    fixed_per_cell: int = 0,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Candidate pairs from a cell list: (idx_i [N, K*M], idx_j [N, K*M], valid [N, K*M], overflow []).
 
     Atoms are binned into cells at least ``cutoff`` wide; each atom is paired with every atom in
     its own and the neighbouring cells (M = most atoms in one cell).  Cost and memory grow
-    linearly with N at fixed density.
+    linearly with N at fixed density.  With ``fixed_cells`` (periodic only) and ``fixed_per_cell``
+    every shape is fixed and nothing is read back to the host (CUDA graphs); ``overflow`` is then
+    true when a cell holds more than ``fixed_per_cell`` atoms or the cells became narrower than
+    the cutoff.
     """
     n_atoms = positions.shape[0]
     device = positions.device
+    overflow = torch.zeros((), dtype=torch.bool, device=device)
     if box is not None:
         frac = torch.linalg.solve(box.transpose(0, 1), positions.transpose(0, 1)).transpose(0, 1)
         frac = frac - torch.floor(frac)
         widths = torch.diagonal(box)
-        n_cells_t = torch.clamp(torch.floor(widths / cutoff), min=1).to(torch.long)
+        if fixed_cells is not None:
+            n_cells_t = torch.tensor(fixed_cells, dtype=torch.long, device=device)
+            overflow = overflow | torch.any(widths / n_cells_t.to(widths.dtype) < cutoff)
+        else:
+            n_cells_t = torch.clamp(torch.floor(widths / cutoff), min=1).to(torch.long)
     else:
         lo = torch.min(positions, dim=0).values
         extent = torch.max(positions, dim=0).values - lo
         n_cells_t = torch.floor(extent / cutoff).to(torch.long) + 1
         frac = (positions - lo) / (n_cells_t.to(positions.dtype) * cutoff)
-    n_cells: List[int] = n_cells_t.tolist()
+    n_cells: List[int] = fixed_cells if (fixed_cells is not None and box is not None) else n_cells_t.tolist()
     cell3 = torch.floor(frac * n_cells_t.to(frac.dtype)).to(torch.long)
     cell3 = torch.minimum(torch.clamp(cell3, min=0), n_cells_t - 1)
     cell = (cell3[:, 0] * n_cells[1] + cell3[:, 1]) * n_cells[2] + cell3[:, 2]
@@ -81,12 +93,18 @@ def cell_list_candidates(
 
     order = torch.argsort(cell)
     sorted_cell = cell.index_select(0, order)
-    counts = torch.bincount(cell, minlength=total_cells)
-    max_per_cell = int(counts.max())
+    counts = torch.zeros(total_cells, dtype=torch.long, device=device).scatter_add_(0, cell, torch.ones_like(cell))
     start = torch.cumsum(counts, 0) - counts
     slot = torch.arange(n_atoms, device=device) - start.index_select(0, sorted_cell)
-    table = torch.full((total_cells, max_per_cell), -1, dtype=torch.long, device=device)
+    if fixed_per_cell > 0:
+        max_per_cell = fixed_per_cell
+        overflow = overflow | (torch.max(counts) > fixed_per_cell)
+        slot = torch.clamp(slot, max=max_per_cell)  # overflowing atoms go to a spare column, dropped below
+    else:
+        max_per_cell = int(counts.max())
+    table = torch.full((total_cells, max_per_cell + 1), -1, dtype=torch.long, device=device)
     table[sorted_cell, slot] = order
+    table = table[:, :max_per_cell]
 
     offsets = _cell_offsets(n_cells, box is not None, device)
     neighbour3 = cell3.unsqueeze(1) + offsets.unsqueeze(0)  # [N, K, 3]
@@ -100,7 +118,7 @@ def cell_list_candidates(
     idx_j = table.index_select(0, neighbour.reshape(-1)).reshape(n_atoms, -1)  # [N, K*M]
     idx_i = torch.arange(n_atoms, device=device).unsqueeze(1).expand_as(idx_j)
     valid = (idx_j >= 0) & (idx_j != idx_i) & cell_ok.repeat_interleave(max_per_cell, dim=1)
-    return idx_i, torch.clamp(idx_j, min=0), valid
+    return idx_i, torch.clamp(idx_j, min=0), valid, overflow
 
 
 def pair_vectors(positions: torch.Tensor, box: Optional[torch.Tensor], idx_i: torch.Tensor, idx_j: torch.Tensor):
@@ -114,7 +132,7 @@ def pair_vectors(positions: torch.Tensor, box: Optional[torch.Tensor], idx_i: to
 def cell_list_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: float):
     """Pairs closer than ``cutoff``: (idx_i [P], idx_j [P]), found with a cell list."""
     with torch.no_grad():
-        idx_i, idx_j, valid = cell_list_candidates(positions.detach(), box, cutoff)
+        idx_i, idx_j, valid, _ = cell_list_candidates(positions.detach(), box, cutoff)
         idx_i = idx_i[valid]
         idx_j = idx_j[valid]
         r = torch.linalg.norm(pair_vectors(positions.detach(), box, idx_i, idx_j), dim=1)
@@ -122,20 +140,25 @@ def cell_list_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff
     return idx_i[keep], idx_j[keep]
 
 
-def static_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: float, capacity: int):
-    """Pairs closer than ``cutoff`` padded to a fixed ``capacity``: (idx_i, idx_j, weight [capacity], n_pairs).
+def static_pairs(
+    positions: torch.Tensor, box: torch.Tensor, cutoff: float, capacity: int, cells: List[int], per_cell: int
+):
+    """Pairs closer than ``cutoff`` padded to a fixed ``capacity``: (idx_i, idx_j, weight [capacity], n_pairs, overflow).
 
-    Shapes do not depend on the positions, as CUDA graphs require.  Padding entries have weight 0
-    (they point from atom 0 to atom 0).  ``n_pairs`` > ``capacity`` means the list overflowed.
+    Every shape is fixed by (N, ``cells``, ``per_cell``, ``capacity``) and nothing is read back to
+    the host, as CUDA graphs require.  Padding entries have weight 0 (they point from atom 0 to
+    atom 0).  ``overflow`` is true when the pairs, a cell's atoms or the cell widths exceed what the
+    fixed shapes hold.
     """
     with torch.no_grad():
-        idx_i, idx_j, valid = cell_list_candidates(positions.detach(), box, cutoff)
+        idx_i, idx_j, valid, overflow = cell_list_candidates(positions.detach(), box, cutoff, cells, per_cell)
         idx_i = idx_i.reshape(-1)
         idx_j = idx_j.reshape(-1)
         r = torch.linalg.norm(pair_vectors(positions.detach(), box, idx_i, idx_j), dim=1)
         keep = valid.reshape(-1) & (r < cutoff)
         n_pairs = keep.sum()
-        # stable sort puts the kept pairs first without a host synchronisation
+        overflow = overflow | (n_pairs > capacity)
+        # a stable sort puts the kept pairs first without a host synchronisation
         order = torch.argsort((~keep).to(torch.int8), stable=True)
         if order.shape[0] < capacity:
             pad = torch.zeros(capacity - order.shape[0], dtype=order.dtype, device=order.device)
@@ -145,4 +168,13 @@ def static_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff: f
         weight = keep.index_select(0, order)
         idx_i = torch.where(weight, idx_i.index_select(0, torch.clamp(order, max=idx_i.shape[0] - 1)), 0)
         idx_j = torch.where(weight, idx_j.index_select(0, torch.clamp(order, max=idx_j.shape[0] - 1)), 0)
-    return idx_i, idx_j, weight, n_pairs
+    return idx_i, idx_j, weight, n_pairs, overflow
+
+
+def static_grid(box: torch.Tensor, positions: torch.Tensor, cutoff: float, spare: float = 2.0):
+    """Fixed cell grid and per-cell capacity for :func:`static_pairs`, from a reference
+    configuration: (cells [3], per_cell) with ``spare`` times the fullest cell's atoms."""
+    cells: List[int] = torch.clamp(torch.floor(torch.diagonal(box) / cutoff), min=1).to(torch.long).tolist()
+    _, idx_j, _, _ = cell_list_candidates(positions, box, cutoff, cells, 0)
+    fullest = idx_j.shape[1] // _cell_offsets(cells, True, positions.device).shape[0]
+    return cells, max(8, int(spare * fullest))
