@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-interval", type=int, default=1,
                    help=f"steps between recorded properties (at most {nyquist_limit_fs():.2f} fs to resolve 4000 cm^-1)")  # fmt: skip
     p.add_argument("--recording", choices=("auto", "fused", "second"), default="auto",
-                   help="fused: one model evaluation gives forces and properties (PythonForce); second: TorchForce plus "
-                   "an extra evaluation per recorded frame; auto: fused, or second for RPMD")  # fmt: skip
+                   help="second: TorchForce for the dynamics plus a forward-only evaluation of the recorded frames, "
+                   "batched (measured fastest); fused: one evaluation gives forces and properties through "
+                   "openmm.PythonForce; auto: second")  # fmt: skip
     p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames (DCD)")
     p.add_argument(
         "--log-interval", type=int, default=100, help="steps between log lines (log.csv) and stability checks"

@@ -1,8 +1,6 @@
 """Export a checkpoint to a self-contained TorchScript file for ``openmmtorch.TorchForce``."""
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -13,7 +11,7 @@ from .. import elements, neighbors, units, versions
 from ..data import file_sha256
 from ..errors import CheckpointError, InputError
 from ..structures import random_rotation, read_pdb
-from ..training.checkpoint import load_checkpoint, potential_from_record
+from ..training.checkpoint import atomic_write, load_checkpoint, potential_from_record
 from . import metadata as md
 from .module import PaiNNForceField
 
@@ -188,16 +186,7 @@ def _validation_frames(record: dict) -> list:
 
 
 def _atomic_jit_save(module, output, extra_files: dict) -> None:
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.jit.save(module, tmp, _extra_files=extra_files)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(output, lambda tmp: torch.jit.save(module, tmp, _extra_files=extra_files))
 
 
 def load_metadata(path) -> dict:

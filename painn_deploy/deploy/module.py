@@ -162,6 +162,53 @@ class PaiNNForceField(nn.Module):
         return self._evaluate(positions.detach(), boxvectors, False)
 
     @torch.jit.export
+    def observables_batch(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """:meth:`observables` of B configurations at once: positions [B, N, 3] (nm), boxvectors
+        [B, 3, 3] (nm) for periodic models; outputs [B], [B, 3], [B, 3, 3].  For molecules (all
+        pairs) the B frames go through the network as one batch, which costs far less per frame
+        than B calls; other modes evaluate frame by frame."""
+        n_frames = positions.shape[0]
+        if self.mode != neighbors.ALL_PAIRS or self.periodic:
+            frames: List[Dict[str, torch.Tensor]] = []
+            for b in range(n_frames):
+                frames.append(
+                    self._evaluate(positions[b].detach(), None if boxvectors is None else boxvectors[b], False)
+                )
+            stacked: Dict[str, torch.Tensor] = {}
+            for key in frames[0].keys():
+                stacked[key] = torch.stack([f[key] for f in frames])
+            return stacked
+        n = self.species.shape[0]
+        pos = positions.detach().to(self.dtype_marker.dtype).reshape(n_frames * n, 3) * units.ANGSTROM_PER_NM
+        n_pairs = self.idx_i.shape[0]
+        offsets = (torch.arange(n_frames, device=pos.device) * n).repeat_interleave(n_pairs)
+        idx_i = self.idx_i.repeat(n_frames) + offsets
+        idx_j = self.idx_j.repeat(n_frames) + offsets
+        batch = torch.arange(n_frames, device=pos.device).repeat_interleave(n)
+        r_ij = neighbors.pair_vectors(pos, None, idx_i, idx_j)
+        out = self.potential(
+            self.species.repeat(n_frames),
+            pos,
+            idx_i,
+            idx_j,
+            r_ij,
+            batch,
+            n_frames,
+            self.masses.repeat(n_frames),
+            self.total_charge.repeat(n_frames),
+            None,
+            False,
+        )
+        result: Dict[str, torch.Tensor] = {"energy": out["energy"] * units.EV_TO_KJ_PER_MOL}
+        if self.has_dipole:
+            result["dipole"] = out["dipole"] * units.NM_PER_ANGSTROM
+        if self.has_polarizability:
+            result["polarizability"] = out["polarizability"] * units.NM_PER_ANGSTROM**3
+        return result
+
+    @torch.jit.export
     def properties(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """One evaluation: energy (kJ/mol), forces [N, 3] (kJ/mol/nm), dipole [3] (e*nm) and
         polarizability [3, 3] (nm^3) when the model has those heads.  Call it with gradients

@@ -1,8 +1,9 @@
 """``run_simulation(config)``: molecular dynamics with an exported PaiNN model in OpenMM.
 
 Records the dipole and polarizability along the trajectory, writes checkpoints that ``resume``
-continues bit for bit (CPU/Reference platforms), and stops with :class:`SimulationInstabilityError`
-when the trajectory goes bad, keeping the last good checkpoint.
+continues bit for bit (CPU/Reference platforms; RPMD from the saved ring polymer, up to rounding),
+and stops with :class:`SimulationInstabilityError` when the trajectory goes bad, keeping the last good
+checkpoint.
 """
 
 import json
@@ -27,6 +28,7 @@ from ..elements import formula
 from ..errors import CheckpointError, InputError, SimulationInstabilityError
 from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
 from ..structures import load_pdb
+from ..training.checkpoint import atomic_write
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, truncate_dcd
 from .progress import Progress
@@ -38,6 +40,8 @@ RESUME_MUST_MATCH = (
     "record_polarizability", "record_interval", "trajectory_interval", "recording", "seed",
 )  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
+RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
+WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
 
 @dataclass
@@ -118,15 +122,6 @@ def _check_writable(output: Path) -> None:
         ) from exc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class MDRun:
     """One simulation: set-up, the step loop, outputs and checkpoints."""
 
@@ -164,16 +159,17 @@ class MDRun:
         self.dof = 3 * self.system.getNumParticles() - n_constraints - 3
         self.step = 0
         self.lag = 0
+        self.pending: list = []
 
     # ---- set-up ------------------------------------------------------------------------------
     def _recording_mode(self) -> str:
         if not self.recorded:
             return "none"
-        if self.cfg.recording != "auto":
-            if self.cfg.recording == "fused" and self.cfg.beads > 1:
-                raise InputError("--recording fused is not available with --beads > 1 (one evaluation per bead)")
-            return self.cfg.recording
-        return "fused" if self.cfg.beads == 1 else "second"
+        if self.cfg.recording == "fused" and self.cfg.beads > 1:
+            raise InputError("--recording fused is not available with --beads > 1 (one evaluation per bead)")
+        # measured (benchmarks/md_throughput.py): TorchForce plus batched second evaluations is faster
+        # than one fused evaluation through openmm.PythonForce, so it is the default
+        return "second" if self.cfg.recording == "auto" else self.cfg.recording
 
     def _set_initial_state(self):
         cfg = self.cfg
@@ -190,7 +186,8 @@ class MDRun:
                     for i in range(self.system.getNumParticles())
                 ]
             )
-            sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K / masses)[:, None]
+            # the PILE thermostat keeps each bead at P x T (see _log_row): draw bead velocities there
+            sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K * cfg.beads / masses)[:, None]
             for k in range(cfg.beads):
                 self.integrator.setPositions(k, positions)
                 self.integrator.setVelocities(k, rng.normal(size=(len(masses), 3)) * sigma)
@@ -209,26 +206,66 @@ class MDRun:
         )
 
     # ---- per-step work -----------------------------------------------------------------------------
-    def _observables(self) -> dict:
-        """Recorded properties at the current step (bead average for RPMD)."""
+    def _record(self, time_ps: float) -> None:
+        """Record the properties of the current step (bead average for RPMD)."""
         if self.recording == "fused":
-            return {k: self.adapter.last[k] for k in self.recorded}
-        states = self._bead_states(getPositions=True)
-        values = {k: [] for k in self.recorded}
+            self.properties.append(time_ps, {k: self.adapter.last[k] for k in self.recorded})
+            return
+        states = self._bead_states(getPositions=True, enforcePeriodicBox=False)
+        positions = np.stack([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states])
         box = None
-        for state in states:
-            pos = torch.tensor(
-                np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)),
-                dtype=self.module.dtype_marker.dtype,
+        if self.periodic:
+            box = np.stack(
+                [np.asarray(s.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)) for s in states]
             )
+        if self.cfg.beads > 1:
+            values = self._evaluate_frames(positions, box)
+            self.properties.append(time_ps, {k: v.mean(axis=0) for k, v in values.items()})
+            return
+        self.pending.append((time_ps, positions[0], None if box is None else box[0]))
+        if len(self.pending) >= RECORD_BATCH:
+            self._flush_records()
+
+    def _warm_up(self) -> None:
+        """Evaluate the model a few times without moving the system: TorchScript optimises a
+        module only after its first calls, which would otherwise slow the first steps."""
+        for _ in range(WARM_UP_EVALUATIONS):
+            self._bead_states(getEnergy=True, getForces=True)
+        if self.module is not None:
+            pos = self._bead_states(getPositions=True)[0].getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+            box = None
             if self.periodic:
-                box = torch.tensor(
-                    np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)), dtype=pos.dtype
+                box = np.asarray(
+                    self._bead_states(getPositions=True)[0]
+                    .getPeriodicBoxVectors(asNumpy=True)
+                    .value_in_unit(unit.nanometer)
+                )[None]
+            for _ in range(WARM_UP_EVALUATIONS):
+                self._evaluate_frames(
+                    np.stack([pos] * RECORD_BATCH), None if box is None else np.repeat(box, RECORD_BATCH, 0)
                 )
-            out = self.module.observables(pos, box)
-            for k in self.recorded:
-                values[k].append(out[k].double().numpy())
-        return {k: np.mean(v, axis=0) for k, v in values.items()}
+
+    def _evaluate_frames(self, positions: np.ndarray, box) -> dict:
+        dtype = self.module.dtype_marker.dtype
+        box_t = None if box is None else torch.tensor(box, dtype=dtype)
+        pos_t = torch.tensor(positions, dtype=dtype)
+        if hasattr(self.module, "observables_batch"):
+            out = self.module.observables_batch(pos_t, box_t)
+            return {k: out[k].double().numpy() for k in self.recorded}
+        frames = [self.module.observables(pos_t[b], None if box_t is None else box_t[b]) for b in range(len(pos_t))]
+        return {k: np.stack([f[k].double().numpy() for f in frames]) for k in self.recorded}  # artefacts before 0.1
+
+    def _flush_records(self) -> None:
+        """Evaluate the recorded frames waiting in ``pending`` (one batched model call)."""
+        if not self.pending:
+            return
+        times = [t for t, _, _ in self.pending]
+        positions = np.stack([p for _, p, _ in self.pending])
+        box = None if self.pending[0][2] is None else np.stack([b for _, _, b in self.pending])
+        values = self._evaluate_frames(positions, box)
+        for k, t in enumerate(times):
+            self.properties.append(t, {name: v[k] for name, v in values.items()})
+        self.pending.clear()
 
     def _bead_states(self, **kwargs):
         if self.cfg.beads > 1:
@@ -265,7 +302,8 @@ class MDRun:
         potential = float(np.mean([s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states]))
         kinetic = float(np.mean([s.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states]))
         forces = states[0].getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-        temperature = 2.0 * kinetic / (self.dof * units.BOLTZMANN_KJ_PER_MOL_K)
+        # RPMD samples the ring polymer at P x T: each bead's kinetic temperature is P times the physical one
+        temperature = 2.0 * kinetic / (self.dof * units.BOLTZMANN_KJ_PER_MOL_K * self.cfg.beads)
         positions = states[0].getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         self._check("log", potential, float(np.max(np.abs(forces))), temperature, positions)
         elapsed = time.perf_counter() - wall_start
@@ -300,6 +338,7 @@ class MDRun:
     # ---- checkpoints ---------------------------------------------------------------------------------
     def _checkpoint(self):
         if self.properties is not None:
+            self._flush_records()
             self.properties.flush()
         self.dcd_file.flush()
         os.fsync(self.dcd_file.fileno())
@@ -309,9 +348,22 @@ class MDRun:
             "property_frames": self.properties.n_frames if self.properties is not None else 0,
             "model_sha256": self.model_sha256,
         }
+        if self.cfg.beads > 1:  # OpenMM's context checkpoint does not hold the ring polymer's beads
+            meta["beads"] = [
+                {
+                    "positions_nm": s.getPositions(asNumpy=True).value_in_unit(unit.nanometer).tolist(),
+                    "velocities_nm_per_ps": s.getVelocities(asNumpy=True)
+                    .value_in_unit(unit.nanometer / unit.picosecond)
+                    .tolist(),
+                }
+                for s in self._bead_states(getPositions=True, getVelocities=True)
+            ]
         state = self.context.createCheckpoint()
         header = json.dumps(meta).encode()
-        _atomic_write(self.output / "checkpoint.chk", len(header).to_bytes(8, "little") + header + state)
+        atomic_write(
+            self.output / "checkpoint.chk",
+            lambda tmp: Path(tmp).write_bytes(len(header).to_bytes(8, "little") + header + state),
+        )
 
     def _load_checkpoint(self) -> dict:
         path = self.output / "checkpoint.chk"
@@ -322,6 +374,14 @@ class MDRun:
             n = int.from_bytes(blob[:8], "little")
             meta = json.loads(blob[8 : 8 + n])
             self.context.loadCheckpoint(blob[8 + n :])
+            if self.cfg.beads > 1:
+                if len(meta.get("beads", [])) != self.cfg.beads:
+                    raise ValueError(f"it holds {len(meta.get('beads', []))} ring-polymer beads, not {self.cfg.beads}")
+                for k, bead in enumerate(meta["beads"]):
+                    self.integrator.setPositions(k, np.array(bead["positions_nm"]) * unit.nanometer)
+                    self.integrator.setVelocities(
+                        k, np.array(bead["velocities_nm_per_ps"]) * (unit.nanometer / unit.picosecond)
+                    )
         except Exception as exc:
             raise CheckpointError(f"cannot restore {path} ({exc}); the file is damaged or from another system") from exc
         if meta["model_sha256"] != self.model_sha256:
@@ -375,6 +435,7 @@ class MDRun:
         )
         if not cfg.resume:
             self._checkpoint()
+        self._warm_up()
         progress = Progress(cfg.steps, self.step, cfg.progress)
         wall_start, start_step = time.perf_counter(), self.step
         try:
@@ -383,6 +444,7 @@ class MDRun:
             progress.close()
             self.log.close()
             if self.properties is not None:
+                self._flush_records()
                 self.properties.close()
             self.dcd_file.close()
         elapsed = time.perf_counter() - wall_start
@@ -410,7 +472,7 @@ class MDRun:
                 if not np.isfinite(last["energy"]) or not np.all(np.isfinite(last["forces"])):
                     self._check("model evaluation", float(last["energy"]), float("nan"), 0.0, None)
             if self.recorded and self.step % cfg.record_interval == 0:
-                self.properties.append((self.step - self.lag) * self.dt_ps, self._observables())
+                self._record((self.step - self.lag) * self.dt_ps)
             if self.step % cfg.trajectory_interval == 0:
                 self._write_trajectory()
             if self.step % cfg.log_interval == 0 or self.step == cfg.steps:

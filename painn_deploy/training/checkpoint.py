@@ -19,21 +19,29 @@ from ..model import PaiNNConfig, PaiNNPotential
 FORMAT_VERSION = 1
 
 
-def atomic_torch_save(obj, path) -> None:
-    """Write ``obj`` to ``path`` via a temporary file in the same folder and ``os.replace``,
-    so the previous file survives any interruption."""
+def atomic_write(path, write) -> None:
+    """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto
+    ``path``: the previous file survives any interruption.  The file gets the usual permissions."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_torch_save(obj, path) -> None:
+    """``torch.save`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def painn_record(potential: PaiNNPotential, **extra) -> dict:
