@@ -227,10 +227,14 @@ class MDRun:
             self._flush_records()
 
     def _warm_up(self) -> None:
-        """Evaluate the model a few times without moving the system: TorchScript optimises a
-        module only after its first calls, which would otherwise slow the first steps."""
+        """Evaluate the model a few times without moving the system.  TorchScript runs a freshly
+        loaded module's first call unoptimised, and its forces differ from the optimised calls' in
+        the last bits: without this a resumed run (fresh module) drifts away from the uninterrupted
+        one and resume is not bit for bit.  Forces only: ``getState(getEnergy=True)`` computes the
+        kinetic energy, which in OpenMM's Reference/CPU CustomIntegrators (openmmtools BAOAB) draws
+        random numbers and so changes the trajectory that follows."""
         for _ in range(WARM_UP_EVALUATIONS):
-            self._bead_states(getEnergy=True, getForces=True)
+            self._bead_states(getForces=True)
         if self.module is not None:
             pos = self._bead_states(getPositions=True)[0].getPositions(asNumpy=True).value_in_unit(unit.nanometer)
             box = None
