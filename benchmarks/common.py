@@ -13,7 +13,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PEER_PYTHON = ROOT / "benchmarks" / ".venv-schnetpack" / "bin" / "python"
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "schnetpack_painn.py"
-CORES = {1: "0", 2: "0,1"}
+CORES = {1: os.environ.get("BENCH_CORE", "1"), 2: "0,1"}  # 1 thread: core 1 by default (BENCH_CORE overrides)
 
 
 def paper_forcefield(atomic_numbers, dtype="float32", periodic=False, neighbor_mode="all_pairs", targets=None, seed=0):

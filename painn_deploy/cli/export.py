@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=("float32", "float64"), default="float32", help="precision of the model (default float32)"
     )
     p.add_argument("--neighbor-list", choices=("auto", "all_pairs", "cell_list", "static"), default="auto",
-                   help="neighbour list inside the model; auto: all pairs up to 200 atoms, else a cell list")  # fmt: skip
+                   help="neighbour list inside the model; auto: all pairs up to 30 atoms (measured crossover), else a cell list")  # fmt: skip
     p.add_argument("--pair-capacity", type=int, default=0, help="maximum number of pairs of the static neighbour list")
     p.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
                    help="force a periodic or non-periodic model (default: periodic when the PDB has a box)")  # fmt: skip

@@ -15,7 +15,7 @@ from ..training.checkpoint import atomic_write, load_checkpoint, potential_from_
 from . import metadata as md
 from .module import PaiNNForceField
 
-ALL_PAIRS_MAX_ATOMS = 200  # above this "auto" uses the cell list (see benchmarks/export_md_speed.py)
+ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 18-36 atoms: benchmarks/results/scaling.md)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
