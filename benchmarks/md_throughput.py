@@ -36,20 +36,11 @@ def worker(molecule: str, recording: str, beads: int, steps: int, threads: int) 
     pdb = common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]
     tmp = Path(tempfile.mkdtemp())
     model = tmp / "model.pt"
-    from painn_deploy.deploy import read_pdb
+    # the bundled paper-size model (it knows H, C, O, so it can be exported for aspirin too): MD with
+    # random weights flies apart, and the cost of a step does not depend on the weights
+    from painn_deploy.deploy import export
 
-    z, _, _ = read_pdb(pdb)
-    ff = common.paper_forcefield(z)
-    import json as _json
-
-    # a minimal metadata file so the driver's checks can read the particles and heads
-    meta = {
-        "atomic_numbers": z,
-        "cutoff_nm": 0.5,
-        "periodic": False,
-        "heads": ["energy", "forces", "dipole", "polarizability"],
-    }
-    torch.jit.save(torch.jit.script(ff), str(model), _extra_files={"metadata.json": _json.dumps(meta)})
+    export(common.ROOT / "painn_deploy" / "resources" / "ethanol_painn.ckpt", model, pdb=str(pdb))
     record = recording != "none"
     cfg = dict(structure=str(pdb), model=str(model), steps=steps, beads=beads, record_dipole=record,
                record_polarizability=record, recording=recording if record else "auto", log_interval=500,

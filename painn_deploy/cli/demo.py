@@ -51,7 +51,7 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int, te
     export(summary["best_checkpoint"], model)
     steps = int(round(md_ps * 1000 / 0.5))
     print(
-        f"[3/4] NVT molecular dynamics at 300 K: {steps} steps of 0.5 fs, recording dipole and polarizability",
+        f"[3/4] NVT molecular dynamics at {temperature_K:g} K: {steps} steps of 0.5 fs, recording dipole and polarizability",
         flush=True,
     )
     md = run_simulation(

@@ -36,7 +36,9 @@ class SimulationConfig:
     platform: str = "auto"
     seed: int = 0
     resume: bool = False
-    recording: str = "auto"  # second (TorchForce + batched forward-only evaluation; default) or fused (PythonForce)
+    recording: str = (
+        "auto"  # fused (PythonForce; default) or second (TorchForce + batched forward-only evaluation; RPMD)
+    )
     max_temperature_K: float = 0.0  # 0: 10 x target (and at least 2000 K)
     max_force_kj_per_mol_nm: float = 1e5
     progress: str = "auto"  # bar, lines, none

@@ -167,9 +167,12 @@ class MDRun:
             return "none"
         if self.cfg.recording == "fused" and self.cfg.beads > 1:
             raise InputError("--recording fused is not available with --beads > 1 (one evaluation per bead)")
-        # measured (benchmarks/md_throughput.py): TorchForce plus batched second evaluations is faster
-        # than one fused evaluation through openmm.PythonForce, so it is the default
-        return "second" if self.cfg.recording == "auto" else self.cfg.recording
+        # measured (benchmarks/results/md_throughput.md): one fused evaluation through openmm.PythonForce
+        # costs as much as (ethanol) or less than (aspirin) TorchForce plus a batched second evaluation;
+        # ring polymers evaluate each bead separately, so they record with a second evaluation
+        if self.cfg.recording == "auto":
+            return "fused" if self.cfg.beads == 1 else "second"
+        return self.cfg.recording
 
     def _set_initial_state(self):
         cfg = self.cfg
