@@ -239,14 +239,11 @@ class MDRun:
         for _ in range(WARM_UP_EVALUATIONS):
             self._bead_states(getForces=True)
         if self.module is not None:
-            pos = self._bead_states(getPositions=True)[0].getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+            state = self._bead_states(getPositions=True)[0]
+            pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
             box = None
             if self.periodic:
-                box = np.asarray(
-                    self._bead_states(getPositions=True)[0]
-                    .getPeriodicBoxVectors(asNumpy=True)
-                    .value_in_unit(unit.nanometer)
-                )[None]
+                box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))[None]
             for _ in range(WARM_UP_EVALUATIONS):
                 self._evaluate_frames(
                     np.stack([pos] * RECORD_BATCH), None if box is None else np.repeat(box, RECORD_BATCH, 0)
@@ -326,18 +323,9 @@ class MDRun:
         }
 
     def _write_trajectory(self):
-        if self.cfg.beads > 1:
-            pos = np.mean(
-                [
-                    s.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-                    for s in self._bead_states(getPositions=True)
-                ],
-                axis=0,
-            )
-            state = self._bead_states(getPositions=True)[0]
-        else:
-            state = self.context.getState(getPositions=True)
-            pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        states = self._bead_states(getPositions=True)  # the centroid for RPMD
+        pos = np.mean([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states], axis=0)
+        state = states[0]
         box = state.getPeriodicBoxVectors() if self.periodic else None
         self.dcd.writeModel(pos * unit.nanometer, periodicBoxVectors=box)
         self.traj_frames += 1

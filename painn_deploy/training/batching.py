@@ -5,7 +5,7 @@ import torch
 
 from ..data import MoleculeDataset
 from ..elements import masses_amu, species_index
-from ..model import all_pairs
+from ..model import all_pairs, energy_and_forces
 
 TARGET_KEYS = ("energy", "forces", "dipole", "polarizability")
 
@@ -40,3 +40,17 @@ class FrameTensors:
         for k, v in self.targets.items():
             batch[k] = v[idx].reshape(b * n, 3) if k == "forces" else v[idx]
         return batch
+
+
+def predict_batch(model, batch: dict, with_forces: bool, training: bool) -> dict:
+    """Model outputs (model units) for a collated batch; forces -dE/dr [N, 3] when ``with_forces``
+    (``training`` keeps the graph for a force loss)."""
+    positions = batch["positions"].requires_grad_(True)
+    r_ij = positions[batch["idx_j"]] - positions[batch["idx_i"]]
+    out = model(
+        batch["species"], positions, batch["idx_i"], batch["idx_j"], r_ij,
+        batch["batch"], batch["n_molecules"], batch["masses"], batch["total_charge"],
+    )  # fmt: skip
+    if with_forces:
+        out["forces"] = energy_and_forces(out["energy"], positions, training)
+    return out

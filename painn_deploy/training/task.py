@@ -6,7 +6,8 @@ import lightning.pytorch as pl
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..model import PaiNNPotential, energy_and_forces
+from ..model import PaiNNPotential
+from .batching import predict_batch
 
 
 class PaiNNTask(pl.LightningModule):
@@ -37,15 +38,7 @@ class PaiNNTask(pl.LightningModule):
         return self.ema.module if self.ema is not None else self.model
 
     def _predict(self, model, batch, training: bool) -> dict:
-        positions = batch["positions"].requires_grad_(True)
-        r_ij = positions[batch["idx_j"]] - positions[batch["idx_i"]]
-        out = model(
-            batch["species"], positions, batch["idx_i"], batch["idx_j"], r_ij,
-            batch["batch"], batch["n_molecules"], batch["masses"], batch["total_charge"],
-        )  # fmt: skip
-        if "forces" in self.targets:
-            out["forces"] = energy_and_forces(out["energy"], positions, training)
-        return out
+        return predict_batch(model, batch, "forces" in self.targets, training)
 
     def _loss(self, out, batch):
         losses = {t: torch.mean((out[t] - batch[t]) ** 2) for t in self.targets}

@@ -13,7 +13,7 @@ import torch
 from .. import data as data_io
 from ..errors import InputError
 from ..model import PaiNNConfig, PaiNNPotential
-from .batching import FrameTensors
+from .batching import FrameTensors, predict_batch
 from .checkpoint import atomic_torch_save, load_checkpoint, painn_record, potential_from_record
 from .config import TrainConfig
 from .task import PaiNNTask
@@ -205,21 +205,9 @@ def predict(potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, b
     out: dict = {}
     for start in range(0, len(indices), batch_size):
         b = frames.collate(np.asarray(indices[start : start + batch_size]))
-        pos = b["positions"].requires_grad_(True)
-        r_ij = pos[b["idx_j"]] - pos[b["idx_i"]]
-        res = potential(
-            b["species"],
-            pos,
-            b["idx_i"],
-            b["idx_j"],
-            r_ij,
-            b["batch"],
-            b["n_molecules"],
-            b["masses"],
-            b["total_charge"],
-        )
-        if "energy" in res:
-            res["forces"] = -torch.autograd.grad(res["energy"].sum(), pos)[0].reshape(b["n_molecules"], -1, 3)
+        res = predict_batch(potential, b, with_forces="energy" in potential.config.targets, training=False)
+        if "forces" in res:
+            res["forces"] = res["forces"].reshape(b["n_molecules"], -1, 3)
         for k, v in res.items():
             out.setdefault(k, []).append(v.detach().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
