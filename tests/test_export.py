@@ -46,6 +46,28 @@ def test_exported_matches_eager_float64(trained_checkpoint, exported64, exported
             assert float(torch.max(torch.abs(got[key] - ref[key]))) <= max(rtol * 100, 1e-9) * size
 
 
+def test_fused_features_give_the_properties_of_each_frame(exported64, ethanol):
+    """forces_and_features per frame + observables_from_features for a batch of frames (the fused MD
+    recording path) equals properties() frame by frame, and observables_batch as well."""
+    module = load(exported64)
+    frames = [torch.tensor(f * 0.1) for f in ethanol[1][:4]]
+    features = [module.forces_and_features(p) for p in frames]
+    s = torch.cat([f[2] for f in features])
+    v = torch.cat([f[3] for f in features])
+    batched = module.observables_from_features(s, v, torch.stack(frames))
+    direct = module.observables_batch(torch.stack(frames))
+    for k, (pos, (energy, forces, _, _)) in enumerate(zip(frames, features)):
+        ref = module.properties(pos)
+        assert not forces.requires_grad and not s.requires_grad
+        assert float(energy) == pytest.approx(float(ref["energy"]), rel=1e-12)
+        assert torch.allclose(forces, ref["forces"], rtol=0, atol=1e-10)
+        for key in ("energy", "dipole", "polarizability"):
+            assert torch.allclose(batched[key][k], ref[key], rtol=1e-10, atol=1e-14), key
+            assert torch.allclose(direct[key][k], ref[key], rtol=1e-10, atol=1e-14), key
+    # different frames give different values: the batch is not one frame repeated
+    assert not torch.allclose(batched["dipole"][0], batched["dipole"][1])
+
+
 def test_forward_accepts_float32_and_float64_positions(exported32, ethanol):
     module = load(exported32)
     p64 = torch.tensor(ethanol[1][0] * 0.1)

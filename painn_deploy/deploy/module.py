@@ -9,7 +9,7 @@ polarizability (nm^3).  Unit conversion happens here and nowhere else on this si
 """
 
 import copy
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -83,9 +83,9 @@ class PaiNNForceField(nn.Module):
         self.register_buffer("idx_j", idx_j)
         self.register_buffer("dtype_marker", torch.zeros((), dtype=dtype))
 
-    def _evaluate(
-        self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor], energy_only: bool
-    ) -> Dict[str, torch.Tensor]:
+    def _features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
+        """Positions [N, 3] (Angstrom), the representation's features s [N, F] and v [N, 3, F], and
+        the static neighbour list's overflow flag, for positions [N, 3] and box [3, 3] in nm."""
         if positions_nm.shape[0] != self.species.shape[0]:
             raise RuntimeError(
                 "TopologyMismatchError: the model was exported for "
@@ -126,27 +126,47 @@ class PaiNNForceField(nn.Module):
                     "or use --neighbor-list cell_list."
                 )
         r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
-        out = self.potential(
-            self.species,
-            positions,
-            idx_i,
-            idx_j,
-            r_ij,
-            self.batch,
-            1,
-            self.masses,
-            self.total_charge,
-            pair_weight,
-            energy_only,
-        )
-        energy = out["energy"][0] * units.EV_TO_KJ_PER_MOL
+        s, v = self.potential.representation(self.species, idx_i, idx_j, r_ij, pair_weight)
+        return positions, s, v, overflow
+
+    def _heads(
+        self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, n_frames: int, energy: bool, responses: bool
+    ) -> Dict[str, torch.Tensor]:
+        """Heads on the features of ``n_frames`` frames of the N particles (s [B*N, F], v [B*N, 3, F],
+        positions [B*N, 3] in Angstrom); outputs in OpenMM units with a leading dimension B."""
+        if n_frames == 1:
+            species, batch, masses, charge = self.species, self.batch, self.masses, self.total_charge
+        else:
+            n = self.species.shape[0]
+            species = self.species.repeat(n_frames)
+            batch = torch.arange(n_frames, device=positions.device).repeat_interleave(n)
+            masses = self.masses.repeat(n_frames)
+            charge = self.total_charge.repeat(n_frames)
+        out = self.potential.heads(s, v, species, positions, batch, n_frames, masses, charge, energy, responses)
+        result: Dict[str, torch.Tensor] = {}
+        if energy:
+            result["energy"] = out["energy"] * units.EV_TO_KJ_PER_MOL
+        if self.has_dipole and responses:
+            result["dipole"] = out["dipole"] * units.NM_PER_ANGSTROM
+        if self.has_polarizability and responses:
+            result["polarizability"] = out["polarizability"] * units.NM_PER_ANGSTROM**3
+        return result
+
+    def _energy(self, s: torch.Tensor, positions: torch.Tensor, overflow: torch.Tensor) -> torch.Tensor:
+        """Energy (kJ/mol, scalar) of one frame's features; NaN if the static neighbour list overflowed."""
+        energy = self._heads(s, s, positions, 1, True, False)["energy"][0]  # (the energy head ignores v)
         if self.mode == neighbors.STATIC:  # sync-free overflow signal on GPUs
             energy = torch.where(overflow, torch.full_like(energy, float("nan")), energy)
-        result: Dict[str, torch.Tensor] = {"energy": energy}
-        if self.has_dipole and not energy_only:
-            result["dipole"] = out["dipole"][0] * units.NM_PER_ANGSTROM
-        if self.has_polarizability and not energy_only:
-            result["polarizability"] = out["polarizability"][0] * units.NM_PER_ANGSTROM**3
+        return energy
+
+    def _evaluate(
+        self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor], energy_only: bool
+    ) -> Dict[str, torch.Tensor]:
+        positions, s, v, overflow = self._features(positions_nm, box_nm)
+        result: Dict[str, torch.Tensor] = {"energy": self._energy(s, positions, overflow)}
+        if not energy_only:
+            for key, value in self._heads(s, v, positions, 1, False, True).items():
+                result[key] = value[0]
         return result
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -186,27 +206,37 @@ class PaiNNForceField(nn.Module):
         offsets = (torch.arange(n_frames, device=pos.device) * n).repeat_interleave(n_pairs)
         idx_i = self.idx_i.repeat(n_frames) + offsets
         idx_j = self.idx_j.repeat(n_frames) + offsets
-        batch = torch.arange(n_frames, device=pos.device).repeat_interleave(n)
         r_ij = neighbors.pair_vectors(pos, None, idx_i, idx_j)
-        out = self.potential(
-            self.species.repeat(n_frames),
-            pos,
-            idx_i,
-            idx_j,
-            r_ij,
-            batch,
-            n_frames,
-            self.masses.repeat(n_frames),
-            self.total_charge.repeat(n_frames),
-            None,
-            False,
-        )
-        result: Dict[str, torch.Tensor] = {"energy": out["energy"] * units.EV_TO_KJ_PER_MOL}
-        if self.has_dipole:
-            result["dipole"] = out["dipole"] * units.NM_PER_ANGSTROM
-        if self.has_polarizability:
-            result["polarizability"] = out["polarizability"] * units.NM_PER_ANGSTROM**3
-        return result
+        species = self.species.repeat(n_frames)
+        s, v = self.potential.representation(species, idx_i, idx_j, r_ij, None)
+        return self._heads(s, v, pos, n_frames, True, True)
+
+    @torch.jit.export
+    def forces_and_features(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the fused MD backend evaluates each step: energy (kJ/mol, scalar), forces [N, 3]
+        (kJ/mol/nm) and the representation's features s [N, F] and v [N, 3, F] (detached), from
+        which :meth:`observables_from_features` gives the dipole and polarizability later, for
+        many frames in one call."""
+        positions = positions.detach().requires_grad_(True)
+        pos, s, v, overflow = self._features(positions, boxvectors)
+        energy = self._energy(s, pos, overflow)
+        grad = torch.autograd.grad([energy], [positions])[0]
+        if grad is None:
+            raise RuntimeError("forces_and_features() needs autograd: do not call it under torch.no_grad()")
+        return energy.detach(), -grad, s.detach(), v.detach()
+
+    @torch.jit.export
+    def observables_from_features(
+        self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
+    ) -> Dict[str, torch.Tensor]:
+        """Energy [B] (kJ/mol), dipole [B, 3] (e*nm) and polarizability [B, 3, 3] (nm^3) of B frames
+        from their features (s [B*N, F] and v [B*N, 3, F] of :meth:`forces_and_features`, frames
+        concatenated) and positions [B, N, 3] (nm): the output heads only."""
+        n_frames = positions.shape[0]
+        pos = positions.detach().to(self.dtype_marker.dtype).reshape(-1, 3) * units.ANGSTROM_PER_NM
+        return self._heads(s.detach(), v.detach(), pos, n_frames, True, True)
 
     @torch.jit.export
     def properties(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -214,10 +244,13 @@ class PaiNNForceField(nn.Module):
         polarizability [3, 3] (nm^3) when the model has those heads.  Call it with gradients
         enabled (not under ``torch.no_grad()``): forces come from autograd."""
         positions = positions.detach().requires_grad_(True)
-        result = self._evaluate(positions, boxvectors, False)
-        grads = torch.autograd.grad([result["energy"]], [positions])
-        grad = grads[0]
+        pos, s, v, overflow = self._features(positions, boxvectors)
+        energy = self._energy(s, pos, overflow)
+        grad = torch.autograd.grad([energy], [positions])[0]
         if grad is None:
             raise RuntimeError("properties() needs autograd: do not call it under torch.no_grad()")
-        result["forces"] = -grad
+        result: Dict[str, torch.Tensor] = {"energy": energy.detach(), "forces": -grad}
+        # the response heads need no gradient: evaluate them on detached features
+        for key, value in self._heads(s.detach(), v.detach(), pos.detach(), 1, False, True).items():
+            result[key] = value[0]
         return result

@@ -41,6 +41,8 @@ RESUME_MUST_MATCH = (
 )  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
+FUSED_BATCH = 100  # recorded frames whose output heads are evaluated together ("fused" recording)
+FUSED_BATCH_BYTES = 64 * 2**20  # ... unless their features need more memory than this
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
 
@@ -160,6 +162,7 @@ class MDRun:
         self.step = 0
         self.lag = 0
         self.pending: list = []
+        self.fused_batch = 0
 
     # ---- set-up ------------------------------------------------------------------------------
     def _recording_mode(self) -> str:
@@ -204,15 +207,17 @@ class MDRun:
         pos = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         evaluated = self.adapter.module.observables(torch.tensor(np.asarray(pos), dtype=self.adapter.dtype))
         first = self.recorded[0]
-        self.lag = (
-            0 if np.allclose(self.adapter.last[first], evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
-        )
+        latest = self.adapter.observables([self.adapter.last_features])[first][0]
+        self.lag = 0 if np.allclose(latest, evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
 
     # ---- per-step work -----------------------------------------------------------------------------
     def _record(self, time_ps: float) -> None:
         """Record the properties of the current step (bead average for RPMD)."""
         if self.recording == "fused":
-            self.properties.append(time_ps, {k: self.adapter.last[k] for k in self.recorded})
+            self._set_fused_batch()
+            self.pending.append((time_ps, self.adapter.last_features))
+            if len(self.pending) >= self.fused_batch:
+                self._flush_records()
             return
         states = self._bead_states(getPositions=True, enforcePeriodicBox=False)
         positions = np.stack([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states])
@@ -238,6 +243,10 @@ class MDRun:
         random numbers and so changes the trajectory that follows."""
         for _ in range(WARM_UP_EVALUATIONS):
             self._bead_states(getForces=True)
+        if self.recorded and self.recording == "fused":
+            self._set_fused_batch()
+            for _ in range(WARM_UP_EVALUATIONS):
+                self.adapter.observables([self.adapter.last_features] * self.fused_batch)
         if self.module is not None:
             state = self._bead_states(getPositions=True)[0]
             pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -248,6 +257,13 @@ class MDRun:
                 self._evaluate_frames(
                     np.stack([pos] * RECORD_BATCH), None if box is None else np.repeat(box, RECORD_BATCH, 0)
                 )
+
+    def _set_fused_batch(self) -> None:
+        """Frames per call of the output heads in fused recording: FUSED_BATCH, fewer for large systems."""
+        if not self.fused_batch:
+            s, v, _ = self.adapter.last_features
+            frame_bytes = s.element_size() * (s.numel() + v.numel())
+            self.fused_batch = int(max(1, min(FUSED_BATCH, FUSED_BATCH_BYTES // frame_bytes)))
 
     def _evaluate_frames(self, positions: np.ndarray, box) -> dict:
         dtype = self.module.dtype_marker.dtype
@@ -262,6 +278,12 @@ class MDRun:
     def _flush_records(self) -> None:
         """Evaluate the recorded frames waiting in ``pending`` (one batched model call)."""
         if not self.pending:
+            return
+        if self.recording == "fused":
+            values = self.adapter.observables([f for _, f in self.pending])
+            for k, (t, _) in enumerate(self.pending):
+                self.properties.append(t, {name: values[name][k] for name in self.recorded})
+            self.pending.clear()
             return
         times = [t for t, _, _ in self.pending]
         positions = np.stack([p for _, p, _ in self.pending])

@@ -98,8 +98,12 @@ class PaiNN(nn.Module):
         envelope = cosine_cutoff(r, self.cutoff)
         if pair_weight is not None:  # padding entries of a static pair list
             envelope = envelope * pair_weight
-        filters = self.filters(self.rbf(r)) * envelope.unsqueeze(-1)
-        filters = torch.split(filters, 3 * self.n_features, dim=-1)
+        # (W rbf + b) * envelope as one product [rbf * envelope, envelope] @ [W, b]^T: autograd then keeps
+        # only the [P, n_rbf + 1] input for the backward pass instead of two [P, 9F] tensors
+        envelope = envelope.unsqueeze(-1)
+        basis = torch.cat([self.rbf(r) * envelope, envelope], dim=-1)
+        weight = torch.cat([self.filters.weight, self.filters.bias.unsqueeze(-1)], dim=-1)
+        filters = torch.split(torch.matmul(basis, weight.t()), 3 * self.n_features, dim=-1)
         s = self.embedding(species)
         v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
         k = 0

@@ -96,10 +96,28 @@ class PaiNNPotential(nn.Module):
         energy_only: bool = False,
     ) -> Dict[str, torch.Tensor]:
         s, v = self.representation(species, idx_i, idx_j, r_ij, pair_weight)
+        return self.heads(s, v, species, positions, batch, n_molecules, masses, total_charge, True, not energy_only)
+
+    def heads(
+        self,
+        s: torch.Tensor,
+        v: torch.Tensor,
+        species: torch.Tensor,
+        positions: torch.Tensor,
+        batch: torch.Tensor,
+        n_molecules: int,
+        masses: torch.Tensor,
+        total_charge: torch.Tensor,
+        energy: bool = True,
+        responses: bool = True,
+    ) -> Dict[str, torch.Tensor]:
+        """The output heads on the representation's features s [N, F] and v [N, 3, F]: the energy
+        head if ``energy``, the dipole and polarizability heads if ``responses``.  The other
+        arguments and the result are those of :meth:`forward`."""
         out: Dict[str, torch.Tensor] = {}
-        if self.energy_head is not None:
+        if energy and self.energy_head is not None:
             out["energy"] = self.energy_head(s, species, batch, n_molecules)
-        if energy_only:
+        if not responses:
             return out
         if self.dipole_head is not None:
             out["dipole"] = self.dipole_head(s, v, positions, batch, n_molecules, total_charge)

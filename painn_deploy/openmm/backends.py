@@ -99,28 +99,50 @@ def check_box(box_vectors_nm: Optional[np.ndarray], metadata: dict, where: str =
 
 
 class PropertiesForce:
-    """The ``openmm.PythonForce`` backend: one model evaluation gives energy, forces, dipole and
-    polarizability.  ``last`` holds the properties (numpy, OpenMM units) of the latest evaluation,
-    which the MD driver records without evaluating the model again."""
+    """The ``openmm.PythonForce`` backend: one model evaluation per step gives the energy, the
+    forces and the representation's features, from which the dipole and polarizability of that
+    configuration follow without evaluating the network again.
+
+    After each evaluation ``last`` holds the energy (kJ/mol) and forces [N, 3] (kJ/mol/nm, numpy)
+    and ``last_features`` the (s, v, positions) needed by :meth:`observables`.  The output heads are
+    cheap but made of many small operations, so the MD driver keeps the features of many steps and
+    evaluates the heads for all of them in one call.
+    """
 
     def __init__(self, module: torch.nn.Module, periodic: bool):
+        if not hasattr(module, "forces_and_features"):
+            raise InputError(
+                "this exported model predates the fused backend (no forces_and_features method); export it "
+                "again with painn-export, or record with --recording second"
+            )
         self.module = module
         self.periodic = periodic
         self.dtype = module.dtype_marker.dtype
         self.last: dict = {}
+        self.last_features: tuple = ()
         self.n_evaluations = 0
 
     def __call__(self, state):
-        positions = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).to(self.dtype)
+        positions = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
         box = None
         if self.periodic:
             box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
-            box = box.to(self.dtype)
         with torch.enable_grad():
-            out = self.module.properties(positions, box)
-        self.last = {k: v.detach().double().numpy() for k, v in out.items()}
+            energy, forces, s, v = self.module.forces_and_features(positions, box)
+        forces = forces.double().numpy()
+        self.last = {"energy": energy.item(), "forces": forces}
+        self.last_features = (s, v, positions)
         self.n_evaluations += 1
-        return float(self.last["energy"]), self.last["forces"]
+        return self.last["energy"], forces
+
+    def observables(self, features: list) -> dict:
+        """Energy [B] (kJ/mol), dipole [B, 3] (e*nm) and polarizability [B, 3, 3] (nm^3), numpy, of
+        B evaluations' ``last_features``, in one call of the output heads."""
+        s = torch.cat([f[0] for f in features])
+        v = torch.cat([f[1] for f in features])
+        positions = torch.stack([f[2] for f in features])
+        out = self.module.observables_from_features(s, v, positions)
+        return {k: t.double().numpy() for k, t in out.items()}
 
     def force(self) -> "openmm.Force":
         f = openmm.PythonForce(self)
