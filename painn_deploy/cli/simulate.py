@@ -5,7 +5,7 @@ import sys
 
 from ..errors import PainnDeployError
 from ..md import SimulationConfig, run_simulation
-from ..md.config import INTEGRATORS, nyquist_limit_fs
+from ..md.config import INTEGRATORS, TRAJECTORY_FORMATS, nyquist_limit_fs
 
 
 def steps_type(text: str) -> int:
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fused: one model evaluation per step gives forces, dipole and polarizability (openmm.PythonForce); "
                    "second: TorchForce for the dynamics plus a batched forward-only evaluation of the recorded frames; "
                    "auto: fused, or second for RPMD (measured: benchmarks/results/md_throughput.md)")  # fmt: skip
-    p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames (DCD)")
+    p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames")
+    p.add_argument("--trajectory-format", choices=TRAJECTORY_FORMATS, default="dcd",
+                   help="trajectory.dcd (single precision) or trajectory.xtc (compressed to 0.001 nm)")  # fmt: skip
     p.add_argument(
         "--log-interval", type=int, default=100, help="steps between log lines (log.csv) and stability checks"
     )

@@ -6,6 +6,8 @@ from typing import Optional
 from .. import units
 from ..errors import InputError
 
+TRAJECTORY_FORMATS = ("dcd", "xtc")
+
 INTEGRATORS = ("langevin", "nose-hoover", "verlet")
 MAX_WAVENUMBER_CM1 = 4000.0  # highest frequency the recorded series must resolve
 
@@ -30,6 +32,7 @@ class SimulationConfig:
     record_polarizability: bool = False
     record_interval: int = 1  # steps
     trajectory_interval: int = 100  # steps
+    trajectory_format: str = "dcd"  # dcd or xtc (compressed to 0.001 nm)
     log_interval: int = 100  # steps
     checkpoint_interval: int = 10000  # steps
     equilibration_steps: int = 0
@@ -59,6 +62,10 @@ class SimulationConfig:
         if self.beads > 1 and self.integrator != "langevin":
             raise InputError(
                 "ring-polymer MD (--beads > 1) uses the PILE thermostat; do not combine it with --integrator"
+            )
+        if self.trajectory_format not in TRAJECTORY_FORMATS:
+            raise InputError(
+                f"--trajectory-format must be one of {', '.join(TRAJECTORY_FORMATS)}, not {self.trajectory_format!r}"
             )
         if self.recording not in ("auto", "fused", "second"):
             raise InputError(f"--recording must be auto, fused or second, not {self.recording!r}")

@@ -3,7 +3,8 @@
 - ``log.csv``: step, time, energies, temperature and speed;
 - ``properties.h5``: ``time`` (ps), ``dipole`` (e*nm), ``polarizability`` (nm^3), units as attributes,
   flushed at every checkpoint;
-- ``trajectory.dcd``: OpenMM's DCD writer (mdtraj reads it).
+- ``trajectory.dcd`` or ``trajectory.xtc``: OpenMM's DCD or XTC writer (mdtraj, MDAnalysis and VMD
+  read both; XTC is compressed to 0.001 nm).
 On resume each file is cut back to the frames written up to the checkpoint, then appended to.
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from .config import TRAJECTORY_FORMATS
 
 LOG_COLUMNS = (
     "step",
@@ -106,9 +109,11 @@ def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> 
     with open(path, "r+b") as f:
         f.seek(8)
         n_frames = struct.unpack("<i", f.read(4))[0]
+        # header: an 84-byte block, a title block of 4 + 80 n bytes, a 4-byte atom count; each in 4-byte markers
+        f.seek(92)
+        header = 92 + 8 + struct.unpack("<i", f.read(4))[0] + 12
         size = os.fstat(f.fileno()).st_size
-        header = size - n_frames * frame_bytes
-        keep = min(keep_frames, n_frames, (size - header) // frame_bytes)
+        keep = min(keep_frames, n_frames, (size - header) // frame_bytes)  # a partly written frame is dropped
         f.truncate(header + keep * frame_bytes)
         f.seek(8)
         f.write(struct.pack("<i", keep))
@@ -116,3 +121,60 @@ def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> 
         first, interval = struct.unpack("<ii", f.read(8))
         f.seek(20)
         f.write(struct.pack("<i", first + max(keep - 1, 0) * interval))
+
+
+
+class TrajectoryFile:
+    """``trajectory.dcd`` or ``trajectory.xtc`` in ``output``, written with OpenMM's writers.
+
+    ``sync()`` makes the frames written so far durable and returns what a checkpoint must remember
+    (frames and bytes); ``resume`` (that dict) cuts the file back to it before appending.
+    Positions in nm, box vectors as OpenMM Vec3s (or None).
+    """
+
+    def __init__(self, output: Path, fmt: str, topology, timestep_fs: float, interval: int, resume: dict = None):
+        from openmm import app, unit
+
+        if fmt not in TRAJECTORY_FORMATS:
+            raise ValueError(f"trajectory format must be one of {TRAJECTORY_FORMATS}, not {fmt!r}")
+        self.fmt = fmt
+        self.path = Path(output) / f"trajectory.{fmt}"
+        self.frames = 0
+        dt = timestep_fs * unit.femtosecond
+        append = resume is not None
+        if append:
+            self.frames = resume["trajectory_frames"]
+        if fmt == "dcd":
+            if append:
+                truncate_dcd(self.path, topology.getNumAtoms(), topology.getPeriodicBoxVectors() is not None, self.frames)
+            self.file = open(self.path, "r+b" if append else "wb")
+            self.writer = app.DCDFile(self.file, topology, dt, 0, interval, append=append)
+        else:
+            self.file = None
+            if append and self.frames > 0:  # XTC frames have no fixed size: cut at the checkpoint's byte length
+                os.truncate(self.path, resume["trajectory_bytes"])
+            else:  # OpenMM's XTC writer creates the file at the first frame and cannot append to an empty one
+                self.path.unlink(missing_ok=True)
+                append = False
+            self.writer = app.XTCFile(str(self.path), topology, dt, 0, interval, append=append)
+
+    def write(self, positions_nm: np.ndarray, box_vectors=None) -> None:
+        from openmm import unit
+
+        self.writer.writeModel(positions_nm * unit.nanometer, periodicBoxVectors=box_vectors)
+        self.frames += 1
+
+    def sync(self) -> dict:
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        elif self.path.exists():  # the XTC writer closes the file after each frame
+            fd = os.open(self.path, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        size = self.path.stat().st_size if self.path.exists() else 0
+        return {"trajectory_frames": self.frames, "trajectory_bytes": size}
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()

@@ -8,6 +8,7 @@ checkpoint.
 
 import json
 import os
+import shutil
 import shlex
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import openmm
 import torch
-from openmm import app, unit
+from openmm import unit
 
 from .. import units, versions
 from ..data import file_sha256
@@ -30,14 +31,14 @@ from ..openmm import check_box, check_positions, check_topology, create_system, 
 from ..structures import load_pdb
 from ..training.checkpoint import atomic_write
 from .config import SimulationConfig
-from .outputs import CsvLog, PropertiesFile, truncate_dcd
+from .outputs import CsvLog, PropertiesFile, TrajectoryFile
 from .progress import Progress
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 BUNDLED_MODEL = RESOURCES / "ethanol_painn.pt"
 RESUME_MUST_MATCH = (
     "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
-    "record_polarizability", "record_interval", "trajectory_interval", "recording", "seed",
+    "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "recording", "seed",
 )  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
@@ -130,7 +131,17 @@ class MDRun:
     def __init__(self, cfg: SimulationConfig):
         self.cfg = cfg
         self.output = Path(cfg.output)
+        created = not self.output.exists()
         _check_writable(self.output)
+        try:
+            self._set_up()
+        except Exception:
+            if created:  # bad input: leave no half-made output directory behind
+                shutil.rmtree(self.output, ignore_errors=True)
+            raise
+
+    def _set_up(self):
+        cfg = self.cfg
         self.pdb, z, positions_nm, box_nm = load_pdb(cfg.structure)
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
@@ -203,12 +214,14 @@ class MDRun:
         integrators) or to the step's starting positions (OpenMM's built-in integrators)."""
         if self.recording != "fused":
             return
+        start = self.context.createCheckpoint()  # step once to measure, then go back: no step goes unrecorded
         self.integrator.step(1)
         pos = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         evaluated = self.adapter.module.observables(torch.tensor(np.asarray(pos), dtype=self.adapter.dtype))
         first = self.recorded[0]
         latest = self.adapter.observables([self.adapter.last_features])[first][0]
         self.lag = 0 if np.allclose(latest, evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
+        self.context.loadCheckpoint(start)
 
     # ---- per-step work -----------------------------------------------------------------------------
     def _record(self, time_ps: float) -> None:
@@ -347,21 +360,17 @@ class MDRun:
     def _write_trajectory(self):
         states = self._bead_states(getPositions=True)  # the centroid for RPMD
         pos = np.mean([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states], axis=0)
-        state = states[0]
-        box = state.getPeriodicBoxVectors() if self.periodic else None
-        self.dcd.writeModel(pos * unit.nanometer, periodicBoxVectors=box)
-        self.traj_frames += 1
+        box = states[0].getPeriodicBoxVectors() if self.periodic else None
+        self.trajectory.write(pos, box)
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def _checkpoint(self):
         if self.properties is not None:
             self._flush_records()
             self.properties.flush()
-        self.dcd_file.flush()
-        os.fsync(self.dcd_file.fileno())
         meta = {
             "step": self.step,
-            "trajectory_frames": self.traj_frames,
+            **self.trajectory.sync(),
             "property_frames": self.properties.n_frames if self.properties is not None else 0,
             "model_sha256": self.model_sha256,
         }
@@ -425,31 +434,23 @@ class MDRun:
         if cfg.resume:
             meta = self._load_checkpoint()
             self.step = meta["step"]
-            self.traj_frames = meta["trajectory_frames"]
             resume_step, resume_frames = self.step, meta["property_frames"]
-            truncate_dcd(out / "trajectory.dcd", self.system.getNumParticles(), self.periodic, self.traj_frames)
             self.lag = json.loads((out / "run.json").read_text()).get("recording_lag_steps", 0)
         else:
             self._set_initial_state()
             if cfg.equilibration_steps:
                 self.integrator.step(cfg.equilibration_steps)
             self._measure_lag()
-            self.traj_frames = 0
             resume_step, resume_frames = -1, -1
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", resume_step)
         self.properties = (
             PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames) if self.recorded else None
         )
-        self.dcd_file = open(out / "trajectory.dcd", "r+b" if cfg.resume else "wb")
-        self.dcd = app.DCDFile(
-            self.dcd_file,
-            self.pdb.topology,
-            cfg.timestep_fs * unit.femtosecond,
-            0,
-            cfg.trajectory_interval,
-            append=cfg.resume,
-        )
+        self.trajectory = TrajectoryFile(
+            out, cfg.trajectory_format, self.pdb.topology, cfg.timestep_fs, cfg.trajectory_interval,
+            resume=meta if cfg.resume else None,
+        )  # fmt: skip
         if not cfg.resume:
             self._checkpoint()
         self._warm_up()
@@ -463,7 +464,7 @@ class MDRun:
             if self.properties is not None:
                 self._flush_records()
                 self.properties.close()
-            self.dcd_file.close()
+            self.trajectory.close()
         elapsed = time.perf_counter() - wall_start
         ns_per_day = (self.step - start_step) * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
         frames = 0
