@@ -8,8 +8,8 @@ checkpoint.
 
 import json
 import os
-import shutil
 import shlex
+import shutil
 import sys
 import tempfile
 import time
