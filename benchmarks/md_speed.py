@@ -58,7 +58,7 @@ def worker(kind: str, molecule: str, threads: int, steps: int) -> dict:
             module(p).backward()
             if i >= 50:
                 samples.append(time.perf_counter() - t)
-        return {"ms_per_step": common.median_ms(samples)}
+        return {"ms_per_step": common.median_ms(samples), **matmul_floor(module, pos)}
     system = openmm.System()
     for atom in pdb.topology.atoms():
         system.addParticle(atom.element.mass)
@@ -82,6 +82,22 @@ def worker(kind: str, molecule: str, threads: int, steps: int) -> dict:
     return {"ms_per_step": common.median_ms(samples)}
 
 
+def matmul_floor(module, positions, calls: int = 50) -> dict:
+    """Per forward+backward call: the time spent in matrix multiplications (the arithmetic no
+    framework can avoid at this model size) and the number of tensor operations (each pays a fixed
+    dispatch cost), from torch.profiler's self times."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            p = positions.clone().requires_grad_(True)
+            module(p).backward()
+    events = prof.key_averages()
+    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    n_ops = sum(e.count for e in events if e.key.startswith("aten::") and e.self_cpu_time_total > 0)
+    return {"matmul_ms": matmul_us / calls / 1e3, "aten_ops": n_ops / calls}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--worker", nargs=2, metavar=("KIND", "MOLECULE"))
@@ -100,9 +116,11 @@ def main():
                                     "--steps", args.steps], threads)  # fmt: skip
             row = {"molecule": molecule, "threads": threads}
             for kind in kinds:
-                row[kind] = common.run_worker(Path(__file__), [kind, molecule, "--steps", args.steps], threads)[
-                    "ms_per_step"
-                ]
+                result = common.run_worker(Path(__file__), [kind, molecule, "--steps", args.steps], threads)
+                row[kind] = result["ms_per_step"]
+                if kind == "model_call":
+                    row["model_call_matmul_ms"] = result["matmul_ms"]
+                    row["model_call_aten_ops"] = result["aten_ops"]
             if peer:
                 row["schnetpack_md"] = peer["ms_per_step_median"]
                 row["schnetpack_model_call"] = peer["model_call_ms_median"]
@@ -118,14 +136,19 @@ def main():
             "painn_torchforce",
             "painn_pythonforce",
             "model_call",
+            "model_call_matmul_ms",
+            "model_call_aten_ops",
             "trivial_torchforce",
             "schnetpack_md",
             "schnetpack_model_call",
             "ratio_vs_schnetpack_md",
         ],  # fmt: skip
         notes="ms per MD step (median), OpenMM CPU platform, openmmtools BAOAB, 0.5 fs, float32, paper-size PaiNN "
-        "(F=128, 3 blocks, 20 RBF, 5 A) with all four heads; painn_pythonforce computes energy, forces, dipole and "
-        "polarizability every step. model_call: forward+backward of the TorchScript model alone.",
+        "(F=128, 3 blocks, 20 RBF, 5 A) with all four heads; painn_pythonforce computes energy, forces and keeps the "
+        "features for the recording heads every step (the fused backend; the heads run later on 100 frames at once). "
+        "model_call: forward+backward of the TorchScript model alone, called from Python; model_call_matmul_ms: the "
+        "part of it spent in matrix multiplications (torch.profiler self time, a floor no per-operation saving can "
+        "remove); model_call_aten_ops: tensor operations per call (each pays a fixed dispatch cost of a few us).",
     )
 
 

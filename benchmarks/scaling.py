@@ -3,7 +3,8 @@ with the cell list, and the all-pairs / cell-list crossover for molecular cluste
 
 Each point runs in a fresh pinned process (1 thread): forward + backward of the float32 TorchScript
 model (what TorchForce runs each step), median of a few evaluations; peak memory = the process's
-maximum resident set size minus its size before the first evaluation.  The largest box is limited
+maximum resident set size minus its size before the first evaluation.  Steady state: the first
+evaluations of a large system are slower while the C heap grows to its working size.  The largest box is limited
 by this machine's 24 GB of memory (PaiNN keeps several [pairs, 3F] tensors per block for the
 backward pass); the per-atom memory measured here extrapolates linearly to larger boxes.
 
@@ -22,6 +23,7 @@ import common  # noqa: E402
 
 BOXES = [36, 64, 125, 216, 512, 1000]  # molecules: 324 ... 9000 atoms (periodic, cell list)
 CLUSTERS = [1, 2, 4, 8, 16, 32]  # molecules: 9 ... 288 atoms (non-periodic, both modes)
+WARM_UP, TIMED = 4, 5  # evaluations: the first ones grow the process's heap (page faults), then steady state
 
 
 def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
@@ -41,13 +43,12 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
     positions = torch.tensor(pos, dtype=torch.float32)
     boxvectors = torch.tensor(box, dtype=torch.float32) if periodic else None
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    n_eval = 5 if len(z) < 5000 else 3
     samples = []
-    for i in range(n_eval + 2):
+    for i in range(WARM_UP + TIMED):
         p = positions.clone().requires_grad_(True)
         t = time.perf_counter()
         module(p, boxvectors).backward()
-        if i >= 2:
+        if i >= WARM_UP:
             samples.append(time.perf_counter() - t)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ms = common.median_ms(samples)
