@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-interval", type=int, default=1,
                    help=f"steps between recorded properties (at most {nyquist_limit_fs():.2f} fs to resolve 4000 cm^-1)")  # fmt: skip
     p.add_argument("--recording", choices=("auto", "fused", "second"), default="auto",
-                   help="fused: one model evaluation per step gives forces, dipole and polarizability (openmm.PythonForce); "
+                   help="fused: one model evaluation per step gives the forces and the features from which the dipole and "
+                   "polarizability heads are evaluated, 100 steps at a time (openmm.PythonForce); "
                    "second: TorchForce for the dynamics plus a batched forward-only evaluation of the recorded frames; "
                    "auto: fused, or second for RPMD (measured: benchmarks/results/md_throughput.md)")  # fmt: skip
     p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames")
