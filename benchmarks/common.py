@@ -51,7 +51,9 @@ def run_peer(args: list, threads: int, timeout: int = 3600) -> dict:
     if not PEER_PYTHON.is_file():
         return None
     out = RESULTS / ".peer.json"
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    # the peer gets the C allocator settings our package sets for itself (painn_deploy/allocator.py)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               MALLOC_MMAP_THRESHOLD_=str(32 * 2**20), MALLOC_TRIM_THRESHOLD_=str(2**30))  # fmt: skip
     cmd = ["taskset", "-c", CORES[threads], str(PEER_PYTHON), str(PEER_SCRIPT), *map(str, args), "--threads",
            str(threads), "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

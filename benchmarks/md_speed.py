@@ -31,7 +31,10 @@ def worker(kind: str, molecule: str, threads: int, steps: int) -> dict:
     import openmmtools
     from openmm import app, unit
 
+    from painn_deploy.allocator import tune_malloc
     from painn_deploy.openmm import PropertiesForce, import_openmmtorch
+
+    tune_malloc()  # as painn_deploy.openmm.create_force and painn-simulate do
 
     pdb = app.PDBFile(str(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]))
     z = [a.element.atomic_number for a in pdb.topology.atoms()]

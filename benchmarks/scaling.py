@@ -30,7 +30,10 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    from painn_deploy.allocator import tune_malloc
     from painn_deploy.deploy import read_pdb
+
+    tune_malloc()  # as painn_deploy.openmm.create_force and painn-simulate do
     from painn_deploy.structures import molecular_box
 
     z1, pos1, _ = read_pdb(common.ROOT / "painn_deploy" / "resources" / "ethanol.pdb")

@@ -123,7 +123,6 @@ def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> 
         f.write(struct.pack("<i", first + max(keep - 1, 0) * interval))
 
 
-
 class TrajectoryFile:
     """``trajectory.dcd`` or ``trajectory.xtc`` in ``output``, written with OpenMM's writers.
 
@@ -146,7 +145,9 @@ class TrajectoryFile:
             self.frames = resume["trajectory_frames"]
         if fmt == "dcd":
             if append:
-                truncate_dcd(self.path, topology.getNumAtoms(), topology.getPeriodicBoxVectors() is not None, self.frames)
+                truncate_dcd(
+                    self.path, topology.getNumAtoms(), topology.getPeriodicBoxVectors() is not None, self.frames
+                )
             self.file = open(self.path, "r+b" if append else "wb")
             self.writer = app.DCDFile(self.file, topology, dt, 0, interval, append=append)
         else:

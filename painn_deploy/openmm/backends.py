@@ -9,6 +9,7 @@ import torch
 from openmm import unit
 
 from .. import elements
+from ..allocator import tune_malloc
 from ..deploy import load, load_metadata
 from ..deploy.metadata import KEY_ATOMIC_NUMBERS, KEY_CUTOFF_NM, KEY_HEADS, KEY_PERIODIC
 from ..errors import BoxTooSmallError, InputError, TopologyMismatchError
@@ -123,7 +124,7 @@ class PropertiesForce:
         self.n_evaluations = 0
 
     def __call__(self, state):
-        positions = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        positions = torch.from_numpy(_positions_nm(state))
         box = None
         if self.periodic:
             box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
@@ -150,6 +151,18 @@ class PropertiesForce:
         return f
 
 
+def _positions_nm(state) -> np.ndarray:
+    """A state's positions [N, 3] (nm) as a new numpy array.  ``State.getPositions(asNumpy=True)``
+    spends ~0.1 ms (it looks itself up with ``dir()`` and wraps the array in units) in a callback
+    that runs every step; read the array directly where this OpenMM has the method."""
+    try:
+        out = np.empty((state._getNumParticles(), 3))
+        state._getVectorAsNumpy(openmm.State.Positions, out)
+        return out
+    except AttributeError:
+        return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+
+
 def create_force(
     model: ModelLike,
     topology: "openmm.app.Topology",
@@ -162,6 +175,7 @@ def create_force(
     enough.  ``backend="torch"`` returns an ``openmmtorch.TorchForce``; ``backend="python"`` a
     ``(openmm.PythonForce, PropertiesForce)`` pair whose second item exposes ``last`` properties.
     """
+    tune_malloc()  # the model's tensors reused from step to step instead of faulted in anew (see allocator.py)
     meta = model_metadata(model)
     check_topology(topology, meta)
     box = topology.getPeriodicBoxVectors()
