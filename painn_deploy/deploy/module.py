@@ -224,7 +224,9 @@ class PaiNNForceField(nn.Module):
         energy = self._energy(s, pos, overflow)
         grad = torch.autograd.grad([energy], [positions])[0]
         if grad is None:
-            raise RuntimeError("forces_and_features() needs autograd: do not call it under torch.no_grad()")
+            raise RuntimeError(
+                "forces need autograd: do not call properties() or forces_and_features() under torch.no_grad()"
+            )
         return energy.detach(), -grad, s.detach(), v.detach()
 
     @torch.jit.export
@@ -243,14 +245,10 @@ class PaiNNForceField(nn.Module):
         """One evaluation: energy (kJ/mol), forces [N, 3] (kJ/mol/nm), dipole [3] (e*nm) and
         polarizability [3, 3] (nm^3) when the model has those heads.  Call it with gradients
         enabled (not under ``torch.no_grad()``): forces come from autograd."""
-        positions = positions.detach().requires_grad_(True)
-        pos, s, v, overflow = self._features(positions, boxvectors)
-        energy = self._energy(s, pos, overflow)
-        grad = torch.autograd.grad([energy], [positions])[0]
-        if grad is None:
-            raise RuntimeError("properties() needs autograd: do not call it under torch.no_grad()")
-        result: Dict[str, torch.Tensor] = {"energy": energy.detach(), "forces": -grad}
-        # the response heads need no gradient: evaluate them on detached features
-        for key, value in self._heads(s.detach(), v.detach(), pos.detach(), 1, False, True).items():
+        energy, forces, s, v = self.forces_and_features(positions, boxvectors)
+        result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces}
+        # the response heads need no gradient: they run on the detached features
+        pos = positions.detach().to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
+        for key, value in self._heads(s, v, pos, 1, False, True).items():
             result[key] = value[0]
         return result

@@ -226,8 +226,7 @@ class MDRun:
     # ---- per-step work -----------------------------------------------------------------------------
     def _record(self, time_ps: float) -> None:
         """Record the properties of the current step (bead average for RPMD)."""
-        if self.recording == "fused":
-            self._set_fused_batch()
+        if self.recording == "fused":  # fused_batch was set in _warm_up
             self.pending.append((time_ps, self.adapter.last_features))
             if len(self.pending) >= self.fused_batch:
                 self._flush_records()
