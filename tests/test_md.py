@@ -243,6 +243,28 @@ def test_fused_recording_starts_from_the_structure(exported64, tmp_path):
     assert np.abs(a[1:] - b[:-1]).max() > 1e-5
 
 
+def test_artefacts_without_the_fused_methods_record_with_a_second_evaluation(exported64, tmp_path):
+    """An artefact exported before format 2 has no forces_and_features: auto recording falls back to
+    the second evaluation, and an explicit --recording fused says to export again.  The bundled
+    model is current."""
+    from painn_deploy.deploy import load_metadata
+    from painn_deploy.deploy.metadata import FUSED_FORMAT_VERSION, METADATA_FILE
+    from painn_deploy.md.runner import BUNDLED_MODEL
+
+    files = {METADATA_FILE: ""}
+    module = torch.jit.load(str(exported64), _extra_files=files)
+    meta = json.loads(files[METADATA_FILE])
+    meta["format_version"] = 1
+    old = tmp_path / "old.pt"
+    torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(meta)})
+    result = run_simulation(config(old, tmp_path / "auto", steps=4, record_dipole=True))
+    assert result.recording == "second" and result.frames_recorded == 4
+    with pytest.raises(InputError, match="export it again"):
+        run_simulation(config(old, tmp_path / "fused", steps=4, record_dipole=True, recording="fused"))
+    assert load_metadata(BUNDLED_MODEL)["format_version"] >= FUSED_FORMAT_VERSION
+    assert hasattr(load(BUNDLED_MODEL), "forces_and_features")
+
+
 # ---- 3. NVE energy conservation ------------------------------------------------------------------------------
 NVE_DRIFT_TOL = 0.005  # |fitted slope| * duration, in units of std(kinetic energy)
 NVE_MAX_DEV_TOL = 0.05  # max |E_total(t) - E_total(0)|, in units of std(kinetic energy)

@@ -2,7 +2,8 @@
 
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: forces_and_features / observables_from_features (fused recording)
+FUSED_FORMAT_VERSION = 2  # the first format the fused MD recording can use
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"

@@ -24,7 +24,7 @@ from openmm import unit
 from .. import units, versions
 from ..data import file_sha256
 from ..deploy import export, load
-from ..deploy.metadata import KEY_ATOMIC_NUMBERS, KEY_HEADS, KEY_PERIODIC
+from ..deploy.metadata import FUSED_FORMAT_VERSION, KEY_ATOMIC_NUMBERS, KEY_FORMAT_VERSION, KEY_HEADS, KEY_PERIODIC
 from ..elements import formula
 from ..errors import CheckpointError, InputError, SimulationInstabilityError
 from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
@@ -181,11 +181,17 @@ class MDRun:
             return "none"
         if self.cfg.recording == "fused" and self.cfg.beads > 1:
             raise InputError("--recording fused is not available with --beads > 1 (one evaluation per bead)")
+        fused_ok = self.meta.get(KEY_FORMAT_VERSION, 1) >= FUSED_FORMAT_VERSION
+        if self.cfg.recording == "fused" and not fused_ok:
+            raise InputError(
+                f"{self.model_path} was exported by an older painn-deploy without the fused recording methods; "
+                "export it again with painn-export, or use --recording second"
+            )
         # measured (benchmarks/results/md_throughput.md): one fused evaluation through openmm.PythonForce
-        # costs as much as (ethanol) or less than (aspirin) TorchForce plus a batched second evaluation;
-        # ring polymers evaluate each bead separately, so they record with a second evaluation
+        # (features kept, output heads on 100 frames at once) costs less than TorchForce plus a batched
+        # second evaluation; ring polymers evaluate each bead separately, so they record with a second one
         if self.cfg.recording == "auto":
-            return "fused" if self.cfg.beads == 1 else "second"
+            return "fused" if self.cfg.beads == 1 and fused_ok else "second"
         return self.cfg.recording
 
     def _set_initial_state(self):

@@ -11,7 +11,14 @@ from openmm import unit
 from .. import elements
 from ..allocator import tune_malloc
 from ..deploy import load, load_metadata
-from ..deploy.metadata import KEY_ATOMIC_NUMBERS, KEY_CUTOFF_NM, KEY_HEADS, KEY_PERIODIC
+from ..deploy.metadata import (
+    FORMAT_VERSION,
+    KEY_ATOMIC_NUMBERS,
+    KEY_CUTOFF_NM,
+    KEY_FORMAT_VERSION,
+    KEY_HEADS,
+    KEY_PERIODIC,
+)
 from ..errors import BoxTooSmallError, InputError, TopologyMismatchError
 
 ModelLike = Union[str, Path, torch.nn.Module]
@@ -48,6 +55,7 @@ def model_metadata(model: ModelLike) -> dict:
         KEY_ATOMIC_NUMBERS: z,
         KEY_CUTOFF_NM: float(model.cutoff_angstrom) / 10.0,
         KEY_PERIODIC: bool(model.periodic),
+        KEY_FORMAT_VERSION: FORMAT_VERSION if hasattr(model, "forces_and_features") else 1,
         KEY_HEADS: ["energy", "forces"]
         + (["dipole"] if model.has_dipole else [])
         + (["polarizability"] if model.has_polarizability else []),
