@@ -225,65 +225,32 @@ def _run(args) -> tuple[dict, Path, list[Path]]:
         from ..spectra.plots import plot_spectra
 
         qc = f"{args.quantum_correction} correction, {temperature:g} K"
+        raman_y = f"Raman ({RAMAN_UNITS})"
+        plots = []  # (file, spectra, labels, title, ylabel, harmonic sticks)
         if ir is not None:
             st = (
                 (sticks.wavenumber_cm1, sticks.ir_intensity_km_per_mol, "harmonic IR intensity (km/mol)")
                 if sticks
                 else None
             )
-            written.append(
-                plot_spectra(
-                    out / "ir.png",
-                    [ir],
-                    labels=["MD"],
-                    title=f"IR ({qc})",
-                    ylabel=f"IR ({IR_UNITS})",
-                    sticks=st,
-                )
-            )
+            plots.append(("ir.png", [ir], ["MD"], f"IR ({qc})", f"IR ({IR_UNITS})", st))
         if raman is not None:
             st = (
                 (sticks.wavenumber_cm1, sticks.raman_activity_A4_per_amu, "harmonic Raman activity (A^4/amu)")
                 if sticks
                 else None
             )
-            written.append(
-                plot_spectra(
-                    out / "raman_activity.png",
-                    [raman.activity],
-                    labels=["MD 45 iso + 7 aniso"],
-                    title=f"Raman activity ({qc})",
-                    ylabel=f"Raman ({RAMAN_UNITS})",
-                    sticks=st,
-                )
-            )
-            written.append(
-                plot_spectra(
-                    out / "raman_iso_aniso.png",
-                    [raman.isotropic, raman.anisotropic],
-                    labels=["isotropic", "anisotropic"],
-                    title=f"Raman isotropic / anisotropic ({qc})",
-                    ylabel=f"Raman ({RAMAN_UNITS})",
-                )
-            )
-            written.append(
-                plot_spectra(
-                    out / "raman_polarized.png",
-                    [raman.parallel, raman.perpendicular],
-                    labels=["parallel (VV)", "perpendicular (VH)"],
-                    title=f"Polarised Raman ({qc})",
-                    ylabel=f"Raman ({RAMAN_UNITS})",
-                )
-            )
-            written.append(
-                plot_spectra(
-                    out / "raman_depolarization_ratio.png",
-                    [raman.depolarization_ratio],
-                    labels=["I_perp / I_par"],
-                    title="Depolarisation ratio",
-                    ylabel="depolarisation ratio (dimensionless)",
-                )
-            )
+            plots += [
+                ("raman_activity.png", [raman.activity], ["MD 45 iso + 7 aniso"], f"Raman activity ({qc})", raman_y, st),
+                ("raman_iso_aniso.png", [raman.isotropic, raman.anisotropic], ["isotropic", "anisotropic"],
+                 f"Raman isotropic / anisotropic ({qc})", raman_y, None),
+                ("raman_polarized.png", [raman.parallel, raman.perpendicular], ["parallel (VV)", "perpendicular (VH)"],
+                 f"Polarised Raman ({qc})", raman_y, None),
+                ("raman_depolarization_ratio.png", [raman.depolarization_ratio], ["I_perp / I_par"],
+                 "Depolarisation ratio", "depolarisation ratio (dimensionless)", None),
+            ]  # fmt: skip
+        for name, spectra, labels, title, ylabel, st in plots:
+            written.append(plot_spectra(out / name, spectra, labels=labels, title=title, ylabel=ylabel, sticks=st))
 
     print(
         f"{len(props)} run(s), sampling interval {settings['dt_ps'] * 1e3:g} fs (Nyquist "

@@ -121,13 +121,17 @@ def read_properties(path) -> Properties:
 
 def write_spectrum_csv(spectrum, path) -> Path:
     """Write columns wavenumber_cm-1, intensity, stderr (``nan`` where undefined)."""
+    rows = zip(spectrum.wavenumber_cm1, spectrum.intensity, spectrum.stderr, strict=True)
+    return _write_csv(path, SPECTRUM_COLUMNS, ([f"{v:.10g}" for v in row] for row in rows))
+
+
+def _write_csv(path, header, rows) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(SPECTRUM_COLUMNS)
-        for row in zip(spectrum.wavenumber_cm1, spectrum.intensity, spectrum.stderr, strict=True):
-            w.writerow([f"{v:.10g}" for v in row])
+        w.writerow(header)
+        w.writerows(rows)
     return path
 
 
@@ -157,21 +161,9 @@ def read_spectrum_csv(path) -> dict[str, np.ndarray]:
 
 def write_modes_csv(result, path) -> Path:
     """Write the normal-mode table of a :class:`~painn_deploy.spectra.harmonic.HarmonicResult`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(MODES_COLUMNS)
-        for i, (nu, ir, ra) in enumerate(
-            zip(
-                result.wavenumber_cm1,
-                result.ir_intensity_km_per_mol,
-                result.raman_activity_A4_per_amu,
-                strict=True,
-            )
-        ):
-            w.writerow([i + 1, f"{nu:.6f}", f"{ir:.8g}", f"{ra:.8g}"])
-    return path
+    modes = zip(result.wavenumber_cm1, result.ir_intensity_km_per_mol, result.raman_activity_A4_per_amu, strict=True)
+    rows = ([i + 1, f"{nu:.6f}", f"{ir:.8g}", f"{ra:.8g}"] for i, (nu, ir, ra) in enumerate(modes))
+    return _write_csv(path, MODES_COLUMNS, rows)
 
 
 @dataclass
