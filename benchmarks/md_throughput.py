@@ -1,6 +1,6 @@
 """ns/day of painn-simulate runs (the real driver: logging, checks, outputs) for ethanol and aspirin:
-without recording, recording dipole and polarizability every step (fused PythonForce evaluation, and
-TorchForce plus a second evaluation), and ring-polymer MD with P = 8 and 32 beads; side by side with
+without recording, recording dipole and polarizability every step (TorchForce with the feature tap, the
+fused PythonForce evaluation, and TorchForce plus a second evaluation), and ring-polymer MD with P = 8 and 32 beads; side by side with
 SchNetPack's MD driver on the same molecule (same model size).  1 thread, pinned, fresh process per row.
 
     python benchmarks/md_throughput.py [--steps 2000]
@@ -21,6 +21,7 @@ ROUNDS = 3
 MOLECULES = {"ethanol": "ethanol.pdb", "aspirin": "aspirin.pdb"}
 CASES = [
     ("classical", "none", 1),
+    ("classical", "tap", 1),
     ("classical", "fused", 1),
     ("classical", "second", 1),
     ("rpmd", "none", 8),
@@ -120,7 +121,9 @@ def main():
         "interleaved, so drifts of this shared machine hit all alike); startup_s: the rest of the N-step run "
         "(model loading, warm-up, TorchScript's first optimising calls). cost_vs_no_recording: ms/step over the "
         "classical run without recording of the same molecule. "
-        "ratio_vs_schnetpack: ours / (SchNetPack's MD driver ms/step x beads). Recording: fused = one PythonForce "
+        "ratio_vs_schnetpack: ours / (SchNetPack's MD driver ms/step x beads). Recording: tap (the default) = "
+        "TorchForce, the model leaves each step's features in shared memory and the dipole and polarizability heads "
+        "run on 100 steps' features at once, while the dynamics runs in 100-step integrator calls; fused = one PythonForce "
         "evaluation per step (energy, forces, features), the dipole and polarizability heads on 100 frames at once; "
         "second = TorchForce, the recorded frames evaluated again forward only, 10 per call.",
     )

@@ -35,3 +35,7 @@ class NeighborListOverflowError(PainnDeployError, RuntimeError):
 
 class SimulationInstabilityError(PainnDeployError, RuntimeError):
     """A trajectory produced NaN energies, exploding forces or temperatures."""
+
+
+class RecordingError(PainnDeployError, RuntimeError):
+    """Recorded properties could not be matched to the MD steps they belong to."""

@@ -145,7 +145,7 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
     )  # fmt: skip
     result = run_simulation(cfg)
     assert (result.steps, result.frames_recorded) == (60, 60)
-    assert result.recording in ("second", "fused") and "60 steps done" in result.summary()
+    assert result.recording == "tap" and "60 steps done" in result.summary()
     for name in ("log.csv", "properties.h5", "trajectory.dcd", "checkpoint.chk", "run.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
@@ -180,7 +180,7 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
 
 # ---- 2. recording: frames, times, units, values -----------------------------------------------------------
 @pytest.mark.parametrize("record_interval", [1, 2])
-@pytest.mark.parametrize("recording", ["fused", "second"])
+@pytest.mark.parametrize("recording", ["tap", "fused", "second"])
 @pytest.mark.parametrize("integrator", ["langevin", "nose-hoover"])
 def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     exported64, tmp_path, integrator, recording, record_interval
@@ -195,7 +195,8 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     assert result.recording == recording
     lag = json.loads((out / "run.json").read_text())["recording_lag_steps"]
     # openmmtools integrators evaluate forces at the new positions; OpenMM's NoseHooverIntegrator at
-    # the step's starting positions, so its fused evaluation lags one step (the driver measures this)
+    # the step's starting positions, so its fused evaluation lags one step (the driver measures this);
+    # the tap matches each evaluation to its positions
     assert lag == (1 if (recording, integrator) == ("fused", "nose-hoover") else 0)
 
     props = read_properties(out / "properties.h5")
@@ -231,38 +232,68 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     assert np.abs(props["dipole"][-2] - ref_next["dipole"].detach().numpy()).max() > 1e-7
 
 
-def test_fused_recording_starts_from_the_structure(exported64, tmp_path):
-    """The fused backend measures its lag with one trial step and goes back: its trajectory is the
-    one a run without recording makes (same seed), not one step ahead."""
+@pytest.mark.parametrize("recording", ["tap", "fused"])
+def test_recording_leaves_the_trajectory_unchanged(exported64, tmp_path, recording):
+    """The fused backend measures its lag with one trial step and goes back, and the tap only reads
+    what the dynamics evaluated: the trajectory is the one a run without recording makes (same
+    seed), not one step ahead."""
     kw = dict(steps=6, trajectory_interval=1, seed=4)
-    run_simulation(config(exported64, tmp_path / "fused", record_dipole=True, recording="fused", **kw))
+    run_simulation(config(exported64, tmp_path / recording, record_dipole=True, recording=recording, **kw))
     run_simulation(config(exported64, tmp_path / "plain", **kw))
-    a, b = load_traj(tmp_path / "fused").xyz, load_traj(tmp_path / "plain").xyz
+    a, b = load_traj(tmp_path / recording).xyz, load_traj(tmp_path / "plain").xyz
     assert a.shape == b.shape == (6, 9, 3)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # nm; one step moves atoms by ~1e-4 nm
     assert np.abs(a[1:] - b[:-1]).max() > 1e-5
 
 
-def test_artefacts_without_the_fused_methods_record_with_a_second_evaluation(exported64, tmp_path):
-    """An artefact exported before format 2 has no forces_and_features: auto recording falls back to
-    the second evaluation, and an explicit --recording fused says to export again.  The bundled
-    model is current."""
+@pytest.mark.parametrize("version, auto", [(1, "second"), (2, "fused")])
+def test_older_artefacts_record_with_what_they_have(exported64, tmp_path, version, auto):
+    """An artefact exported before format 3 has no feature tap, and before format 2 no
+    forces_and_features: auto recording falls back to what the artefact supports, and an explicit
+    --recording it cannot do says to export again.  The bundled model is current."""
     from painn_deploy.deploy import load_metadata
-    from painn_deploy.deploy.metadata import FUSED_FORMAT_VERSION, METADATA_FILE
+    from painn_deploy.deploy.metadata import FORMAT_VERSION, METADATA_FILE
     from painn_deploy.md.runner import BUNDLED_MODEL
 
     files = {METADATA_FILE: ""}
     module = torch.jit.load(str(exported64), _extra_files=files)
     meta = json.loads(files[METADATA_FILE])
-    meta["format_version"] = 1
+    meta["format_version"] = version
     old = tmp_path / "old.pt"
     torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(meta)})
     result = run_simulation(config(old, tmp_path / "auto", steps=4, record_dipole=True))
-    assert result.recording == "second" and result.frames_recorded == 4
-    with pytest.raises(InputError, match="export it again"):
-        run_simulation(config(old, tmp_path / "fused", steps=4, record_dipole=True, recording="fused"))
-    assert load_metadata(BUNDLED_MODEL)["format_version"] >= FUSED_FORMAT_VERSION
-    assert hasattr(load(BUNDLED_MODEL), "forces_and_features")
+    assert result.recording == auto and result.frames_recorded == 4
+    for recording in ("tap", "fused")[: 3 - version]:
+        with pytest.raises(InputError, match="export it again"):
+            run_simulation(config(old, tmp_path / recording, steps=4, record_dipole=True, recording=recording))
+    assert load_metadata(BUNDLED_MODEL)["format_version"] == FORMAT_VERSION
+    assert hasattr(load(BUNDLED_MODEL), "tap_path")
+
+
+def test_tap_recording_refuses_integrators_with_extra_evaluations(exported64, tmp_path):
+    """The tap pairs each step with one evaluation at new positions; if the dynamics evaluates the model
+    more often, the run stops with a RecordingError naming the fix instead of recording wrong times."""
+    from painn_deploy.errors import RecordingError
+
+    run = MDRun(config(exported64, tmp_path / "run", steps=20, record_dipole=True, recording="tap"))
+    real = run.integrator
+
+    class TwoEvaluationsPerStep:  # e.g. a predictor-corrector scheme
+        def step(self, n):
+            for _ in range(n):
+                real.step(1)
+                state = run.context.getState(getPositions=True)
+                run.context.setPositions(state.getPositions(asNumpy=True) * 1.0001)
+                run.context.getState(getForces=True)
+                run.context.setPositions(state.getPositions())
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    run.integrator = TwoEvaluationsPerStep()
+    with pytest.raises(RecordingError, match="exactly one force evaluation per step"):
+        run.run()
+    assert not run.adapter.path.exists()  # the shared-memory ring is removed
 
 
 # ---- 3. NVE energy conservation ------------------------------------------------------------------------------
@@ -423,9 +454,10 @@ def test_resume_after_sigkill_is_bit_for_bit(stable_model, tmp_path):
         dict(record_dipole=True, record_polarizability=True, recording="second"),  # TorchForce + extra evaluation
         dict(record_dipole=True, recording="fused", integrator="nose-hoover"),  # PythonForce, lags one step
         dict(integrator="verlet"),  # TorchForce only
-        dict(record_dipole=True, trajectory_format="xtc"),  # fused, compressed trajectory
+        dict(record_dipole=True, trajectory_format="xtc"),  # tap (the default), compressed trajectory
+        dict(record_dipole=True, recording="tap", integrator="nose-hoover"),  # tap, forces at the step's start
     ],
-    ids=["second", "fused-nose-hoover", "verlet", "fused-xtc"],
+    ids=["second", "fused-nose-hoover", "verlet", "tap-xtc", "tap-nose-hoover"],
 )
 def test_resume_in_process_is_bit_for_bit(stable_model, tmp_path, options):
     """Regression: a resumed run loads the TorchScript model afresh, and TorchScript's first call is

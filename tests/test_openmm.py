@@ -73,6 +73,60 @@ def test_python_backend_properties_belong_to_the_evaluated_positions(exported64)
     np.testing.assert_allclose(got["polarizability"][0], ref["polarizability"].detach().numpy(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_feature_tap_keeps_one_slot_per_configuration(exported64, platform):
+    """TorchForce with the feature tap: the energy and forces are those of the plain TorchForce, each
+    evaluation at new positions fills one slot (repeated force queries none), and the heads on a
+    slot's features give the dipole and polarizability of its positions."""
+    from painn_deploy.deploy import load
+
+    ctx, tap = context_for(exported64, "tap", platform)
+    e_plain, f_plain = energy_forces(context_for(exported64, "torch", platform)[0])
+    e_tap, f_tap = energy_forces(ctx)
+    assert e_tap == e_plain and np.array_equal(f_tap, f_plain)
+    energy_forces(ctx)  # the same configuration again
+    assert tap.count == 1
+    module, frames = load(exported64), []
+    for _ in range(5):
+        ctx.getIntegrator().step(1)
+        energy_forces(ctx)
+        frames.append(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    # Verlet evaluates at the start of a step: the last configuration was evaluated by the query above
+    assert tap.count == 6
+    np.testing.assert_array_equal(tap.positions_nm(5), frames[-1])
+    got = tap.observables([1, 3, 5])
+    for k, j in enumerate([0, 2, 4]):
+        ref = module.properties(torch.tensor(np.asarray(frames[j])))
+        np.testing.assert_allclose(got["dipole"][k], ref["dipole"].detach().numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            got["polarizability"][k], ref["polarizability"].detach().numpy(), rtol=1e-12, atol=1e-15
+        )
+        assert got["energy"][k] == pytest.approx(float(ref["energy"]), rel=1e-12)
+    path = tap.path
+    assert path.exists()
+    tap.close()
+    assert not path.exists()
+
+
+def test_feature_tap_does_not_grow_memory(exported64):
+    """Regression: written under autograd, the tap's in-place copies chained every step's graph to
+    the ring, and each TorchForce step kept memory alive (~0.2 MB float64, ~1.4 MB float32 per step)."""
+    ctx, tap = context_for(exported64, "tap")
+
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    ctx.getIntegrator().step(100)
+    before = rss_mb()
+    ctx.getIntegrator().step(600)
+    assert tap.count >= 700
+    grown = rss_mb() - before
+    print(f"RSS grew by {grown:.1f} MB in 600 steps")
+    assert grown < 25  # ~130 MB with the leak
+    tap.close()
+
+
 def test_forces_through_openmm_match_finite_differences(exported64):
     ctx, _ = context_for(exported64)
     pos0 = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)

@@ -5,7 +5,7 @@ import sys
 
 from ..errors import PainnDeployError
 from ..md import SimulationConfig, run_simulation
-from ..md.config import INTEGRATORS, TRAJECTORY_FORMATS, nyquist_limit_fs
+from ..md.config import INTEGRATORS, RECORDINGS, TRAJECTORY_FORMATS, nyquist_limit_fs
 
 
 def steps_type(text: str) -> int:
@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--record-interval", type=int, default=1,
                    help=f"steps between recorded properties (at most {nyquist_limit_fs():.2f} fs to resolve 4000 cm^-1)")  # fmt: skip
-    p.add_argument("--recording", choices=("auto", "fused", "second"), default="auto",
-                   help="fused: one model evaluation per step gives the forces and the features from which the dipole and "
-                   "polarizability heads are evaluated, 100 steps at a time (openmm.PythonForce); "
-                   "second: TorchForce for the dynamics plus a batched forward-only evaluation of the recorded frames; "
-                   "auto: fused, or second for RPMD (measured: benchmarks/results/md_throughput.md)")  # fmt: skip
+    p.add_argument("--recording", choices=RECORDINGS, default="auto",
+                   help="how the dipole/polarizability are recorded. tap: TorchForce runs the dynamics and leaves each "
+                   "step's features in shared memory, from which the dipole and polarizability heads are evaluated "
+                   "100 steps at a time; fused: the same with openmm.PythonForce; second: TorchForce plus a batched "
+                   "forward-only evaluation of the recorded frames; auto: tap, or second for RPMD (measured: "
+                   "benchmarks/results/md_throughput.md)")  # fmt: skip
     p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames")
     p.add_argument("--trajectory-format", choices=TRAJECTORY_FORMATS, default="dcd",
                    help="trajectory.dcd (single precision) or trajectory.xtc (compressed to 0.001 nm)")  # fmt: skip

@@ -2,8 +2,9 @@
 
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
-FORMAT_VERSION = 2  # 2: forces_and_features / observables_from_features (fused recording)
-FUSED_FORMAT_VERSION = 2  # the first format the fused MD recording can use
+FORMAT_VERSION = 3  # 2: forces_and_features / observables_from_features (fused recording); 3: feature tap
+FUSED_FORMAT_VERSION = 2  # the first format the fused (PythonForce) MD recording can use
+TAP_FORMAT_VERSION = 3  # the first format with the feature tap (TorchForce recording)
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"

@@ -37,6 +37,7 @@ class PaiNNForceField(nn.Module):
     has_polarizability: torch.jit.Final[bool]
     cutoff_angstrom: torch.jit.Final[float]
     pair_capacity: torch.jit.Final[int]
+    tap: Optional[torch.Tensor]
 
     def __init__(
         self,
@@ -82,6 +83,10 @@ class PaiNNForceField(nn.Module):
         self.register_buffer("idx_i", idx_i)
         self.register_buffer("idx_j", idx_j)
         self.register_buffer("dtype_marker", torch.zeros((), dtype=dtype))
+        # feature tap (see _tap_write): off unless a driver sets tap_path and tap_capacity on a loaded copy
+        self.tap_path = ""
+        self.tap_capacity = 0
+        self.tap = None
 
     def _features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
         """Positions [N, 3] (Angstrom), the representation's features s [N, F] and v [N, 3, F], and
@@ -171,7 +176,41 @@ class PaiNNForceField(nn.Module):
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Potential energy (kJ/mol) of positions [N, 3] (nm); the TorchForce contract."""
-        return self._evaluate(positions, boxvectors, True)["energy"]
+        if self.tap_path == "":
+            return self._evaluate(positions, boxvectors, True)["energy"]
+        pos, s, v, overflow = self._features(positions, boxvectors)
+        self._tap_write(positions, s, v)
+        return self._energy(s, pos, overflow)
+
+    def _tap_write(self, positions_nm: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> None:
+        """Keep this evaluation's positions (nm) and features in the shared-memory ring ``tap_path``.
+
+        TorchForce returns only the energy, and openmm-torch holds its own copy of this module, so
+        the MD driver cannot ask it for the features the dipole and polarizability heads need.  With
+        ``tap_path`` set, every evaluation at new positions writes them to a file in shared memory
+        (float64: [count, then ``tap_capacity`` slots of positions [N, 3], s [N, F], v [N, 3, F]]),
+        which the driver maps too (:class:`painn_deploy.openmm.FeatureTap`).  An evaluation at the
+        positions of the latest slot (a repeated force query) writes nothing, so the slots follow
+        the MD steps one to one.  Not for CUDA graphs (the copy to the host synchronises).
+        """
+        with torch.no_grad():  # (under autograd the in-place writes would chain each step's graph to the ring)
+            n = positions_nm.shape[0]
+            f = s.shape[1]
+            slot = 3 * n + 4 * n * f
+            tap = self.tap
+            if tap is None:
+                tap = torch.from_file(self.tap_path, True, 1 + self.tap_capacity * slot, dtype=torch.float64)
+                self.tap = tap
+            count = int(tap[0])
+            p = positions_nm.detach().reshape(-1).to(device=tap.device, dtype=torch.float64)
+            last = 1 + ((count - 1) % self.tap_capacity) * slot
+            if count > 0 and torch.equal(tap[last : last + 3 * n], p):
+                return
+            base = 1 + (count % self.tap_capacity) * slot
+            tap[base : base + 3 * n] = p
+            tap[base + 3 * n : base + 3 * n + n * f] = s.reshape(-1).to(tap.device)
+            tap[base + 3 * n + n * f : base + slot] = v.reshape(-1).to(tap.device)
+            tap[0] = count + 1
 
     @torch.jit.export
     def observables(

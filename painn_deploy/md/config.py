@@ -9,6 +9,7 @@ from ..errors import InputError
 TRAJECTORY_FORMATS = ("dcd", "xtc")
 
 INTEGRATORS = ("langevin", "nose-hoover", "verlet")
+RECORDINGS = ("auto", "tap", "fused", "second")
 MAX_WAVENUMBER_CM1 = 4000.0  # highest frequency the recorded series must resolve
 
 
@@ -39,9 +40,9 @@ class SimulationConfig:
     platform: str = "auto"
     seed: int = 0
     resume: bool = False
-    recording: str = (
-        "auto"  # fused (PythonForce; default) or second (TorchForce + batched forward-only evaluation; RPMD)
-    )
+    # auto: tap (TorchForce keeps each step's features in shared memory; default), fused (PythonForce) or
+    # second (TorchForce + batched forward-only evaluation; RPMD)
+    recording: str = "auto"
     max_temperature_K: float = 0.0  # 0: 10 x target (and at least 2000 K)
     max_force_kj_per_mol_nm: float = 1e5
     progress: str = "auto"  # bar, lines, none
@@ -67,8 +68,8 @@ class SimulationConfig:
             raise InputError(
                 f"--trajectory-format must be one of {', '.join(TRAJECTORY_FORMATS)}, not {self.trajectory_format!r}"
             )
-        if self.recording not in ("auto", "fused", "second"):
-            raise InputError(f"--recording must be auto, fused or second, not {self.recording!r}")
+        if self.recording not in RECORDINGS:
+            raise InputError(f"--recording must be one of {', '.join(RECORDINGS)}, not {self.recording!r}")
         for name in ("record_interval", "trajectory_interval", "log_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 step")

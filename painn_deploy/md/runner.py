@@ -24,9 +24,16 @@ from openmm import unit
 from .. import units, versions
 from ..data import file_sha256
 from ..deploy import export, load
-from ..deploy.metadata import FUSED_FORMAT_VERSION, KEY_ATOMIC_NUMBERS, KEY_FORMAT_VERSION, KEY_HEADS, KEY_PERIODIC
+from ..deploy.metadata import (
+    FUSED_FORMAT_VERSION,
+    KEY_ATOMIC_NUMBERS,
+    KEY_FORMAT_VERSION,
+    KEY_HEADS,
+    KEY_PERIODIC,
+    TAP_FORMAT_VERSION,
+)
 from ..elements import formula
-from ..errors import CheckpointError, InputError, SimulationInstabilityError
+from ..errors import CheckpointError, InputError, RecordingError, SimulationInstabilityError
 from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
 from ..structures import load_pdb
 from ..training.checkpoint import atomic_write
@@ -42,7 +49,7 @@ RESUME_MUST_MATCH = (
 )  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
-FUSED_BATCH = 100  # recorded frames whose output heads are evaluated together ("fused" recording)
+FUSED_BATCH = 100  # recorded frames whose output heads are evaluated together ("fused" and "tap" recording)
 FUSED_BATCH_BYTES = 64 * 2**20  # ... unless their features need more memory than this
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
@@ -161,8 +168,8 @@ class MDRun:
             n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f
         )
         self.recording = self._recording_mode()
-        backend = "python" if self.recording == "fused" else "torch"
-        self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend)
+        backend = {"fused": "python", "tap": "tap"}.get(self.recording, "torch")
+        self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend, tap_capacity=FUSED_BATCH)
         self.module = load(self.model_path) if (self.recorded and self.recording == "second") else None
         self.integrator = build_integrator(cfg)
         self.platform = choose_platform(cfg.platform)
@@ -174,24 +181,31 @@ class MDRun:
         self.lag = 0
         self.pending: list = []
         self.fused_batch = 0
+        self.tap_read = 0  # feature tap: evaluations read so far
 
     # ---- set-up ------------------------------------------------------------------------------
     def _recording_mode(self) -> str:
         if not self.recorded:
             return "none"
-        if self.cfg.recording == "fused" and self.cfg.beads > 1:
-            raise InputError("--recording fused is not available with --beads > 1 (one evaluation per bead)")
-        fused_ok = self.meta.get(KEY_FORMAT_VERSION, 1) >= FUSED_FORMAT_VERSION
-        if self.cfg.recording == "fused" and not fused_ok:
+        one_evaluation = ("fused", "tap")
+        if self.cfg.recording in one_evaluation and self.cfg.beads > 1:
             raise InputError(
-                f"{self.model_path} was exported by an older painn-deploy without the fused recording methods; "
-                "export it again with painn-export, or use --recording second"
+                f"--recording {self.cfg.recording} is not available with --beads > 1 (one evaluation per bead)"
             )
-        # measured (benchmarks/results/md_throughput.md): one fused evaluation through openmm.PythonForce
-        # (features kept, output heads on 100 frames at once) costs less than TorchForce plus a batched
-        # second evaluation; ring polymers evaluate each bead separately, so they record with a second one
+        version = self.meta.get(KEY_FORMAT_VERSION, 1)
+        needed = {"fused": FUSED_FORMAT_VERSION, "tap": TAP_FORMAT_VERSION}.get(self.cfg.recording, 1)
+        if version < needed:
+            raise InputError(
+                f"{self.model_path} was exported by an older painn-deploy without what --recording "
+                f"{self.cfg.recording} needs; export it again with painn-export, or use --recording second"
+            )
+        # measured (benchmarks/results/md_throughput.md): TorchForce with the feature tap (the output heads on
+        # 100 steps' features at once) costs least; then one PythonForce evaluation; ring polymers evaluate
+        # each bead separately, so they record with a second evaluation
         if self.cfg.recording == "auto":
-            return "fused" if self.cfg.beads == 1 and fused_ok else "second"
+            if self.cfg.beads > 1:
+                return "second"
+            return "tap" if version >= TAP_FORMAT_VERSION else "fused" if version >= FUSED_FORMAT_VERSION else "second"
         return self.cfg.recording
 
     def _set_initial_state(self):
@@ -265,6 +279,10 @@ class MDRun:
             self._set_fused_batch()
             for _ in range(WARM_UP_EVALUATIONS):
                 self.adapter.observables([self.adapter.last_features] * self.fused_batch)
+        if self.recording == "tap":
+            self.tap_read = self._tap_evaluated_here()
+            for _ in range(WARM_UP_EVALUATIONS):
+                self.adapter.observables([self.tap_read - 1] * self.adapter.capacity)
         if self.module is not None:
             state = self._bead_states(getPositions=True)[0]
             pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -275,6 +293,33 @@ class MDRun:
                 self._evaluate_frames(
                     np.stack([pos] * RECORD_BATCH), None if box is None else np.repeat(box, RECORD_BATCH, 0)
                 )
+
+    def _tap_evaluated_here(self) -> int:
+        """Make sure the tap's latest evaluation is at the current positions (OpenMM's own integrators
+        evaluate forces at the start of a step, openmmtools' at its end); returns the tap's count."""
+        tap = self.adapter
+        here = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        if tap.count == 0 or np.max(np.abs(tap.positions_nm(tap.count - 1) - here)) > 1e-6:
+            self.context.getState(getForces=True)  # evaluates the model here (the tap ignores repeats)
+        return tap.count
+
+    def _read_tap(self, n_steps: int) -> None:
+        """Record the frames of the last ``n_steps`` steps from the feature tap: its evaluations since
+        the last read are the positions after each of these steps, one each."""
+        count = self._tap_evaluated_here()
+        if count - self.tap_read != n_steps:
+            raise RecordingError(
+                f"at step {self.step}: the model was evaluated at {count - self.tap_read} new configurations during "
+                f"the last {n_steps} steps; the tap recording needs exactly one force evaluation per step. Use "
+                f"--recording second with this integrator."
+            )
+        first = self.step - n_steps  # slot self.tap_read holds the positions after step first + 1
+        steps = [t for t in range(first + 1, self.step + 1) if t % self.cfg.record_interval == 0]
+        if steps:
+            values = self.adapter.observables([self.tap_read + t - first - 1 for t in steps])
+            for k, t in enumerate(steps):
+                self.properties.append(t * self.dt_ps, {name: values[name][k] for name in self.recorded})
+        self.tap_read = count
 
     def _set_fused_batch(self) -> None:
         """Frames per call of the output heads in fused recording: FUSED_BATCH, fewer for large systems."""
@@ -470,6 +515,8 @@ class MDRun:
                 self._flush_records()
                 self.properties.close()
             self.trajectory.close()
+            if self.recording == "tap":
+                self.adapter.close()
         elapsed = time.perf_counter() - wall_start
         ns_per_day = (self.step - start_step) * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
         frames = 0
@@ -483,18 +530,22 @@ class MDRun:
     def _loop(self, progress, wall_start, start_step):
         cfg = self.cfg
         intervals = [cfg.log_interval, cfg.trajectory_interval, cfg.checkpoint_interval]
-        if self.recorded:
+        if self.recording == "tap":  # read the tap before its ring wraps
+            intervals.append(self.adapter.capacity)
+        elif self.recorded:
             intervals.append(cfg.record_interval)
         while self.step < cfg.steps:
             n = min(i - self.step % i for i in intervals)
             n = min(n, cfg.steps - self.step)
             self.integrator.step(n)
             self.step += n
-            if self.recording == "fused":
+            if self.recording == "tap":
+                self._read_tap(n)
+            elif self.recording == "fused":
                 last = self.adapter.last
                 if not np.isfinite(last["energy"]) or not np.all(np.isfinite(last["forces"])):
                     self._check("model evaluation", float(last["energy"]), float("nan"), 0.0, None)
-            if self.recorded and self.step % cfg.record_interval == 0:
+            if self.recorded and self.recording != "tap" and self.step % cfg.record_interval == 0:
                 self._record((self.step - self.lag) * self.dt_ps)
             if self.step % cfg.trajectory_interval == 0:
                 self._write_trajectory()

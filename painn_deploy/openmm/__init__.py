@@ -1,15 +1,18 @@
 """OpenMM integration: forces for a Topology from an exported model, and pre-flight checks.
 
-Two backends share one model object:
+Three backends share one model object:
 - ``"torch"``: ``openmmtorch.TorchForce`` running the TorchScript file (energy and forces; runs
   in C++ without Python, the way users write ``TorchForce("model.pt")``);
 - ``"python"``: OpenMM's built-in ``openmm.PythonForce`` calling the model's ``properties`` once per
-  force evaluation, which also yields the dipole and polarizability of the same evaluation.
+  force evaluation, which also yields the dipole and polarizability of the same evaluation;
+- ``"tap"``: TorchForce with the model's feature tap: each evaluation leaves its features in shared
+  memory, from which the dipole and polarizability follow for many steps in one call.
 """
 
 import torch  # noqa: F401  (must come before openmmtorch, or libnvrtc.so.12 is not found)
 
 from .backends import (
+    FeatureTap,
     PropertiesForce,
     check_box,
     check_topology,
@@ -22,6 +25,7 @@ from .preflight import check_positions
 from .serialization import deserialize_system, serialize_system
 
 __all__ = [
+    "FeatureTap",
     "PropertiesForce",
     "check_box",
     "check_positions",

@@ -1,5 +1,9 @@
 """TorchForce and PythonForce backends for an exported PaiNN model."""
 
+import io
+import os
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Optional, Union
 
@@ -12,16 +16,18 @@ from .. import elements
 from ..allocator import tune_malloc
 from ..deploy import load, load_metadata
 from ..deploy.metadata import (
-    FORMAT_VERSION,
+    FUSED_FORMAT_VERSION,
     KEY_ATOMIC_NUMBERS,
     KEY_CUTOFF_NM,
     KEY_FORMAT_VERSION,
     KEY_HEADS,
     KEY_PERIODIC,
+    TAP_FORMAT_VERSION,
 )
-from ..errors import BoxTooSmallError, InputError, TopologyMismatchError
+from ..errors import BoxTooSmallError, InputError, RecordingError, TopologyMismatchError
 
 ModelLike = Union[str, Path, torch.nn.Module]
+TAP_MAX_BYTES = 64 * 2**20  # the feature tap's ring holds fewer slots when their features need more memory
 
 
 def import_openmmtorch():
@@ -55,7 +61,11 @@ def model_metadata(model: ModelLike) -> dict:
         KEY_ATOMIC_NUMBERS: z,
         KEY_CUTOFF_NM: float(model.cutoff_angstrom) / 10.0,
         KEY_PERIODIC: bool(model.periodic),
-        KEY_FORMAT_VERSION: FORMAT_VERSION if hasattr(model, "forces_and_features") else 1,
+        KEY_FORMAT_VERSION: TAP_FORMAT_VERSION
+        if hasattr(model, "tap_path")
+        else FUSED_FORMAT_VERSION
+        if hasattr(model, "forces_and_features")
+        else 1,
         KEY_HEADS: ["energy", "forces"]
         + (["dipole"] if model.has_dipole else [])
         + (["polarizability"] if model.has_polarizability else []),
@@ -159,6 +169,99 @@ class PropertiesForce:
         return f
 
 
+class FeatureTap:
+    """The TorchForce recording backend: the exported model, given a ring file in shared memory,
+    keeps the positions and features of every evaluation there (``PaiNNForceField._tap_write``), and
+    the MD driver evaluates the dipole and polarizability heads on them, many frames per call.
+
+    The energy and forces come from an ordinary ``openmmtorch.TorchForce`` (:meth:`force`), so a
+    recorded run steps as fast as one that records nothing, in long ``integrator.step(n)`` calls.
+    The ring holds the last ``capacity`` evaluations (fewer if they would need more than 64 MB); read
+    them (:meth:`observables`) before it wraps.
+    Close the tap (or use it as a context manager) to remove its file.
+    """
+
+    def __init__(self, model: ModelLike, capacity: int):
+        if isinstance(model, (str, Path)):
+            module = load(model)
+        else:  # a private copy: the tap settings must not leak into the caller's module
+            module = torch.jit.load(_script_bytes(model))
+        if not hasattr(module, "tap_path"):
+            raise InputError(
+                "this exported model predates the feature tap (format 3); export it again with painn-export, "
+                "or record with --recording fused or second"
+            )
+        self.module = module
+        self.dtype = module.dtype_marker.dtype
+        self.n_atoms = int(module.species.shape[0])
+        self.n_features = int(module.potential.representation.n_features)
+        self.slot = 3 * self.n_atoms + 4 * self.n_atoms * self.n_features
+        self.capacity = int(max(1, min(capacity, TAP_MAX_BYTES // (8 * self.slot))))
+        shm = Path("/dev/shm")
+        handle, name = tempfile.mkstemp(prefix="painn-tap-", suffix=".f64", dir=shm if shm.is_dir() else None)
+        os.close(handle)
+        self.path = Path(name)
+        self._remove = weakref.finalize(self, self.path.unlink, missing_ok=True)  # even if close() is never called
+        self.ring = np.memmap(self.path, dtype=np.float64, mode="w+", shape=(1 + self.capacity * self.slot,))
+        module.tap_path = str(self.path)
+        module.tap_capacity = self.capacity
+
+    @property
+    def count(self) -> int:
+        """Evaluations at distinct positions so far."""
+        return int(self.ring[0])
+
+    def positions_nm(self, index: int) -> np.ndarray:
+        """Positions [N, 3] (nm) of evaluation ``index`` (0-based, one of the last ``capacity``)."""
+        return self._slots([index])[:, : 3 * self.n_atoms].reshape(self.n_atoms, 3)
+
+    def observables(self, indices) -> dict:
+        """Energy [B] (kJ/mol), dipole [B, 3] (e*nm) and polarizability [B, 3, 3] (nm^3), numpy, of
+        the evaluations ``indices``, in one call of the output heads."""
+        rows = self._slots(indices)
+        n, f = self.n_atoms, self.n_features
+        positions = torch.from_numpy(rows[:, : 3 * n].reshape(-1, n, 3))
+        s = torch.from_numpy(rows[:, 3 * n : 3 * n + n * f].reshape(-1, f)).to(self.dtype)
+        v = torch.from_numpy(rows[:, 3 * n + n * f :].reshape(-1, 3, f)).to(self.dtype)
+        out = self.module.observables_from_features(s, v, positions)
+        return {k: t.double().numpy() for k, t in out.items()}
+
+    def _slots(self, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64)
+        count = self.count
+        if len(indices) and (indices.max() >= count or indices.min() < count - self.capacity):
+            raise RecordingError(
+                f"feature tap: evaluations {indices.min()}-{indices.max()} requested, but the ring holds "
+                f"{max(0, count - self.capacity)}-{count - 1}; read it at least every {self.capacity} evaluations"
+            )
+        table = self.ring[1:].reshape(self.capacity, self.slot)
+        return np.array(table[indices % self.capacity])
+
+    def force(self) -> "openmm.Force":
+        """An ``openmmtorch.TorchForce`` running the model with this tap (not with CUDA graphs)."""
+        openmmtorch = import_openmmtorch()
+        force = openmmtorch.TorchForce(self.module)
+        force.setUsesPeriodicBoundaryConditions(bool(self.module.periodic))
+        return force
+
+    def close(self) -> None:
+        self.ring = None
+        self._remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _script_bytes(module: torch.nn.Module) -> io.BytesIO:
+    buffer = io.BytesIO()
+    torch.jit.save(module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module), buffer)
+    buffer.seek(0)
+    return buffer
+
+
 def _positions_nm(state) -> np.ndarray:
     """A state's positions [N, 3] (nm) as a new numpy array.  ``State.getPositions(asNumpy=True)``
     spends ~0.1 ms (it looks itself up with ``dir()`` and wraps the array in units) in a callback
@@ -176,12 +279,15 @@ def create_force(
     topology: "openmm.app.Topology",
     backend: str = "torch",
     cuda_graphs: bool = False,
+    tap_capacity: int = 100,
 ):
     """A force for ``topology`` from an exported model (path, or a loaded/eager module).
 
     Checks that the topology matches the model's particles and that a periodic box is large
     enough.  ``backend="torch"`` returns an ``openmmtorch.TorchForce``; ``backend="python"`` a
-    ``(openmm.PythonForce, PropertiesForce)`` pair whose second item exposes ``last`` properties.
+    ``(openmm.PythonForce, PropertiesForce)`` pair whose second item exposes ``last`` properties;
+    ``backend="tap"`` a ``(TorchForce, FeatureTap)`` pair whose second item holds the features of
+    the last ``tap_capacity`` evaluations.
     """
     tune_malloc()  # the model's tensors reused from step to step instead of faulted in anew (see allocator.py)
     meta = model_metadata(model)
@@ -205,22 +311,32 @@ def create_force(
         module = load(model) if isinstance(model, (str, Path)) else model
         adapter = PropertiesForce(module, periodic)
         return adapter.force(), adapter
-    raise InputError(f"backend must be 'torch' or 'python', not {backend!r}")
+    if backend == "tap":
+        if cuda_graphs:
+            raise InputError("the feature tap copies features to the host each step: it cannot run in CUDA graphs")
+        tap = FeatureTap(model, tap_capacity)
+        return tap.force(), tap
+    raise InputError(f"backend must be 'torch', 'python' or 'tap', not {backend!r}")
 
 
 def create_system(
-    model: ModelLike, topology: "openmm.app.Topology", backend: str = "torch", remove_cm_motion: bool = True
+    model: ModelLike,
+    topology: "openmm.app.Topology",
+    backend: str = "torch",
+    remove_cm_motion: bool = True,
+    tap_capacity: int = 100,
 ):
     """An ``openmm.System`` with the topology's masses and the model's force; returns (system, adapter)
-    where adapter is the :class:`PropertiesForce` for the python backend and None otherwise."""
+    where adapter is the :class:`PropertiesForce` (python backend), the :class:`FeatureTap` (tap
+    backend) or None."""
     system = openmm.System()
     for atom in topology.atoms():
         system.addParticle(atom.element.mass)
     box = topology.getPeriodicBoxVectors()
     if box is not None:
         system.setDefaultPeriodicBoxVectors(*box)
-    result = create_force(model, topology, backend)
-    force, adapter = result if backend == "python" else (result, None)
+    result = create_force(model, topology, backend, tap_capacity=tap_capacity)
+    force, adapter = result if backend in ("python", "tap") else (result, None)
     system.addForce(force)
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
