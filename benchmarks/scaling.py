@@ -4,9 +4,10 @@ with the cell list, and the all-pairs / cell-list crossover for molecular cluste
 Each point runs in a fresh pinned process (1 thread): forward + backward of the float32 TorchScript
 model (what TorchForce runs each step), median of a few evaluations; peak memory = the process's
 maximum resident set size minus its size before the first evaluation.  Steady state: the first
-evaluations of a large system are slower while the C heap grows to its working size.  The largest box is limited
-by this machine's 24 GB of memory (PaiNN keeps several [pairs, 3F] tensors per block for the
-backward pass); the per-atom memory measured here extrapolates linearly to larger boxes.
+evaluations of a large system are slower while the C heap grows to its working size.  Boxes with more
+than the export default of 2^18 pairs (~5,800 atoms) get their forces by recomputing each block
+instead of from autograd's saved tensors (~27 kB per pair); two extra rows compare both ways at
+4608 and 9000 atoms.
 
     python benchmarks/scaling.py
 """
@@ -21,12 +22,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-BOXES = [36, 64, 125, 216, 512, 1000]  # molecules: 324 ... 9000 atoms (periodic, cell list)
+BOXES = [36, 64, 125, 216, 512, 1000, 1728, 3375]  # molecules: 324 ... 30375 atoms (periodic, cell list)
+COMPARE = [512, 1000]  # molecules: boxes also run with the other way to the forces (autograd / recomputed)
 CLUSTERS = [1, 2, 4, 8, 16, 32]  # molecules: 9 ... 288 atoms (non-periodic, both modes)
 WARM_UP, TIMED = 4, 5  # evaluations: the first ones grow the process's heap (page faults), then steady state
 
 
-def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
+def worker(n_molecules: int, mode: str, threads: int, periodic: bool, forces: str = "auto") -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -42,9 +44,14 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
     else:  # a cluster: molecules 0.45 nm apart on a lattice, no box
         z, pos, box = molecular_box(z1, pos1, n_molecules, spacing_nm=0.45)
     ff = common.paper_forcefield(z, periodic=periodic, neighbor_mode=mode, targets=("energy", "forces"))
+    if forces != "auto":
+        ff.recompute_above_pairs = 0 if forces == "recomputed" else 2**62
     module = torch.jit.script(ff)
     positions = torch.tensor(pos, dtype=torch.float32)
     boxvectors = torch.tensor(box, dtype=torch.float32) if periodic else None
+    from painn_deploy.neighbors import cell_list_pairs
+
+    n_pairs = int(cell_list_pairs(positions * 10, None if boxvectors is None else boxvectors * 10, 5.0)[0].shape[0])
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     samples = []
     for i in range(WARM_UP + TIMED):
@@ -60,6 +67,8 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
         "atoms": len(z),
         "box_nm": float(box[0, 0]) if periodic else float("nan"),
         "mode": mode,
+        "pairs": n_pairs,
+        "forces": "recomputed" if n_pairs > ff.recompute_above_pairs else "autograd",
         "ms_per_step": ms,
         "us_per_atom_step": ms * 1e3 / len(z),
         "peak_mem_mb": (rss1 - rss0) / 1024.0,
@@ -70,26 +79,40 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--worker", nargs=3, metavar=("N_MOLECULES", "MODE", "PERIODIC"))
+    p.add_argument("--worker", nargs=4, metavar=("N_MOLECULES", "MODE", "PERIODIC", "FORCES"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out")
     args = p.parse_args()
     if args.worker:
-        n, mode, periodic = args.worker
-        Path(args.out).write_text(json.dumps(worker(int(n), mode, args.threads, periodic == "periodic")))
+        n, mode, periodic, forces = args.worker
+        Path(args.out).write_text(json.dumps(worker(int(n), mode, args.threads, periodic == "periodic", forces)))
         return
     rows = []
     for n in CLUSTERS:
         for mode in ("all_pairs", "cell_list"):
-            row = common.run_worker(Path(__file__), [n, mode, "cluster"], 1)
+            row = common.run_worker(Path(__file__), [n, mode, "cluster", "auto"], 1)
             row.pop("ms_samples")
             rows.append(row)
             print(row, flush=True)
+    compare = []
     for n in BOXES:
-        row = common.run_worker(Path(__file__), [n, "cell_list", "periodic"], 1)
+        row = common.run_worker(Path(__file__), [n, "cell_list", "periodic", "auto"], 1)
         row.pop("ms_samples")
         rows.append(row)
         print(row, flush=True)
+        if n in COMPARE:
+            other = "recomputed" if row["forces"] == "autograd" else "autograd"
+            extra = common.run_worker(Path(__file__), [n, "cell_list", "periodic", other], 1)
+            extra.pop("ms_samples")
+            extra["system"] = "periodic box (comparison)"
+            rows.append(extra)
+            print(extra, flush=True)
+            pair = {r["forces"]: r for r in (row, extra)}
+            compare.append(
+                f"{row['atoms']} atoms: recomputed/autograd time x"
+                f"{pair['recomputed']['ms_per_step'] / pair['autograd']['ms_per_step']:.2f}, memory x"
+                f"{pair['recomputed']['peak_mem_mb'] / pair['autograd']['peak_mem_mb']:.2f}"
+            )
     cell = [r for r in rows if r["system"] == "periodic box"]
     growth_time = cell[-1]["us_per_atom_step"] / cell[0]["us_per_atom_step"]
     growth_mem = cell[-1]["kb_per_atom"] / cell[0]["kb_per_atom"]
@@ -99,15 +122,15 @@ def main():
         f"Periodic ethanol boxes at 0.789 g/cm^3, cell list, {cell[0]['atoms']} -> {cell[-1]['atoms']} atoms: time per "
         f"atom x{growth_time:.2f}, peak memory per atom x{growth_mem:.2f}; from {cell[1]['atoms']} atoms x{growth_time1:.2f} "
         f"and x{growth_mem1:.2f} (the {cell[0]['atoms']}-atom box has only 3x3x3 cells, so every atom sees most others; "
-        f"target: within 1.5x). The largest box is limited by this machine's 24 GB: at "
-        f"{cell[-1]['kb_per_atom'] / 1024:.2f} MB per atom (PaiNN keeps several [pairs, 3F] tensors per block for the "
-        f"backward pass; ~50 neighbours per atom in the liquid) a 30,000-atom box would need about "
-        f"{cell[-1]['kb_per_atom'] * 30000 / 1024**2:.0f} GB. "
+        f"target: within 1.5x). forces: autograd keeps ~27 kB per pair for the backward pass; above the export default "
+        f"of 2^18 pairs the forces are recomputed block by block (memory ~O(atoms)); {'; '.join(compare)}. "
         "Clusters: molecules 0.45 nm apart, non-periodic; their all-pairs/cell-list crossover sets the export default "
         "(auto: all pairs up to 30 atoms). Paper-size PaiNN (F=128, 3 blocks), float32, energy + forces (forward + "
-        "backward), 1 pinned thread; peak memory = growth of the process's maximum resident set size."
+        "backward), 1 pinned thread; peak memory = growth of the process's maximum resident set size (it includes "
+        "TorchScript's one-off optimisation of the recomputing graph on its first calls)."
     )
-    columns = ["system", "atoms", "box_nm", "mode", "ms_per_step", "us_per_atom_step", "peak_mem_mb", "kb_per_atom"]
+    columns = ["system", "atoms", "box_nm", "mode", "pairs", "forces", "ms_per_step", "us_per_atom_step", "peak_mem_mb",
+               "kb_per_atom"]  # fmt: skip
     common.write_table("scaling", rows, columns, notes)
 
 

@@ -59,7 +59,7 @@ def test_fused_features_give_the_properties_of_each_frame(exported64, ethanol):
     for k, (pos, (energy, forces, _, _)) in enumerate(zip(frames, features)):
         ref = module.properties(pos)
         assert not forces.requires_grad and not s.requires_grad
-        assert float(energy) == pytest.approx(float(ref["energy"]), rel=1e-12)
+        assert float(energy.detach()) == pytest.approx(float(ref["energy"]), rel=1e-12)
         assert torch.allclose(forces, ref["forces"], rtol=0, atol=1e-10)
         for key in ("energy", "dipole", "polarizability"):
             assert torch.allclose(batched[key][k], ref[key], rtol=1e-10, atol=1e-14), key
@@ -85,9 +85,19 @@ def test_export_twice_gives_identical_results(trained_checkpoint, tmp_path, etha
 
 
 def test_export_for_a_pdb(trained_checkpoint, tmp_path):
+    from painn_deploy.cli.export import main
+
     path = tmp_path / "m.pt"
     meta = export(trained_checkpoint, path, pdb=str(ETHANOL_PDB))
     assert meta["atomic_numbers"] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    assert meta["recompute_above_pairs"] == 2**18 == load(path).recompute_above_pairs
+    # the command line passes the recomputation threshold through to the artefact and its metadata
+    assert main([str(trained_checkpoint), "-o", str(tmp_path / "r.pt"), "--recompute-above-pairs", "1000"]) == 0
+    assert (
+        load_metadata(tmp_path / "r.pt")["recompute_above_pairs"]
+        == 1000
+        == load(tmp_path / "r.pt").recompute_above_pairs
+    )
 
 
 def test_export_rejects_unknown_elements(trained_checkpoint, tmp_path):
@@ -135,12 +145,12 @@ def energy_forces(module, pos, box=None):
     return float(out["energy"].detach()), out["forces"].detach()
 
 
-def static_module(pot, z, pos, box, capacity=40000, per_cell=None):
+def static_module(pot, z, pos, box, capacity=40000, per_cell=None, **kwargs):
     from painn_deploy.neighbors import static_grid
 
     cells, auto_per_cell = static_grid(box * 10, pos * 10, 5.0)
     return PaiNNForceField(pot, z, True, "static", torch.float64, pair_capacity=capacity, static_cells=cells,
-                           atoms_per_cell=per_cell or auto_per_cell)  # fmt: skip
+                           atoms_per_cell=per_cell or auto_per_cell, **kwargs)  # fmt: skip
 
 
 def test_neighbor_modes_agree_periodic(box_system):
@@ -152,20 +162,29 @@ def test_neighbor_modes_agree_periodic(box_system):
         torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("recompute", [False, True], ids=["autograd", "recomputed"])
 @pytest.mark.parametrize("mode", ["cell_list", "static"])
-def test_pairs_in_chunks_give_the_same_energy_forces_and_responses(box_system, mode):
-    """Large systems evaluate the messages in chunks of pairs (no pair tensor over ~16 MB); chunked
-    and unchunked evaluation agree, including the padding pairs of the static list."""
+def test_pairs_in_chunks_give_the_same_energy_forces_and_responses(box_system, mode, recompute):
+    """Large systems evaluate the messages in chunks of pairs (no pair tensor over ~16 MB), and the
+    largest get their forces by recomputing each block instead of from autograd's saved tensors;
+    both agree with the plain evaluation, including the padding pairs of the static list."""
     import copy
 
     pot, z, pos, box = box_system
     chunked_pot = copy.deepcopy(pot)
     chunked_pot.representation.pairs_per_chunk = 1000  # this box has ~20,000 pairs
-    make = (lambda p: static_module(p, z, pos, box)) if mode == "static" else (
-        lambda p: PaiNNForceField(p, z, True, mode, torch.float64))  # fmt: skip
-    ref = make(pot).properties(pos, box)
+    above = 0 if recompute else 10**9
+    make = (lambda p: static_module(p, z, pos, box, recompute_above_pairs=above)) if mode == "static" else (
+        lambda p: PaiNNForceField(p, z, True, mode, torch.float64, recompute_above_pairs=above))  # fmt: skip
+    ref = make(pot).properties(pos, box) if not recompute else PaiNNForceField(
+        pot, z, True, "cell_list", torch.float64).properties(pos, box)  # fmt: skip
     chunked = torch.jit.script(make(chunked_pot))
     out = chunked.properties(pos, box)
+    p = pos.clone().requires_grad_(True)
+    energy = chunked(p, box)  # the TorchForce contract: forward(positions, box).backward()
+    energy.backward()
+    assert float(energy.detach()) == pytest.approx(float(ref["energy"]), rel=1e-12)
+    torch.testing.assert_close(-p.grad, ref["forces"], rtol=0, atol=1e-9)
     assert chunked.potential.representation.pairs_per_chunk == 1000
     assert float(out["energy"]) == pytest.approx(float(ref["energy"]), rel=1e-12)
     torch.testing.assert_close(out["forces"], ref["forces"], rtol=0, atol=1e-9)

@@ -13,7 +13,7 @@ from ..errors import CheckpointError, InputError
 from ..structures import random_rotation, read_pdb
 from ..training.checkpoint import atomic_write, load_checkpoint, potential_from_record
 from . import metadata as md
-from .module import PaiNNForceField
+from .module import RECOMPUTE_ABOVE_PAIRS, PaiNNForceField
 
 ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 18-36 atoms: benchmarks/results/scaling.md)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -34,6 +34,7 @@ def build_forcefield(
     pair_capacity: int = 0,
     positions_nm=None,
     box_nm=None,
+    recompute_above_pairs: int = RECOMPUTE_ABOVE_PAIRS,
 ) -> PaiNNForceField:
     """The eager deployable module for a checkpoint record (default: the training molecule).
     The static neighbour list takes its fixed grid from ``positions_nm``/``box_nm`` and, when
@@ -55,7 +56,8 @@ def build_forcefield(
             i, _ = neighbors.cell_list_pairs(pos, box, potential.config.cutoff_angstrom)
             pair_capacity = 2 * int(i.shape[0])
     return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity,
-                           static_cells=cells, atoms_per_cell=per_cell)  # fmt: skip
+                           static_cells=cells, atoms_per_cell=per_cell,
+                           recompute_above_pairs=recompute_above_pairs)  # fmt: skip
 
 
 def _energy_forces(module, positions_nm: np.ndarray, box_nm=None, dtype=torch.float64):
@@ -113,11 +115,14 @@ def export(
     neighbor_mode: str = "auto",
     periodic: Optional[bool] = None,
     pair_capacity: int = 0,
+    recompute_above_pairs: int = RECOMPUTE_ABOVE_PAIRS,
 ) -> dict:
     """Write the TorchScript artefact ``output`` for ``checkpoint``; returns its metadata.
 
     The particles are the training molecule's, or those of ``pdb`` (any system made of elements
     the model knows).  A PDB with a CRYST1 box gives a periodic model unless ``periodic=False``.
+    Systems with more than ``recompute_above_pairs`` pairs get their forces by recomputation
+    (memory O(atoms) instead of ~27 kB per pair, ~1.3x the time).
     """
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
@@ -132,7 +137,9 @@ def export(
         raise InputError("--periodic needs a box: give a PDB with a CRYST1 record via --pdb")
     if not is_periodic:
         box_nm = None
-    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm)
+    eager = build_forcefield(
+        record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, recompute_above_pairs
+    )
     scripted = torch.jit.script(eager)
     frames_nm = _validation_frames(record)
     record = dict(record, validation_frames_nm=frames_nm)
@@ -160,6 +167,7 @@ def export(
         },
         md.KEY_NEIGHBOR_LIST: choose_neighbor_mode(len(z), neighbor_mode),
         md.KEY_PAIR_CAPACITY: eager.pair_capacity,
+        md.KEY_RECOMPUTE_ABOVE_PAIRS: eager.recompute_above_pairs,
         md.KEY_VERSIONS: versions.collect(),
         md.KEY_MODEL: config,
         md.KEY_TRAINING: {

@@ -19,6 +19,7 @@ KEY_HEADS = "heads"
 KEY_UNITS = "units"
 KEY_NEIGHBOR_LIST = "neighbor_list"
 KEY_PAIR_CAPACITY = "pair_capacity"
+KEY_RECOMPUTE_ABOVE_PAIRS = "recompute_above_pairs"  # more pairs: forces by recomputation (memory O(N))
 KEY_VERSIONS = "versions"
 KEY_MODEL = "model"  # hyperparameters
 KEY_TRAINING = "training"  # provenance: data hash, split sizes, test errors

@@ -19,6 +19,10 @@ from ..elements import masses_amu, species_index
 from ..errors import InputError
 from ..model import PaiNNPotential, all_pairs
 
+# above this many pairs (~5,000 atoms of liquid) forces come from recomputing each block instead of from
+# autograd's saved tensors, which would need ~27 kB per pair (7 GB here); the recomputation costs ~x1.3 time
+RECOMPUTE_ABOVE_PAIRS = 2**18
+
 
 class PaiNNForceField(nn.Module):
     """PaiNN for a fixed set of N particles, in OpenMM units, with its neighbour list inside.
@@ -29,6 +33,8 @@ class PaiNNForceField(nn.Module):
     every shape is fixed and nothing is read back to the host, as CUDA graphs need; an overflow
     raises an error on the CPU and gives a NaN energy on GPUs).  Use
     :func:`painn_deploy.neighbors.static_grid` for the grid of a reference configuration.
+    ``recompute_above_pairs``: systems with more pairs than this get their forces by recomputation
+    (memory O(N) instead of ~27 kB per pair; see :meth:`_energy_and_features`).
     """
 
     periodic: torch.jit.Final[bool]
@@ -37,6 +43,7 @@ class PaiNNForceField(nn.Module):
     has_polarizability: torch.jit.Final[bool]
     cutoff_angstrom: torch.jit.Final[float]
     pair_capacity: torch.jit.Final[int]
+    recompute_above_pairs: torch.jit.Final[int]
     tap: Optional[torch.Tensor]
 
     def __init__(
@@ -50,6 +57,7 @@ class PaiNNForceField(nn.Module):
         pair_capacity: int = 0,
         static_cells: Optional[Sequence[int]] = None,
         atoms_per_cell: int = 0,
+        recompute_above_pairs: int = RECOMPUTE_ABOVE_PAIRS,
     ):
         super().__init__()
         if neighbor_mode not in neighbors.MODES:
@@ -72,6 +80,7 @@ class PaiNNForceField(nn.Module):
         self.has_polarizability = "polarizability" in config.targets
         self.cutoff_angstrom = float(config.cutoff_angstrom)
         self.pair_capacity = int(pair_capacity)
+        self.recompute_above_pairs = int(recompute_above_pairs)
         self.static_cells: List[int] = [int(c) for c in static_cells] if static_cells is not None else [1, 1, 1]
         self.atoms_per_cell = int(atoms_per_cell)
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
@@ -88,9 +97,9 @@ class PaiNNForceField(nn.Module):
         self.tap_capacity = 0
         self.tap = None
 
-    def _features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
-        """Positions [N, 3] (Angstrom), the representation's features s [N, F] and v [N, 3, F], and
-        the static neighbour list's overflow flag, for positions [N, 3] and box [3, 3] in nm."""
+    def _pairs(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
+        """Positions [N, 3] and box [3, 3] in Angstrom, the pairs idx_i, idx_j [P], their weights (static
+        list) and the static list's overflow flag, for positions [N, 3] and box [3, 3] in nm."""
         if positions_nm.shape[0] != self.species.shape[0]:
             raise RuntimeError(
                 "TopologyMismatchError: the model was exported for "
@@ -130,9 +139,37 @@ class PaiNNForceField(nn.Module):
                     + " pairs (or a cell overflowed, or the box shrank). Export again with a larger --pair-capacity "
                     "or use --neighbor-list cell_list."
                 )
+        return positions, box, idx_i, idx_j, pair_weight, overflow
+
+    def _energy_and_features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
+        """Energy (kJ/mol, scalar; differentiable with respect to ``positions_nm`` when that requires
+        gradients), positions [N, 3] (Angstrom) and the representation's features s [N, F] and
+        v [N, 3, F], for positions [N, 3] and box [3, 3] in nm.
+
+        Above ``recompute_above_pairs`` pairs the gradient is not left to autograd, which would keep
+        ~27 kB per pair (39 GB for 30,000 atoms of liquid): the representation runs without autograd,
+        keeping each block's inputs, and :meth:`PaiNN.backward_recomputed` evaluates each block again
+        for the gradient, chunk by chunk.  The energy returned carries that gradient."""
+        positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
+        rep = self.potential.representation
+        if positions.requires_grad and idx_i.shape[0] > self.recompute_above_pairs:
+            r_ij = neighbors.pair_vectors(positions.detach(), box, idx_i, idx_j)
+            with torch.no_grad():
+                s, v, kept = rep.forward_in_chunks(self.species, idx_i, idx_j, r_ij, pair_weight, True)
+            s_leaf = s.requires_grad_(True)
+            energy = self._energy(s_leaf, positions.detach(), overflow)
+            grad_s = torch.autograd.grad([energy], [s_leaf])[0]
+            assert grad_s is not None
+            grad_r = rep.backward_recomputed(idx_i, idx_j, r_ij, pair_weight, kept, grad_s, torch.zeros_like(v))
+            # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j += dE/dr_ij, dE/dr_i -= dE/dr_ij
+            grad_positions = torch.zeros(positions.shape, dtype=r_ij.dtype, device=r_ij.device)
+            grad_positions = grad_positions.index_add(0, idx_j, grad_r).index_add(0, idx_i, -grad_r)
+            # the value of the energy, with grad_positions as its gradient for autograd (TorchForce, forces)
+            energy = energy.detach() + torch.sum((positions - positions.detach()) * grad_positions)
+            return energy, positions.detach(), s.detach(), v
         r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
-        s, v = self.potential.representation(self.species, idx_i, idx_j, r_ij, pair_weight)
-        return positions, s, v, overflow
+        s, v = rep(self.species, idx_i, idx_j, r_ij, pair_weight)
+        return self._energy(s, positions, overflow), positions, s, v
 
     def _heads(
         self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, n_frames: int, energy: bool, responses: bool
@@ -167,8 +204,8 @@ class PaiNNForceField(nn.Module):
     def _evaluate(
         self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor], energy_only: bool
     ) -> Dict[str, torch.Tensor]:
-        positions, s, v, overflow = self._features(positions_nm, box_nm)
-        result: Dict[str, torch.Tensor] = {"energy": self._energy(s, positions, overflow)}
+        energy, positions, s, v = self._energy_and_features(positions_nm, box_nm)
+        result: Dict[str, torch.Tensor] = {"energy": energy}
         if not energy_only:
             for key, value in self._heads(s, v, positions, 1, False, True).items():
                 result[key] = value[0]
@@ -178,9 +215,9 @@ class PaiNNForceField(nn.Module):
         """Potential energy (kJ/mol) of positions [N, 3] (nm); the TorchForce contract."""
         if self.tap_path == "":
             return self._evaluate(positions, boxvectors, True)["energy"]
-        pos, s, v, overflow = self._features(positions, boxvectors)
+        energy, _, s, v = self._energy_and_features(positions, boxvectors)
         self._tap_write(positions, s, v)
-        return self._energy(s, pos, overflow)
+        return energy
 
     def _tap_write(self, positions_nm: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> None:
         """Keep this evaluation's positions (nm) and features in the shared-memory ring ``tap_path``.
@@ -259,8 +296,7 @@ class PaiNNForceField(nn.Module):
         which :meth:`observables_from_features` gives the dipole and polarizability later, for
         many frames in one call."""
         positions = positions.detach().requires_grad_(True)
-        pos, s, v, overflow = self._features(positions, boxvectors)
-        energy = self._energy(s, pos, overflow)
+        energy, _, s, v = self._energy_and_features(positions, boxvectors)
         grad = torch.autograd.grad([energy], [positions])[0]
         if grad is None:
             raise RuntimeError(

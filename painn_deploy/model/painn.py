@@ -4,7 +4,7 @@ Shapes: N atoms, P directed pairs (i receives from j), F features.
 Scalar features s: [N, F]; vector features v: [N, 3, F].  Lengths in Angstrom.
 """
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -21,21 +21,16 @@ class PaiNNMessage(nn.Module):
         self.phi = nn.Sequential(nn.Linear(n_features, n_features), nn.SiLU(), nn.Linear(n_features, 3 * n_features))
 
     def pair_terms(
-        self,
-        phi: torch.Tensor,
-        v: torch.Tensor,
-        filters: torch.Tensor,
-        unit_vectors: torch.Tensor,
-        idx_j: torch.Tensor,
-        first: bool,
+        self, phi_j: torch.Tensor, v_j: Optional[torch.Tensor], filters: torch.Tensor, unit_vectors: torch.Tensor
     ):
-        """Messages of pairs to their atom i: ds [P, F] and dv [P, 3, F], from phi(s) [N, 3F]."""
+        """Messages of pairs to their atom i: ds [P, F] and dv [P, 3, F], from the neighbours' phi(s_j)
+        [P, 3F] and v_j [P, 3, F] (None before the first block, where v is zero)."""
         f = self.n_features
-        x = phi.index_select(0, idx_j) * filters
+        x = phi_j * filters
         ds, dv_v, dv_r = torch.split(x, f, dim=-1)
         dv = unit_vectors.unsqueeze(2) * dv_r.unsqueeze(1)
-        if not first:  # v_j is zero before the first block
-            dv = dv + v.index_select(0, idx_j) * dv_v.unsqueeze(1)
+        if v_j is not None:
+            dv = dv + v_j * dv_v.unsqueeze(1)
         return ds, dv
 
     def forward(
@@ -48,7 +43,8 @@ class PaiNNMessage(nn.Module):
         idx_j: torch.Tensor,
         first: bool,
     ):
-        ds, dv = self.pair_terms(self.phi(s), v, filters, unit_vectors, idx_j, first)
+        v_j = None if first else v.index_select(0, idx_j)
+        ds, dv = self.pair_terms(self.phi(s).index_select(0, idx_j), v_j, filters, unit_vectors)
         s = s + torch.zeros_like(s).index_add(0, idx_i, ds)
         v = v + torch.zeros_like(v).index_add(0, idx_i, dv)
         return s, v
@@ -107,37 +103,69 @@ class PaiNN(nn.Module):
         r_ij: torch.Tensor,
         pair_weight: Optional[torch.Tensor] = None,
     ):
+        n_pairs = r_ij.shape[0]
+        if n_pairs > self.pairs_per_chunk:
+            s, v, _ = self.forward_in_chunks(species, idx_i, idx_j, r_ij, pair_weight, False)
+            return s, v
+        # molecules: every block's filters in one matrix product, few large operations
+        basis, unit_vectors = self.pair_basis(r_ij, pair_weight)
+        filters = torch.split(torch.matmul(basis, self.filter_weight()), 3 * self.n_features, dim=-1)
+        s = self.embedding(species)
+        v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
+        k = 0
+        for message, update in zip(self.messages, self.updates):
+            s, v = message(s, v, filters[k], unit_vectors, idx_i, idx_j, k == 0)
+            s, v = update(s, v)
+            k += 1
+        return s, v
+
+    def filter_weight(self) -> torch.Tensor:
+        """[W, b]^T [n_rbf + 1, 3F * blocks] of the filters, for :meth:`pair_basis` inputs."""
+        return torch.cat([self.filters.weight, self.filters.bias.unsqueeze(-1)], dim=-1).t()
+
+    def pair_basis(self, r_ij: torch.Tensor, pair_weight: Optional[torch.Tensor]):
+        """[rbf(r) * envelope, envelope] [P, n_rbf + 1] and unit vectors [P, 3] of pair vectors r_ij [P, 3].
+
+        The filters are (W rbf + b) * envelope = basis @ :meth:`filter_weight`: as one product,
+        autograd keeps only the [P, n_rbf + 1] basis for the backward pass instead of two [P, 9F] tensors."""
         r = safe_norm(r_ij, dim=-1)
         unit_vectors = r_ij / r.unsqueeze(-1)
         envelope = cosine_cutoff(r, self.cutoff)
         if pair_weight is not None:  # padding entries of a static pair list
             envelope = envelope * pair_weight
-        # (W rbf + b) * envelope as one product [rbf * envelope, envelope] @ [W, b]^T: autograd then keeps
-        # only the [P, n_rbf + 1] input for the backward pass instead of two [P, 9F] tensors
-        weight = torch.cat([self.filters.weight, self.filters.bias.unsqueeze(-1)], dim=-1).t()
-        s = self.embedding(species)
-        v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
-        n_pairs = r.shape[0]
+        envelope = envelope.unsqueeze(-1)
+        return torch.cat([self.rbf(r) * envelope, envelope], dim=-1), unit_vectors
+
+    def forward_in_chunks(
+        self,
+        species: torch.Tensor,
+        idx_i: torch.Tensor,
+        idx_j: torch.Tensor,
+        r_ij: torch.Tensor,
+        pair_weight: Optional[torch.Tensor],
+        keep_inputs: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """:meth:`forward` for large systems: pairs in chunks, so that no pair tensor exceeds ~16 MB.
+        Larger blocks are allocated with mmap and freed back to the system each time, and faulting
+        those pages in again every step cost more than the arithmetic (x4 at 4608 atoms,
+        benchmarks/scaling.py).  With ``keep_inputs`` (call it under ``torch.no_grad()``) it also
+        returns every block's s, v, s + messages, v + messages, for :meth:`backward_recomputed`."""
         chunk = self.pairs_per_chunk
-        if n_pairs <= chunk:  # molecules: every block's filters in one matrix product, few large operations
-            envelope = envelope.unsqueeze(-1)
-            basis = torch.cat([self.rbf(r) * envelope, envelope], dim=-1)
-            filters = torch.split(torch.matmul(basis, weight), 3 * self.n_features, dim=-1)
-            k = 0
-            for message, update in zip(self.messages, self.updates):
-                s, v = message(s, v, filters[k], unit_vectors, idx_i, idx_j, k == 0)
-                s, v = update(s, v)
-                k += 1
-            return s, v
-        # large systems: pairs in chunks, so that no pair tensor exceeds ~16 MB.  Larger blocks are
-        # allocated with mmap and freed back to the system each time, and faulting those pages in
-        # again every step cost more than the arithmetic (x4 at 4608 atoms, benchmarks/scaling.py)
+        n_pairs = r_ij.shape[0]
+        weight = self.filter_weight()
         bases: List[torch.Tensor] = []
+        units: List[torch.Tensor] = []
         for start in range(0, n_pairs, chunk):
             end = min(start + chunk, n_pairs)
-            env = envelope[start:end].unsqueeze(-1)
-            bases.append(torch.cat([self.rbf(r[start:end]) * env, env], dim=-1))
+            basis, unit_vectors = self.pair_basis(
+                r_ij[start:end], None if pair_weight is None else pair_weight[start:end]
+            )
+            bases.append(basis)
+            units.append(unit_vectors)
+        s = self.embedding(species)
+        v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
         width = 3 * self.n_features
+        kept: List[torch.Tensor] = []
         k = 0
         for message, update in zip(self.messages, self.updates):
             phi = message.phi(s)
@@ -147,11 +175,86 @@ class PaiNN(nn.Module):
             for c, basis in enumerate(bases):
                 start = c * chunk
                 end = min(start + chunk, n_pairs)
-                ds, dv = message.pair_terms(
-                    phi, v, torch.matmul(basis, w), unit_vectors[start:end], idx_j[start:end], k == 0
-                )
+                j = idx_j[start:end]
+                v_j = None if k == 0 else v.index_select(0, j)
+                ds, dv = message.pair_terms(phi.index_select(0, j), v_j, torch.matmul(basis, w), units[c])
                 ds_sum = ds_sum.index_add(0, idx_i[start:end], ds)
                 dv_sum = dv_sum.index_add(0, idx_i[start:end], dv)
+            if keep_inputs:
+                kept += [s, v, s + ds_sum, v + dv_sum]
             s, v = update(s + ds_sum, v + dv_sum)
             k += 1
-        return s, v
+        return s, v, kept
+
+    def backward_recomputed(
+        self,
+        idx_i: torch.Tensor,
+        idx_j: torch.Tensor,
+        r_ij: torch.Tensor,
+        pair_weight: Optional[torch.Tensor],
+        kept: List[torch.Tensor],
+        grad_s: torch.Tensor,
+        grad_v: torch.Tensor,
+    ) -> torch.Tensor:
+        """Gradient [P, 3] with respect to r_ij of a quantity whose gradients with respect to the final
+        s [N, F] and v [N, 3, F] are ``grad_s`` and ``grad_v``, from the inputs ``kept`` by
+        :meth:`forward_in_chunks`.  Each block is evaluated again, pair chunk by pair chunk, so memory
+        stays O(N F + chunk) where autograd over the whole graph keeps ~27 kB per pair (gradient
+        checkpointing, which TorchScript has no function for).  First derivatives only."""
+        chunk = self.pairs_per_chunk
+        n_pairs = r_ij.shape[0]
+        weight = self.filter_weight()
+        width = 3 * self.n_features
+        grad_r = torch.zeros_like(r_ij)
+        for k in range(self.n_interactions - 1, -1, -1):
+            block = 0
+            for message, update in zip(self.messages, self.updates):  # (TorchScript: no reversed ModuleList)
+                if block == k:
+                    s_in, v_in, s_mid, v_mid = kept[4 * k], kept[4 * k + 1], kept[4 * k + 2], kept[4 * k + 3]
+                    s_mid = s_mid.detach().requires_grad_(True)
+                    v_mid = v_mid.detach().requires_grad_(True)
+                    s_out, v_out = update(s_mid, v_mid)
+                    grad_s_mid, grad_v_mid = _grads([s_out, v_out], [s_mid, v_mid], [grad_s, grad_v])
+                    s_in = s_in.detach().requires_grad_(True)
+                    phi = message.phi(s_in)
+                    phi_d = phi.detach()
+                    grad_phi = torch.zeros_like(phi_d)
+                    grad_v = grad_v_mid.clone()
+                    w = weight[:, k * width : (k + 1) * width]
+                    for start in range(0, n_pairs, chunk):
+                        end = min(start + chunk, n_pairs)
+                        i = idx_i[start:end]
+                        j = idx_j[start:end]
+                        r_c = r_ij[start:end].detach().requires_grad_(True)
+                        basis, unit_vectors = self.pair_basis(
+                            r_c, None if pair_weight is None else pair_weight[start:end]
+                        )
+                        phi_j = phi_d.index_select(0, j).requires_grad_(True)
+                        inputs = [phi_j, r_c]
+                        v_j: Optional[torch.Tensor] = None
+                        if k > 0:
+                            v_j = v_in.index_select(0, j).requires_grad_(True)
+                            inputs.append(v_j)
+                        ds, dv = message.pair_terms(phi_j, v_j, torch.matmul(basis, w), unit_vectors)
+                        g = _grads([ds, dv], inputs, [grad_s_mid.index_select(0, i), grad_v_mid.index_select(0, i)])
+                        grad_phi.index_add_(0, j, g[0])
+                        grad_r[start:end] += g[1]
+                        if k > 0:
+                            grad_v.index_add_(0, j, g[2])
+                    grad_s = grad_s_mid
+                    if k > 0:  # (the first block's s is the embedding: no positions behind it)
+                        grad_s = grad_s + _grads([phi], [s_in], [grad_phi])[0]
+                block += 1
+        return grad_r
+
+
+def _grads(outputs: List[torch.Tensor], inputs: List[torch.Tensor], grad_outputs: List[torch.Tensor]):
+    """Vector-Jacobian products d(outputs . grad_outputs)/d inputs (zeros where independent)."""
+    grad_opt: List[Optional[torch.Tensor]] = []
+    for g in grad_outputs:
+        grad_opt.append(g)
+    grads = torch.autograd.grad(outputs, inputs, grad_opt, allow_unused=True)
+    result: List[torch.Tensor] = []
+    for g, x in zip(grads, inputs):
+        result.append(torch.zeros_like(x) if g is None else g)
+    return result
