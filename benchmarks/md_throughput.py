@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = 5
 MOLECULES = {"ethanol": "ethanol.pdb", "aspirin": "aspirin.pdb"}
 CASES = [
     ("classical", "none", 1),
@@ -30,36 +30,63 @@ CASES = [
 ]
 
 
-def worker(molecule: str, recording: str, beads: int, steps: int, threads: int) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
-    from painn_deploy.md import SimulationConfig, run_simulation
+def _config(molecule: str, beads: int, threads: int, tmp: Path) -> dict:
+    from painn_deploy.deploy import export
 
     pdb = common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]
-    tmp = Path(tempfile.mkdtemp())
     model = tmp / "model.pt"
     # the bundled paper-size model (it knows H, C, O, so it can be exported for aspirin too): MD with
     # random weights flies apart, and the cost of a step does not depend on the weights
-    from painn_deploy.deploy import export
-
     export(common.ROOT / "painn_deploy" / "resources" / "ethanol_painn.ckpt", model, pdb=str(pdb))
+    return dict(structure=str(pdb), model=str(model), beads=beads, log_interval=500, trajectory_interval=500,
+                checkpoint_interval=10**9, progress="none", platform="CPU", threads=threads)  # fmt: skip
+
+
+def _run(cfg: dict, recording: str, steps: int, output: Path):
+    from painn_deploy.md import SimulationConfig, run_simulation
+
     record = recording != "none"
-    cfg = dict(structure=str(pdb), model=str(model), steps=steps, beads=beads, record_dipole=record,
-               record_polarizability=record, recording=recording if record else "auto", log_interval=500,
-               trajectory_interval=500, checkpoint_interval=10**9, progress="none", platform="CPU",
-               threads=threads)  # fmt: skip
-    # steady state: the difference of a run of 3N steps and one of N steps removes start-up costs
-    # (loading, warm-up, TorchScript optimising the graph on its first calls)
+    return run_simulation(SimulationConfig(output=str(output), steps=steps, record_dipole=record,
+                                           record_polarizability=record, recording=recording if record else "auto",
+                                           **cfg))  # fmt: skip
+
+
+def worker(molecule: str, recording: str, beads: int, steps: int, threads: int) -> dict:
+    """One recording mode: steady state from the difference of a run of 3N steps and one of N steps,
+    which removes start-up costs (loading, warm-up, TorchScript optimising the graph on its first calls)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    tmp = Path(tempfile.mkdtemp())
+    cfg = _config(molecule, beads, threads, tmp)
     seconds = {}
     for n in (steps, 3 * steps):
         t = time.perf_counter()
-        result = run_simulation(SimulationConfig(output=str(tmp / f"run{n}"), **dict(cfg, steps=n)))
+        result = _run(cfg, recording, n, tmp / f"run{n}")
         seconds[n] = time.perf_counter() - t
     ms_per_step = (seconds[3 * steps] - seconds[steps]) / (2 * steps) * 1e3
     startup_s = seconds[steps] - steps * ms_per_step * 1e-3
     return {"ns_per_day": 0.5e-6 * 86400 / (ms_per_step * 1e-3), "ms_per_step": ms_per_step, "startup_s": startup_s,
             "recording": result.recording}  # fmt: skip
+
+
+def interleaved_worker(molecule: str, steps: int, threads: int, rounds: int) -> dict:
+    """The classical recording modes run in turn in one process, ``rounds`` times: each run's speed is its
+    step loop's (painn-simulate's ns/day, measured after the warm-up), and each round's costs are ratios to
+    that round's run without recording, so the shared machine's drifts cancel."""
+    import torch
+
+    torch.set_num_threads(threads)
+    tmp = Path(tempfile.mkdtemp())
+    cfg = _config(molecule, 1, threads, tmp)
+    modes = [c[1] for c in CASES if c[2] == 1]
+    _run(cfg, "tap", 200, tmp / "warm")  # the first run in a process pays one-off costs
+    ms = {m: [] for m in modes}
+    for r in range(rounds):
+        for m in modes:
+            result = _run(cfg, m, steps, tmp / f"{m}{r}")
+            ms[m].append(0.5e-6 * 86400 / result.ns_per_day * 1e3)
+    return {m: {"ms_per_step_runs": v, "ratios": [a / b for a, b in zip(v, ms["none"])]} for m, v in ms.items()}
 
 
 def main():
@@ -71,30 +98,44 @@ def main():
     args = p.parse_args()
     if args.worker:
         m, rec, beads = args.worker
-        Path(args.out).write_text(json.dumps(worker(m, rec, int(beads), args.steps, args.threads)))
+        if rec == "interleaved":
+            result = interleaved_worker(m, args.steps, args.threads, ROUNDS)
+        else:
+            result = worker(m, rec, int(beads), args.steps, args.threads)
+        Path(args.out).write_text(json.dumps(result))
         return
     rows = []
     for molecule, pdb in MOLECULES.items():
         peer = common.run_peer(["md", "--model", "untrained", "--pdb", common.ROOT / "painn_deploy" / "resources" / pdb,
                                 "--steps", args.steps], 1)  # fmt: skip
-        # classical rows: ROUNDS interleaved repetitions, median; the ratios between them are what matter
+        # classical rows: the modes in turn in one process, ROUNDS times (interleaved_worker)
+        inter = common.run_worker(Path(__file__), [molecule, "interleaved", 1, "--steps", args.steps], 1)
         results = {}
-        for _ in range(ROUNDS):
-            for case in CASES:
-                if case[2] == 1:
-                    r = common.run_worker(Path(__file__), [molecule, case[1], 1, "--steps", args.steps], 1)
-                    results.setdefault(case, []).append(r)
         for case in CASES:
             if case[2] > 1:
                 steps = max(args.steps // case[2], 50)
                 results[case] = [common.run_worker(Path(__file__), [molecule, case[1], case[2], "--steps", steps], 1)]
-        base = float(np.median([r["ms_per_step"] for r in results[("classical", "none", 1)]]))
-        for (kind, recording, beads), runs in results.items():
-            ms = float(np.median([r["ms_per_step"] for r in runs]))
+        base = float(np.median(inter["none"]["ms_per_step_runs"]))
+        for kind, recording, beads in CASES:
+            if beads == 1:
+                runs = inter[recording]["ms_per_step_runs"]
+                ms = float(np.median(runs))
+                cost = float(np.median(inter[recording]["ratios"]))
+                spread = [round(x, 3) for x in sorted(inter[recording]["ratios"])]
+                startup = float("nan")
+            else:
+                r = results[(kind, recording, beads)][0]
+                runs, ms, cost, spread, startup = (
+                    [r["ms_per_step"]],
+                    r["ms_per_step"],
+                    r["ms_per_step"] / base,
+                    [],
+                    r["startup_s"],
+                )
             row = {"molecule": molecule, "md": kind, "beads": beads, "recording": recording, "ms_per_step": ms,
                    "ns_per_day": 0.5e-6 * 86400 / (ms * 1e-3), "runs": len(runs),
-                   "ms_per_step_runs": [round(r["ms_per_step"], 3) for r in runs],
-                   "startup_s": float(np.median([r["startup_s"] for r in runs])), "cost_vs_no_recording": ms / base}  # fmt: skip
+                   "ms_per_step_runs": [round(x, 3) for x in runs], "startup_s": startup,
+                   "cost_vs_no_recording": cost, "cost_per_round": spread}  # fmt: skip
             if peer:
                 row["schnetpack_ms_per_step"] = peer["ms_per_step_median"]
                 row["ratio_vs_schnetpack"] = ms / (peer["ms_per_step_median"] * beads)
@@ -112,15 +153,18 @@ def main():
             "ms_per_step",
             "runs",
             "cost_vs_no_recording",
+            "cost_per_round",
             "schnetpack_ms_per_step",
             "ratio_vs_schnetpack",
         ],  # fmt: skip
         notes="painn-simulate on the OpenMM CPU platform (openmmtools BAOAB, 0.5 fs; RPMD: OpenMM RPMDIntegrator with "
         "the PILE thermostat), paper-size PaiNN, float32, 1 thread. "
-        "ms_per_step: steady state, (time of 3N steps - time of N steps) / 2N, median of `runs` runs (classical rows: "
-        "interleaved, so drifts of this shared machine hit all alike); startup_s: the rest of the N-step run "
-        "(model loading, warm-up, TorchScript's first optimising calls). cost_vs_no_recording: ms/step over the "
-        "classical run without recording of the same molecule. "
+        "Classical rows: the four recording modes run in turn in one process, `runs` rounds of N steps each; ms_per_step "
+        "is the median of the runs' step-loop speeds (painn-simulate's ns/day, after loading and warm-up), "
+        "cost_vs_no_recording the median over rounds of each round's ratio to its run without recording (cost_per_round: "
+        "all of them, sorted), so drifts of this shared machine cancel. RPMD rows: steady state from (time of 3N steps - "
+        "time of N steps) / 2N in a fresh process; startup_s: the rest of the N-step run (loading, warm-up, TorchScript's "
+        "first optimising calls); their cost_vs_no_recording is against the classical median. "
         "ratio_vs_schnetpack: ours / (SchNetPack's MD driver ms/step x beads). Recording: tap (the default) = "
         "TorchForce, the model leaves each step's features in shared memory and the dipole and polarizability heads "
         "run on 100 steps' features at once, while the dynamics runs in 100-step integrator calls; fused = one PythonForce "
