@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair-capacity", type=int, default=0, help="maximum number of pairs of the static neighbour list")
     p.add_argument("--recompute-above-pairs", type=int, default=RECOMPUTE_ABOVE_PAIRS,
                    help="systems with more pairs get their forces by recomputing each block instead of keeping "
-                   "autograd's ~27 kB per pair: memory grows ~O(atoms) at ~1.3x the time (default %(default)s, "
+                   "autograd's ~27 kB per pair: memory grows ~O(atoms) at ~1.2x the time (default %(default)s, "
                    "about 5,000 atoms of liquid)")  # fmt: skip
     p.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
                    help="force a periodic or non-periodic model (default: periodic when the PDB has a box)")  # fmt: skip

@@ -122,7 +122,7 @@ def export(
     The particles are the training molecule's, or those of ``pdb`` (any system made of elements
     the model knows).  A PDB with a CRYST1 box gives a periodic model unless ``periodic=False``.
     Systems with more than ``recompute_above_pairs`` pairs get their forces by recomputation
-    (memory O(atoms) instead of ~27 kB per pair, ~1.3x the time).
+    (memory O(atoms) instead of ~27 kB per pair, ~1.2x the time).
     """
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
