@@ -91,6 +91,9 @@ class PaiNNForceField(nn.Module):
         idx_i, idx_j = all_pairs(n) if neighbor_mode == "all_pairs" else (torch.zeros(0, dtype=torch.long),) * 2
         self.register_buffer("idx_i", idx_i)
         self.register_buffer("idx_j", idx_j)
+        # all pairs as a dense [N, N] array (forward_dense): every pair but an atom with itself
+        mask = 1.0 - torch.eye(n, dtype=dtype) if neighbor_mode == "all_pairs" else torch.zeros((0, 0), dtype=dtype)
+        self.register_buffer("pair_mask", mask)
         self.register_buffer("dtype_marker", torch.zeros((), dtype=dtype))
         # feature tap (see _tap_write): off unless a driver sets tap_path and tap_capacity on a loaded copy
         self.tap_path = ""
@@ -152,24 +155,46 @@ class PaiNNForceField(nn.Module):
         for the gradient, chunk by chunk.  The energy returned carries that gradient."""
         positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
         rep = self.potential.representation
-        if positions.requires_grad and idx_i.shape[0] > self.recompute_above_pairs:
-            r_ij = neighbors.pair_vectors(positions.detach(), box, idx_i, idx_j)
-            with torch.no_grad():
-                s, v, kept = rep.forward_in_chunks(self.species, idx_i, idx_j, r_ij, pair_weight, True)
-            s_leaf = s.requires_grad_(True)
-            energy = self._energy(s_leaf, positions.detach(), overflow)
-            grad_s = torch.autograd.grad([energy], [s_leaf])[0]
-            assert grad_s is not None
-            grad_r = rep.backward_recomputed(idx_i, idx_j, r_ij, pair_weight, kept, grad_s, torch.zeros_like(v))
-            # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j += dE/dr_ij, dE/dr_i -= dE/dr_ij
-            grad_positions = torch.zeros(positions.shape, dtype=r_ij.dtype, device=r_ij.device)
-            grad_positions = grad_positions.index_add(0, idx_j, grad_r).index_add(0, idx_i, -grad_r)
-            # the value of the energy, with grad_positions as its gradient for autograd (TorchForce, forces)
-            energy = energy.detach() + torch.sum((positions - positions.detach()) * grad_positions)
-            return energy, positions.detach(), s.detach(), v
-        r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
-        s, v = rep(self.species, idx_i, idx_j, r_ij, pair_weight)
-        return self._energy(s, positions, overflow), positions, s, v
+        if self.mode == neighbors.ALL_PAIRS:  # small systems: every pair, as dense [N, N] arrays
+            r_ij = positions.unsqueeze(0) - positions.unsqueeze(1)
+            if box is not None:
+                r_ij = neighbors.minimum_image(r_ij.reshape(-1, 3), box).reshape(r_ij.shape)
+            s, v = rep.forward_dense(self.species, r_ij, self.pair_mask)
+            energy = self._energy(s, positions, overflow)
+        elif positions.requires_grad and idx_i.shape[0] > self.recompute_above_pairs:
+            energy, s, v = self._energy_recomputed(positions, box, idx_i, idx_j, pair_weight, overflow)
+            positions = positions.detach()
+        else:
+            s, v = rep(self.species, idx_i, idx_j, neighbors.pair_vectors(positions, box, idx_i, idx_j), pair_weight)
+            energy = self._energy(s, positions, overflow)
+        return energy, positions, s, v
+
+    def _energy_recomputed(
+        self,
+        positions: torch.Tensor,
+        box: Optional[torch.Tensor],
+        idx_i: torch.Tensor,
+        idx_j: torch.Tensor,
+        pair_weight: Optional[torch.Tensor],
+        overflow: torch.Tensor,
+    ):
+        """Energy (kJ/mol) whose gradient with respect to ``positions`` (Angstrom) is computed here by
+        recomputation rather than left to autograd, and the features s, v (detached)."""
+        rep = self.potential.representation
+        r_ij = neighbors.pair_vectors(positions.detach(), box, idx_i, idx_j)
+        with torch.no_grad():
+            s, v, kept = rep.forward_in_chunks(self.species, idx_i, idx_j, r_ij, pair_weight, True)
+        s_leaf = s.requires_grad_(True)
+        energy = self._energy(s_leaf, positions.detach(), overflow)
+        grad_s = torch.autograd.grad([energy], [s_leaf])[0]
+        assert grad_s is not None
+        grad_r = rep.backward_recomputed(idx_i, idx_j, r_ij, pair_weight, kept, grad_s, torch.zeros_like(v))
+        # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j += dE/dr_ij, dE/dr_i -= dE/dr_ij
+        grad_positions = torch.zeros(positions.shape, dtype=r_ij.dtype, device=r_ij.device)
+        grad_positions = grad_positions.index_add(0, idx_j, grad_r).index_add(0, idx_i, -grad_r)
+        # the value of the energy, with grad_positions as its gradient for autograd (TorchForce, forces)
+        energy = energy.detach() + torch.sum((positions - positions.detach()) * grad_positions)
+        return energy, s.detach(), v
 
     def _heads(
         self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, n_frames: int, energy: bool, responses: bool
