@@ -280,6 +280,13 @@ class MDRun:
             for _ in range(WARM_UP_EVALUATIONS):
                 self.adapter.observables([self.adapter.last_features] * self.fused_batch)
         if self.recording == "tap":
+            # the model's tap-writing branch runs only at new positions: let TorchScript optimise it now, not
+            # in the first timed steps (configurations 1e-6 nm away, then back to the exact positions)
+            here = self.context.getState(getPositions=True).getPositions(asNumpy=True)
+            for k in range(WARM_UP_EVALUATIONS):
+                self.context.setPositions(here + (k + 1) * 1e-6 * unit.nanometer)
+                self.context.getState(getForces=True)
+            self.context.setPositions(here)
             self.tap_read = self._tap_evaluated_here()
             for _ in range(WARM_UP_EVALUATIONS):
                 self.adapter.observables([self.tap_read - 1] * self.adapter.capacity)
