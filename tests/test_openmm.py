@@ -1,5 +1,6 @@
 """The exported model inside OpenMM: TorchForce and PythonForce backends, on Reference and CPU."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,25 @@ def test_feature_tap_keeps_one_slot_per_configuration(exported64, platform):
     assert path.exists()
     tap.close()
     assert not path.exists()
+
+
+def test_feature_tap_removes_the_rings_of_killed_runs(exported64, tmp_path):
+    """A killed run cannot remove its ring file; the next tap removes those of processes that are gone."""
+    from painn_deploy.openmm import FeatureTap
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer exists
+    tap = FeatureTap(exported64, 4)
+    stale = tap.path.parent / f"painn-tap-{dead.pid}-abcd.f64"
+    alive = tap.path.parent / f"painn-tap-{os.getpid()}-abcd.f64"
+    stale.write_bytes(b"0")
+    alive.write_bytes(b"0")
+    try:
+        FeatureTap(exported64, 4).close()
+        assert not stale.exists() and alive.exists() and tap.path.exists()
+    finally:
+        tap.close()
+        alive.unlink()
 
 
 def test_feature_tap_does_not_grow_memory(exported64):

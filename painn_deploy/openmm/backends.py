@@ -198,7 +198,9 @@ class FeatureTap:
         self.slot = 3 * self.n_atoms + 4 * self.n_atoms * self.n_features
         self.capacity = int(max(1, min(capacity, TAP_MAX_BYTES // (8 * self.slot))))
         shm = Path("/dev/shm")
-        handle, name = tempfile.mkstemp(prefix="painn-tap-", suffix=".f64", dir=shm if shm.is_dir() else None)
+        directory = shm if shm.is_dir() else Path(tempfile.gettempdir())
+        _remove_stale_rings(directory)
+        handle, name = tempfile.mkstemp(prefix=f"painn-tap-{os.getpid()}-", suffix=".f64", dir=directory)
         os.close(handle)
         self.path = Path(name)
         self._remove = weakref.finalize(self, self.path.unlink, missing_ok=True)  # even if close() is never called
@@ -253,6 +255,20 @@ class FeatureTap:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _remove_stale_rings(directory: Path) -> None:
+    """Remove the ring files of feature taps whose process is gone (killed runs cannot clean up)."""
+    for path in directory.glob("painn-tap-*-*.f64"):
+        try:
+            pid = int(path.name.split("-")[2])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # another user's live process
+            continue
 
 
 def _script_bytes(module: torch.nn.Module) -> io.BytesIO:
