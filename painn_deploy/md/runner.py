@@ -35,6 +35,7 @@ from ..deploy.metadata import (
 from ..elements import formula
 from ..errors import CheckpointError, InputError, RecordingError, SimulationInstabilityError
 from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
+from ..openmm.backends import FEATURE_BATCH_BYTES
 from ..structures import load_pdb
 from ..training.checkpoint import atomic_write
 from .config import SimulationConfig
@@ -50,7 +51,6 @@ RESUME_MUST_MATCH = (
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
 FUSED_BATCH = 100  # recorded frames whose output heads are evaluated together ("fused" and "tap" recording)
-FUSED_BATCH_BYTES = 64 * 2**20  # ... unless their features need more memory than this
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
 
@@ -333,7 +333,7 @@ class MDRun:
         if not self.fused_batch:
             s, v, _ = self.adapter.last_features
             frame_bytes = s.element_size() * (s.numel() + v.numel())
-            self.fused_batch = int(max(1, min(FUSED_BATCH, FUSED_BATCH_BYTES // frame_bytes)))
+            self.fused_batch = int(max(1, min(FUSED_BATCH, FEATURE_BATCH_BYTES // frame_bytes)))
 
     def _evaluate_frames(self, positions: np.ndarray, box) -> dict:
         dtype = self.module.dtype_marker.dtype

@@ -123,8 +123,7 @@ class PaiNN(nn.Module):
         # molecules: every block's filters in one matrix product, few large operations
         basis, unit_vectors = self.pair_basis(r_ij, pair_weight)
         filters = torch.split(torch.matmul(basis, self.filter_weight()), 3 * self.n_features, dim=-1)
-        s = self.embedding(species)
-        v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
+        s, v = self.initial_features(species)
         k = 0
         for message, update in zip(self.messages, self.updates):
             s, v = message(s, v, filters[k], unit_vectors, idx_i, idx_j, k == 0)
@@ -141,14 +140,18 @@ class PaiNN(nn.Module):
         basis, unit_vectors = self.pair_basis(r_ij.reshape(n * n, 3), pair_mask.reshape(n * n))
         filters = torch.split(torch.matmul(basis.reshape(n, n, -1), self.filter_weight()), 3 * self.n_features, dim=-1)
         unit_vectors_t = unit_vectors.reshape(n, n, 3).transpose(1, 2)
-        s = self.embedding(species)
-        v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
+        s, v = self.initial_features(species)
         k = 0
         for message, update in zip(self.messages, self.updates):
             s, v = message.forward_dense(s, v, filters[k], unit_vectors_t, k == 0)
             s, v = update(s, v)
             k += 1
         return s, v
+
+    def initial_features(self, species: torch.Tensor):
+        """s [N, F] (the element embedding) and v [N, 3, F] (zero) before the first block."""
+        s = self.embedding(species)
+        return s, torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
 
     def filter_weight(self) -> torch.Tensor:
         """[W, b]^T [n_rbf + 1, 3F * blocks] of the filters, for :meth:`pair_basis` inputs."""
@@ -193,8 +196,7 @@ class PaiNN(nn.Module):
             )
             bases.append(basis)
             units.append(unit_vectors)
-        s = self.embedding(species)
-        v = torch.zeros((s.shape[0], 3, self.n_features), dtype=s.dtype, device=s.device)
+        s, v = self.initial_features(species)
         width = 3 * self.n_features
         kept: List[torch.Tensor] = []
         k = 0

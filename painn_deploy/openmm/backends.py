@@ -27,7 +27,7 @@ from ..deploy.metadata import (
 from ..errors import BoxTooSmallError, InputError, RecordingError, TopologyMismatchError
 
 ModelLike = Union[str, Path, torch.nn.Module]
-TAP_MAX_BYTES = 64 * 2**20  # the feature tap's ring holds fewer slots when their features need more memory
+FEATURE_BATCH_BYTES = 64 * 2**20  # features kept for one call of the output heads (tap ring, fused recording)
 
 
 def import_openmmtorch():
@@ -196,7 +196,7 @@ class FeatureTap:
         self.n_atoms = int(module.species.shape[0])
         self.n_features = int(module.potential.representation.n_features)
         self.slot = 3 * self.n_atoms + 4 * self.n_atoms * self.n_features
-        self.capacity = int(max(1, min(capacity, TAP_MAX_BYTES // (8 * self.slot))))
+        self.capacity = int(max(1, min(capacity, FEATURE_BATCH_BYTES // (8 * self.slot))))
         shm = Path("/dev/shm")
         directory = shm if shm.is_dir() else Path(tempfile.gettempdir())
         _remove_stale_rings(directory)
