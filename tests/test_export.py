@@ -27,6 +27,9 @@ def test_metadata_describes_the_model(exported32, trained_checkpoint):
     v = meta["validation"]
     assert v["training_frames"]["n_frames"] == 3
     assert v["rotation"]["max_abs_force_error_kj_per_mol_nm"] < 0.05
+    # forces as openmm-torch computes them (frozen module), both TorchForce contracts, float32
+    assert v["openmm_torch"]["energy_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
+    assert v["openmm_torch"]["outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-5)])
@@ -180,17 +183,60 @@ def test_pairs_in_chunks_give_the_same_energy_forces_and_responses(box_system, m
         pot, z, True, "cell_list", torch.float64).properties(pos, box)  # fmt: skip
     chunked = torch.jit.script(make(chunked_pot))
     out = chunked.properties(pos, box)
-    p = pos.clone().requires_grad_(True)
-    energy = chunked(p, box)  # the TorchForce contract: forward(positions, box).backward()
-    energy.backward()
-    assert float(energy.detach()) == pytest.approx(float(ref["energy"]), rel=1e-12)
-    torch.testing.assert_close(-p.grad, ref["forces"], rtol=0, atol=1e-9)
+    # the TorchForce contract, forward(positions, box).backward(), also on the module frozen as openmm-torch
+    # freezes it (freezing removes detach(), which once zeroed the recomputed forces there)
+    for module in (chunked, torch.jit.freeze(torch.jit.script(make(chunked_pot)).eval())):
+        p = pos.clone().requires_grad_(True)
+        energy = module(p, box)
+        energy.backward()
+        assert float(energy.detach()) == pytest.approx(float(ref["energy"]), rel=1e-12)
+        torch.testing.assert_close(-p.grad, ref["forces"], rtol=0, atol=1e-9)
     assert chunked.potential.representation.pairs_per_chunk == 1000
     assert float(out["energy"]) == pytest.approx(float(ref["energy"]), rel=1e-12)
     torch.testing.assert_close(out["forces"], ref["forces"], rtol=0, atol=1e-9)
     for key in ("dipole", "polarizability"):
         if key in ref:
             torch.testing.assert_close(out[key], ref[key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("periodic", [False, True], ids=["molecule", "periodic"])
+def test_hand_written_backward_of_molecules_equals_autograd(periodic):
+    """All-pairs (molecule) forces come from PaiNN.backward_dense, not autograd: equal to autograd's
+    through the whole network to 1e-10 in float64, eager, scripted and frozen as openmm-torch freezes
+    it; ``autograd_forces`` gives second derivatives."""
+    from openmm import app, unit
+
+    pdb = app.PDBFile(str(ETHANOL_PDB))
+    z = [a.element.atomic_number for a in pdb.topology.atoms()]
+    pos = torch.tensor(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    pos = pos + 0.01 * torch.randn(pos.shape, generator=torch.Generator().manual_seed(1), dtype=pos.dtype)
+    box = torch.eye(3, dtype=torch.float64) * 1.2 if periodic else None
+    pot = small_potential(n_features=16, seed=3)
+    eager = PaiNNForceField(pot, z, periodic, "all_pairs", torch.float64)
+
+    def energy_forces(module, autograd):
+        module.autograd_forces = autograd
+        p = pos.clone().requires_grad_(True)
+        energy = module(p, box)
+        energy.backward()
+        return float(energy.detach()), -p.grad
+
+    ref_e, ref_f = energy_forces(eager, True)
+    assert float(torch.max(torch.abs(ref_f))) > 1.0  # a test with forces to get wrong
+    scripted = torch.jit.script(eager)
+    for module in (eager, scripted, torch.jit.freeze(torch.jit.script(eager).eval())):
+        e, f = energy_forces(module, False)
+        assert e == pytest.approx(ref_e, rel=1e-12)
+        torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-10 * float(torch.max(torch.abs(ref_f))))
+    for module, autograd in ((scripted, False), (scripted, True)):
+        module.autograd_forces = autograd
+        p = pos.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(module(p, box), p, create_graph=True)
+        curvature = 0.0
+        if grad.requires_grad:
+            (row,) = torch.autograd.grad(grad[0, 0], p, allow_unused=True)
+            curvature = 0.0 if row is None else float(torch.max(torch.abs(row)))
+        assert (curvature > 1.0) == autograd  # second derivatives only with autograd_forces
 
 
 def test_neighbor_modes_agree_nonperiodic(box_system):

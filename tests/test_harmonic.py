@@ -359,6 +359,7 @@ def test_exported_painn_forcefield(tmp_path):
     np.testing.assert_allclose(rotated.wavenumber_cm1, res.wavenumber_cm1, rtol=1e-6, atol=1e-4)
 
     p = torch.tensor(res.positions_nm, requires_grad=True)
+    eager.autograd_forces = True  # autograd through the whole network, for the dipole's derivatives
     out = eager._evaluate(p, None, False)
     jac = np.array([torch.autograd.grad(out["dipole"][i], p, retain_graph=True)[0].numpy() for i in range(3)])
     d_mu = np.einsum("aij,mij->ma", jac, res.displacements_nm)

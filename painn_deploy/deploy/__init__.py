@@ -2,6 +2,6 @@
 
 from ..structures import read_pdb
 from .export import build_forcefield, export, load, load_metadata
-from .module import PaiNNForceField
+from .module import ForcesOutput, PaiNNForceField
 
-__all__ = ["PaiNNForceField", "build_forcefield", "export", "load", "load_metadata", "read_pdb"]
+__all__ = ["ForcesOutput", "PaiNNForceField", "build_forcefield", "export", "load", "load_metadata", "read_pdb"]

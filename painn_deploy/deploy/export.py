@@ -1,5 +1,6 @@
 """Export a checkpoint to a self-contained TorchScript file for ``openmmtorch.TorchForce``."""
 
+import io
 import json
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,7 +14,7 @@ from ..errors import CheckpointError, InputError
 from ..structures import random_rotation, read_pdb
 from ..training.checkpoint import atomic_write, load_checkpoint, potential_from_record
 from . import metadata as md
-from .module import RECOMPUTE_ABOVE_PAIRS, PaiNNForceField
+from .module import RECOMPUTE_ABOVE_PAIRS, ForcesOutput, PaiNNForceField
 
 ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 18-36 atoms: benchmarks/results/scaling.md)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -67,10 +68,34 @@ def _energy_forces(module, positions_nm: np.ndarray, box_nm=None, dtype=torch.fl
     return float(out["energy"].detach()), out["forces"].detach().double().numpy()
 
 
+def openmm_torch_check(scripted, positions_nm: np.ndarray, box_nm, forces_ref: np.ndarray, dtype) -> dict:
+    """Largest force differences (kJ/mol/nm) from ``forces_ref`` of the module as openmm-torch runs it
+    (frozen with ``torch.jit.freeze``, which removes ``detach()`` and inlines everything): forces from
+    ``forward(positions).backward()`` (``TorchForce("model.pt")``) and from :class:`ForcesOutput`
+    (``setOutputsForces``)."""
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+
+    loaded = []  # (kept alive while in use: a loaded module's methods live in its Python object's compilation unit)
+    for _ in range(2):
+        buffer.seek(0)
+        loaded.append(torch.jit.load(buffer))
+    box = None if box_nm is None else torch.tensor(box_nm, dtype=dtype)
+    pos = torch.tensor(positions_nm, dtype=dtype, requires_grad=True)
+    torch.jit.freeze(loaded[0].eval())(pos, box).backward()
+    energy_only = pos.grad.negative().double().numpy()
+    frozen = torch.jit.freeze(torch.jit.script(ForcesOutput(loaded[1])).eval())
+    outputs_forces = frozen(torch.tensor(positions_nm, dtype=dtype), box)[1].double().numpy()
+    return {
+        "energy_contract_max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(energy_only - forces_ref))),
+        "outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(outputs_forces - forces_ref))),
+    }
+
+
 def validation_report(record: dict, scripted_system, eager_system, system_positions_nm, box_nm, dtype: str) -> dict:
     """Checks made at export time (written into the metadata):
     1. the exported model for the training molecule vs the eager float64 model on training frames;
-    2. the exported system module vs the same module run eagerly;
+    2. the exported system module vs the same module run eagerly, also frozen as openmm-torch runs it;
     3. rotation test (energy invariant, forces rotate) for non-periodic systems."""
     report: dict = {}
     potential64 = potential_from_record(record)
@@ -97,6 +122,7 @@ def validation_report(record: dict, scripted_system, eager_system, system_positi
         "abs_energy_diff_kj_per_mol": abs(e_eager - e_script),
         "max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(f_eager - f_script))),
     }
+    report["openmm_torch"] = openmm_torch_check(scripted_system, system_positions_nm, box_nm, f_eager, DTYPES[dtype])
     if box_nm is None:
         rot = random_rotation()
         e_rot, f_rot = _energy_forces(scripted_system, system_positions_nm @ rot.T, None, DTYPES[dtype])

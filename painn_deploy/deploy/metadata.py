@@ -2,9 +2,11 @@
 
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
-FORMAT_VERSION = 3  # 2: forces_and_features / observables_from_features (fused recording); 3: feature tap
+FORMAT_VERSION = 4  # 2: forces_and_features / observables_from_features (fused recording); 3: feature tap;
+# 4: energy_and_forces (TorchForce with setOutputsForces, forces by hand-written backward passes)
 FUSED_FORMAT_VERSION = 2  # the first format the fused (PythonForce) MD recording can use
 TAP_FORMAT_VERSION = 3  # the first format with the feature tap (TorchForce recording)
+FORCES_FORMAT_VERSION = 4  # the first format with energy_and_forces (painn_deploy.openmm.ForcesOutput)
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"

@@ -35,6 +35,10 @@ class PaiNNForceField(nn.Module):
     :func:`painn_deploy.neighbors.static_grid` for the grid of a reference configuration.
     ``recompute_above_pairs``: systems with more pairs than this get their forces by recomputation
     (memory O(N) instead of ~27 kB per pair; see :meth:`_energy_and_features`).
+
+    Forces of all-pairs systems come from a hand-written backward pass (:meth:`PaiNN.backward_dense`),
+    which is faster than autograd but gives first derivatives only: set ``autograd_forces = True``
+    (also on a loaded TorchScript module) to differentiate twice, e.g. for a Hessian.
     """
 
     periodic: torch.jit.Final[bool]
@@ -99,6 +103,9 @@ class PaiNNForceField(nn.Module):
         self.tap_path = ""
         self.tap_capacity = 0
         self.tap = None
+        # forces of molecules (all pairs) and of systems above recompute_above_pairs come from hand-written
+        # backward passes, first derivatives only; set this on a copy for second derivatives (Hessians)
+        self.autograd_forces = False
 
     def _pairs(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
         """Positions [N, 3] and box [3, 3] in Angstrom, the pairs idx_i, idx_j [P], their weights (static
@@ -146,55 +153,97 @@ class PaiNNForceField(nn.Module):
 
     def _energy_and_features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
         """Energy (kJ/mol, scalar; differentiable with respect to ``positions_nm`` when that requires
-        gradients), positions [N, 3] (Angstrom) and the representation's features s [N, F] and
-        v [N, 3, F], for positions [N, 3] and box [3, 3] in nm.
-
-        Above ``recompute_above_pairs`` pairs the gradient is not left to autograd, which would keep
-        ~27 kB per pair (39 GB for 30,000 atoms of liquid): the representation runs without autograd,
-        keeping each block's inputs, and :meth:`PaiNN.backward_recomputed` evaluates each block again
-        for the gradient, chunk by chunk.  The energy returned carries that gradient."""
+        gradients) and the representation's features s [N, F] and v [N, 3, F], for positions [N, 3] and
+        box [3, 3] in nm.  The energy's gradient comes from :meth:`_energy_gradient_features` (hand-written
+        backward passes) unless ``autograd_forces`` asks for autograd through the whole network."""
+        if positions_nm.requires_grad and not self.autograd_forces:
+            energy, grad, s, v = self._energy_gradient_features(positions_nm, box_nm)
+            return self._with_gradient(energy, positions_nm, grad), s, v
         positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
         rep = self.potential.representation
         if self.mode == neighbors.ALL_PAIRS:  # small systems: every pair, as dense [N, N] arrays
-            r_ij = positions.unsqueeze(0) - positions.unsqueeze(1)
-            if box is not None:
-                r_ij = neighbors.minimum_image(r_ij.reshape(-1, 3), box).reshape(r_ij.shape)
-            s, v = rep.forward_dense(self.species, r_ij, self.pair_mask)
-            energy = self._energy(s, positions, overflow)
-        elif positions.requires_grad and idx_i.shape[0] > self.recompute_above_pairs:
-            energy, s, v = self._energy_recomputed(positions, box, idx_i, idx_j, pair_weight, overflow)
-            positions = positions.detach()
+            s, v, _ = rep.forward_dense(self.species, self._dense_pair_vectors(positions, box), self.pair_mask)
         else:
             s, v = rep(self.species, idx_i, idx_j, neighbors.pair_vectors(positions, box, idx_i, idx_j), pair_weight)
-            energy = self._energy(s, positions, overflow)
-        return energy, positions, s, v
+        return self._energy(s, positions, overflow), s, v
 
-    def _energy_recomputed(
-        self,
-        positions: torch.Tensor,
-        box: Optional[torch.Tensor],
-        idx_i: torch.Tensor,
-        idx_j: torch.Tensor,
-        pair_weight: Optional[torch.Tensor],
-        overflow: torch.Tensor,
-    ):
-        """Energy (kJ/mol) whose gradient with respect to ``positions`` (Angstrom) is computed here by
-        recomputation rather than left to autograd, and the features s, v (detached)."""
+    def _energy_gradient_features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
+        """Energy (kJ/mol, scalar), its gradient [N, 3] (kJ/mol/nm) with respect to positions [N, 3] (nm)
+        and the features s [N, F], v [N, 3, F], none of them holding an autograd graph.
+
+        - All pairs (molecules): :meth:`PaiNNPotential.energy_and_gradient_dense`, a hand-written backward
+          pass, x0.7 the time of autograd's for ethanol (benchmarks/md_speed.py).
+        - Above ``recompute_above_pairs`` pairs: autograd would keep ~27 kB per pair (39 GB for 30,000
+          atoms of liquid), so the representation runs without it, keeping each block's inputs, and
+          :meth:`PaiNN.backward_recomputed` evaluates each block again for the gradient, chunk by chunk.
+        - Otherwise autograd."""
+        with torch.no_grad():  # (not detach(), see _with_gradient)
+            positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
         rep = self.potential.representation
-        r_ij = neighbors.pair_vectors(positions.detach(), box, idx_i, idx_j)
-        with torch.no_grad():
-            s, v, kept = rep.forward_in_chunks(self.species, idx_i, idx_j, r_ij, pair_weight, True)
-        s_leaf = s.requires_grad_(True)
-        energy = self._energy(s_leaf, positions.detach(), overflow)
-        grad_s = torch.autograd.grad([energy], [s_leaf])[0]
-        assert grad_s is not None
-        grad_r = rep.backward_recomputed(idx_i, idx_j, r_ij, pair_weight, kept, grad_s, torch.zeros_like(v))
-        # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j += dE/dr_ij, dE/dr_i -= dE/dr_ij
-        grad_positions = torch.zeros(positions.shape, dtype=r_ij.dtype, device=r_ij.device)
-        grad_positions = grad_positions.index_add(0, idx_j, grad_r).index_add(0, idx_i, -grad_r)
-        # the value of the energy, with grad_positions as its gradient for autograd (TorchForce, forces)
-        energy = energy.detach() + torch.sum((positions - positions.detach()) * grad_positions)
-        return energy, s.detach(), v
+        if self.mode == neighbors.ALL_PAIRS:
+            with torch.no_grad():
+                r_ij = self._dense_pair_vectors(positions, box)
+            energy, grad_r, s, v = self.potential.energy_and_gradient_dense(self.species, r_ij, self.pair_mask)
+            # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j = sum_i dE/dr_ij, dE/dr_i = -sum_j dE/dr_ij
+            grad = (grad_r.sum(0) - grad_r.sum(1)) * units.EV_TO_KJ_PER_MOL
+            energy = energy[0] * units.EV_TO_KJ_PER_MOL
+        elif idx_i.shape[0] > self.recompute_above_pairs:
+            with torch.no_grad():
+                r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
+                s, v, kept = rep.forward_in_chunks(self.species, idx_i, idx_j, r_ij, pair_weight, True)
+            energy, grad_s = self._energy_and_feature_gradient(s, overflow)
+            self._check_grad_enabled()  # (vector-Jacobian products of one block at a time)
+            grad_r = rep.backward_recomputed(idx_i, idx_j, r_ij, pair_weight, kept, grad_s, torch.zeros_like(v))
+            grad = torch.zeros(positions.shape, dtype=r_ij.dtype, device=r_ij.device)
+            grad = grad.index_add(0, idx_j, grad_r).index_add(0, idx_i, -grad_r)
+        else:
+            self._check_grad_enabled()
+            positions = positions.requires_grad_(True)
+            s, v = rep(self.species, idx_i, idx_j, neighbors.pair_vectors(positions, box, idx_i, idx_j), pair_weight)
+            energy = self._energy(s, positions, overflow)
+            gradient = torch.autograd.grad([energy], [positions])[0]
+            assert gradient is not None
+            grad, energy = gradient, energy.detach()
+            s, v = s.detach(), v.detach()
+        return energy, (grad * units.ANGSTROM_PER_NM).to(positions_nm.dtype), s, v
+
+    def _check_grad_enabled(self) -> None:
+        if not torch.is_grad_enabled():
+            raise RuntimeError(
+                "forces of models with a cell list or static neighbour list need autograd: call "
+                "energy_and_forces(), forces_and_features() or properties() with gradients enabled, not under "
+                "torch.no_grad()"
+            )
+
+    def _dense_pair_vectors(self, positions: torch.Tensor, box: Optional[torch.Tensor]) -> torch.Tensor:
+        """r_j - r_i [N, N, 3] (minimum image if periodic) of positions [N, 3] and box [3, 3], Angstrom."""
+        r_ij = positions.unsqueeze(0) - positions.unsqueeze(1)
+        if box is not None:
+            r_ij = neighbors.minimum_image(r_ij.reshape(-1, 3), box).reshape(r_ij.shape)
+        return r_ij
+
+    def _energy_and_feature_gradient(self, s: torch.Tensor, overflow: torch.Tensor):
+        """Energy (kJ/mol, scalar) of the final features s [N, F] and its gradient [N, F] with respect to s."""
+        head = self.potential.energy_head
+        assert head is not None
+        energy, grad_s = head.value_and_gradient(s, self.species)
+        energy = energy[0] * units.EV_TO_KJ_PER_MOL
+        if self.mode == neighbors.STATIC:  # sync-free overflow signal on GPUs
+            energy = torch.where(overflow, torch.full_like(energy, float("nan")), energy)
+        return energy, grad_s * units.EV_TO_KJ_PER_MOL
+
+    def _with_gradient(self, energy: torch.Tensor, positions: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The value of ``energy`` (no gradient of its own), with ``grad`` [N, 3] as its gradient with respect
+        to ``positions`` for autograd (TorchForce's forces, ``forces_and_features``): first derivatives only.
+
+        Not ``energy + sum((positions - positions.detach()) * grad)``: openmm-torch freezes the module
+        (``torch.jit.freeze``), and freezing removes ``detach``, which made that gradient zero."""
+        with torch.no_grad():  # copies that no graph optimisation folds into their sources
+            value = torch.empty_like(positions).copy_(positions)
+            offset = torch.sum(value.double() * grad.double())
+            base = torch.empty((), dtype=torch.float64, device=energy.device).copy_(energy)
+        linear = torch.sum(positions.double() * grad.double()) - offset  # zero, in float64, with gradient grad
+        return (base + linear).to(energy.dtype)
 
     def _heads(
         self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, n_frames: int, energy: bool, responses: bool
@@ -229,20 +278,33 @@ class PaiNNForceField(nn.Module):
     def _evaluate(
         self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor], energy_only: bool
     ) -> Dict[str, torch.Tensor]:
-        energy, positions, s, v = self._energy_and_features(positions_nm, box_nm)
+        energy, s, v = self._energy_and_features(positions_nm, box_nm)
         result: Dict[str, torch.Tensor] = {"energy": energy}
         if not energy_only:
+            positions = positions_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
             for key, value in self._heads(s, v, positions, 1, False, True).items():
                 result[key] = value[0]
         return result
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Potential energy (kJ/mol) of positions [N, 3] (nm); the TorchForce contract."""
-        if self.tap_path == "":
-            return self._evaluate(positions, boxvectors, True)["energy"]
-        energy, _, s, v = self._energy_and_features(positions, boxvectors)
-        self._tap_write(positions, s, v)
+        energy, s, v = self._energy_and_features(positions, boxvectors)
+        if self.tap_path != "":
+            self._tap_write(positions, s, v)
         return energy
+
+    @torch.jit.export
+    def energy_and_forces(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Potential energy (kJ/mol, scalar) and forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), without
+        autograd where the model has hand-written backward passes: the TorchForce contract with
+        ``setOutputsForces(True)`` (:class:`painn_deploy.openmm.ForcesOutput`), which spares OpenMM's
+        positions from requiring gradients and the TorchScript graph from autograd's bookkeeping."""
+        energy, grad, s, v = self._energy_gradient_features(positions, boxvectors)
+        if self.tap_path != "":
+            self._tap_write(positions, s, v)
+        return energy, -grad
 
     def _tap_write(self, positions_nm: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> None:
         """Keep this evaluation's positions (nm) and features in the shared-memory ring ``tap_path``.
@@ -320,14 +382,8 @@ class PaiNNForceField(nn.Module):
         (kJ/mol/nm) and the representation's features s [N, F] and v [N, 3, F] (detached), from
         which :meth:`observables_from_features` gives the dipole and polarizability later, for
         many frames in one call."""
-        positions = positions.detach().requires_grad_(True)
-        energy, _, s, v = self._energy_and_features(positions, boxvectors)
-        grad = torch.autograd.grad([energy], [positions])[0]
-        if grad is None:
-            raise RuntimeError(
-                "forces need autograd: do not call properties() or forces_and_features() under torch.no_grad()"
-            )
-        return energy.detach(), -grad, s.detach(), v.detach()
+        energy, grad, s, v = self._energy_gradient_features(positions, boxvectors)
+        return energy, -grad, s, v
 
     @torch.jit.export
     def observables_from_features(
@@ -343,8 +399,7 @@ class PaiNNForceField(nn.Module):
     @torch.jit.export
     def properties(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """One evaluation: energy (kJ/mol), forces [N, 3] (kJ/mol/nm), dipole [3] (e*nm) and
-        polarizability [3, 3] (nm^3) when the model has those heads.  Call it with gradients
-        enabled (not under ``torch.no_grad()``): forces come from autograd."""
+        polarizability [3, 3] (nm^3) when the model has those heads."""
         energy, forces, s, v = self.forces_and_features(positions, boxvectors)
         result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces}
         # the response heads need no gradient: they run on the detached features
@@ -352,3 +407,20 @@ class PaiNNForceField(nn.Module):
         for key, value in self._heads(s, v, pos, 1, False, True).items():
             result[key] = value[0]
         return result
+
+
+class ForcesOutput(nn.Module):
+    """An exported model in the TorchForce contract with ``setOutputsForces(True)``: ``forward`` returns the
+    energy (kJ/mol) and the forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), from the model's
+    ``energy_and_forces``.  OpenMM's positions then need no gradients, so the model's hand-written
+    backward passes run without autograd's bookkeeping: ethanol x0.8 per step against the energy-only
+    contract (benchmarks/md_speed.py).  :func:`painn_deploy.openmm.torch_force` uses it for models that have the method."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.model.energy_and_forces(positions, boxvectors)

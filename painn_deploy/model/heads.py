@@ -8,7 +8,7 @@ molecule (B molecules).  Units: eV, e*Angstrom, Angstrom^3.
 import torch
 from torch import nn
 
-from .radial import safe_norm
+from .radial import safe_norm, silu_derivative
 
 
 class GatedEquivariantBlock(nn.Module):
@@ -67,6 +67,13 @@ class EnergyHead(nn.Module):
     def forward(self, s: torch.Tensor, species: torch.Tensor, batch: torch.Tensor, n_molecules: int):
         e_atom = self.scale * self.mlp(s).squeeze(-1) + self.element_energies.index_select(0, species)
         return sum_per_molecule(e_atom, batch, n_molecules)
+
+    def value_and_gradient(self, s: torch.Tensor, species: torch.Tensor):
+        """Energy [1] (eV) of one system's atoms and its gradient [N, F] with respect to s, without autograd."""
+        h = self.mlp[0](s)
+        e_atom = self.scale * self.mlp[2](self.mlp[1](h)).squeeze(-1) + self.element_energies.index_select(0, species)
+        grad_s = torch.matmul(silu_derivative(h) * self.mlp[2].weight, self.mlp[0].weight) * self.scale
+        return e_atom.sum().unsqueeze(0), grad_s
 
 
 class DipoleHead(nn.Module):

@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from .radial import SineRBF, cosine_cutoff, safe_norm
+from .radial import SineRBF, cosine_cutoff, cosine_cutoff_derivative, safe_norm, silu_derivative
 
 
 class PaiNNMessage(nn.Module):
@@ -50,17 +50,60 @@ class PaiNNMessage(nn.Module):
         return s, v
 
     def forward_dense(
-        self, s: torch.Tensor, v: torch.Tensor, filters: torch.Tensor, unit_vectors_t: torch.Tensor, first: bool
-    ):
+        self,
+        s: torch.Tensor,
+        v: torch.Tensor,
+        filters: torch.Tensor,
+        unit_vectors_t: torch.Tensor,
+        first: bool,
+        keep: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """:meth:`forward` on all pairs as dense arrays: filters [N, N, 3F] and unit vectors [N, 3, N]
         (i, component, j); neighbours come by broadcasting and messages are summed over j, where the
-        pair list gathers and scatters."""
+        pair list gathers and scatters.  With ``keep`` it also returns what :meth:`backward_dense`
+        needs."""
         f = self.n_features
-        ds, dv_v, dv_r = torch.split(self.phi(s).unsqueeze(0) * filters, f, dim=-1)
+        h = self.phi[0](s)
+        phi = self.phi[2](self.phi[1](h))
+        x = phi.unsqueeze(0) * filters
+        ds, dv_v, dv_r = torch.split(x, f, dim=-1)
         dv = torch.bmm(unit_vectors_t, dv_r)
         if not first:
             dv = dv + torch.sum(v.unsqueeze(0) * dv_v.unsqueeze(2), dim=1)
-        return s + ds.sum(1), v + dv
+        kept: List[torch.Tensor] = [v, h, phi, x] if keep else []
+        return s + ds.sum(1), v + dv, kept
+
+    def backward_dense(
+        self,
+        kept: List[torch.Tensor],
+        filters: torch.Tensor,
+        unit_vectors: torch.Tensor,
+        grad_s: torch.Tensor,
+        grad_v: torch.Tensor,
+        first: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vector-Jacobian product of :meth:`forward_dense` (unit vectors here [N, N, 3]): from the
+        gradients of its outputs s [N, F] and v [N, 3, F], those of its inputs s, v, the filters
+        [N, N, 3F] and the unit vectors [N, N, 3] (the first block's s, the embedding, gets none)."""
+        v, h, phi, x = kept
+        n, f = grad_s.shape[0], self.n_features
+        _, dv_v, dv_r = torch.split(x, f, dim=-1)
+        grad_dv_r = torch.bmm(unit_vectors, grad_v)  # [N, N, F]
+        grad_units = torch.bmm(dv_r, grad_v.transpose(1, 2))  # [N, N, 3]
+        if first:  # v is zero: its message term and its gradient vanish
+            grad_dv_v = torch.zeros_like(grad_dv_r)
+            grad_v_in = grad_v
+        else:
+            grad_dv_v = torch.sum(v.unsqueeze(0) * grad_v.unsqueeze(1), dim=2)
+            grad_v_in = grad_v + torch.sum(grad_v.unsqueeze(1) * dv_v.unsqueeze(2), dim=0)
+        grad_x = torch.cat([grad_s.unsqueeze(1).expand(n, n, f), grad_dv_v, grad_dv_r], dim=-1)
+        grad_filters = grad_x * phi.unsqueeze(0)
+        grad_s_in = grad_s
+        if not first:
+            grad_phi = torch.sum(grad_x * filters, dim=0)
+            grad_h = torch.matmul(grad_phi, self.phi[2].weight) * silu_derivative(h)
+            grad_s_in = grad_s + torch.matmul(grad_h, self.phi[0].weight)
+        return grad_s_in, grad_v_in, grad_filters, grad_units
 
 
 class PaiNNUpdate(nn.Module):
@@ -75,13 +118,51 @@ class PaiNNUpdate(nn.Module):
         )
 
     def forward(self, s: torch.Tensor, v: torch.Tensor):
+        s, v, _ = self.forward_keeping(s, v, False)
+        return s, v
+
+    def forward_keeping(
+        self, s: torch.Tensor, v: torch.Tensor, keep: bool
+    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+        """:meth:`forward`; with ``keep`` it also returns what :meth:`backward` needs."""
         f = self.n_features
         u_v, v_v = torch.split(self.uv(v), f, dim=-1)
-        a = self.mlp(torch.cat([s, safe_norm(v_v, dim=1, eps_squared=1e-8)], dim=-1))
+        norm = safe_norm(v_v, dim=1, eps_squared=1e-8)
+        h = self.mlp[0](torch.cat([s, norm], dim=-1))
+        a = self.mlp[2](self.mlp[1](h))
         a_vv, a_sv, a_ss = torch.split(a, f, dim=-1)
+        product = torch.sum(u_v * v_v, dim=1)
         v = v + a_vv.unsqueeze(1) * u_v
-        s = s + a_sv * torch.sum(u_v * v_v, dim=1) + a_ss
-        return s, v
+        s = s + a_sv * product + a_ss
+        kept: List[torch.Tensor] = [u_v, v_v, norm, h, a, product] if keep else []
+        return s, v, kept
+
+    def backward(
+        self, kept: List[torch.Tensor], grad_s: torch.Tensor, grad_v: Optional[torch.Tensor]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Vector-Jacobian product of :meth:`forward`: the gradients of its inputs s [N, F] and
+        v [N, 3, F] from those of its outputs (``grad_v`` None: zero, as for the last block under an
+        energy that depends on s only)."""
+        u_v, v_v, norm, h, a, product = kept
+        f = self.n_features
+        a_vv, a_sv, _ = torch.split(a, f, dim=-1)
+        grad_product = (grad_s * a_sv).unsqueeze(1)
+        grad_u_v = grad_product * v_v
+        grad_v_v = grad_product * u_v
+        if grad_v is None:
+            grad_a_vv = torch.zeros_like(grad_s)
+        else:
+            grad_a_vv = torch.sum(grad_v * u_v, dim=1)
+            grad_u_v = grad_u_v + grad_v * a_vv.unsqueeze(1)
+        grad_a = torch.cat([grad_a_vv, grad_s * product, grad_s], dim=-1)
+        grad_h = torch.matmul(grad_a, self.mlp[2].weight) * silu_derivative(h)
+        grad_in = torch.matmul(grad_h, self.mlp[0].weight)
+        grad_s_in = grad_s + grad_in[:, :f]
+        grad_v_v = grad_v_v + (grad_in[:, f:] / norm).unsqueeze(1) * v_v
+        grad_v_in = torch.matmul(torch.cat([grad_u_v, grad_v_v], dim=-1), self.uv.weight)
+        if grad_v is not None:
+            grad_v_in = grad_v_in + grad_v
+        return grad_s_in, grad_v_in
 
 
 class PaiNN(nn.Module):
@@ -131,22 +212,73 @@ class PaiNN(nn.Module):
             k += 1
         return s, v
 
-    def forward_dense(self, species: torch.Tensor, r_ij: torch.Tensor, pair_mask: torch.Tensor):
+    def forward_dense(
+        self, species: torch.Tensor, r_ij: torch.Tensor, pair_mask: torch.Tensor, keep: bool = False
+    ) -> Tuple[torch.Tensor, torch.Tensor, List[torch.Tensor]]:
         """:meth:`forward` on every pair of a small system as dense [N, N] arrays: r_ij [N, N, 3]
         (r_j - r_i, Angstrom), pair_mask [N, N] (1, and 0 on the diagonal).  Neighbours come by
         broadcasting and messages by sums where the pair list gathers and scatters: fewer, cheaper
-        operations (benchmarks/md_speed.py: x0.9 per step for ethanol, x0.8 for aspirin)."""
+        operations (benchmarks/md_speed.py: x0.9 per step for ethanol, x0.8 for aspirin).  Returns
+        s, v and, with ``keep``, the intermediates :meth:`backward_dense` needs."""
         n = r_ij.shape[0]
         basis, unit_vectors = self.pair_basis(r_ij.reshape(n * n, 3), pair_mask.reshape(n * n))
-        filters = torch.split(torch.matmul(basis.reshape(n, n, -1), self.filter_weight()), 3 * self.n_features, dim=-1)
-        unit_vectors_t = unit_vectors.reshape(n, n, 3).transpose(1, 2)
+        filters = torch.matmul(basis, self.filter_weight()).reshape(n, n, -1)
+        unit_vectors = unit_vectors.reshape(n, n, 3)
+        unit_vectors_t = unit_vectors.transpose(1, 2)
         s, v = self.initial_features(species)
+        width = 3 * self.n_features
+        kept: List[torch.Tensor] = [filters, unit_vectors] if keep else []
         k = 0
         for message, update in zip(self.messages, self.updates):
-            s, v = message.forward_dense(s, v, filters[k], unit_vectors_t, k == 0)
-            s, v = update(s, v)
+            s, v, kept_message = message.forward_dense(
+                s, v, filters[:, :, k * width : (k + 1) * width], unit_vectors_t, k == 0, keep
+            )
+            s, v, kept_update = update.forward_keeping(s, v, keep)
+            kept += kept_message + kept_update
             k += 1
-        return s, v
+        return s, v, kept
+
+    def backward_dense(
+        self, r_ij: torch.Tensor, pair_mask: torch.Tensor, kept: List[torch.Tensor], grad_s: torch.Tensor
+    ) -> torch.Tensor:
+        """Gradient [N, N, 3] with respect to r_ij of a quantity of the final s alone (such as the
+        energy), whose gradient with respect to s [N, F] is ``grad_s``, from the intermediates of
+        :meth:`forward_dense` with ``keep``.  Written out rather than left to autograd: for small
+        molecules autograd's backward pass took twice the time of the forward pass, mostly in the
+        bookkeeping of many small operations (benchmarks/md_speed.py)."""
+        n = r_ij.shape[0]
+        filters, unit_vectors = kept[0], kept[1]
+        width = 3 * self.n_features
+        weight_t = self.filter_weight().t()  # [3F * blocks, n_rbf + 1]
+        grad_basis = torch.zeros((n * n, weight_t.shape[1]), dtype=r_ij.dtype, device=r_ij.device)
+        grad_units = torch.zeros_like(unit_vectors)
+        grad_v: Optional[torch.Tensor] = None
+        per_block = 10  # tensors kept per block: 4 by the message, 6 by the update
+        for k in range(self.n_interactions - 1, -1, -1):
+            block = 0
+            for message, update in zip(self.messages, self.updates):  # (TorchScript: no reversed ModuleList)
+                if block == k:
+                    start = 2 + per_block * k
+                    grad_s, grad_v_mid = update.backward(kept[start + 4 : start + per_block], grad_s, grad_v)
+                    filters_k = filters[:, :, k * width : (k + 1) * width]
+                    grad_s, grad_v_in, grad_filters, grad_units_k = message.backward_dense(
+                        kept[start : start + 4], filters_k, unit_vectors, grad_s, grad_v_mid, k == 0
+                    )
+                    grad_v = grad_v_in
+                    grad_units = grad_units + grad_units_k
+                    grad_basis = torch.addmm(
+                        grad_basis, grad_filters.reshape(n * n, width), weight_t[k * width : (k + 1) * width]
+                    )
+                block += 1
+        # the basis and the unit vectors as functions of r_ij: basis(|r|), r / |r|
+        r_ij = r_ij.reshape(n * n, 3)
+        r = safe_norm(r_ij, dim=-1)
+        units = unit_vectors.reshape(n * n, 3)
+        grad_units = grad_units.reshape(n * n, 3)
+        grad_r = torch.sum(grad_basis * self.pair_basis_derivative(r, pair_mask.reshape(n * n)), dim=-1)
+        # d(r / |r|)/dr = (1 - u u^T) / |r|
+        radial = grad_r - torch.sum(grad_units * units, dim=-1) / r
+        return (radial.unsqueeze(-1) * units + grad_units / r.unsqueeze(-1)).reshape(n, n, 3)
 
     def initial_features(self, species: torch.Tensor):
         """s [N, F] (the element embedding) and v [N, 3, F] (zero) before the first block."""
@@ -169,6 +301,18 @@ class PaiNN(nn.Module):
             envelope = envelope * pair_weight
         envelope = envelope.unsqueeze(-1)
         return torch.cat([self.rbf(r) * envelope, envelope], dim=-1), unit_vectors
+
+    def pair_basis_derivative(self, r: torch.Tensor, pair_weight: Optional[torch.Tensor]) -> torch.Tensor:
+        """d/dr [P, n_rbf + 1] (per Angstrom) of :meth:`pair_basis`'s basis at distances r [P]."""
+        rbf, rbf_derivative = self.rbf.value_and_derivative(r)
+        envelope = cosine_cutoff(r, self.cutoff)
+        envelope_derivative = cosine_cutoff_derivative(r, self.cutoff)
+        if pair_weight is not None:
+            envelope = envelope * pair_weight
+            envelope_derivative = envelope_derivative * pair_weight
+        envelope = envelope.unsqueeze(-1)
+        envelope_derivative = envelope_derivative.unsqueeze(-1)
+        return torch.cat([rbf_derivative * envelope + rbf * envelope_derivative, envelope_derivative], dim=-1)
 
     def forward_in_chunks(
         self,

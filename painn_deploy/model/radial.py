@@ -29,10 +29,28 @@ class SineRBF(nn.Module):
         r = r.unsqueeze(-1)
         return torch.sin(self.frequencies * r) / r
 
+    def value_and_derivative(self, r: torch.Tensor):
+        """The basis [P, n_rbf] and its derivative with respect to r [P, n_rbf] (per Angstrom)."""
+        r = r.unsqueeze(-1)
+        x = self.frequencies * r
+        rbf = torch.sin(x) / r
+        return rbf, (self.frequencies * torch.cos(x) - rbf) / r
+
 
 def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Cosine cutoff 0.5 (cos(pi r / r_cut) + 1) for r < r_cut, exactly 0 beyond; shape as ``r``."""
     return 0.5 * (torch.cos(r * (math.pi / cutoff)) + 1.0) * (r < cutoff).to(r.dtype)
+
+
+def cosine_cutoff_derivative(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """d/dr of :func:`cosine_cutoff` (per Angstrom); shape as ``r``."""
+    return (-0.5 * math.pi / cutoff) * torch.sin(r * (math.pi / cutoff)) * (r < cutoff).to(r.dtype)
+
+
+def silu_derivative(x: torch.Tensor) -> torch.Tensor:
+    """d/dx of SiLU, x sigmoid(x): sigmoid(x) (1 + x (1 - sigmoid(x)))."""
+    sig = torch.sigmoid(x)
+    return sig * (1.0 + x * (1.0 - sig))
 
 
 def safe_norm(x: torch.Tensor, dim: int, eps_squared: float = 1e-18) -> torch.Tensor:

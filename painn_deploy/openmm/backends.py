@@ -14,8 +14,9 @@ from openmm import unit
 
 from .. import elements
 from ..allocator import tune_malloc
-from ..deploy import load, load_metadata
+from ..deploy import ForcesOutput, load, load_metadata
 from ..deploy.metadata import (
+    FORCES_FORMAT_VERSION,
     FUSED_FORMAT_VERSION,
     KEY_ATOMIC_NUMBERS,
     KEY_CUTOFF_NM,
@@ -61,7 +62,9 @@ def model_metadata(model: ModelLike) -> dict:
         KEY_ATOMIC_NUMBERS: z,
         KEY_CUTOFF_NM: float(model.cutoff_angstrom) / 10.0,
         KEY_PERIODIC: bool(model.periodic),
-        KEY_FORMAT_VERSION: TAP_FORMAT_VERSION
+        KEY_FORMAT_VERSION: FORCES_FORMAT_VERSION
+        if hasattr(model, "energy_and_forces")
+        else TAP_FORMAT_VERSION
         if hasattr(model, "tap_path")
         else FUSED_FORMAT_VERSION
         if hasattr(model, "forces_and_features")
@@ -115,6 +118,28 @@ def check_box(box_vectors_nm: Optional[np.ndarray], metadata: dict, where: str =
             f"{where} has widths {np.round(widths, 4).tolist()} nm, less than twice the model cutoff "
             f"({limit:.3f} nm): atoms would interact with their own images. Use a larger box."
         )
+
+
+def torch_force(model: ModelLike, periodic: bool, cuda_graphs: bool = False) -> "openmm.Force":
+    """An ``openmmtorch.TorchForce`` for an exported model (path or module): through :class:`ForcesOutput`
+    where the model has ``energy_and_forces`` (format 4), else the model itself (energy only)."""
+    openmmtorch = import_openmmtorch()
+    module = model if isinstance(model, torch.nn.Module) else load(model)  # (alive until TorchForce has copied it)
+    if hasattr(module, "energy_and_forces") and not cuda_graphs:
+        force = openmmtorch.TorchForce(torch.jit.script(ForcesOutput(_scripted(module))))
+        force.setOutputsForces(True)
+    elif isinstance(model, (str, Path)):
+        force = openmmtorch.TorchForce(str(model))
+    else:
+        force = openmmtorch.TorchForce(_scripted(module))
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    if cuda_graphs:
+        force.setProperty("useCUDAGraphs", "true")
+    return force
+
+
+def _scripted(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    return module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
 
 
 class PropertiesForce:
@@ -241,10 +266,7 @@ class FeatureTap:
 
     def force(self) -> "openmm.Force":
         """An ``openmmtorch.TorchForce`` running the model with this tap (not with CUDA graphs)."""
-        openmmtorch = import_openmmtorch()
-        force = openmmtorch.TorchForce(self.module)
-        force.setUsesPeriodicBoundaryConditions(bool(self.module.periodic))
-        return force
+        return torch_force(self.module, bool(self.module.periodic))
 
     def close(self) -> None:
         self.ring = None
@@ -313,16 +335,7 @@ def create_force(
     check_box(box_nm, meta, "the topology's periodic box")
     periodic = bool(meta[KEY_PERIODIC])
     if backend == "torch":
-        openmmtorch = import_openmmtorch()
-        force = (
-            openmmtorch.TorchForce(str(model))
-            if isinstance(model, (str, Path))
-            else openmmtorch.TorchForce(model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model))
-        )
-        force.setUsesPeriodicBoundaryConditions(periodic)
-        if cuda_graphs:
-            force.setProperty("useCUDAGraphs", "true")
-        return force
+        return torch_force(model, periodic, cuda_graphs)
     if backend == "python":
         module = load(model) if isinstance(model, (str, Path)) else model
         adapter = PropertiesForce(module, periodic)

@@ -149,7 +149,15 @@ def hessian(module, positions_nm) -> np.ndarray:
     """Cartesian Hessian d^2E / dx_i dx_j [3N, 3N] in kJ/mol/nm^2 by double autograd (symmetrised)."""
     dtype, device = model_dtype(module)
     pos = _tensor(positions_nm, dtype, device, grad=True)
-    energy = module(pos)
+    # exported models give first derivatives by hand-written backward passes; ask for autograd's
+    previous = getattr(module, "autograd_forces", None)
+    if previous is not None:
+        module.autograd_forces = True
+    try:
+        energy = module(pos)
+    finally:
+        if previous is not None:
+            module.autograd_forces = previous
     (grad,) = torch.autograd.grad(energy, pos, create_graph=True)
     grad = grad.reshape(-1)
     n = grad.numel()
