@@ -1,6 +1,8 @@
 """Milliseconds per MD step on the OpenMM CPU platform (1 and 2 threads), default float32 export.
 
-Rows: our PaiNN through TorchForce, through PythonForce (fused properties), the model call alone,
+Rows: our PaiNN through TorchForce as users write it (``TorchForce("model.pt")``, energy; openmm-torch
+takes the forces by autograd), through TorchForce with ``setOutputsForces`` (``painn_deploy.openmm.torch_force``,
+what painn-simulate runs), through PythonForce (fused properties), the model call alone,
 a trivial TorchForce model (the OpenMM <-> TorchScript fixed cost), and SchNetPack's PaiNN of the
 same size (its own MD driver, and its model call alone).  Each row runs in a fresh process pinned
 with taskset; medians of blocks of steps.  Ratios are against SchNetPack's driver measured in the
@@ -32,7 +34,7 @@ def worker(kind: str, molecule: str, threads: int, steps: int) -> dict:
     from openmm import app, unit
 
     from painn_deploy.allocator import tune_malloc
-    from painn_deploy.openmm import PropertiesForce, import_openmmtorch
+    from painn_deploy.openmm import PropertiesForce, import_openmmtorch, torch_force
 
     tune_malloc()  # as painn_deploy.openmm.create_force and painn-simulate do
 
@@ -67,6 +69,8 @@ def worker(kind: str, molecule: str, threads: int, steps: int) -> dict:
         system.addParticle(atom.element.mass)
     if kind == "painn_pythonforce":
         system.addForce(PropertiesForce(torch.jit.load(str(tmp / "m.pt")), False).force())
+    elif kind == "painn_torchforce_outputs_forces":  # what painn-simulate and create_force use
+        system.addForce(torch_force(str(tmp / "m.pt"), periodic=False))
     else:
         openmmtorch = import_openmmtorch()
         system.addForce(openmmtorch.TorchForce(str(tmp / "m.pt")))
@@ -111,7 +115,13 @@ def main():
     if args.worker:
         Path(args.out).write_text(json.dumps(worker(*args.worker, args.threads, args.steps)))
         return
-    kinds = ["painn_torchforce", "painn_pythonforce", "model_call", "trivial_torchforce"]
+    kinds = [
+        "painn_torchforce",
+        "painn_torchforce_outputs_forces",
+        "painn_pythonforce",
+        "model_call",
+        "trivial_torchforce",
+    ]
     rows = []
     for molecule, pdb in MOLECULES.items():
         for threads in (1, 2):
@@ -127,7 +137,7 @@ def main():
             if peer:
                 row["schnetpack_md"] = peer["ms_per_step_median"]
                 row["schnetpack_model_call"] = peer["model_call_ms_median"]
-                row["ratio_vs_schnetpack_md"] = row["painn_torchforce"] / row["schnetpack_md"]
+                row["ratio_vs_schnetpack_md"] = row["painn_torchforce_outputs_forces"] / row["schnetpack_md"]
             rows.append(row)
             print(row, flush=True)
     common.write_table(
@@ -137,6 +147,7 @@ def main():
             "molecule",
             "threads",
             "painn_torchforce",
+            "painn_torchforce_outputs_forces",
             "painn_pythonforce",
             "model_call",
             "model_call_matmul_ms",
@@ -147,7 +158,10 @@ def main():
             "ratio_vs_schnetpack_md",
         ],  # fmt: skip
         notes="ms per MD step (median), OpenMM CPU platform, openmmtools BAOAB, 0.5 fs, float32, paper-size PaiNN "
-        "(F=128, 3 blocks, 20 RBF, 5 A) with all four heads; painn_pythonforce computes energy, forces and keeps the "
+        '(F=128, 3 blocks, 20 RBF, 5 A) with all four heads; painn_torchforce: TorchForce("model.pt") (energy '
+        "contract: openmm-torch freezes the module and backpropagates); painn_torchforce_outputs_forces: "
+        "painn_deploy.openmm.torch_force (the model returns energy and forces from its hand-written backward pass; "
+        "painn-simulate's choice); ratio_vs_schnetpack_md uses the latter; painn_pythonforce computes energy, forces and keeps the "
         "features for the recording heads every step (the fused backend; the heads run later on 100 frames at once). "
         "model_call: forward+backward of the TorchScript model alone, called from Python; model_call_matmul_ms: the "
         "part of it spent in matrix multiplications (torch.profiler self time, a floor no per-operation saving can "

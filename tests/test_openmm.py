@@ -48,6 +48,20 @@ def test_torchforce_matches_module(exported64, platform):
     tol = 1e-9 if platform == "Reference" else 1e-5  # the CPU platform accumulates forces in float32
     assert e == pytest.approx(float(ref["energy"].detach()), rel=tol)
     np.testing.assert_allclose(f, ref["forces"].detach().numpy(), rtol=tol, atol=tol * 1e3)
+    # create_force's TorchForce returns the forces itself (ForcesOutput); TorchForce("model.pt") as users
+    # write it returns the energy and openmm-torch backpropagates: both give these forces
+    assert create_force(exported64, app.PDBFile(str(ETHANOL_PDB)).topology).getOutputsForces()
+    from painn_deploy.openmm import import_openmmtorch
+
+    system = openmm.System()
+    for _ in range(pos.shape[0]):
+        system.addParticle(1.0)
+    system.addForce(import_openmmtorch().TorchForce(str(exported64)))
+    plain = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform))
+    plain.setPositions(app.PDBFile(str(ETHANOL_PDB)).positions)
+    e_plain, f_plain = energy_forces(plain)
+    assert e_plain == pytest.approx(e, rel=tol)
+    np.testing.assert_allclose(f_plain, f, rtol=tol, atol=tol * 1e3)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

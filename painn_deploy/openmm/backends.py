@@ -124,7 +124,8 @@ def torch_force(model: ModelLike, periodic: bool, cuda_graphs: bool = False) -> 
     """An ``openmmtorch.TorchForce`` for an exported model (path or module): through :class:`ForcesOutput`
     where the model has ``energy_and_forces`` (format 4), else the model itself (energy only)."""
     openmmtorch = import_openmmtorch()
-    module = model if isinstance(model, torch.nn.Module) else load(model)  # (alive until TorchForce has copied it)
+    # (alive until TorchForce has copied it: a loaded module's methods live in its Python object)
+    module = model if isinstance(model, torch.nn.Module) else torch.jit.load(str(model), map_location="cpu")
     if hasattr(module, "energy_and_forces") and not cuda_graphs:
         force = openmmtorch.TorchForce(torch.jit.script(ForcesOutput(_scripted(module))))
         force.setOutputsForces(True)
