@@ -165,11 +165,12 @@ def main():
         "all of them, sorted), so drifts of this shared machine cancel. RPMD rows: steady state from (time of 3N steps - "
         "time of N steps) / 2N in a fresh process; startup_s: the rest of the N-step run (loading, warm-up, TorchScript's "
         "first optimising calls); their cost_vs_no_recording is against the classical median. "
-        "ratio_vs_schnetpack: ours / (SchNetPack's MD driver ms/step x beads). Recording: tap (the default) = "
-        "TorchForce, the model leaves each step's features in shared memory and the dipole and polarizability heads "
-        "run on 100 steps' features at once, while the dynamics runs in 100-step integrator calls; fused = one PythonForce "
-        "evaluation per step (energy, forces, features), the dipole and polarizability heads on 100 frames at once; "
-        "second = TorchForce, the recorded frames evaluated again forward only, 10 per call.",
+        "ratio_vs_schnetpack: ours / (SchNetPack's MD driver ms/step x beads). Recording: none = TorchForce with "
+        "setOutputsForces (painn_deploy.openmm.torch_force); fused (the default) = one PythonForce evaluation per step "
+        "(energy, forces, features kept for 100 steps), the dipole and polarizability heads on 100 steps' features at "
+        "once, while the dynamics runs in 100-step integrator calls; tap = the same with TorchForce, the model leaving "
+        "each step's features in shared memory; second = TorchForce, the recorded frames evaluated again forward only, "
+        "10 per call.",
     )
 
 

@@ -145,7 +145,7 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
     )  # fmt: skip
     result = run_simulation(cfg)
     assert (result.steps, result.frames_recorded) == (60, 60)
-    assert result.recording == "tap" and "60 steps done" in result.summary()
+    assert result.recording == "fused" and "60 steps done" in result.summary()
     for name in ("log.csv", "properties.h5", "trajectory.dcd", "checkpoint.chk", "run.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
@@ -193,11 +193,8 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     )  # fmt: skip
     result = run_simulation(cfg)
     assert result.recording == recording
-    lag = json.loads((out / "run.json").read_text())["recording_lag_steps"]
     # openmmtools integrators evaluate forces at the new positions; OpenMM's NoseHooverIntegrator at
-    # the step's starting positions, so its fused evaluation lags one step (the driver measures this);
-    # the tap matches each evaluation to its positions
-    assert lag == (1 if (recording, integrator) == ("fused", "nose-hoover") else 0)
+    # the step's starting positions: fused and tap recording match each evaluation to its positions
 
     props = read_properties(out / "properties.h5")
     n = steps // record_interval
@@ -205,7 +202,7 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     assert (
         props["time"].shape == (n,) and props["dipole"].shape == (n, 3) and props["polarizability"].shape == (n, 3, 3)
     )
-    recorded_steps = record_interval * np.arange(1, n + 1) - lag
+    recorded_steps = record_interval * np.arange(1, n + 1)
     np.testing.assert_allclose(props["time"], recorded_steps * dt_ps, rtol=1e-12, atol=1e-15)
     assert props["units"] == {"time": "ps", "dipole": "e*nm", "polarizability": "nm^3"}
     assert props["attrs"]["timestep_fs"] == 0.5 and props["attrs"]["record_interval_steps"] == record_interval
@@ -218,15 +215,13 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     module = load(exported64)
     checked = 0
     for j, step in enumerate(recorded_steps):
-        if step < 1:  # time 0 (lagged first frame) has no DCD frame
-            continue
         ref = module.properties(torch.tensor(traj.xyz[step - 1], dtype=torch.float64))
         np.testing.assert_allclose(props["dipole"][j], ref["dipole"].detach().numpy(), rtol=0, atol=2e-8)
         np.testing.assert_allclose(
             props["polarizability"][j], ref["polarizability"].detach().numpy(), rtol=0, atol=2e-8
         )
         checked += 1
-    assert checked >= n - 1
+    assert checked == n
     # the comparison can tell neighbouring steps apart
     ref_next = module.properties(torch.tensor(traj.xyz[recorded_steps[-2]], dtype=torch.float64))
     assert np.abs(props["dipole"][-2] - ref_next["dipole"].detach().numpy()).max() > 1e-7
@@ -234,9 +229,8 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
 
 @pytest.mark.parametrize("recording", ["tap", "fused"])
 def test_recording_leaves_the_trajectory_unchanged(exported64, tmp_path, recording):
-    """The fused backend measures its lag with one trial step and goes back, and the tap only reads
-    what the dynamics evaluated: the trajectory is the one a run without recording makes (same
-    seed), not one step ahead."""
+    """Fused and tap recording only read what the dynamics evaluated: the trajectory is the one a run
+    without recording makes (same seed)."""
     kw = dict(steps=6, trajectory_interval=1, seed=4)
     run_simulation(config(exported64, tmp_path / recording, record_dipole=True, recording=recording, **kw))
     run_simulation(config(exported64, tmp_path / "plain", **kw))
@@ -246,11 +240,12 @@ def test_recording_leaves_the_trajectory_unchanged(exported64, tmp_path, recordi
     assert np.abs(a[1:] - b[:-1]).max() > 1e-5
 
 
-@pytest.mark.parametrize("version, auto", [(1, "second"), (2, "fused")])
+@pytest.mark.parametrize("version, auto", [(1, "second"), (2, "fused"), (3, "tap")])
 def test_older_artefacts_record_with_what_they_have(exported64, tmp_path, version, auto):
     """An artefact exported before format 3 has no feature tap, and before format 2 no
-    forces_and_features: auto recording falls back to what the artefact supports, and an explicit
-    --recording it cannot do says to export again.  The bundled model is current."""
+    forces_and_features: auto recording falls back to what the artefact supports (format 3: the tap,
+    whose forces_and_features used autograd), and an explicit --recording it cannot do says to export
+    again.  The bundled model is current."""
     from painn_deploy.deploy import load_metadata
     from painn_deploy.deploy.metadata import FORMAT_VERSION, METADATA_FILE
     from painn_deploy.md.runner import BUNDLED_MODEL
@@ -263,19 +258,21 @@ def test_older_artefacts_record_with_what_they_have(exported64, tmp_path, versio
     torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(meta)})
     result = run_simulation(config(old, tmp_path / "auto", steps=4, record_dipole=True))
     assert result.recording == auto and result.frames_recorded == 4
-    for recording in ("tap", "fused")[: 3 - version]:
+    for recording in ("tap", "fused")[: max(0, 3 - version)]:
         with pytest.raises(InputError, match="export it again"):
             run_simulation(config(old, tmp_path / recording, steps=4, record_dipole=True, recording=recording))
     assert load_metadata(BUNDLED_MODEL)["format_version"] == FORMAT_VERSION
     assert hasattr(load(BUNDLED_MODEL), "tap_path")
 
 
-def test_tap_recording_refuses_integrators_with_extra_evaluations(exported64, tmp_path):
-    """The tap pairs each step with one evaluation at new positions; if the dynamics evaluates the model
-    more often, the run stops with a RecordingError naming the fix instead of recording wrong times."""
+@pytest.mark.parametrize("recording", ["tap", "fused"])
+def test_chunked_recording_refuses_integrators_with_extra_evaluations(exported64, tmp_path, recording):
+    """Fused and tap recording pair each step with one evaluation at new positions; if the dynamics
+    evaluates the model more often, the run stops with a RecordingError naming the fix instead of
+    recording wrong times."""
     from painn_deploy.errors import RecordingError
 
-    run = MDRun(config(exported64, tmp_path / "run", steps=20, record_dipole=True, recording="tap"))
+    run = MDRun(config(exported64, tmp_path / "run", steps=20, record_dipole=True, recording=recording))
     real = run.integrator
 
     class TwoEvaluationsPerStep:  # e.g. a predictor-corrector scheme
@@ -293,7 +290,8 @@ def test_tap_recording_refuses_integrators_with_extra_evaluations(exported64, tm
     run.integrator = TwoEvaluationsPerStep()
     with pytest.raises(RecordingError, match="exactly one force evaluation per step"):
         run.run()
-    assert not run.adapter.path.exists()  # the shared-memory ring is removed
+    if recording == "tap":
+        assert not run.adapter.path.exists()  # the shared-memory ring is removed
 
 
 # ---- 3. NVE energy conservation ------------------------------------------------------------------------------
@@ -452,9 +450,9 @@ def test_resume_after_sigkill_is_bit_for_bit(stable_model, tmp_path):
     "options",
     [
         dict(record_dipole=True, record_polarizability=True, recording="second"),  # TorchForce + extra evaluation
-        dict(record_dipole=True, recording="fused", integrator="nose-hoover"),  # PythonForce, lags one step
+        dict(record_dipole=True, recording="fused", integrator="nose-hoover"),  # PythonForce, forces at the start
         dict(integrator="verlet"),  # TorchForce only
-        dict(record_dipole=True, trajectory_format="xtc"),  # tap (the default), compressed trajectory
+        dict(record_dipole=True, trajectory_format="xtc"),  # fused (the default), compressed trajectory
         dict(record_dipole=True, recording="tap", integrator="nose-hoover"),  # tap, forces at the step's start
     ],
     ids=["second", "fused-nose-hoover", "verlet", "tap-xtc", "tap-nose-hoover"],

@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record-interval", type=int, default=1,
                    help=f"steps between recorded properties (at most {nyquist_limit_fs():.2f} fs to resolve 4000 cm^-1)")  # fmt: skip
     p.add_argument("--recording", choices=RECORDINGS, default="auto",
-                   help="how the dipole/polarizability are recorded. tap: TorchForce runs the dynamics and leaves each "
-                   "step's features in shared memory, from which the dipole and polarizability heads are evaluated "
-                   "100 steps at a time; fused: the same with openmm.PythonForce; second: TorchForce plus a batched "
-                   "forward-only evaluation of the recorded frames; auto: tap, or second for RPMD (measured: "
+                   help="how the dipole/polarizability are recorded. fused: openmm.PythonForce evaluates energy, forces "
+                   "and the network's features once per step, and the dipole and polarizability heads run on 100 "
+                   "steps' features at a time; tap: the same with TorchForce, the model leaving each step's features "
+                   "in shared memory; second: TorchForce plus a batched forward-only evaluation of the recorded "
+                   "frames; auto: fused (tap for models exported in format 3), or second for RPMD (measured: "
                    "benchmarks/results/md_throughput.md)")  # fmt: skip
     p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames")
     p.add_argument("--trajectory-format", choices=TRAJECTORY_FORMATS, default="dcd",

@@ -40,8 +40,8 @@ class SimulationConfig:
     platform: str = "auto"
     seed: int = 0
     resume: bool = False
-    # auto: tap (TorchForce keeps each step's features in shared memory; default), fused (PythonForce) or
-    # second (TorchForce + batched forward-only evaluation; RPMD)
+    # auto: fused (PythonForce keeps each step's features; default), tap (TorchForce keeps them in shared
+    # memory; models of format 3) or second (TorchForce + batched forward-only evaluation; RPMD)
     recording: str = "auto"
     max_temperature_K: float = 0.0  # 0: 10 x target (and at least 2000 K)
     max_force_kj_per_mol_nm: float = 1e5

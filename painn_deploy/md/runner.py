@@ -35,7 +35,6 @@ from ..deploy.metadata import (
 from ..elements import formula
 from ..errors import CheckpointError, InputError, RecordingError, SimulationInstabilityError
 from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
-from ..openmm.backends import FEATURE_BATCH_BYTES
 from ..structures import load_pdb
 from ..training.checkpoint import atomic_write
 from .config import SimulationConfig
@@ -50,7 +49,8 @@ RESUME_MUST_MATCH = (
 )  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
-FUSED_BATCH = 100  # recorded frames whose output heads are evaluated together ("fused" and "tap" recording)
+FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads ("fused" and "tap" recording)
+CHUNKED = ("fused", "tap")  # recordings that read each step's features after integrator.step(n)
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
 
@@ -169,7 +169,9 @@ class MDRun:
         )
         self.recording = self._recording_mode()
         backend = {"fused": "python", "tap": "tap"}.get(self.recording, "torch")
-        self.system, self.adapter = create_system(self.model_path, self.pdb.topology, backend, tap_capacity=FUSED_BATCH)
+        self.system, self.adapter = create_system(
+            self.model_path, self.pdb.topology, backend, feature_capacity=FEATURE_CAPACITY
+        )
         self.module = load(self.model_path) if (self.recorded and self.recording == "second") else None
         self.integrator = build_integrator(cfg)
         self.platform = choose_platform(cfg.platform)
@@ -178,10 +180,8 @@ class MDRun:
         n_constraints = self.system.getNumConstraints()
         self.dof = 3 * self.system.getNumParticles() - n_constraints - 3
         self.step = 0
-        self.lag = 0
-        self.pending: list = []
-        self.fused_batch = 0
-        self.tap_read = 0  # feature tap: evaluations read so far
+        self.pending: list = []  # "second" recording: frames waiting for one batched evaluation
+        self.features_read = 0  # "fused" and "tap" recording: evaluations read so far
 
     # ---- set-up ------------------------------------------------------------------------------
     def _recording_mode(self) -> str:
@@ -199,13 +199,16 @@ class MDRun:
                 f"{self.model_path} was exported by an older painn-deploy without what --recording "
                 f"{self.cfg.recording} needs; export it again with painn-export, or use --recording second"
             )
-        # measured (benchmarks/results/md_throughput.md): TorchForce with the feature tap (the output heads on
-        # 100 steps' features at once) costs least; then one PythonForce evaluation; ring polymers evaluate
-        # each bead separately, so they record with a second evaluation
+        # measured (benchmarks/results/md_throughput.md): since format 4 (forces by the hand-written backward
+        # pass, which runs fastest outside TorchForce) one PythonForce evaluation per step costs least, then
+        # TorchForce with the feature tap; in format 3 the tap; ring polymers evaluate each bead separately,
+        # so they record with a second evaluation
         if self.cfg.recording == "auto":
             if self.cfg.beads > 1:
                 return "second"
-            return "tap" if version >= TAP_FORMAT_VERSION else "fused" if version >= FUSED_FORMAT_VERSION else "second"
+            if version == TAP_FORMAT_VERSION:
+                return "tap"
+            return "fused" if version >= FUSED_FORMAT_VERSION else "second"
         return self.cfg.recording
 
     def _set_initial_state(self):
@@ -229,28 +232,9 @@ class MDRun:
                 self.integrator.setPositions(k, positions)
                 self.integrator.setVelocities(k, rng.normal(size=(len(masses), 3)) * sigma)
 
-    def _measure_lag(self):
-        """Whether the fused evaluation after a step belongs to the new positions (openmmtools
-        integrators) or to the step's starting positions (OpenMM's built-in integrators)."""
-        if self.recording != "fused":
-            return
-        start = self.context.createCheckpoint()  # step once to measure, then go back: no step goes unrecorded
-        self.integrator.step(1)
-        pos = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        evaluated = self.adapter.module.observables(torch.tensor(np.asarray(pos), dtype=self.adapter.dtype))
-        first = self.recorded[0]
-        latest = self.adapter.observables([self.adapter.last_features])[first][0]
-        self.lag = 0 if np.allclose(latest, evaluated[first].double().numpy(), rtol=1e-6, atol=1e-12) else 1
-        self.context.loadCheckpoint(start)
-
     # ---- per-step work -----------------------------------------------------------------------------
     def _record(self, time_ps: float) -> None:
-        """Record the properties of the current step (bead average for RPMD)."""
-        if self.recording == "fused":  # fused_batch was set in _warm_up
-            self.pending.append((time_ps, self.adapter.last_features))
-            if len(self.pending) >= self.fused_batch:
-                self._flush_records()
-            return
+        """Record the properties of the current step by a second evaluation (bead average for RPMD)."""
         states = self._bead_states(getPositions=True, enforcePeriodicBox=False)
         positions = np.stack([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states])
         box = None
@@ -275,10 +259,6 @@ class MDRun:
         random numbers and so changes the trajectory that follows."""
         for _ in range(WARM_UP_EVALUATIONS):
             self._bead_states(getForces=True)
-        if self.recorded and self.recording == "fused":
-            self._set_fused_batch()
-            for _ in range(WARM_UP_EVALUATIONS):
-                self.adapter.observables([self.adapter.last_features] * self.fused_batch)
         if self.recording == "tap":
             # the model's tap-writing branch runs only at new positions: let TorchScript optimise it now, not
             # in the first timed steps (configurations 1e-6 nm away, then back to the exact positions)
@@ -287,9 +267,10 @@ class MDRun:
                 self.context.setPositions(here + (k + 1) * 1e-6 * unit.nanometer)
                 self.context.getState(getForces=True)
             self.context.setPositions(here)
-            self.tap_read = self._tap_evaluated_here()
+        if self.recording in CHUNKED:
+            self.features_read = self._evaluated_here()
             for _ in range(WARM_UP_EVALUATIONS):
-                self.adapter.observables([self.tap_read - 1] * self.adapter.capacity)
+                self.adapter.observables([self.features_read - 1] * self.adapter.capacity)
         if self.module is not None:
             state = self._bead_states(getPositions=True)[0]
             pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -301,39 +282,33 @@ class MDRun:
                     np.stack([pos] * RECORD_BATCH), None if box is None else np.repeat(box, RECORD_BATCH, 0)
                 )
 
-    def _tap_evaluated_here(self) -> int:
-        """Make sure the tap's latest evaluation is at the current positions (OpenMM's own integrators
-        evaluate forces at the start of a step, openmmtools' at its end); returns the tap's count."""
-        tap = self.adapter
+    def _evaluated_here(self) -> int:
+        """Make sure the adapter's latest evaluation is at the current positions (OpenMM's own integrators
+        evaluate forces at the start of a step, openmmtools' at its end); returns its count."""
+        adapter = self.adapter
         here = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        if tap.count == 0 or np.max(np.abs(tap.positions_nm(tap.count - 1) - here)) > 1e-6:
-            self.context.getState(getForces=True)  # evaluates the model here (the tap ignores repeats)
-        return tap.count
+        if adapter.count == 0 or np.max(np.abs(adapter.positions_nm(adapter.count - 1) - here)) > 1e-6:
+            self.context.getState(getForces=True)  # evaluates the model here (repeats are not kept)
+        return adapter.count
 
-    def _read_tap(self, n_steps: int) -> None:
-        """Record the frames of the last ``n_steps`` steps from the feature tap: its evaluations since
-        the last read are the positions after each of these steps, one each."""
-        count = self._tap_evaluated_here()
-        if count - self.tap_read != n_steps:
+    def _read_features(self, n_steps: int) -> None:
+        """Record the frames of the last ``n_steps`` steps from the features the force kept (feature tap
+        or PythonForce): its evaluations since the last read are the positions after each of these
+        steps, one each."""
+        count = self._evaluated_here()
+        if count - self.features_read != n_steps:
             raise RecordingError(
-                f"at step {self.step}: the model was evaluated at {count - self.tap_read} new configurations during "
-                f"the last {n_steps} steps; the tap recording needs exactly one force evaluation per step. Use "
-                f"--recording second with this integrator."
+                f"at step {self.step}: the model was evaluated at {count - self.features_read} new configurations "
+                f"during the last {n_steps} steps; --recording {self.recording} needs exactly one force evaluation "
+                f"per step. Use --recording second with this integrator."
             )
-        first = self.step - n_steps  # slot self.tap_read holds the positions after step first + 1
+        first = self.step - n_steps  # evaluation features_read is at the positions after step first + 1
         steps = [t for t in range(first + 1, self.step + 1) if t % self.cfg.record_interval == 0]
         if steps:
-            values = self.adapter.observables([self.tap_read + t - first - 1 for t in steps])
+            values = self.adapter.observables([self.features_read + t - first - 1 for t in steps])
             for k, t in enumerate(steps):
                 self.properties.append(t * self.dt_ps, {name: values[name][k] for name in self.recorded})
-        self.tap_read = count
-
-    def _set_fused_batch(self) -> None:
-        """Frames per call of the output heads in fused recording: FUSED_BATCH, fewer for large systems."""
-        if not self.fused_batch:
-            s, v, _ = self.adapter.last_features
-            frame_bytes = s.element_size() * (s.numel() + v.numel())
-            self.fused_batch = int(max(1, min(FUSED_BATCH, FEATURE_BATCH_BYTES // frame_bytes)))
+        self.features_read = count
 
     def _evaluate_frames(self, positions: np.ndarray, box) -> dict:
         dtype = self.module.dtype_marker.dtype
@@ -348,12 +323,6 @@ class MDRun:
     def _flush_records(self) -> None:
         """Evaluate the recorded frames waiting in ``pending`` (one batched model call)."""
         if not self.pending:
-            return
-        if self.recording == "fused":
-            values = self.adapter.observables([f for _, f in self.pending])
-            for k, (t, _) in enumerate(self.pending):
-                self.properties.append(t, {name: values[name][k] for name in self.recorded})
-            self.pending.clear()
             return
         times = [t for t, _, _ in self.pending]
         positions = np.stack([p for _, p, _ in self.pending])
@@ -492,12 +461,10 @@ class MDRun:
             meta = self._load_checkpoint()
             self.step = meta["step"]
             resume_step, resume_frames = self.step, meta["property_frames"]
-            self.lag = json.loads((out / "run.json").read_text()).get("recording_lag_steps", 0)
         else:
             self._set_initial_state()
             if cfg.equilibration_steps:
                 self.integrator.step(cfg.equilibration_steps)
-            self._measure_lag()
             resume_step, resume_frames = -1, -1
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", resume_step)
@@ -537,7 +504,7 @@ class MDRun:
     def _loop(self, progress, wall_start, start_step):
         cfg = self.cfg
         intervals = [cfg.log_interval, cfg.trajectory_interval, cfg.checkpoint_interval]
-        if self.recording == "tap":  # read the tap before its ring wraps
+        if self.recording in CHUNKED:  # read the features before the ring wraps
             intervals.append(self.adapter.capacity)
         elif self.recorded:
             intervals.append(cfg.record_interval)
@@ -546,14 +513,14 @@ class MDRun:
             n = min(n, cfg.steps - self.step)
             self.integrator.step(n)
             self.step += n
-            if self.recording == "tap":
-                self._read_tap(n)
-            elif self.recording == "fused":
+            if self.recording in CHUNKED:
+                self._read_features(n)
+            if self.recording == "fused":
                 last = self.adapter.last
                 if not np.isfinite(last["energy"]) or not np.all(np.isfinite(last["forces"])):
                     self._check("model evaluation", float(last["energy"]), float("nan"), 0.0, None)
-            if self.recorded and self.recording != "tap" and self.step % cfg.record_interval == 0:
-                self._record((self.step - self.lag) * self.dt_ps)
+            if self.recorded and self.recording not in CHUNKED and self.step % cfg.record_interval == 0:
+                self._record(self.step * self.dt_ps)
             if self.step % cfg.trajectory_interval == 0:
                 self._write_trajectory()
             if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
@@ -574,7 +541,6 @@ class MDRun:
             "model_metadata_heads": self.meta[KEY_HEADS],
             "platform": self.platform.getName(),
             "recording": self.recording,
-            "recording_lag_steps": self.lag,
             "versions": versions.collect(),
             "seed": self.cfg.seed,
         }

@@ -148,13 +148,14 @@ class PropertiesForce:
     forces and the representation's features, from which the dipole and polarizability of that
     configuration follow without evaluating the network again.
 
-    After each evaluation ``last`` holds the energy (kJ/mol) and forces [N, 3] (kJ/mol/nm, numpy)
-    and ``last_features`` the (s, v, positions) needed by :meth:`observables`.  The output heads are
-    cheap but made of many small operations, so the MD driver keeps the features of many steps and
-    evaluates the heads for all of them in one call.
+    After each evaluation ``last`` holds the energy (kJ/mol) and forces [N, 3] (kJ/mol/nm, numpy).
+    Like :class:`FeatureTap`, it keeps the features and positions of its last ``capacity`` evaluations
+    at distinct positions (a repeated force query adds nothing), numbered from 0 (``count`` so far), and
+    :meth:`observables` runs the output heads on many of them in one call, so the MD driver can step
+    in long ``integrator.step(n)`` calls and record every step.
     """
 
-    def __init__(self, module: torch.nn.Module, periodic: bool):
+    def __init__(self, module: torch.nn.Module, periodic: bool, capacity: int = 100):
         if not hasattr(module, "forces_and_features"):
             raise InputError(
                 "this exported model predates the fused backend (no forces_and_features method); export it "
@@ -163,9 +164,12 @@ class PropertiesForce:
         self.module = module
         self.periodic = periodic
         self.dtype = module.dtype_marker.dtype
+        n_atoms, n_features = int(module.species.shape[0]), int(module.potential.representation.n_features)
+        frame_bytes = torch.zeros((), dtype=self.dtype).element_size() * 4 * n_atoms * n_features
+        self.capacity = _ring_capacity(capacity, frame_bytes)
         self.last: dict = {}
-        self.last_features: tuple = ()
-        self.n_evaluations = 0
+        self.count = 0
+        self._ring: list = [None] * self.capacity  # (s, v, positions) of evaluation k at k % capacity
 
     def __call__(self, state):
         positions = torch.from_numpy(_positions_nm(state))
@@ -176,23 +180,45 @@ class PropertiesForce:
             energy, forces, s, v = self.module.forces_and_features(positions, box)
         forces = forces.double().numpy()
         self.last = {"energy": energy.item(), "forces": forces}
-        self.last_features = (s, v, positions)
-        self.n_evaluations += 1
+        latest = self._ring[(self.count - 1) % self.capacity]
+        if self.count == 0 or not torch.equal(latest[2], positions):
+            self._ring[self.count % self.capacity] = (s, v, positions)
+            self.count += 1
         return self.last["energy"], forces
 
-    def observables(self, features: list) -> dict:
+    def positions_nm(self, index: int) -> np.ndarray:
+        """Positions [N, 3] (nm) of evaluation ``index`` (0-based, one of the last ``capacity``)."""
+        _check_ring(np.array([index]), self.count, self.capacity, "fused recording")
+        return self._ring[index % self.capacity][2].numpy()
+
+    def observables(self, indices) -> dict:
         """Energy [B] (kJ/mol), dipole [B, 3] (e*nm) and polarizability [B, 3, 3] (nm^3), numpy, of
-        B evaluations' ``last_features``, in one call of the output heads."""
-        s = torch.cat([f[0] for f in features])
-        v = torch.cat([f[1] for f in features])
-        positions = torch.stack([f[2] for f in features])
-        out = self.module.observables_from_features(s, v, positions)
+        the evaluations ``indices``, in one call of the output heads."""
+        indices = np.asarray(indices, dtype=np.int64)
+        _check_ring(indices, self.count, self.capacity, "fused recording")
+        frames = [self._ring[i % self.capacity] for i in indices]
+        s = torch.cat([f[0] for f in frames])
+        v = torch.cat([f[1] for f in frames])
+        out = self.module.observables_from_features(s, v, torch.stack([f[2] for f in frames]))
         return {k: t.double().numpy() for k, t in out.items()}
 
     def force(self) -> "openmm.Force":
         f = openmm.PythonForce(self)
         f.setUsesPeriodicBoundaryConditions(self.periodic)
         return f
+
+
+def _ring_capacity(capacity: int, frame_bytes: int) -> int:
+    """Evaluations a feature ring keeps: ``capacity``, fewer if they would need more than FEATURE_BATCH_BYTES."""
+    return int(max(1, min(capacity, FEATURE_BATCH_BYTES // frame_bytes)))
+
+
+def _check_ring(indices: np.ndarray, count: int, capacity: int, what: str) -> None:
+    if len(indices) and (indices.max() >= count or indices.min() < count - capacity):
+        raise RecordingError(
+            f"{what}: evaluations {indices.min()}-{indices.max()} requested, but the ring holds "
+            f"{max(0, count - capacity)}-{count - 1}; read it at least every {capacity} evaluations"
+        )
 
 
 class FeatureTap:
@@ -222,7 +248,7 @@ class FeatureTap:
         self.n_atoms = int(module.species.shape[0])
         self.n_features = int(module.potential.representation.n_features)
         self.slot = 3 * self.n_atoms + 4 * self.n_atoms * self.n_features
-        self.capacity = int(max(1, min(capacity, FEATURE_BATCH_BYTES // (8 * self.slot))))
+        self.capacity = _ring_capacity(capacity, 8 * self.slot)
         shm = Path("/dev/shm")
         directory = shm if shm.is_dir() else Path(tempfile.gettempdir())
         _remove_stale_rings(directory)
@@ -256,12 +282,7 @@ class FeatureTap:
 
     def _slots(self, indices) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
-        count = self.count
-        if len(indices) and (indices.max() >= count or indices.min() < count - self.capacity):
-            raise RecordingError(
-                f"feature tap: evaluations {indices.min()}-{indices.max()} requested, but the ring holds "
-                f"{max(0, count - self.capacity)}-{count - 1}; read it at least every {self.capacity} evaluations"
-            )
+        _check_ring(indices, self.count, self.capacity, "feature tap")
         table = self.ring[1:].reshape(self.capacity, self.slot)
         return np.array(table[indices % self.capacity])
 
@@ -318,15 +339,15 @@ def create_force(
     topology: "openmm.app.Topology",
     backend: str = "torch",
     cuda_graphs: bool = False,
-    tap_capacity: int = 100,
+    feature_capacity: int = 100,
 ):
     """A force for ``topology`` from an exported model (path, or a loaded/eager module).
 
     Checks that the topology matches the model's particles and that a periodic box is large
-    enough.  ``backend="torch"`` returns an ``openmmtorch.TorchForce``; ``backend="python"`` a
-    ``(openmm.PythonForce, PropertiesForce)`` pair whose second item exposes ``last`` properties;
-    ``backend="tap"`` a ``(TorchForce, FeatureTap)`` pair whose second item holds the features of
-    the last ``tap_capacity`` evaluations.
+    enough.  ``backend="torch"`` returns an ``openmmtorch.TorchForce`` (:func:`torch_force`);
+    ``backend="python"`` a ``(openmm.PythonForce, PropertiesForce)`` pair and ``backend="tap"`` a
+    ``(TorchForce, FeatureTap)`` pair, whose second items hold the features of the last
+    ``feature_capacity`` evaluations for the output heads.
     """
     tune_malloc()  # the model's tensors reused from step to step instead of faulted in anew (see allocator.py)
     meta = model_metadata(model)
@@ -339,12 +360,12 @@ def create_force(
         return torch_force(model, periodic, cuda_graphs)
     if backend == "python":
         module = load(model) if isinstance(model, (str, Path)) else model
-        adapter = PropertiesForce(module, periodic)
+        adapter = PropertiesForce(module, periodic, feature_capacity)
         return adapter.force(), adapter
     if backend == "tap":
         if cuda_graphs:
             raise InputError("the feature tap copies features to the host each step: it cannot run in CUDA graphs")
-        tap = FeatureTap(model, tap_capacity)
+        tap = FeatureTap(model, feature_capacity)
         return tap.force(), tap
     raise InputError(f"backend must be 'torch', 'python' or 'tap', not {backend!r}")
 
@@ -354,7 +375,7 @@ def create_system(
     topology: "openmm.app.Topology",
     backend: str = "torch",
     remove_cm_motion: bool = True,
-    tap_capacity: int = 100,
+    feature_capacity: int = 100,
 ):
     """An ``openmm.System`` with the topology's masses and the model's force; returns (system, adapter)
     where adapter is the :class:`PropertiesForce` (python backend), the :class:`FeatureTap` (tap
@@ -365,7 +386,7 @@ def create_system(
     box = topology.getPeriodicBoxVectors()
     if box is not None:
         system.setDefaultPeriodicBoxVectors(*box)
-    result = create_force(model, topology, backend, tap_capacity=tap_capacity)
+    result = create_force(model, topology, backend, feature_capacity=feature_capacity)
     force, adapter = result if backend in ("python", "tap") else (result, None)
     system.addForce(force)
     if remove_cm_motion:
