@@ -172,7 +172,7 @@ class PaiNNForceField(nn.Module):
         and the features s [N, F], v [N, 3, F], none of them holding an autograd graph.
 
         - All pairs (molecules): :meth:`PaiNNPotential.energy_and_gradient_dense`, a hand-written backward
-          pass, x0.7 the time of autograd's for ethanol (benchmarks/md_speed.py).
+          pass: an ethanol force call takes x0.7 the time it took with autograd (benchmarks/md_speed.py).
         - Above ``recompute_above_pairs`` pairs: autograd would keep ~27 kB per pair (39 GB for 30,000
           atoms of liquid), so the representation runs without it, keeping each block's inputs, and
           :meth:`PaiNN.backward_recomputed` evaluates each block again for the gradient, chunk by chunk.
@@ -299,8 +299,7 @@ class PaiNNForceField(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Potential energy (kJ/mol, scalar) and forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), without
         autograd where the model has hand-written backward passes: the TorchForce contract with
-        ``setOutputsForces(True)`` (:class:`painn_deploy.openmm.ForcesOutput`), which spares OpenMM's
-        positions from requiring gradients and the TorchScript graph from autograd's bookkeeping."""
+        ``setOutputsForces(True)`` (:class:`ForcesOutput`), in which openmm-torch runs no backward pass."""
         energy, grad, s, v = self._energy_gradient_features(positions, boxvectors)
         if self.tap_path != "":
             self._tap_write(positions, s, v)
@@ -412,9 +411,9 @@ class PaiNNForceField(nn.Module):
 class ForcesOutput(nn.Module):
     """An exported model in the TorchForce contract with ``setOutputsForces(True)``: ``forward`` returns the
     energy (kJ/mol) and the forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), from the model's
-    ``energy_and_forces``.  OpenMM's positions then need no gradients, so the model's hand-written
-    backward passes run without autograd's bookkeeping: ethanol x0.8 per step against the energy-only
-    contract (benchmarks/md_speed.py).  :func:`painn_deploy.openmm.torch_force` uses it for models that have the method."""
+    ``energy_and_forces``.  The model's hand-written backward pass gives the forces and openmm-torch
+    runs no backward pass of its own: ethanol x0.93 per step against the energy-only contract
+    (benchmarks/md_speed.py).  :func:`painn_deploy.openmm.torch_force` uses it for models that have the method."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
