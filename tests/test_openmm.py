@@ -11,7 +11,7 @@ import pytest
 import torch
 from openmm import app, unit
 
-from painn_deploy.errors import BoxTooSmallError, InputError, TopologyMismatchError, UnitsError
+from painn_deploy.errors import BoxTooSmallError, InputError, RecordingError, TopologyMismatchError, UnitsError
 from painn_deploy.openmm import check_positions, create_force, create_system
 
 from .conftest import ETHANOL_PDB, random_rotation
@@ -87,6 +87,16 @@ def test_python_backend_properties_belong_to_the_evaluated_positions(exported64)
     ctx.getState(getForces=True)  # the same positions again: nothing new
     assert adapter.count == 1
     got = adapter.observables([0])
+    # a ring of two: after three configurations the first is gone, and asking for it is a clear error
+    pdb = app.PDBFile(str(ETHANOL_PDB))
+    system, small = create_system(exported64, pdb.topology, "python", feature_capacity=2)
+    ctx2 = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+    for shift in (0.0, 1e-3, 2e-3):
+        ctx2.setPositions(pos + shift)
+        ctx2.getState(getForces=True)
+    assert small.count == 3 and np.allclose(small.positions_nm(1), pos + 1e-3)
+    with pytest.raises(RecordingError, match="read it at least every 2 evaluations"):
+        small.observables([0, 1])
     np.testing.assert_allclose(got["dipole"][0], ref["dipole"].detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(got["polarizability"][0], ref["polarizability"].detach().numpy(), rtol=1e-12)
 
