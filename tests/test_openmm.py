@@ -285,7 +285,15 @@ def test_periodic_box_too_small(trained_checkpoint, tmp_path):
     with pytest.raises(BoxTooSmallError, match="less than twice the model cutoff"):
         create_force(model, app.PDBFile(str(small)).topology)
     ctx, _ = context_for_periodic(model, boxed)
-    assert np.isfinite(energy_forces(ctx)[0])
+    e, f = energy_forces(ctx)  # TorchForce with setOutputsForces, given the box by openmm-torch
+    from painn_deploy.deploy import load
+
+    pdb = app.PDBFile(str(boxed))
+    pos = torch.tensor(np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer)))
+    box = torch.tensor(np.asarray(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    ref = load(model).properties(pos, box)
+    assert e == pytest.approx(float(ref["energy"]), rel=1e-6)
+    np.testing.assert_allclose(f, ref["forces"].double().numpy(), rtol=1e-5, atol=1e-3)
 
 
 def context_for_periodic(model, pdb_path):
