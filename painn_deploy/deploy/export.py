@@ -16,7 +16,7 @@ from ..training.checkpoint import atomic_write, load_checkpoint, potential_from_
 from . import metadata as md
 from .module import RECOMPUTE_ABOVE_PAIRS, ForcesOutput, PaiNNForceField
 
-ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 18-36 atoms: benchmarks/results/scaling.md)
+ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 36-72 atoms with the dense backward pass)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
