@@ -171,8 +171,9 @@ class PaiNNForceField(nn.Module):
         """Energy (kJ/mol, scalar), its gradient [N, 3] (kJ/mol/nm) with respect to positions [N, 3] (nm)
         and the features s [N, F], v [N, 3, F], none of them holding an autograd graph.
 
-        - All pairs (molecules): :meth:`PaiNNPotential.energy_and_gradient_dense`, a hand-written backward
-          pass: an ethanol force call takes x0.7 the time it took with autograd (benchmarks/md_speed.py).
+        - All pairs (molecules): :meth:`PaiNN.forward_dense` and its hand-written backward pass
+          :meth:`PaiNN.backward_dense`: an ethanol force call takes x0.7 the time it took with autograd
+          (benchmarks/md_speed.py).
         - Above ``recompute_above_pairs`` pairs: autograd would keep ~27 kB per pair (39 GB for 30,000
           atoms of liquid), so the representation runs without it, keeping each block's inputs, and
           :meth:`PaiNN.backward_recomputed` evaluates each block again for the gradient, chunk by chunk.
@@ -183,10 +184,11 @@ class PaiNNForceField(nn.Module):
         if self.mode == neighbors.ALL_PAIRS:
             with torch.no_grad():
                 r_ij = self._dense_pair_vectors(positions, box)
-            energy, grad_r, s, v = self.potential.energy_and_gradient_dense(self.species, r_ij, self.pair_mask)
+                s, v, kept = rep.forward_dense(self.species, r_ij, self.pair_mask, True)
+                energy, grad_s = self._energy_and_feature_gradient(s, overflow)
+                grad_r = rep.backward_dense(r_ij, self.pair_mask, kept, grad_s)
             # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j = sum_i dE/dr_ij, dE/dr_i = -sum_j dE/dr_ij
-            grad = (grad_r.sum(0) - grad_r.sum(1)) * units.EV_TO_KJ_PER_MOL
-            energy = energy[0] * units.EV_TO_KJ_PER_MOL
+            grad = grad_r.sum(0) - grad_r.sum(1)
         elif idx_i.shape[0] > self.recompute_above_pairs:
             with torch.no_grad():
                 r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
@@ -223,7 +225,8 @@ class PaiNNForceField(nn.Module):
         return r_ij
 
     def _energy_and_feature_gradient(self, s: torch.Tensor, overflow: torch.Tensor):
-        """Energy (kJ/mol, scalar) of the final features s [N, F] and its gradient [N, F] with respect to s."""
+        """Energy (kJ/mol, scalar) of the final features s [N, F] and its gradient [N, F] with respect to s,
+        without autograd (:meth:`EnergyHead.value_and_gradient`)."""
         head = self.potential.energy_head
         assert head is not None
         energy, grad_s = head.value_and_gradient(s, self.species)

@@ -187,8 +187,7 @@ class MDRun:
     def _recording_mode(self) -> str:
         if not self.recorded:
             return "none"
-        one_evaluation = ("fused", "tap")
-        if self.cfg.recording in one_evaluation and self.cfg.beads > 1:
+        if self.cfg.recording in CHUNKED and self.cfg.beads > 1:
             raise InputError(
                 f"--recording {self.cfg.recording} is not available with --beads > 1 (one evaluation per bead)"
             )

@@ -125,19 +125,6 @@ class PaiNNPotential(nn.Module):
             out["polarizability"] = self.polarizability_head(s, v, positions, masses, batch, n_molecules)
         return out
 
-    @torch.jit.export
-    def energy_and_gradient_dense(self, species: torch.Tensor, r_ij: torch.Tensor, pair_mask: torch.Tensor):
-        """Energy [1] (eV) of one small system from its dense pair vectors r_ij [N, N, 3] (Angstrom,
-        see :meth:`PaiNN.forward_dense`), its gradient [N, N, 3] (eV/Angstrom) with respect to r_ij,
-        and the features s [N, F], v [N, 3, F]; by the hand-written backward pass, without autograd
-        (first derivatives only)."""
-        with torch.no_grad():
-            rep = self.representation
-            s, v, kept = rep.forward_dense(species, r_ij, pair_mask, True)
-            assert self.energy_head is not None
-            energy, grad_s = self.energy_head.value_and_gradient(s, species)
-            return energy, rep.backward_dense(r_ij, pair_mask, kept, grad_s), s, v
-
 
 def energy_and_forces(energy: torch.Tensor, positions: torch.Tensor, training: bool) -> torch.Tensor:
     """Forces -dE/dr [N, 3] from a summed energy; ``training`` keeps the graph for a force loss."""
