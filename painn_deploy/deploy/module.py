@@ -177,8 +177,13 @@ class PaiNNForceField(nn.Module):
         - Above ``recompute_above_pairs`` pairs: autograd would keep ~27 kB per pair (39 GB for 30,000
           atoms of liquid), so the representation runs without it, keeping each block's inputs, and
           :meth:`PaiNN.backward_recomputed` evaluates each block again for the gradient, chunk by chunk.
-        - Otherwise autograd."""
-        with torch.no_grad():  # (not detach(), see _with_gradient)
+        - Otherwise autograd.
+
+        The positions are copied outside autograd first: openmm-torch passes positions that require
+        gradients, and TorchScript's executor then wraps the graph in differentiable subgraphs that cost
+        ethanol 0.15 ms per call even though no gradient flows through them (benchmarks/md_speed.py)."""
+        with torch.no_grad():  # (a copy, not detach(), see _with_gradient)
+            positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
             positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
         rep = self.potential.representation
         if self.mode == neighbors.ALL_PAIRS:

@@ -8,7 +8,7 @@ molecule (B molecules).  Units: eV, e*Angstrom, Angstrom^3.
 import torch
 from torch import nn
 
-from .radial import safe_norm, silu_derivative
+from .radial import safe_norm, silu_backward
 
 
 class GatedEquivariantBlock(nn.Module):
@@ -72,7 +72,7 @@ class EnergyHead(nn.Module):
         """Energy [1] (eV) of one system's atoms and its gradient [N, F] with respect to s, without autograd."""
         h = self.mlp[0](s)
         e_atom = self.scale * self.mlp[2](self.mlp[1](h)).squeeze(-1) + self.element_energies.index_select(0, species)
-        grad_s = torch.matmul(silu_derivative(h) * self.mlp[2].weight, self.mlp[0].weight) * self.scale
+        grad_s = torch.matmul(silu_backward(self.mlp[2].weight * self.scale, h), self.mlp[0].weight)
         return e_atom.sum().unsqueeze(0), grad_s
 
 

@@ -9,7 +9,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from .radial import SineRBF, cosine_cutoff, cosine_cutoff_derivative, safe_norm, silu_derivative
+from .radial import SineRBF, cosine_cutoff, cosine_cutoff_derivative, safe_norm, silu_backward
 
 
 class PaiNNMessage(nn.Module):
@@ -81,10 +81,13 @@ class PaiNNMessage(nn.Module):
         grad_s: torch.Tensor,
         grad_v: torch.Tensor,
         first: bool,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        grad_filters: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Vector-Jacobian product of :meth:`forward_dense` (unit vectors here [N, N, 3]): from the
-        gradients of its outputs s [N, F] and v [N, 3, F], those of its inputs s, v, the filters
-        [N, N, 3F] and the unit vectors [N, N, 3] (the first block's s, the embedding, gets none)."""
+        gradients of its outputs s [N, F] and v [N, 3, F], those of its inputs s, v and the unit vectors
+        [N, N, 3]; the filters' [N, N, 3F] is written into ``grad_filters`` (a view of that shape), so
+        that the caller turns every block's into the basis's gradient with one matrix product.  The first
+        block's s, the embedding, gets no gradient."""
         v, h, phi, x = kept
         n, f = grad_s.shape[0], self.n_features
         _, dv_v, dv_r = torch.split(x, f, dim=-1)
@@ -97,13 +100,13 @@ class PaiNNMessage(nn.Module):
             grad_dv_v = torch.sum(v.unsqueeze(0) * grad_v.unsqueeze(1), dim=2)
             grad_v_in = grad_v + torch.sum(grad_v.unsqueeze(1) * dv_v.unsqueeze(2), dim=0)
         grad_x = torch.cat([grad_s.unsqueeze(1).expand(n, n, f), grad_dv_v, grad_dv_r], dim=-1)
-        grad_filters = grad_x * phi.unsqueeze(0)
+        torch.mul(grad_x, phi.unsqueeze(0), out=grad_filters)
         grad_s_in = grad_s
         if not first:
             grad_phi = torch.sum(grad_x * filters, dim=0)
-            grad_h = torch.matmul(grad_phi, self.phi[2].weight) * silu_derivative(h)
+            grad_h = silu_backward(torch.matmul(grad_phi, self.phi[2].weight), h)
             grad_s_in = grad_s + torch.matmul(grad_h, self.phi[0].weight)
-        return grad_s_in, grad_v_in, grad_filters, grad_units
+        return grad_s_in, grad_v_in, grad_units
 
 
 class PaiNNUpdate(nn.Module):
@@ -132,8 +135,8 @@ class PaiNNUpdate(nn.Module):
         a = self.mlp[2](self.mlp[1](h))
         a_vv, a_sv, a_ss = torch.split(a, f, dim=-1)
         product = torch.sum(u_v * v_v, dim=1)
-        v = v + a_vv.unsqueeze(1) * u_v
-        s = s + a_sv * product + a_ss
+        v = torch.addcmul(v, a_vv.unsqueeze(1), u_v)
+        s = torch.addcmul(s + a_ss, a_sv, product)
         kept: List[torch.Tensor] = [u_v, v_v, norm, h, a, product] if keep else []
         return s, v, kept
 
@@ -149,16 +152,16 @@ class PaiNNUpdate(nn.Module):
         grad_product = (grad_s * a_sv).unsqueeze(1)
         grad_u_v = grad_product * v_v
         grad_v_v = grad_product * u_v
-        if grad_v is None:
-            grad_a_vv = torch.zeros_like(grad_s)
+        if grad_v is None:  # a_vv gets no gradient: leave its rows out of the product
+            grad_a = torch.cat([grad_s * product, grad_s], dim=-1)
+            grad_h = silu_backward(torch.matmul(grad_a, self.mlp[2].weight[f:]), h)
         else:
-            grad_a_vv = torch.sum(grad_v * u_v, dim=1)
-            grad_u_v = grad_u_v + grad_v * a_vv.unsqueeze(1)
-        grad_a = torch.cat([grad_a_vv, grad_s * product, grad_s], dim=-1)
-        grad_h = torch.matmul(grad_a, self.mlp[2].weight) * silu_derivative(h)
+            grad_a = torch.cat([torch.sum(grad_v * u_v, dim=1), grad_s * product, grad_s], dim=-1)
+            grad_h = silu_backward(torch.matmul(grad_a, self.mlp[2].weight), h)
+            grad_u_v = torch.addcmul(grad_u_v, grad_v, a_vv.unsqueeze(1))
         grad_in = torch.matmul(grad_h, self.mlp[0].weight)
         grad_s_in = grad_s + grad_in[:, :f]
-        grad_v_v = grad_v_v + (grad_in[:, f:] / norm).unsqueeze(1) * v_v
+        grad_v_v = torch.addcmul(grad_v_v, (grad_in[:, f:] / norm).unsqueeze(1), v_v)
         grad_v_in = torch.matmul(torch.cat([grad_u_v, grad_v_v], dim=-1), self.uv.weight)
         if grad_v is not None:
             grad_v_in = grad_v_in + grad_v
@@ -249,8 +252,8 @@ class PaiNN(nn.Module):
         n = r_ij.shape[0]
         filters, unit_vectors = kept[0], kept[1]
         width = 3 * self.n_features
-        weight_t = self.filter_weight().t()  # [3F * blocks, n_rbf + 1]
-        grad_basis = torch.zeros((n * n, weight_t.shape[1]), dtype=r_ij.dtype, device=r_ij.device)
+        # every block's filter gradient, for one product with the filter weights at the end
+        grad_filters = torch.empty_like(filters)
         grad_units = torch.zeros_like(unit_vectors)
         grad_v: Optional[torch.Tensor] = None
         per_block = 10  # tensors kept per block: 4 by the message, 6 by the update
@@ -260,16 +263,20 @@ class PaiNN(nn.Module):
                 if block == k:
                     start = 2 + per_block * k
                     grad_s, grad_v_mid = update.backward(kept[start + 4 : start + per_block], grad_s, grad_v)
-                    filters_k = filters[:, :, k * width : (k + 1) * width]
-                    grad_s, grad_v_in, grad_filters, grad_units_k = message.backward_dense(
-                        kept[start : start + 4], filters_k, unit_vectors, grad_s, grad_v_mid, k == 0
+                    grad_s, grad_v_in, grad_units_k = message.backward_dense(
+                        kept[start : start + 4],
+                        filters[:, :, k * width : (k + 1) * width],
+                        unit_vectors,
+                        grad_s,
+                        grad_v_mid,
+                        k == 0,
+                        grad_filters[:, :, k * width : (k + 1) * width],
                     )
                     grad_v = grad_v_in
                     grad_units = grad_units + grad_units_k
-                    grad_basis = torch.addmm(
-                        grad_basis, grad_filters.reshape(n * n, width), weight_t[k * width : (k + 1) * width]
-                    )
                 block += 1
+        # [N * N, n_rbf + 1], as (W G^T)^T: MKL takes x0.7 the time of G W^T for this shape (benchmarks/md_speed.py)
+        grad_basis = torch.matmul(self.filter_weight(), grad_filters.reshape(n * n, -1).t()).t()
         # the basis and the unit vectors as functions of r_ij: basis(|r|), r / |r|
         r_ij = r_ij.reshape(n * n, 3)
         r = safe_norm(r_ij, dim=-1)
