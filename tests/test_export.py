@@ -239,6 +239,23 @@ def test_hand_written_backward_of_molecules_equals_autograd(periodic):
         assert (curvature > 1.0) == autograd  # second derivatives only with autograd_forces
 
 
+def test_outputs_forces_contract_runs_no_autograd_machinery():
+    """openmm-torch freezes the module and passes positions that require gradients.  Through
+    ``energy_and_forces`` (TorchForce.setOutputsForces) no gradient flows, and TorchScript's executor
+    must not wrap the graph in differentiable subgraphs (they cost ethanol ~15% per call)."""
+    from painn_deploy.openmm import ForcesOutput
+
+    z = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    module = PaiNNForceField(small_potential(n_features=16, seed=3), z, False, "all_pairs", torch.float32)
+    frozen = torch.jit.freeze(torch.jit.script(ForcesOutput(module)).eval())
+    pos = (0.3 * torch.rand(9, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).requires_grad_(True)
+    for _ in range(3):  # the profiling executor optimises on the second call
+        energy, forces = frozen(pos)
+    assert "prim::DifferentiableGraph" not in str(torch.jit.last_executed_optimized_graph())
+    _, ref = module.energy_and_forces(pos.detach())
+    torch.testing.assert_close(forces, ref)
+
+
 def test_neighbor_modes_agree_nonperiodic(box_system):
     pot, z, pos, _ = box_system
     ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, False, "all_pairs", torch.float64), pos)
