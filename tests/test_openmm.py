@@ -225,25 +225,47 @@ def test_serialized_system_round_trips(exported64, tmp_path):
 
 
 def test_plain_openmm_script_without_painn_deploy(exported32, tmp_path):
-    """The artefact works in a process that never imports painn_deploy."""
+    """The artefact works in a process that never imports painn_deploy, through TorchForce("model.pt") and
+    through the README's outputs-forces wrapper, which gives the same forces."""
     script = tmp_path / "plain.py"
     script.write_text(
         textwrap.dedent(f"""
         import sys
+        import numpy as np
         import torch
         import openmm, openmm.app as app, openmm.unit as unit
         from openmmtorch import TorchForce
+
+        class EnergyAndForces(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, positions):
+                return self.model.energy_and_forces(positions)
+
         pdb = app.PDBFile({str(ETHANOL_PDB)!r})
-        system = openmm.System()
-        for atom in pdb.topology.atoms():
-            system.addParticle(atom.element.mass)
-        system.addForce(TorchForce({str(exported32)!r}))
-        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
-        sim = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))
-        sim.context.setPositions(pdb.positions)
-        sim.step(20)
+        forces = []
+        for outputs_forces in (False, True):
+            system = openmm.System()
+            for atom in pdb.topology.atoms():
+                system.addParticle(atom.element.mass)
+            if outputs_forces:
+                force = TorchForce(torch.jit.script(EnergyAndForces(torch.jit.load({str(exported32)!r}))))
+                force.setOutputsForces(True)
+            else:
+                force = TorchForce({str(exported32)!r})
+            system.addForce(force)
+            integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
+            sim = app.Simulation(pdb.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))
+            sim.context.setPositions(pdb.positions)
+            state = sim.context.getState(getForces=True)
+            forces.append(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+            sim.step(20)
         e = sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         assert "painn_deploy" not in sys.modules
+        print("MAXFORCE", np.abs(forces[0]).max())
+        np.testing.assert_allclose(forces[1], forces[0], rtol=0, atol=1e-4 * np.abs(forces[0]).max())
         print("ENERGY", e)
     """)
     )
@@ -251,6 +273,7 @@ def test_plain_openmm_script_without_painn_deploy(exported32, tmp_path):
     assert result.returncode == 0, result.stderr
     energy = float(result.stdout.split("ENERGY")[1])
     assert np.isfinite(energy)
+    assert float(result.stdout.split("MAXFORCE")[1].split()[0]) > 1.0  # forces to get wrong
 
 
 def test_element_mismatch_is_an_error(exported32, tmp_path):

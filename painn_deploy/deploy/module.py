@@ -420,7 +420,7 @@ class ForcesOutput(nn.Module):
     """An exported model in the TorchForce contract with ``setOutputsForces(True)``: ``forward`` returns the
     energy (kJ/mol) and the forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), from the model's
     ``energy_and_forces``.  The model's hand-written backward pass gives the forces and openmm-torch
-    runs no backward pass of its own: ethanol x0.93 per step against the energy-only contract
+    runs no backward pass of its own: ethanol x0.81 per step against the energy-only contract
     (benchmarks/md_speed.py).  :func:`painn_deploy.openmm.torch_force` uses it for models that have the method."""
 
     def __init__(self, model: torch.nn.Module):

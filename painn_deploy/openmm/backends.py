@@ -164,6 +164,7 @@ class PropertiesForce:
         self.periodic = periodic
         self.dtype = module.dtype_marker.dtype
         n_atoms, n_features = int(module.species.shape[0]), int(module.potential.representation.n_features)
+        self._source = module  # (a loaded module's code lives as long as its Python object)
         if isinstance(module, torch.jit.ScriptModule):
             # frozen as openmm-torch freezes TorchForce's modules: weights become constants and whatever depends
             # on them alone is computed once (ethanol: x0.92 per evaluation); torch.jit.freeze works on a copy
