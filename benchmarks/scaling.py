@@ -1,8 +1,9 @@
 """Cost and memory per atom per step for periodic boxes of ethanol at liquid density (0.789 g/cm^3)
 with the cell list, and the all-pairs / cell-list crossover for molecular clusters (non-periodic).
 
-Each point runs in a fresh pinned process (1 thread): forward + backward of the float32 TorchScript
-model (what TorchForce runs each step), median of a few evaluations; peak memory = the process's
+Each point runs in a fresh pinned process (1 thread): energy and forces of the float32 TorchScript
+model as painn-simulate's TorchForce runs them (frozen, ``setOutputsForces``: :class:`ForcesOutput`,
+positions that require gradients), median of a few evaluations; peak memory = the process's
 maximum resident set size minus its size before the first evaluation.  Steady state: the first
 evaluations of a large system are slower while the C heap grows to its working size.  Boxes with more
 than the export default of 2^18 pairs (~5,800 atoms) get their forces by recomputing each block
@@ -46,7 +47,10 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool, forces: st
     ff = common.paper_forcefield(z, periodic=periodic, neighbor_mode=mode, targets=("energy", "forces"))
     if forces != "auto":
         ff.recompute_above_pairs = 0 if forces == "recomputed" else 2**62
-    module = torch.jit.script(ff)
+    from painn_deploy.openmm import ForcesOutput
+
+    # timed as painn-simulate's TorchForce runs it: frozen, outputs-forces contract, positions requiring gradients
+    module = torch.jit.freeze(torch.jit.script(ForcesOutput(ff)).eval())
     positions = torch.tensor(pos, dtype=torch.float32)
     boxvectors = torch.tensor(box, dtype=torch.float32) if periodic else None
     from painn_deploy.neighbors import cell_list_pairs
@@ -57,7 +61,7 @@ def worker(n_molecules: int, mode: str, threads: int, periodic: bool, forces: st
     for i in range(WARM_UP + TIMED):
         p = positions.clone().requires_grad_(True)
         t = time.perf_counter()
-        module(p, boxvectors).backward()
+        module(p, boxvectors)
         if i >= WARM_UP:
             samples.append(time.perf_counter() - t)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -129,8 +133,8 @@ def main():
         f"target: within 1.5x). forces: autograd keeps ~27 kB per pair for the backward pass; above the export default "
         f"of 2^18 pairs the forces are recomputed block by block (memory ~O(atoms)); {'; '.join(compare)}. "
         "Clusters: molecules 0.45 nm apart, non-periodic; their all-pairs/cell-list crossover sets the export default "
-        "(auto: all pairs up to 30 atoms). Paper-size PaiNN (F=128, 3 blocks), float32, energy + forces (forward + "
-        "backward), 1 pinned thread; peak memory = growth of the process's maximum resident set size (it includes "
+        "(auto: all pairs up to 30 atoms). Paper-size PaiNN (F=128, 3 blocks), float32, energy + forces as "
+        "painn-simulate's TorchForce evaluates them (module frozen, setOutputsForces), 1 pinned thread; peak memory = growth of the process's maximum resident set size (it includes "
         "TorchScript's one-off optimisation of the recomputing graph on its first calls)."
     )
     columns = ["system", "atoms", "box_nm", "mode", "pairs", "forces", "ms_per_step", "us_per_atom_step", "peak_mem_mb",

@@ -198,10 +198,10 @@ class MDRun:
                 f"{self.model_path} was exported by an older painn-deploy without what --recording "
                 f"{self.cfg.recording} needs; export it again with painn-export, or use --recording second"
             )
-        # measured (benchmarks/results/md_throughput.md): since format 4 (forces by the hand-written backward
-        # pass, which runs fastest outside TorchForce) one PythonForce evaluation per step costs least, then
-        # TorchForce with the feature tap; in format 3 the tap; ring polymers evaluate each bead separately,
-        # so they record with a second evaluation
+        # measured (benchmarks/results/md_throughput.md): for format-4 models one PythonForce evaluation per step
+        # and TorchForce with the feature tap cost about the same (ethanol +10% and +15%, aspirin +15% and +10%),
+        # and fused needs no shared-memory file; in format 3 the tap costs least; ring polymers evaluate each bead
+        # separately, so they record with a second evaluation
         if self.cfg.recording == "auto":
             if self.cfg.beads > 1:
                 return "second"
