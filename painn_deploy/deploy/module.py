@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..model import PaiNNPotential, all_pairs
 
 # above this many pairs (~5,000 atoms of liquid) forces come from recomputing each block instead of from
-# autograd's saved tensors, which would need ~27 kB per pair (7 GB here); the recomputation costs x1.2 the time
+# autograd's saved tensors, which would need ~27 kB per pair (7 GB here); the recomputation costs x1.3 the time
 RECOMPUTE_ABOVE_PAIRS = 2**18
 
 
