@@ -324,7 +324,7 @@ def _remove_stale_rings(directory: Path) -> None:
 
 def _script_bytes(module: torch.nn.Module) -> io.BytesIO:
     buffer = io.BytesIO()
-    torch.jit.save(module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module), buffer)
+    torch.jit.save(_scripted(module), buffer)
     buffer.seek(0)
     return buffer
 
