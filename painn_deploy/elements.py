@@ -37,9 +37,8 @@ def formula(atomic_numbers: Iterable[int]) -> str:
     for z in atomic_numbers:
         s = symbol(int(z))
         counts[s] = counts.get(s, 0) + 1
-    order = (["C", "H"] if "C" in counts else []) + sorted(
-        k for k in counts if k not in ("C", "H") or "C" not in counts
-    )
+    first = [k for k in ("C", "H") if k in counts] if "C" in counts else []  # Hill order
+    order = first + sorted(k for k in counts if k not in first)
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
 
 

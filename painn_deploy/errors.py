@@ -1,5 +1,8 @@
 """One exception hierarchy.  Messages say what failed, where, and what to do."""
 
+import re
+from contextlib import contextmanager
+
 
 class PainnDeployError(Exception):
     """Base class of every error raised on purpose by painn-deploy."""
@@ -39,3 +42,38 @@ class SimulationInstabilityError(PainnDeployError, RuntimeError):
 
 class RecordingError(PainnDeployError, RuntimeError):
     """Recorded properties could not be matched to the MD steps they belong to."""
+
+
+_TYPED = {
+    cls.__name__: cls
+    for cls in (
+        InputError,
+        UnknownElementError,
+        TopologyMismatchError,
+        UnitsError,
+        BoxTooSmallError,
+        NeighborListOverflowError,
+    )
+}
+
+
+def from_torchscript(exc: BaseException):
+    """The typed exception named by an error raised inside an exported (TorchScript) model, whose
+    messages start with the class name ("BoxTooSmallError: ..."), or None for any other error."""
+    lines = str(exc).strip().splitlines()
+    for match in re.finditer(r"(\w+Error): ", lines[-1] if lines else ""):
+        if match.group(1) in _TYPED:
+            return _TYPED[match.group(1)](lines[-1][match.end() :])
+    return None
+
+
+@contextmanager
+def typed_errors():
+    """Re-raise errors of exported models as the package's typed exceptions."""
+    try:
+        yield
+    except Exception as exc:
+        typed = from_torchscript(exc)
+        if typed is None:
+            raise
+        raise typed from None

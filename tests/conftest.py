@@ -83,3 +83,19 @@ def random_rotation(seed=0, reflect=False) -> np.ndarray:
 
     q = rotation(seed)
     return -q if reflect else q
+
+
+def water_like_box(n_side=4, spacing_nm=0.35, seed=0):
+    """A cubic box of n_side^3 rigid ethanol copies at random orientations (nm)."""
+    from painn_deploy.structures import molecular_box
+
+    mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
+    return molecular_box([6, 6, 8, 1, 1, 1, 1, 1, 1], mol, n_side**3, spacing_nm=spacing_nm, seed=seed)
+
+
+@pytest.fixture(scope="session")
+def box_system():
+    """A periodic box of 64 ethanol copies (576 atoms) and a small random float64 potential."""
+    z, pos, box = water_like_box(n_side=4, spacing_nm=0.42)
+    pot = small_potential(n_features=8)
+    return pot, z, torch.tensor(pos), torch.tensor(box)

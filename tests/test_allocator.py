@@ -17,14 +17,12 @@ torch.set_num_threads(1)
 sys.path.insert(0, {root!r})
 from painn_deploy.allocator import tune_malloc
 assert tune_malloc()
-from tests.conftest import small_potential
-from tests.test_export import water_like_box
+from tests.conftest import small_potential, water_like_box
 from painn_deploy.deploy import PaiNNForceField
 z, pos, box = water_like_box(n_side=4, spacing_nm=0.42)  # 576 atoms, ~36,000 pairs
 potential = small_potential(n_features=128)  # [pairs, 3F] tensors of 54 MB unless chunked
-if sys.argv[1] == "unchunked":
-    potential.representation.pairs_per_chunk = 10**9
-module = torch.jit.script(PaiNNForceField(potential, z, True, "cell_list", torch.float32))
+chunk = {{"unchunked": 10**9}}.get(sys.argv[1], 2**22 // (3 * 128))
+module = torch.jit.script(PaiNNForceField(potential, z, True, "cell_list", torch.float32, pairs_per_chunk=chunk))
 pos, box = torch.tensor(pos, dtype=torch.float32), torch.tensor(box, dtype=torch.float32)
 def evaluate():
     p = pos.clone().requires_grad_(True)

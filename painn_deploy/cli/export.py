@@ -5,7 +5,6 @@ import json
 import sys
 
 from ..deploy import export
-from ..deploy.module import RECOMPUTE_ABOVE_PAIRS
 from ..errors import PainnDeployError
 
 
@@ -21,10 +20,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neighbor-list", choices=("auto", "all_pairs", "cell_list", "static"), default="auto",
                    help="neighbour list inside the model; auto: all pairs up to 30 atoms (measured crossover), else a cell list")  # fmt: skip
     p.add_argument("--pair-capacity", type=int, default=0, help="maximum number of pairs of the static neighbour list")
-    p.add_argument("--recompute-above-pairs", type=int, default=RECOMPUTE_ABOVE_PAIRS,
-                   help="systems with more pairs get their forces by recomputing each block instead of keeping "
-                   "autograd's ~27 kB per pair: memory grows ~O(atoms) at ~1.2x the time (default %(default)s, "
-                   "about 5,000 atoms of liquid)")  # fmt: skip
     p.add_argument("--periodic", action=argparse.BooleanOptionalAction, default=None,
                    help="force a periodic or non-periodic model (default: periodic when the PDB has a box)")  # fmt: skip
     return p
@@ -34,9 +29,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         meta = export(
-            args.checkpoint, args.output, args.pdb, args.dtype, args.neighbor_list, args.periodic, args.pair_capacity,
-            args.recompute_above_pairs,
-        )  # fmt: skip
+            args.checkpoint, args.output, args.pdb, args.dtype, args.neighbor_list, args.periodic, args.pair_capacity
+        )
     except PainnDeployError as exc:
         print(f"painn-export: error: {exc}", file=sys.stderr)
         return 2

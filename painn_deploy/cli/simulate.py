@@ -5,7 +5,7 @@ import sys
 
 from ..errors import PainnDeployError
 from ..md import SimulationConfig, run_simulation
-from ..md.config import INTEGRATORS, RECORDINGS, TRAJECTORY_FORMATS, nyquist_limit_fs
+from ..md.config import BACKENDS, INTEGRATORS, RPMD_INTEGRATORS, SWITCHES, TRAJECTORY_FORMATS, nyquist_limit_fs
 
 
 def steps_type(text: str) -> int:
@@ -32,20 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--friction", dest="friction_per_ps", type=float, default=1.0, help="Langevin friction / collision rate (1/ps)"
     )
-    p.add_argument("--beads", type=int, default=1, help="ring-polymer beads P (> 1: RPMD with the PILE thermostat)")
+    p.add_argument("--beads", type=int, default=1,
+                   help="ring-polymer beads P (> 1: RPMD, PILE thermostat; all beads in one batched evaluation)")  # fmt: skip
+    p.add_argument("--rpmd-integrator", choices=RPMD_INTEGRATORS, default="batched",
+                   help="batched: normal-mode CustomIntegrator, every bead in one evaluation; openmm: OpenMM's "
+                   "RPMDIntegrator, one evaluation per bead (for comparison; no recording)")  # fmt: skip
+    p.add_argument("--replicas", type=int, default=1,
+                   help="independent copies of the molecule in one System (one batched evaluation per step, "
+                   "independent thermostat noise); properties.h5 gets a replica axis")  # fmt: skip
+    p.add_argument("--bead-trajectory", action="store_true",
+                   help="also write every bead's positions (beads.dcd); trajectory.dcd holds the centroids")  # fmt: skip
     p.add_argument("--record-dipole", action="store_true", help="record the dipole moment (e*nm) in properties.h5")
     p.add_argument(
         "--record-polarizability", action="store_true", help="record the polarizability (nm^3) in properties.h5"
     )
     p.add_argument("--record-interval", type=int, default=1,
                    help=f"steps between recorded properties (at most {nyquist_limit_fs():.2f} fs to resolve 4000 cm^-1)")  # fmt: skip
-    p.add_argument("--recording", choices=RECORDINGS, default="auto",
-                   help="how the dipole/polarizability are recorded. fused: openmm.PythonForce evaluates energy, forces "
-                   "and the network's features once per step, and the dipole and polarizability heads run on 100 "
-                   "steps' features at a time; tap: the same with TorchForce, the model leaving each step's features "
-                   "in shared memory; second: TorchForce plus a batched forward-only evaluation of the recorded "
-                   "frames; auto: fused (tap for models exported in format 3), or second for RPMD (measured: "
-                   "benchmarks/results/md_throughput.md)")  # fmt: skip
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="torch: openmm-torch's TorchForce (C++); python: openmm.PythonForce, which also keeps each "
+                   "evaluation's features, so the dipole and polarizability heads run on 100 steps at once; auto: "
+                   "python when recording, else torch")  # fmt: skip
+    p.add_argument("--cuda-graphs", choices=SWITCHES, default="auto",
+                   help="capture the model's evaluation in a CUDA graph (auto: on the CUDA platform, for models "
+                   "with fixed shapes: all pairs, or the static neighbour list)")  # fmt: skip
     p.add_argument("--trajectory-interval", type=int, default=100, help="steps between trajectory frames")
     p.add_argument("--trajectory-format", choices=TRAJECTORY_FORMATS, default="dcd",
                    help="trajectory.dcd (single precision) or trajectory.xtc (compressed to 0.001 nm)")  # fmt: skip

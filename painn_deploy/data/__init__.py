@@ -3,7 +3,6 @@
 Model units: Angstrom, eV, eV/Angstrom, e*Angstrom, Angstrom^3.
 """
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -12,6 +11,7 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
+from ..files import file_sha256
 
 NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
 
@@ -73,14 +73,6 @@ class MoleculeDataset:
                 f"{self.source} has no {', '.join(missing)} data; drop them from --targets "
                 f"or use a file that contains them"
             )
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:

@@ -1,7 +1,16 @@
-"""The deployable model: scripted for TorchForce, eager for PythonForce; metadata; export."""
+"""The deployable model: the module scripted into the artefact, the artefact (opened once), export."""
 
-from ..structures import read_pdb
-from .export import build_forcefield, export, load, load_metadata
+from .artefact import Artefact, Model, load, load_metadata
+from .export import build_forcefield, export
 from .module import ForcesOutput, PaiNNForceField
 
-__all__ = ["ForcesOutput", "PaiNNForceField", "build_forcefield", "export", "load", "load_metadata", "read_pdb"]
+__all__ = [
+    "Artefact",
+    "ForcesOutput",
+    "Model",
+    "PaiNNForceField",
+    "build_forcefield",
+    "export",
+    "load",
+    "load_metadata",
+]

@@ -9,15 +9,17 @@ import numpy as np
 import torch
 
 from .. import elements, neighbors, units, versions
-from ..data import file_sha256
 from ..errors import CheckpointError, InputError
+from ..files import atomic_write, file_sha256
+from ..model.checkpoint import load_checkpoint, potential_from_record
+from ..model.strategy import choose_strategy
 from ..structures import random_rotation, read_pdb
-from ..training.checkpoint import atomic_write, load_checkpoint, potential_from_record
 from . import metadata as md
-from .module import RECOMPUTE_ABOVE_PAIRS, ForcesOutput, PaiNNForceField
+from .module import ForcesOutput, PaiNNForceField
 
 ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 36-72 atoms with the dense backward pass)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+BATCH_CHECK_MAX_ATOMS = 1000  # systems batched in practice (molecules: beads, replicas) get the batch check
 
 
 def choose_neighbor_mode(n_atoms: int, neighbor_mode: str) -> str:
@@ -35,7 +37,6 @@ def build_forcefield(
     pair_capacity: int = 0,
     positions_nm=None,
     box_nm=None,
-    recompute_above_pairs: int = RECOMPUTE_ABOVE_PAIRS,
 ) -> PaiNNForceField:
     """The eager deployable module for a checkpoint record (default: the training molecule).
     The static neighbour list takes its fixed grid from ``positions_nm``/``box_nm`` and, when
@@ -57,15 +58,14 @@ def build_forcefield(
             i, _ = neighbors.cell_list_pairs(pos, box, potential.config.cutoff_angstrom)
             pair_capacity = 2 * int(i.shape[0])
     return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity,
-                           static_cells=cells, atoms_per_cell=per_cell,
-                           recompute_above_pairs=recompute_above_pairs)  # fmt: skip
+                           static_cells=cells, atoms_per_cell=per_cell)  # fmt: skip
 
 
-def _energy_forces(module, positions_nm: np.ndarray, box_nm=None, dtype=torch.float64):
-    pos = torch.tensor(positions_nm, dtype=dtype)
-    box = None if box_nm is None else torch.tensor(box_nm, dtype=dtype)
-    out = module.properties(pos, box)
-    return float(out["energy"].detach()), out["forces"].detach().double().numpy()
+def _energy_forces(module, positions_nm, box_nm=None, dtype=torch.float64):
+    pos = torch.tensor(np.asarray(positions_nm), dtype=dtype)
+    box = None if box_nm is None else torch.tensor(np.asarray(box_nm), dtype=dtype)
+    energy, forces = module.energy_and_forces(pos, box)
+    return energy.detach().double().numpy(), forces.detach().double().numpy()
 
 
 def openmm_torch_check(scripted, positions_nm: np.ndarray, box_nm, forces_ref: np.ndarray, dtype) -> dict:
@@ -75,7 +75,6 @@ def openmm_torch_check(scripted, positions_nm: np.ndarray, box_nm, forces_ref: n
     (``setOutputsForces``)."""
     buffer = io.BytesIO()
     torch.jit.save(scripted, buffer)
-
     loaded = []  # (kept alive while in use: a loaded module's methods live in its Python object's compilation unit)
     for _ in range(2):
         buffer.seek(0)
@@ -96,41 +95,55 @@ def validation_report(record: dict, scripted_system, eager_system, system_positi
     """Checks made at export time (written into the metadata):
     1. the exported model for the training molecule vs the eager float64 model on training frames;
     2. the exported system module vs the same module run eagerly, also frozen as openmm-torch runs it;
-    3. rotation test (energy invariant, forces rotate) for non-periodic systems."""
+    3. a batch of configurations in one call vs one call per configuration (up to 1000 atoms);
+    4. rotation test (energy invariant, forces rotate) for non-periodic systems."""
     report: dict = {}
+    torch_dtype = DTYPES[dtype]
     potential64 = potential_from_record(record)
     z = record["atomic_numbers"]
     reference = PaiNNForceField(potential64, z, dtype=torch.float64)
-    exported_molecule = torch.jit.script(PaiNNForceField(potential64, z, dtype=DTYPES[dtype]))
+    exported_molecule = torch.jit.script(PaiNNForceField(potential64, z, dtype=torch_dtype))
     frames = record.get("validation_frames_nm")
     if frames is not None:
-        de, df = [], []
-        for pos in frames:
-            e_ref, f_ref = _energy_forces(reference, pos)
-            e, f = _energy_forces(exported_molecule, pos, dtype=DTYPES[dtype])
-            de.append(abs(e - e_ref))
-            df.append(float(np.max(np.abs(f - f_ref))))
+        e_ref, f_ref = _energy_forces(reference, np.stack(frames))
+        e, f = _energy_forces(exported_molecule, np.stack(frames), dtype=torch_dtype)
         report["training_frames"] = {
             "n_frames": len(frames),
-            "max_abs_energy_diff_kj_per_mol": max(de),
-            "max_abs_force_diff_kj_per_mol_nm": max(df),
+            "max_abs_energy_diff_kj_per_mol": float(np.max(np.abs(e - e_ref))),
+            "max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(f - f_ref))),
             "reference": "eager float64 model",
         }
-    e_eager, f_eager = _energy_forces(eager_system, system_positions_nm, box_nm, DTYPES[dtype])
-    e_script, f_script = _energy_forces(scripted_system, system_positions_nm, box_nm, DTYPES[dtype])
+    e_eager, f_eager = _energy_forces(eager_system, system_positions_nm, box_nm, torch_dtype)
+    e_script, f_script = _energy_forces(scripted_system, system_positions_nm, box_nm, torch_dtype)
     report["exported_vs_eager"] = {
-        "abs_energy_diff_kj_per_mol": abs(e_eager - e_script),
+        "abs_energy_diff_kj_per_mol": float(abs(e_eager - e_script)),
         "max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(f_eager - f_script))),
     }
-    report["openmm_torch"] = openmm_torch_check(scripted_system, system_positions_nm, box_nm, f_eager, DTYPES[dtype])
+    report["openmm_torch"] = openmm_torch_check(scripted_system, system_positions_nm, box_nm, f_eager, torch_dtype)
+    if len(system_positions_nm) <= BATCH_CHECK_MAX_ATOMS:
+        report["batched_vs_single"] = _batch_check(scripted_system, system_positions_nm, box_nm, torch_dtype)
     if box_nm is None:
         rot = random_rotation()
-        e_rot, f_rot = _energy_forces(scripted_system, system_positions_nm @ rot.T, None, DTYPES[dtype])
+        e_rot, f_rot = _energy_forces(scripted_system, system_positions_nm @ rot.T, None, torch_dtype)
         report["rotation"] = {
-            "abs_energy_change_kj_per_mol": abs(e_rot - e_script),
+            "abs_energy_change_kj_per_mol": float(abs(e_rot - e_script)),
             "max_abs_force_error_kj_per_mol_nm": float(np.max(np.abs(f_rot - f_script @ rot.T))),
         }
     return report
+
+
+def _batch_check(scripted_system, system_positions_nm, box_nm, torch_dtype) -> dict:
+    """Three configurations in one call against one call each."""
+    rng = np.random.default_rng(0)
+    batch = np.stack([system_positions_nm + rng.normal(scale=0.002, size=system_positions_nm.shape) for _ in range(3)])
+    batch_box = None if box_nm is None else np.stack([box_nm] * 3)
+    e_batch, f_batch = _energy_forces(scripted_system, batch, batch_box, torch_dtype)
+    single = [_energy_forces(scripted_system, p, box_nm, torch_dtype) for p in batch]
+    return {
+        "n_frames": len(batch),
+        "max_abs_energy_diff_kj_per_mol": float(np.max(np.abs(e_batch - np.array([e for e, _ in single])))),
+        "max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(f_batch - np.stack([f for _, f in single])))),
+    }
 
 
 def export(
@@ -141,14 +154,11 @@ def export(
     neighbor_mode: str = "auto",
     periodic: Optional[bool] = None,
     pair_capacity: int = 0,
-    recompute_above_pairs: int = RECOMPUTE_ABOVE_PAIRS,
 ) -> dict:
     """Write the TorchScript artefact ``output`` for ``checkpoint``; returns its metadata.
 
     The particles are the training molecule's, or those of ``pdb`` (any system made of elements
     the model knows).  A PDB with a CRYST1 box gives a periodic model unless ``periodic=False``.
-    Systems with more than ``recompute_above_pairs`` pairs get their forces by recomputation
-    (memory O(atoms) instead of ~27 kB per pair, ~1.2x the time).
     """
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
@@ -163,9 +173,7 @@ def export(
         raise InputError("--periodic needs a box: give a PDB with a CRYST1 record via --pdb")
     if not is_periodic:
         box_nm = None
-    eager = build_forcefield(
-        record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, recompute_above_pairs
-    )
+    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm)
     scripted = torch.jit.script(eager)
     frames_nm = _validation_frames(record)
     record = dict(record, validation_frames_nm=frames_nm)
@@ -173,6 +181,7 @@ def export(
         positions_nm = frames_nm[0]
     report = validation_report(record, scripted, eager, positions_nm, box_nm, dtype)
     config = record["config"]
+    mode = choose_neighbor_mode(len(z), neighbor_mode)
     meta = {
         md.KEY_FORMAT: md.FORMAT,
         md.KEY_FORMAT_VERSION: md.FORMAT_VERSION,
@@ -191,9 +200,11 @@ def export(
             "dipole": units.OPENMM_UNITS["dipole"],
             "polarizability": units.OPENMM_UNITS["polarizability"],
         },
-        md.KEY_NEIGHBOR_LIST: choose_neighbor_mode(len(z), neighbor_mode),
+        md.KEY_NEIGHBOR_LIST: mode,
+        md.KEY_FORCES: choose_strategy(mode),
+        md.KEY_FIXED_SHAPES: mode in ("all_pairs", "static"),
         md.KEY_PAIR_CAPACITY: eager.pair_capacity,
-        md.KEY_RECOMPUTE_ABOVE_PAIRS: eager.recompute_above_pairs,
+        md.KEY_N_FEATURES: int(config["n_features"]),
         md.KEY_VERSIONS: versions.collect(),
         md.KEY_MODEL: config,
         md.KEY_TRAINING: {
@@ -207,7 +218,9 @@ def export(
         md.KEY_VALIDATION: report,
         md.KEY_CHECKPOINT_SHA256: file_sha256(Path(checkpoint)),
     }
-    _atomic_jit_save(scripted, output, {md.METADATA_FILE: json.dumps(meta, indent=1)})
+    atomic_write(
+        output, lambda tmp: torch.jit.save(scripted, tmp, _extra_files={md.METADATA_FILE: json.dumps(meta, indent=1)})
+    )
     return meta
 
 
@@ -217,31 +230,3 @@ def _validation_frames(record: dict) -> list:
     if not frames:
         raise CheckpointError("the checkpoint stores no example training frames; it was not written by painn-train")
     return [np.asarray(f) * units.NM_PER_ANGSTROM for f in frames]
-
-
-def _atomic_jit_save(module, output, extra_files: dict) -> None:
-    atomic_write(output, lambda tmp: torch.jit.save(module, tmp, _extra_files=extra_files))
-
-
-def load_metadata(path) -> dict:
-    """The metadata of an exported artefact, without loading the model."""
-    extra = {md.METADATA_FILE: ""}
-    load(path, extra)
-    return json.loads(extra[md.METADATA_FILE])
-
-
-def load(path, extra_files: Optional[dict] = None):
-    """Load an exported artefact (TorchScript module), with clear errors for missing/truncated files."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"exported model {path} does not exist; create it with painn-export")
-    extra = extra_files if extra_files is not None else {md.METADATA_FILE: ""}
-    try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as exc:
-        raise CheckpointError(f"cannot load {path} as a TorchScript model ({exc}); is the file complete?") from exc
-    if not extra.get(md.METADATA_FILE):
-        raise CheckpointError(
-            f"{path} is a TorchScript file without painn-deploy metadata; export it with painn-export"
-        )
-    return module

@@ -2,11 +2,7 @@
 
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
-FORMAT_VERSION = 4  # 2: forces_and_features / observables_from_features (fused recording); 3: feature tap;
-# 4: energy_and_forces (TorchForce with setOutputsForces, forces by hand-written backward passes)
-FUSED_FORMAT_VERSION = 2  # the first format the fused (PythonForce) MD recording can use
-TAP_FORMAT_VERSION = 3  # the first format with the feature tap (TorchForce recording)
-FORCES_FORMAT_VERSION = 4  # the first format with energy_and_forces (painn_deploy.openmm.ForcesOutput)
+FORMAT_VERSION = 5  # the only format loaded: batched positions, features and responses, hand-written forces
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"
@@ -20,8 +16,10 @@ KEY_DTYPE = "dtype"
 KEY_HEADS = "heads"
 KEY_UNITS = "units"
 KEY_NEIGHBOR_LIST = "neighbor_list"
+KEY_FORCES = "forces"  # the gradient strategy (painn_deploy.model.strategy)
+KEY_FIXED_SHAPES = "fixed_shapes"  # no shape depends on the positions (CUDA graphs, torch.export)
 KEY_PAIR_CAPACITY = "pair_capacity"
-KEY_RECOMPUTE_ABOVE_PAIRS = "recompute_above_pairs"  # more pairs: forces by recomputation (memory O(N))
+KEY_N_FEATURES = "n_features"
 KEY_VERSIONS = "versions"
 KEY_MODEL = "model"  # hyperparameters
 KEY_TRAINING = "training"  # provenance: data hash, split sizes, test errors

@@ -1,54 +1,57 @@
-"""The deployable potential: a plain ``torch.nn.Module`` in OpenMM units.
+"""The deployable potential: a ``torch.nn.Module`` in OpenMM units, scripted into the artefact.
 
-The same object is compiled with TorchScript for ``openmmtorch.TorchForce`` and called eagerly
-by the ``openmm.PythonForce`` backend, so both backends share one code path.
+It converts units, builds pairs and dispatches to the evaluator of :mod:`painn_deploy.model.strategy`;
+nothing else.  Positions are [N, 3] or [B, N, 3] (B configurations of the same particles: beads,
+replicas) in nm, float32 or float64; box vectors [3, 3] or [B, 3, 3] in nm.  Outputs: energy
+(kJ/mol), forces (kJ/mol/nm), dipole (e*nm), polarizability (nm^3), with the leading B axis when the
+positions have one.  The module computes in the dtype of its weights (``.to(torch.float64)`` changes
+it) on the device they are on (``.to("cuda")``).
 
-Inputs: positions [N, 3] in nm (float32 or float64), optional box vectors [3, 3] in nm.
-Outputs: energy in kJ/mol; :meth:`properties` adds forces (kJ/mol/nm), dipole (e*nm) and
-polarizability (nm^3).  Unit conversion happens here and nowhere else on this side.
+The all-pairs and static-list paths have fixed shapes and no host synchronisation on GPUs (CUDA
+graphs; ``torch.export``).  Checks that need the host (box widths, static-list overflow) run on the
+CPU only; on GPUs an overflowing static list gives a NaN energy.
 """
 
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .. import neighbors, units
 from ..elements import masses_amu, species_index
 from ..errors import InputError
-from ..model import PaiNNPotential, all_pairs
+from ..model import PaiNNPotential
+from ..model.strategy import PAIRS_PER_CHUNK, Evaluator, choose_strategy
 
-# above this many pairs (~5,000 atoms of liquid) forces come from recomputing each block instead of from
-# autograd's saved tensors, which would need ~27 kB per pair (7 GB here); the recomputation costs x1.3 the time
-RECOMPUTE_ABOVE_PAIRS = 2**18
+
+def host_checks() -> bool:
+    """Whether checks that read values back to the host may run: not while ``torch.export`` or
+    ``torch.compile`` trace the module (TorchScript and eager calls: yes)."""
+    if torch.jit.is_scripting():
+        return True
+    return not torch.compiler.is_compiling()
 
 
 class PaiNNForceField(nn.Module):
     """PaiNN for a fixed set of N particles, in OpenMM units, with its neighbour list inside.
 
-    ``neighbor_mode``: "all_pairs" (every pair every step; fastest for small molecules),
-    "cell_list" (O(N), dynamic shapes) or "static" (periodic only: a cell list with a fixed grid
-    ``static_cells``, at most ``atoms_per_cell`` atoms per cell and ``pair_capacity`` pairs, so
-    every shape is fixed and nothing is read back to the host, as CUDA graphs need; an overflow
-    raises an error on the CPU and gives a NaN energy on GPUs).  Use
-    :func:`painn_deploy.neighbors.static_grid` for the grid of a reference configuration.
-    ``recompute_above_pairs``: systems with more pairs than this get their forces by recomputation
-    (memory O(N) instead of ~27 kB per pair; see :meth:`_energy_and_features`).
-
-    Forces of all-pairs systems come from a hand-written backward pass (:meth:`PaiNN.backward_dense`),
-    which is faster than autograd but gives first derivatives only: set ``autograd_forces = True``
-    (also on a loaded TorchScript module) to differentiate twice, e.g. for a Hessian.
+    ``neighbor_mode``: "all_pairs" (every pair, dense; molecules), "cell_list" (O(N), shapes depend on
+    the positions) or "static" (periodic: a cell list with a fixed grid ``static_cells``, at most
+    ``atoms_per_cell`` atoms per cell and ``pair_capacity`` pairs per frame, so every shape is fixed;
+    see :func:`painn_deploy.neighbors.static_grid`).  ``pairs_per_chunk`` bounds the pair tensors of
+    the pair-list paths.
     """
 
     periodic: torch.jit.Final[bool]
     mode: torch.jit.Final[int]
+    n_atoms: torch.jit.Final[int]
+    n_features: torch.jit.Final[int]
     has_dipole: torch.jit.Final[bool]
     has_polarizability: torch.jit.Final[bool]
     cutoff_angstrom: torch.jit.Final[float]
     pair_capacity: torch.jit.Final[int]
-    recompute_above_pairs: torch.jit.Final[int]
-    tap: Optional[torch.Tensor]
+    atoms_per_cell: torch.jit.Final[int]
 
     def __init__(
         self,
@@ -61,7 +64,7 @@ class PaiNNForceField(nn.Module):
         pair_capacity: int = 0,
         static_cells: Optional[Sequence[int]] = None,
         atoms_per_cell: int = 0,
-        recompute_above_pairs: int = RECOMPUTE_ABOVE_PAIRS,
+        pairs_per_chunk: int = PAIRS_PER_CHUNK,
     ):
         super().__init__()
         if neighbor_mode not in neighbors.MODES:
@@ -73,361 +76,237 @@ class PaiNNForceField(nn.Module):
                 )
             if pair_capacity <= 0 or atoms_per_cell <= 0 or static_cells is None:
                 raise InputError("neighbor_mode='static' needs pair_capacity, atoms_per_cell and static_cells")
-        self.potential = copy.deepcopy(potential).to(dtype).eval()
-        for p in self.potential.parameters():
+        potential = copy.deepcopy(potential).to(dtype).eval()
+        for p in potential.parameters():
             p.requires_grad_(False)
         config = potential.config
         n = len(atomic_numbers)
+        self.evaluator = Evaluator(potential, choose_strategy(neighbor_mode), pairs_per_chunk)
         self.periodic = periodic
         self.mode = neighbors.MODES[neighbor_mode]
+        self.n_atoms = n
+        self.n_features = config.n_features
         self.has_dipole = "dipole" in config.targets
         self.has_polarizability = "polarizability" in config.targets
         self.cutoff_angstrom = float(config.cutoff_angstrom)
         self.pair_capacity = int(pair_capacity)
-        self.recompute_above_pairs = int(recompute_above_pairs)
         self.static_cells: List[int] = [int(c) for c in static_cells] if static_cells is not None else [1, 1, 1]
         self.atoms_per_cell = int(atoms_per_cell)
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
         self.register_buffer("species", torch.from_numpy(species_index(atomic_numbers, config.elements)))
         self.register_buffer("masses", torch.from_numpy(masses_amu(atomic_numbers)).to(dtype))
-        self.register_buffer("batch", torch.zeros(n, dtype=torch.long))
         self.register_buffer("total_charge", torch.tensor([total_charge_e], dtype=dtype))
-        idx_i, idx_j = all_pairs(n) if neighbor_mode == "all_pairs" else (torch.zeros(0, dtype=torch.long),) * 2
-        self.register_buffer("idx_i", idx_i)
-        self.register_buffer("idx_j", idx_j)
-        # all pairs as a dense [N, N] array (forward_dense): every pair but an atom with itself
+        # all pairs as a dense [N, N] array: every pair but an atom with itself
         mask = 1.0 - torch.eye(n, dtype=dtype) if neighbor_mode == "all_pairs" else torch.zeros((0, 0), dtype=dtype)
         self.register_buffer("pair_mask", mask)
         self.register_buffer("dtype_marker", torch.zeros((), dtype=dtype))
-        # feature tap (see _tap_write): off unless a driver sets tap_path and tap_capacity on a loaded copy
-        self.tap_path = ""
-        self.tap_capacity = 0
-        self.tap = None
-        # forces of molecules (all pairs) and of systems above recompute_above_pairs come from hand-written
-        # backward passes, first derivatives only; set this on a copy for second derivatives (Hessians)
-        self.autograd_forces = False
 
-    def _pairs(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
-        """Positions [N, 3] and box [3, 3] in Angstrom, the pairs idx_i, idx_j [P], their weights (static
-        list) and the static list's overflow flag, for positions [N, 3] and box [3, 3] in nm."""
-        if positions_nm.shape[0] != self.species.shape[0]:
-            raise RuntimeError(
-                "TopologyMismatchError: the model was exported for "
-                + str(self.species.shape[0])
-                + " particles but received "
-                + str(positions_nm.shape[0])
-                + "; export it for this system with painn-export --pdb."
-            )
-        positions = positions_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
-        box: Optional[torch.Tensor] = None
-        if self.periodic:
-            if box_nm is None:
-                raise RuntimeError("this model is periodic: call forward(positions, boxvectors)")
-            box = box_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
-            if positions.device.type == "cpu" or self.mode != neighbors.STATIC:  # no host sync under CUDA graphs
-                neighbors.check_box(box, self.cutoff_angstrom)
-        pair_weight: Optional[torch.Tensor] = None
-        overflow = torch.zeros((), dtype=torch.bool, device=positions.device)
-        if self.mode == neighbors.ALL_PAIRS:
-            idx_i, idx_j = self.idx_i, self.idx_j
-        elif self.mode == neighbors.CELL_LIST:
-            idx_i, idx_j = neighbors.cell_list_pairs(positions, box, self.cutoff_angstrom)
-        else:
-            assert box is not None
-            idx_i, idx_j, weight, n_pairs, overflow = neighbors.static_pairs(
-                positions, box, self.cutoff_angstrom, self.pair_capacity, self.static_cells, self.atoms_per_cell
-            )
-            pair_weight = weight.to(positions.dtype)
-            if positions.device.type == "cpu" and bool(overflow):
-                raise RuntimeError(
-                    "NeighborListOverflowError: the static neighbour list holds "
-                    + str(self.pair_capacity)
-                    + " pairs and "
-                    + str(self.atoms_per_cell)
-                    + " atoms per cell of a fixed grid; this configuration has "
-                    + str(int(n_pairs))
-                    + " pairs (or a cell overflowed, or the box shrank). Export again with a larger --pair-capacity "
-                    "or use --neighbor-list cell_list."
-                )
-        return positions, box, idx_i, idx_j, pair_weight, overflow
+    # ---- the artefact's API ---------------------------------------------------------------------------
+    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tensor:
+        """Potential energy (kJ/mol): the TorchForce contract.  Differentiable with respect to
+        ``positions`` (first derivatives, from the hand-written gradient)."""
+        energy, forces, _, _ = self._evaluate(positions, boxvectors)
+        if positions.requires_grad:
+            energy = _with_gradient(energy, positions, -forces)
+        return energy
 
-    def _energy_and_features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
-        """Energy (kJ/mol, scalar; differentiable with respect to ``positions_nm`` when that requires
-        gradients) and the representation's features s [N, F] and v [N, 3, F], for positions [N, 3] and
-        box [3, 3] in nm.  The energy's gradient comes from :meth:`_energy_gradient_features` (hand-written
-        backward passes) unless ``autograd_forces`` asks for autograd through the whole network."""
-        if positions_nm.requires_grad and not self.autograd_forces:
-            energy, grad, s, v = self._energy_gradient_features(positions_nm, box_nm)
-            return self._with_gradient(energy, positions_nm, grad), s, v
-        positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
-        rep = self.potential.representation
-        if self.mode == neighbors.ALL_PAIRS:  # small systems: every pair, as dense [N, N] arrays
-            s, v, _ = rep.forward_dense(self.species, self._dense_pair_vectors(positions, box), self.pair_mask)
-        else:
-            s, v = rep(self.species, idx_i, idx_j, neighbors.pair_vectors(positions, box, idx_i, idx_j), pair_weight)
-        return self._energy(s, positions, overflow), s, v
+    @torch.jit.export
+    def energy_and_forces(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Energy (kJ/mol) and forces (kJ/mol/nm): the TorchForce contract with ``setOutputsForces(True)``."""
+        energy, forces, _, _ = self._evaluate(positions, boxvectors)
+        return energy, forces
 
-    def _energy_gradient_features(self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor]):
-        """Energy (kJ/mol, scalar), its gradient [N, 3] (kJ/mol/nm) with respect to positions [N, 3] (nm)
-        and the features s [N, F], v [N, 3, F], none of them holding an autograd graph.
+    @torch.jit.export
+    def energy_forces_features(
+        self, positions: Tensor, boxvectors: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Energy (kJ/mol), forces (kJ/mol/nm) and the representation's final features s [.., N, F] and
+        v [.., N, 3, F], from which :meth:`responses` gives the dipole and polarizability later."""
+        return self._evaluate(positions, boxvectors)
 
-        - All pairs (molecules): :meth:`PaiNN.forward_dense` and its hand-written backward pass
-          :meth:`PaiNN.backward_dense`: an ethanol force call takes x0.7 the time it took with autograd
-          (benchmarks/md_speed.py).
-        - Above ``recompute_above_pairs`` pairs: autograd would keep ~27 kB per pair (39 GB for 30,000
-          atoms of liquid), so the representation runs without it, keeping each block's inputs, and
-          :meth:`PaiNN.backward_recomputed` evaluates each block again for the gradient, chunk by chunk.
-        - Otherwise autograd.
-
-        The positions are copied outside autograd first: openmm-torch passes positions that require
-        gradients, and TorchScript's executor then wraps the graph in differentiable subgraphs that cost
-        ethanol 0.15 ms per call even though no gradient flows through them (benchmarks/md_speed.py)."""
-        with torch.no_grad():  # (a copy, not detach(), see _with_gradient)
-            positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
-            positions, box, idx_i, idx_j, pair_weight, overflow = self._pairs(positions_nm, box_nm)
-        rep = self.potential.representation
-        if self.mode == neighbors.ALL_PAIRS:
-            with torch.no_grad():
-                r_ij = self._dense_pair_vectors(positions, box)
-                s, v, kept = rep.forward_dense(self.species, r_ij, self.pair_mask, True)
-                energy, grad_s = self._energy_and_feature_gradient(s, overflow)
-                grad_r = rep.backward_dense(r_ij, self.pair_mask, kept, grad_s)
-            # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j = sum_i dE/dr_ij, dE/dr_i = -sum_j dE/dr_ij
-            grad = grad_r.sum(0) - grad_r.sum(1)
-        elif idx_i.shape[0] > self.recompute_above_pairs:
-            with torch.no_grad():
-                r_ij = neighbors.pair_vectors(positions, box, idx_i, idx_j)
-                s, v, kept = rep.forward_in_chunks(self.species, idx_i, idx_j, r_ij, pair_weight, True)
-            energy, grad_s = self._energy_and_feature_gradient(s, overflow)
-            self._check_grad_enabled()  # (vector-Jacobian products of one block at a time)
-            grad_r = rep.backward_recomputed(idx_i, idx_j, r_ij, pair_weight, kept, grad_s, torch.zeros_like(v))
-            grad = torch.zeros(positions.shape, dtype=r_ij.dtype, device=r_ij.device)
-            grad = grad.index_add(0, idx_j, grad_r).index_add(0, idx_i, -grad_r)
-        else:
-            self._check_grad_enabled()
-            positions = positions.requires_grad_(True)
-            s, v = rep(self.species, idx_i, idx_j, neighbors.pair_vectors(positions, box, idx_i, idx_j), pair_weight)
-            energy = self._energy(s, positions, overflow)
-            gradient = torch.autograd.grad([energy], [positions])[0]
-            assert gradient is not None
-            grad, energy = gradient, energy.detach()
-            s, v = s.detach(), v.detach()
-        return energy, (grad * units.ANGSTROM_PER_NM).to(positions_nm.dtype), s, v
-
-    def _check_grad_enabled(self) -> None:
-        if not torch.is_grad_enabled():
-            raise RuntimeError(
-                "forces of models with a cell list or static neighbour list need autograd: call "
-                "energy_and_forces(), forces_and_features() or properties() with gradients enabled, not under "
-                "torch.no_grad()"
-            )
-
-    def _dense_pair_vectors(self, positions: torch.Tensor, box: Optional[torch.Tensor]) -> torch.Tensor:
-        """r_j - r_i [N, N, 3] (minimum image if periodic) of positions [N, 3] and box [3, 3], Angstrom."""
-        r_ij = positions.unsqueeze(0) - positions.unsqueeze(1)
-        if box is not None:
-            r_ij = neighbors.minimum_image(r_ij.reshape(-1, 3), box).reshape(r_ij.shape)
-        return r_ij
-
-    def _energy_and_feature_gradient(self, s: torch.Tensor, overflow: torch.Tensor):
-        """Energy (kJ/mol, scalar) of the final features s [N, F] and its gradient [N, F] with respect to s,
-        without autograd (:meth:`EnergyHead.value_and_gradient`)."""
-        head = self.potential.energy_head
-        assert head is not None
-        energy, grad_s = head.value_and_gradient(s, self.species)
-        energy = energy[0] * units.EV_TO_KJ_PER_MOL
-        if self.mode == neighbors.STATIC:  # sync-free overflow signal on GPUs
-            energy = torch.where(overflow, torch.full_like(energy, float("nan")), energy)
-        return energy, grad_s * units.EV_TO_KJ_PER_MOL
-
-    def _with_gradient(self, energy: torch.Tensor, positions: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """The value of ``energy`` (no gradient of its own), with ``grad`` [N, 3] as its gradient with respect
-        to ``positions`` for autograd (TorchForce's forces, ``forces_and_features``): first derivatives only.
-
-        Not ``energy + sum((positions - positions.detach()) * grad)``: openmm-torch freezes the module
-        (``torch.jit.freeze``), and freezing removes ``detach``, which made that gradient zero."""
-        with torch.no_grad():  # copies that no graph optimisation folds into their sources
-            value = torch.empty_like(positions).copy_(positions)
-            offset = torch.sum(value.double() * grad.double())
-            base = torch.empty((), dtype=torch.float64, device=energy.device).copy_(energy)
-        linear = torch.sum(positions.double() * grad.double()) - offset  # zero, in float64, with gradient grad
-        return (base + linear).to(energy.dtype)
-
-    def _heads(
-        self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor, n_frames: int, energy: bool, responses: bool
-    ) -> Dict[str, torch.Tensor]:
-        """Heads on the features of ``n_frames`` frames of the N particles (s [B*N, F], v [B*N, 3, F],
-        positions [B*N, 3] in Angstrom); outputs in OpenMM units with a leading dimension B."""
-        if n_frames == 1:
-            species, batch, masses, charge = self.species, self.batch, self.masses, self.total_charge
-        else:
-            n = self.species.shape[0]
+    @torch.jit.export
+    def responses(self, s: Tensor, v: Tensor, positions: Tensor) -> Dict[str, Tensor]:
+        """Dipole (e*nm) and polarizability (nm^3) from the features of :meth:`energy_forces_features`
+        and the positions (nm) they were computed at: the output heads only.  Frames may be batched
+        ([B, N, F], [B, N, 3, F], [B, N, 3])."""
+        with torch.no_grad():
+            batched = positions.dim() == 3
+            n = self.n_atoms
+            n_frames = positions.shape[0] if batched else 1
+            pos = positions.to(self.dtype_marker.dtype).reshape(n_frames * n, 3) * units.ANGSTROM_PER_NM
+            s = s.reshape(n_frames * n, self.n_features)
+            v = v.reshape(n_frames * n, 3, self.n_features)
+            batch = torch.arange(n_frames, device=pos.device).repeat_interleave(n)
             species = self.species.repeat(n_frames)
-            batch = torch.arange(n_frames, device=positions.device).repeat_interleave(n)
-            masses = self.masses.repeat(n_frames)
-            charge = self.total_charge.repeat(n_frames)
-        out = self.potential.heads(s, v, species, positions, batch, n_frames, masses, charge, energy, responses)
-        result: Dict[str, torch.Tensor] = {}
-        if energy:
-            result["energy"] = out["energy"] * units.EV_TO_KJ_PER_MOL
-        if self.has_dipole and responses:
-            result["dipole"] = out["dipole"] * units.NM_PER_ANGSTROM
-        if self.has_polarizability and responses:
-            result["polarizability"] = out["polarizability"] * units.NM_PER_ANGSTROM**3
+            out = self.evaluator.potential.heads(
+                s, v, species, pos, batch, n_frames, self.masses.repeat(n_frames),
+                self.total_charge.repeat(n_frames), False, True,
+            )  # fmt: skip
+            result: Dict[str, Tensor] = {}
+            if self.has_dipole:
+                dipole = out["dipole"] * units.NM_PER_ANGSTROM
+                result["dipole"] = dipole if batched else dipole[0]
+            if self.has_polarizability:
+                alpha = out["polarizability"] * units.NM_PER_ANGSTROM**3
+                result["polarizability"] = alpha if batched else alpha[0]
         return result
 
-    def _energy(self, s: torch.Tensor, positions: torch.Tensor, overflow: torch.Tensor) -> torch.Tensor:
-        """Energy (kJ/mol, scalar) of one frame's features; NaN if the static neighbour list overflowed."""
-        energy = self._heads(s, s, positions, 1, True, False)["energy"][0]  # (the energy head ignores v)
-        if self.mode == neighbors.STATIC:  # sync-free overflow signal on GPUs
-            energy = torch.where(overflow, torch.full_like(energy, float("nan")), energy)
-        return energy
-
-    def _evaluate(
-        self, positions_nm: torch.Tensor, box_nm: Optional[torch.Tensor], energy_only: bool
-    ) -> Dict[str, torch.Tensor]:
-        energy, s, v = self._energy_and_features(positions_nm, box_nm)
-        result: Dict[str, torch.Tensor] = {"energy": energy}
-        if not energy_only:
-            positions = positions_nm.to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
-            for key, value in self._heads(s, v, positions, 1, False, True).items():
-                result[key] = value[0]
+    @torch.jit.export
+    def properties(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Dict[str, Tensor]:
+        """Energy (kJ/mol), forces (kJ/mol/nm), dipole (e*nm) and polarizability (nm^3), where the model
+        has those heads, of one evaluation."""
+        energy, forces, s, v = self.energy_forces_features(positions, boxvectors)
+        result: Dict[str, Tensor] = {"energy": energy, "forces": forces}
+        for key, value in self.responses(s, v, positions).items():
+            result[key] = value
         return result
 
-    def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Potential energy (kJ/mol) of positions [N, 3] (nm); the TorchForce contract."""
-        energy, s, v = self._energy_and_features(positions, boxvectors)
-        if self.tap_path != "":
-            self._tap_write(positions, s, v)
-        return energy
+    # ---- units, pairs, dispatch ---------------------------------------------------------------------------
+    def _evaluate(self, positions_nm: Tensor, box_nm: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Energy (kJ/mol), forces (kJ/mol/nm, in the dtype of the positions) and the features, for [N, 3] or
+        [B, N, 3] positions (nm).
 
-    @torch.jit.export
-    def energy_and_forces(
-        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Potential energy (kJ/mol, scalar) and forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), without
-        autograd where the model has hand-written backward passes: the TorchForce contract with
-        ``setOutputsForces(True)`` (:class:`ForcesOutput`), in which openmm-torch runs no backward pass."""
-        energy, grad, s, v = self._energy_gradient_features(positions, boxvectors)
-        if self.tap_path != "":
-            self._tap_write(positions, s, v)
-        return energy, -grad
+        Runs outside autograd, on a copy of the positions made before anything else reads them: openmm-torch
+        passes positions that require gradients, and if TorchScript's profiling executor sees any operation
+        on such a tensor, it wraps the whole graph in differentiable subgraphs (ethanol: +25% per call)."""
+        with torch.no_grad():
+            # a copy, not detach() (which torch.jit.freeze removes)
+            positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
+            batched = positions_nm.dim() == 3
+            if positions_nm.shape[-2] != self.n_atoms or positions_nm.shape[-1] != 3 or positions_nm.dim() > 3:
+                raise RuntimeError(
+                    "TopologyMismatchError: the model was exported for " + str(self.n_atoms) + " particles, "
+                    "positions [N, 3] or [B, N, 3], but received positions of shape " + str(positions_nm.shape)
+                    + "; export it for this system with painn-export --pdb."
+                )  # fmt: skip
+            dtype = self.dtype_marker.dtype
+            positions = positions_nm.to(dtype).reshape(-1, self.n_atoms, 3) * units.ANGSTROM_PER_NM
+            n_frames = positions.shape[0]
+            box: Optional[Tensor] = None
+            if self.periodic:
+                if box_nm is None:
+                    raise RuntimeError("InputError: this model is periodic: call it with (positions, boxvectors)")
+                box = (box_nm.to(dtype) * units.ANGSTROM_PER_NM).expand(n_frames, 3, 3)
+                if positions.device.type == "cpu" and host_checks():
+                    neighbors.check_box(box, self.cutoff_angstrom)
+            if self.mode == neighbors.ALL_PAIRS:
+                r_ij = positions.unsqueeze(1) - positions.unsqueeze(2)  # r_j - r_i [B, N(i), N(j), 3]
+                if box is not None:
+                    r_ij = neighbors.minimum_image(r_ij, box.reshape(n_frames, 1, 1, 3, 3))
+                no_pairs = self.species[:0]  # (the dense strategy takes no pair list)
+                result = self.evaluator(self.species, r_ij, no_pairs, no_pairs, self.pair_mask, n_frames)
+                # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j = sum_i dE/dr_ij, dE/dr_i = -sum_j dE/dr_ij
+                gradient = result.gradient.sum(1) - result.gradient.sum(2)
+                energy = result.energy
+            else:
+                idx_i, idx_j, r_ij, weight, overflow = self._pair_list(positions, box)
+                result = self.evaluator(self.species, r_ij, idx_i, idx_j, weight, n_frames)
+                flat = torch.zeros((n_frames * self.n_atoms, 3), dtype=dtype, device=positions.device)
+                gradient = flat.index_add(0, idx_j, result.gradient).index_add(0, idx_i, -result.gradient)
+                gradient = gradient.reshape(n_frames, self.n_atoms, 3)
+                energy = torch.where(overflow, torch.full_like(result.energy, float("nan")), result.energy)
+            energy = energy * units.EV_TO_KJ_PER_MOL
+            forces = (gradient * (-units.EV_TO_KJ_PER_MOL * units.ANGSTROM_PER_NM)).to(positions_nm.dtype)
+            s, v = result.s, result.v
+            if not batched:
+                energy, forces, s, v = energy[0], forces[0], s[0], v[0]
+        return energy, forces, s, v
 
-    def _tap_write(self, positions_nm: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> None:
-        """Keep this evaluation's positions (nm) and features in the shared-memory ring ``tap_path``.
+    def _pair_list(self, positions: Tensor, box: Optional[Tensor]):
+        """Pairs of every frame (cell list or static list), frame-major over the B * N atoms:
+        idx_i, idx_j, r_ij = r_j - r_i (Angstrom), weights (static: 0 for padding) and a per-frame
+        overflow flag [B] (static list)."""
+        n_frames, n = positions.shape[0], self.n_atoms
+        idx_i_all: List[Tensor] = []
+        idx_j_all: List[Tensor] = []
+        r_all: List[Tensor] = []
+        weights: List[Tensor] = []
+        overflows: List[Tensor] = []
+        for b in range(n_frames):
+            frame_box: Optional[Tensor] = None if box is None else box[b]
+            if self.mode == neighbors.CELL_LIST:
+                idx_i, idx_j = neighbors.cell_list_pairs(positions[b], frame_box, self.cutoff_angstrom)
+                overflows.append(torch.zeros((), dtype=torch.bool, device=positions.device))
+            else:
+                assert frame_box is not None
+                idx_i, idx_j, weight, n_pairs, overflow = neighbors.static_pairs(
+                    positions[b], frame_box, self.cutoff_angstrom, self.pair_capacity, self.static_cells,
+                    self.atoms_per_cell,
+                )  # fmt: skip
+                if positions.device.type == "cpu" and host_checks() and bool(overflow):
+                    raise RuntimeError(
+                        "NeighborListOverflowError: the static neighbour list holds " + str(self.pair_capacity)
+                        + " pairs and " + str(self.atoms_per_cell) + " atoms per cell of a fixed grid; this "
+                        "configuration has " + str(int(n_pairs)) + " pairs (or a cell overflowed, or the box "
+                        "shrank). Export again with a larger --pair-capacity or use --neighbor-list cell_list."
+                    )  # fmt: skip
+                weights.append(weight.to(positions.dtype))
+                overflows.append(overflow)
+            r_all.append(neighbors.pair_vectors(positions[b], frame_box, idx_i, idx_j))
+            idx_i_all.append(idx_i + b * n)
+            idx_j_all.append(idx_j + b * n)
+        weight_all: Optional[Tensor] = torch.cat(weights) if len(weights) > 0 else None
+        return torch.cat(idx_i_all), torch.cat(idx_j_all), torch.cat(r_all), weight_all, torch.stack(overflows)
 
-        TorchForce returns only the energy, and openmm-torch holds its own copy of this module, so
-        the MD driver cannot ask it for the features the dipole and polarizability heads need.  With
-        ``tap_path`` set, every evaluation at new positions writes them to a file in shared memory
-        (float64: [count, then ``tap_capacity`` slots of positions [N, 3], s [N, F], v [N, 3, F]]),
-        which the driver maps too (:class:`painn_deploy.openmm.FeatureTap`).  An evaluation at the
-        positions of the latest slot (a repeated force query) writes nothing, so the slots follow
-        the MD steps one to one.  Not for CUDA graphs (the copy to the host synchronises).
-        """
-        with torch.no_grad():  # (under autograd the in-place writes would chain each step's graph to the ring)
-            n = positions_nm.shape[0]
-            f = s.shape[1]
-            slot = 3 * n + 4 * n * f
-            tap = self.tap
-            if tap is None:
-                tap = torch.from_file(self.tap_path, True, 1 + self.tap_capacity * slot, dtype=torch.float64)
-                self.tap = tap
-            count = int(tap[0])
-            p = positions_nm.detach().reshape(-1).to(device=tap.device, dtype=torch.float64)
-            last = 1 + ((count - 1) % self.tap_capacity) * slot
-            if count > 0 and torch.equal(tap[last : last + 3 * n], p):
-                return
-            base = 1 + (count % self.tap_capacity) * slot
-            tap[base : base + 3 * n] = p
-            tap[base + 3 * n : base + 3 * n + n * f] = s.reshape(-1).to(tap.device)
-            tap[base + 3 * n + n * f : base + slot] = v.reshape(-1).to(tap.device)
-            tap[0] = count + 1
 
-    @torch.jit.export
-    def observables(
-        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
-        """Energy (kJ/mol), dipole (e*nm) and polarizability (nm^3) without forces: no backward
-        pass, the cheap way to record properties of a configuration."""
-        return self._evaluate(positions.detach(), boxvectors, False)
+def _with_gradient(energy: Tensor, positions: Tensor, gradient: Tensor) -> Tensor:
+    """The value of ``energy`` with ``gradient`` (the shape of ``positions``) as its gradient with respect to
+    ``positions`` for autograd (first derivatives only).
 
-    @torch.jit.export
-    def observables_batch(
-        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-    ) -> Dict[str, torch.Tensor]:
-        """:meth:`observables` of B configurations at once: positions [B, N, 3] (nm), boxvectors
-        [B, 3, 3] (nm) for periodic models; outputs [B], [B, 3], [B, 3, 3].  For molecules (all
-        pairs) the B frames go through the network as one batch, which costs far less per frame
-        than B calls; other modes evaluate frame by frame."""
-        n_frames = positions.shape[0]
-        if self.mode != neighbors.ALL_PAIRS or self.periodic:
-            frames: List[Dict[str, torch.Tensor]] = []
-            for b in range(n_frames):
-                frames.append(
-                    self._evaluate(positions[b].detach(), None if boxvectors is None else boxvectors[b], False)
-                )
-            stacked: Dict[str, torch.Tensor] = {}
-            for key in frames[0].keys():
-                stacked[key] = torch.stack([f[key] for f in frames])
-            return stacked
-        n = self.species.shape[0]
-        pos = positions.detach().to(self.dtype_marker.dtype).reshape(n_frames * n, 3) * units.ANGSTROM_PER_NM
-        n_pairs = self.idx_i.shape[0]
-        offsets = (torch.arange(n_frames, device=pos.device) * n).repeat_interleave(n_pairs)
-        idx_i = self.idx_i.repeat(n_frames) + offsets
-        idx_j = self.idx_j.repeat(n_frames) + offsets
-        r_ij = neighbors.pair_vectors(pos, None, idx_i, idx_j)
-        species = self.species.repeat(n_frames)
-        s, v = self.potential.representation(species, idx_i, idx_j, r_ij, None)
-        return self._heads(s, v, pos, n_frames, True, True)
-
-    @torch.jit.export
-    def forces_and_features(
-        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What the fused MD backend evaluates each step: energy (kJ/mol, scalar), forces [N, 3]
-        (kJ/mol/nm) and the representation's features s [N, F] and v [N, 3, F] (detached), from
-        which :meth:`observables_from_features` gives the dipole and polarizability later, for
-        many frames in one call."""
-        energy, grad, s, v = self._energy_gradient_features(positions, boxvectors)
-        return energy, -grad, s, v
-
-    @torch.jit.export
-    def observables_from_features(
-        self, s: torch.Tensor, v: torch.Tensor, positions: torch.Tensor
-    ) -> Dict[str, torch.Tensor]:
-        """Energy [B] (kJ/mol), dipole [B, 3] (e*nm) and polarizability [B, 3, 3] (nm^3) of B frames
-        from their features (s [B*N, F] and v [B*N, 3, F] of :meth:`forces_and_features`, frames
-        concatenated) and positions [B, N, 3] (nm): the output heads only."""
-        n_frames = positions.shape[0]
-        pos = positions.detach().to(self.dtype_marker.dtype).reshape(-1, 3) * units.ANGSTROM_PER_NM
-        return self._heads(s.detach(), v.detach(), pos, n_frames, True, True)
-
-    @torch.jit.export
-    def properties(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
-        """One evaluation: energy (kJ/mol), forces [N, 3] (kJ/mol/nm), dipole [3] (e*nm) and
-        polarizability [3, 3] (nm^3) when the model has those heads."""
-        energy, forces, s, v = self.forces_and_features(positions, boxvectors)
-        result: Dict[str, torch.Tensor] = {"energy": energy, "forces": forces}
-        # the response heads need no gradient: they run on the detached features
-        pos = positions.detach().to(self.dtype_marker.dtype) * units.ANGSTROM_PER_NM
-        for key, value in self._heads(s, v, pos, 1, False, True).items():
-            result[key] = value[0]
-        return result
+    Not ``energy + sum((positions - positions.detach()) * gradient)``: openmm-torch freezes the module
+    (``torch.jit.freeze``), and freezing removes ``detach``, which made that gradient zero."""
+    with torch.no_grad():  # copies that no graph optimisation folds into their sources
+        value = torch.empty_like(positions).copy_(positions)
+        offset = torch.sum((value.double() * gradient.double()).flatten(-2), -1)
+        base = torch.empty(energy.shape, dtype=torch.float64, device=energy.device).copy_(energy)
+    linear = torch.sum((positions.double() * gradient.double()).flatten(-2), -1) - offset  # zero, with that gradient
+    return (base + linear).to(energy.dtype)
 
 
 class ForcesOutput(nn.Module):
-    """An exported model in the TorchForce contract with ``setOutputsForces(True)``: ``forward`` returns the
-    energy (kJ/mol) and the forces [N, 3] (kJ/mol/nm) of positions [N, 3] (nm), from the model's
-    ``energy_and_forces``.  The model's hand-written backward pass gives the forces and openmm-torch
-    runs no backward pass of its own: ethanol x0.81 per step against the energy-only contract
-    (benchmarks/md_speed.py).  :func:`painn_deploy.openmm.torch_force` uses it for models that have the method."""
+    """A model in the TorchForce contract with ``setOutputsForces(True)``, over a System whose particles are
+    ``n_frames`` copies of the model's N particles (frame-major: beads or replicas).
 
-    def __init__(self, model: torch.nn.Module):
+    ``forward(positions [F * N, 3], boxvectors)`` returns the energy summed over the frames (kJ/mol) and the
+    forces [F * N, 3] (kJ/mol/nm), from one batched evaluation, so openmm-torch runs no backward pass of its
+    own.  With ``modes`` (an orthogonal [F, F] matrix) the particles are the ring polymer's normal modes
+    rather than its beads: beads = modes^T @ particles, and the forces go back as modes @ bead forces.
+    :meth:`evaluate` also returns the frames' positions and features, for the recording heads."""
+
+    n_frames: torch.jit.Final[int]
+    use_modes: torch.jit.Final[bool]
+
+    def __init__(self, model: nn.Module, n_frames: int = 1, modes: Optional[Tensor] = None):
         super().__init__()
         self.model = model
+        self.n_frames = int(n_frames)
+        self.use_modes = modes is not None
+        self.register_buffer("modes", torch.zeros((0, 0), dtype=torch.float64) if modes is None else modes.double())
 
-    def forward(
-        self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.model.energy_and_forces(positions, boxvectors)
+    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        energy, forces, _, _, _ = self.evaluate(positions, boxvectors)
+        return energy, forces
+
+    @torch.jit.export
+    def evaluate(
+        self, positions: Tensor, boxvectors: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Energy (kJ/mol, summed over frames), forces [F * N, 3], and the frames' positions [F, N, 3] (nm)
+        and features s [F, N, F_], v [F, N, 3, F_]."""
+        with torch.no_grad():  # before anything reads them: openmm-torch passes positions that require gradients
+            positions = torch.empty_like(positions).copy_(positions)
+        f = self.n_frames
+        n = positions.shape[0] // f
+        frames = positions.reshape(f, n * 3)
+        if self.use_modes:
+            frames = torch.matmul(self.modes.t().to(positions.dtype), frames)
+        frames = frames.reshape(f, n, 3)
+        if f == 1:  # one configuration: the unbatched path
+            energy, forces, s, v = self.model.energy_forces_features(frames[0], boxvectors)
+            forces, s, v = forces.unsqueeze(0), s.unsqueeze(0), v.unsqueeze(0)
+        else:
+            energy, forces, s, v = self.model.energy_forces_features(frames, boxvectors)
+        forces = forces.reshape(f, n * 3)
+        if self.use_modes:
+            forces = torch.matmul(self.modes.to(forces.dtype), forces)
+        return energy.sum(), forces.reshape(f * n, 3), frames, s, v

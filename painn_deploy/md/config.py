@@ -9,7 +9,9 @@ from ..errors import InputError
 TRAJECTORY_FORMATS = ("dcd", "xtc")
 
 INTEGRATORS = ("langevin", "nose-hoover", "verlet")
-RECORDINGS = ("auto", "tap", "fused", "second")
+BACKENDS = ("auto", "torch", "python")
+SWITCHES = ("auto", "on", "off")
+RPMD_INTEGRATORS = ("batched", "openmm")
 MAX_WAVENUMBER_CM1 = 4000.0  # highest frequency the recorded series must resolve
 
 
@@ -28,7 +30,10 @@ class SimulationConfig:
     timestep_fs: float = 0.5
     integrator: str = "langevin"  # langevin (openmmtools BAOAB), nose-hoover, verlet (NVE)
     friction_per_ps: float = 1.0
-    beads: int = 1  # > 1: ring-polymer MD (RPMDIntegrator, PILE thermostat)
+    beads: int = 1  # > 1: ring-polymer MD (PILE thermostat), all beads in one evaluation
+    rpmd_integrator: str = "batched"  # batched (normal modes, one evaluation) or openmm (RPMDIntegrator)
+    replicas: int = 1  # independent copies of the molecule in one System, one batched evaluation per step
+    bead_trajectory: bool = False  # also write every bead's positions (beads.dcd / beads.xtc)
     record_dipole: bool = False
     record_polarizability: bool = False
     record_interval: int = 1  # steps
@@ -40,9 +45,10 @@ class SimulationConfig:
     platform: str = "auto"
     seed: int = 0
     resume: bool = False
-    # auto: fused (PythonForce keeps each step's features; default), tap (TorchForce keeps them in shared
-    # memory; models of format 3) or second (TorchForce + batched forward-only evaluation; RPMD)
-    recording: str = "auto"
+    # torch: openmm-torch's TorchForce; python: openmm.PythonForce, which also keeps each evaluation's features
+    # for recording; auto: python when recording, else torch
+    backend: str = "auto"
+    cuda_graphs: str = "auto"  # auto: on for fixed-shape models on the CUDA platform
     max_temperature_K: float = 0.0  # 0: 10 x target (and at least 2000 K)
     max_force_kj_per_mol_nm: float = 1e5
     progress: str = "auto"  # bar, lines, none
@@ -60,16 +66,40 @@ class SimulationConfig:
             )
         if self.beads < 1:
             raise InputError("--beads must be at least 1")
-        if self.beads > 1 and self.integrator != "langevin":
+        if self.replicas < 1:
+            raise InputError("--replicas must be at least 1")
+        if self.rpmd_integrator not in RPMD_INTEGRATORS:
             raise InputError(
-                "ring-polymer MD (--beads > 1) uses the PILE thermostat; do not combine it with --integrator"
+                f"--rpmd-integrator must be one of {', '.join(RPMD_INTEGRATORS)}, not {self.rpmd_integrator!r}"
             )
+        if self.beads > 1 and self.rpmd_integrator == "openmm":
+            if self.records:
+                raise InputError(
+                    "--rpmd-integrator openmm evaluates each bead separately and cannot record; record with the "
+                    "default batched integrator"
+                )
+            if self.replicas > 1 or self.bead_trajectory:
+                raise InputError("--replicas and --bead-trajectory need the batched ring-polymer integrator")
+        if self.beads > 1 and self.integrator == "nose-hoover":
+            raise InputError(
+                "ring-polymer MD (--beads > 1) uses the PILE thermostat (--integrator langevin) or none (verlet: "
+                "the ring-polymer Hamiltonian is conserved); Nose-Hoover is not available for it"
+            )
+        if self.beads > 1 and self.integrator == "verlet" and self.rpmd_integrator == "openmm":
+            raise InputError("OpenMM's RPMDIntegrator always thermostats; use the batched integrator for NVE")
         if self.trajectory_format not in TRAJECTORY_FORMATS:
             raise InputError(
                 f"--trajectory-format must be one of {', '.join(TRAJECTORY_FORMATS)}, not {self.trajectory_format!r}"
             )
-        if self.recording not in RECORDINGS:
-            raise InputError(f"--recording must be one of {', '.join(RECORDINGS)}, not {self.recording!r}")
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.backend == "torch" and self.records:
+            raise InputError(
+                "recording the dipole or polarizability needs --backend python (or auto): TorchForce runs the "
+                "model in C++, where its features cannot be kept"
+            )
+        if self.cuda_graphs not in SWITCHES:
+            raise InputError(f"--cuda-graphs must be one of {', '.join(SWITCHES)}, not {self.cuda_graphs!r}")
         for name in ("record_interval", "trajectory_interval", "log_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1 step")

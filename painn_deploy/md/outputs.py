@@ -25,6 +25,7 @@ LOG_COLUMNS = (
     "kinetic_kj_per_mol",
     "total_kj_per_mol",
     "temperature_K",
+    "quantum_kinetic_kj_per_mol",
     "speed_ns_per_day",
 )
 
@@ -56,10 +57,12 @@ class CsvLog:
 class PropertiesFile:
     """Recorded dipoles/polarizabilities in HDF5, appended in blocks."""
 
-    def __init__(self, path: Path, names, attrs: dict, resume_frames: int = -1):
+    def __init__(self, path: Path, names, attrs: dict, resume_frames: int = -1, replicas: int = 1):
+        """``replicas`` > 1 adds a replica axis after the time axis: dipole [T, R, 3]."""
         self.path = path
         self.names = tuple(names)
-        shapes = {"dipole": (3,), "polarizability": (3, 3)}
+        lead = (replicas,) if replicas > 1 else ()
+        shapes = {"dipole": lead + (3,), "polarizability": lead + (3, 3)}
         unit_of = {"time": "ps", "dipole": "e*nm", "polarizability": "nm^3"}
         if resume_frames >= 0 and path.exists():
             self.h5 = h5py.File(path, "a")
@@ -131,18 +134,22 @@ class TrajectoryFile:
     Positions in nm, box vectors as OpenMM Vec3s (or None).
     """
 
-    def __init__(self, output: Path, fmt: str, topology, timestep_fs: float, interval: int, resume: dict = None):
+    def __init__(
+        self, output: Path, fmt: str, topology, timestep_fs: float, interval: int, resume: dict = None,
+        name: str = "trajectory",
+    ):  # fmt: skip
         from openmm import app, unit
 
         if fmt not in TRAJECTORY_FORMATS:
             raise ValueError(f"trajectory format must be one of {TRAJECTORY_FORMATS}, not {fmt!r}")
         self.fmt = fmt
-        self.path = Path(output) / f"trajectory.{fmt}"
+        self.name = name
+        self.path = Path(output) / f"{name}.{fmt}"
         self.frames = 0
         dt = timestep_fs * unit.femtosecond
         append = resume is not None
         if append:
-            self.frames = resume["trajectory_frames"]
+            self.frames = resume[f"{name}_frames"]
         if fmt == "dcd":
             if append:
                 truncate_dcd(
@@ -153,7 +160,7 @@ class TrajectoryFile:
         else:
             self.file = None
             if append and self.frames > 0:  # XTC frames have no fixed size: cut at the checkpoint's byte length
-                os.truncate(self.path, resume["trajectory_bytes"])
+                os.truncate(self.path, resume[f"{name}_bytes"])
             else:  # OpenMM's XTC writer creates the file at the first frame and cannot append to an empty one
                 self.path.unlink(missing_ok=True)
                 append = False
@@ -174,7 +181,7 @@ class TrajectoryFile:
             os.fsync(fd)
             os.close(fd)
         size = self.path.stat().st_size if self.path.exists() else 0
-        return {"trajectory_frames": self.frames, "trajectory_bytes": size}
+        return {f"{self.name}_frames": self.frames, f"{self.name}_bytes": size}
 
     def close(self) -> None:
         if self.file is not None:

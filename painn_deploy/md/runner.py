@@ -22,35 +22,26 @@ import torch
 from openmm import unit
 
 from .. import units, versions
-from ..data import file_sha256
-from ..deploy import export, load
-from ..deploy.metadata import (
-    FUSED_FORMAT_VERSION,
-    KEY_ATOMIC_NUMBERS,
-    KEY_FORMAT_VERSION,
-    KEY_HEADS,
-    KEY_PERIODIC,
-    TAP_FORMAT_VERSION,
-)
+from ..deploy import Artefact, export
 from ..elements import formula
 from ..errors import CheckpointError, InputError, RecordingError, SimulationInstabilityError
-from ..openmm import check_box, check_positions, check_topology, create_system, model_metadata
+from ..files import atomic_write
+from ..openmm import check_positions, create_system
 from ..structures import load_pdb
-from ..training.checkpoint import atomic_write
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile
 from .progress import Progress
+from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, ring_polymer_integrator
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 BUNDLED_MODEL = RESOURCES / "ethanol_painn.pt"
 RESUME_MUST_MATCH = (
     "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
-    "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "recording", "seed",
+    "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "backend", "seed",
+    "replicas", "rpmd_integrator", "bead_trajectory",
 )  # fmt: skip
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
-RECORD_BATCH = 10  # recorded frames evaluated together ("second" recording; see benchmarks/md_throughput.py)
-FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads ("fused" and "tap" recording)
-CHUNKED = ("fused", "tap")  # recordings that read each step's features after integrator.step(n)
+FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
 
@@ -60,12 +51,12 @@ class SimulationResult:
     steps: int
     ns_per_day: float
     frames_recorded: int
-    recording: str
+    backend: str
 
     def summary(self) -> str:
         return (
-            f"{self.steps} steps done, {self.ns_per_day:.2f} ns/day; {self.frames_recorded} property frames "
-            f"({self.recording} recording); outputs in {self.output}"
+            f"{self.steps} steps done, {self.ns_per_day:.2f} ns/day; {self.frames_recorded} property frames; "
+            f"outputs in {self.output}"
         )
 
 
@@ -73,7 +64,7 @@ def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers) -> Path:
     """The exported model to use: ``cfg.model`` (.pt), a checkpoint exported on the fly for the
     structure, or the bundled ethanol model when the structure matches it."""
     if cfg.model is None:
-        if BUNDLED_MODEL.is_file() and model_metadata(BUNDLED_MODEL)[KEY_ATOMIC_NUMBERS] == list(atomic_numbers):
+        if BUNDLED_MODEL.is_file() and Artefact(BUNDLED_MODEL).atomic_numbers == list(atomic_numbers):
             return BUNDLED_MODEL
         raise InputError(
             f"no --model given and the structure ({formula(atomic_numbers)}, {len(atomic_numbers)} atoms) is not the "
@@ -102,14 +93,18 @@ def choose_platform(name: str) -> openmm.Platform:
     return openmm.Platform.getPlatformByName(name)
 
 
-def build_integrator(cfg: SimulationConfig):
+def build_integrator(cfg: SimulationConfig, layout: Layout):
     import openmmtools
 
     temperature = cfg.temperature_K * unit.kelvin
     friction = cfg.friction_per_ps / unit.picosecond
     dt = cfg.timestep_fs * unit.femtosecond
-    if cfg.beads > 1:
+    if cfg.beads > 1 and cfg.rpmd_integrator == "openmm":
         integrator = openmm.RPMDIntegrator(cfg.beads, temperature, friction, dt)
+    elif cfg.beads > 1:
+        integrator = ring_polymer_integrator(
+            layout, cfg.temperature_K, cfg.friction_per_ps, cfg.timestep_fs, thermostat=cfg.integrator == "langevin"
+        )
     elif cfg.integrator == "langevin":
         integrator = openmmtools.integrators.BAOABIntegrator(temperature, friction, dt)
     elif cfg.integrator == "nose-hoover":
@@ -119,6 +114,23 @@ def build_integrator(cfg: SimulationConfig):
     if hasattr(integrator, "setRandomNumberSeed"):
         integrator.setRandomNumberSeed(cfg.seed + 1)
     return integrator
+
+
+def replicated_topology(topology, copies: int):
+    """A topology of ``copies`` copies of ``topology`` (one chain per copy), for trajectories of
+    replicas and beads."""
+    if copies == 1:
+        return topology
+    from openmm import app
+
+    out = app.Topology()
+    for _ in range(copies):
+        chain = out.addChain()
+        for residue in topology.residues():
+            r = out.addResidue(residue.name, chain)
+            for atom in residue.atoms():
+                out.addAtom(atom.name, atom.element, r)
+    return out
 
 
 def _check_writable(output: Path) -> None:
@@ -153,12 +165,11 @@ class MDRun:
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
         torch.set_num_threads(cfg.threads or (1 if len(z) < 1000 else os.cpu_count() or 1))
-        self.model_path = resolve_model(cfg, self.output, z)
-        self.meta = model_metadata(self.model_path)
-        check_topology(self.pdb.topology, self.meta, where=cfg.structure)
-        self.periodic = bool(self.meta[KEY_PERIODIC])
-        check_box(box_nm, self.meta, where=f"the box of {cfg.structure}")
-        heads = self.meta[KEY_HEADS]
+        self.artefact = Artefact(resolve_model(cfg, self.output, z))
+        self.model_path = self.artefact.path
+        self.artefact.check_system(z, box_nm, where=cfg.structure)
+        self.periodic = self.artefact.periodic
+        heads = self.artefact.heads
         for flag, head in ((cfg.record_dipole, "dipole"), (cfg.record_polarizability, "polarizability")):
             if flag and head not in heads:
                 raise InputError(
@@ -167,57 +178,46 @@ class MDRun:
         self.recorded = tuple(
             n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f
         )
-        self.recording = self._recording_mode()
-        backend = {"fused": "python", "tap": "tap"}.get(self.recording, "torch")
-        self.system, self.adapter = create_system(
-            self.model_path, self.pdb.topology, backend, feature_capacity=FEATURE_CAPACITY
-        )
-        self.module = load(self.model_path) if (self.recorded and self.recording == "second") else None
-        self.integrator = build_integrator(cfg)
         self.platform = choose_platform(cfg.platform)
+        on_gpu = self.platform.getName() == "CUDA"
+        batched_beads = cfg.beads if cfg.rpmd_integrator == "batched" else 1
+        self.layout = Layout(len(z), cfg.replicas, batched_beads)
+        if self.periodic and self.layout.n_frames > 1:
+            raise InputError(
+                "ring polymers and replicas are for molecules: OpenMM wraps periodic positions, which the normal "
+                "modes and the replicas' shared box do not allow; run a periodic system with one copy and no beads"
+            )
+        module = self.artefact.load().module
+        check_memory(
+            self.layout, int(module.n_features), int(self.artefact.metadata["model"]["n_interactions"]),
+            module.dtype_marker.element_size(), "cuda" if on_gpu else "cpu",
+        )  # fmt: skip
+        self.backend = cfg.backend if cfg.backend != "auto" else ("python" if self.recorded else "torch")
+        cuda_graphs = on_gpu and self.artefact.fixed_shapes if cfg.cuda_graphs == "auto" else cfg.cuda_graphs == "on"
+        self.system, self.adapter = create_system(
+            self.artefact, self.pdb.topology, self.backend, ring_capacity=FEATURE_CAPACITY if self.recorded else 0,
+            cuda_graphs=cuda_graphs, device="cuda" if on_gpu else "cpu", n_frames=self.layout.n_frames,
+            modes=self.layout.modes(),
+        )  # fmt: skip
+        self.integrator = build_integrator(cfg, self.layout)
         self.context = openmm.Context(self.system, self.integrator, self.platform)
         self.dt_ps = cfg.timestep_fs * 1e-3
-        n_constraints = self.system.getNumConstraints()
-        self.dof = 3 * self.system.getNumParticles() - n_constraints - 3
+        # degrees of freedom of one physical copy: a single classical copy has its centre-of-mass motion removed
+        self.dof = 3 * len(z) - (3 if self.layout.n_frames == 1 else 0)
         self.step = 0
-        self.pending: list = []  # "second" recording: frames waiting for one batched evaluation
-        self.features_read = 0  # "fused" and "tap" recording: evaluations read so far
-
-    # ---- set-up ------------------------------------------------------------------------------
-    def _recording_mode(self) -> str:
-        if not self.recorded:
-            return "none"
-        if self.cfg.recording in CHUNKED and self.cfg.beads > 1:
-            raise InputError(
-                f"--recording {self.cfg.recording} is not available with --beads > 1 (one evaluation per bead)"
-            )
-        version = self.meta.get(KEY_FORMAT_VERSION, 1)
-        needed = {"fused": FUSED_FORMAT_VERSION, "tap": TAP_FORMAT_VERSION}.get(self.cfg.recording, 1)
-        if version < needed:
-            raise InputError(
-                f"{self.model_path} was exported by an older painn-deploy without what --recording "
-                f"{self.cfg.recording} needs; export it again with painn-export, or use --recording second"
-            )
-        # measured (benchmarks/results/md_throughput.md): for format-4 models one PythonForce evaluation per step
-        # and TorchForce with the feature tap cost about the same (ethanol +10% and +15%, aspirin +15% and +10%),
-        # and fused needs no shared-memory file; in format 3 the tap costs least; ring polymers evaluate each bead
-        # separately, so they record with a second evaluation
-        if self.cfg.recording == "auto":
-            if self.cfg.beads > 1:
-                return "second"
-            if version == TAP_FORMAT_VERSION:
-                return "tap"
-            return "fused" if version >= FUSED_FORMAT_VERSION else "second"
-        return self.cfg.recording
+        self.features_read = 0  # evaluations read from the adapter's feature ring so far
 
     def _set_initial_state(self):
         cfg = self.cfg
-        positions = self.pdb.getPositions(asNumpy=True)
+        positions = np.asarray(self.pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
         if self.periodic:
             self.context.setPeriodicBoxVectors(*self.pdb.topology.getPeriodicBoxVectors())
-        self.context.setPositions(positions)
-        self.context.setVelocitiesToTemperature(cfg.temperature_K * unit.kelvin, cfg.seed + 1)
-        if cfg.beads > 1:
+        layout = self.layout
+        every_bead = np.broadcast_to(positions, (layout.replicas, layout.beads) + positions.shape)
+        self.context.setPositions(layout.particles_nm(every_bead) * unit.nanometer)
+        # ring polymers are sampled at P x T: each bead's (and normal mode's) kinetic temperature is P times T
+        self.context.setVelocitiesToTemperature(cfg.temperature_K * cfg.beads * unit.kelvin, cfg.seed + 1)
+        if self.openmm_rpmd:
             rng = np.random.default_rng(cfg.seed)
             masses = np.array(
                 [
@@ -225,30 +225,17 @@ class MDRun:
                     for i in range(self.system.getNumParticles())
                 ]
             )
-            # the PILE thermostat keeps each bead at P x T (see _log_row): draw bead velocities there
             sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K * cfg.beads / masses)[:, None]
             for k in range(cfg.beads):
-                self.integrator.setPositions(k, positions)
+                self.integrator.setPositions(k, positions * unit.nanometer)
                 self.integrator.setVelocities(k, rng.normal(size=(len(masses), 3)) * sigma)
 
-    # ---- per-step work -----------------------------------------------------------------------------
-    def _record(self, time_ps: float) -> None:
-        """Record the properties of the current step by a second evaluation (bead average for RPMD)."""
-        states = self._bead_states(getPositions=True, enforcePeriodicBox=False)
-        positions = np.stack([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states])
-        box = None
-        if self.periodic:
-            box = np.stack(
-                [np.asarray(s.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)) for s in states]
-            )
-        if self.cfg.beads > 1:
-            values = self._evaluate_frames(positions, box)
-            self.properties.append(time_ps, {k: v.mean(axis=0) for k, v in values.items()})
-            return
-        self.pending.append((time_ps, positions[0], None if box is None else box[0]))
-        if len(self.pending) >= RECORD_BATCH:
-            self._flush_records()
+    @property
+    def openmm_rpmd(self) -> bool:
+        """Ring polymers on OpenMM's RPMDIntegrator (one evaluation per bead; for comparison)."""
+        return self.cfg.beads > 1 and self.cfg.rpmd_integrator == "openmm"
 
+    # ---- per-step work -----------------------------------------------------------------------------
     def _warm_up(self) -> None:
         """Evaluate the model a few times without moving the system.  TorchScript runs a freshly
         loaded module's first call unoptimised, and its forces differ from the optimised calls' in
@@ -258,83 +245,53 @@ class MDRun:
         random numbers and so changes the trajectory that follows."""
         for _ in range(WARM_UP_EVALUATIONS):
             self._bead_states(getForces=True)
-        if self.recording == "tap":
-            # the model's tap-writing branch runs only at new positions: let TorchScript optimise it now, not
-            # in the first timed steps (configurations 1e-6 nm away, then back to the exact positions)
-            here = self.context.getState(getPositions=True).getPositions(asNumpy=True)
-            for k in range(WARM_UP_EVALUATIONS):
-                self.context.setPositions(here + (k + 1) * 1e-6 * unit.nanometer)
-                self.context.getState(getForces=True)
-            self.context.setPositions(here)
-        if self.recording in CHUNKED:
+        if self.recorded:
             self.features_read = self._evaluated_here()
+            ring = self.adapter.ring
             for _ in range(WARM_UP_EVALUATIONS):
-                self.adapter.observables([self.features_read - 1] * self.adapter.capacity)
-        if self.module is not None:
-            state = self._bead_states(getPositions=True)[0]
-            pos = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-            box = None
-            if self.periodic:
-                box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))[None]
-            for _ in range(WARM_UP_EVALUATIONS):
-                self._evaluate_frames(
-                    np.stack([pos] * RECORD_BATCH), None if box is None else np.repeat(box, RECORD_BATCH, 0)
-                )
+                ring.responses([self.features_read - 1] * ring.capacity)
 
     def _evaluated_here(self) -> int:
-        """Make sure the adapter's latest evaluation is at the current positions (OpenMM's own integrators
+        """Make sure the ring's latest evaluation is at the current positions (OpenMM's own integrators
         evaluate forces at the start of a step, openmmtools' at its end); returns its count."""
-        adapter = self.adapter
-        here = self.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        if adapter.count == 0 or np.max(np.abs(adapter.positions_nm(adapter.count - 1) - here)) > 1e-6:
+        ring = self.adapter.ring
+        here = self.layout.beads_nm(self._state(getPositions=True).getPositions(asNumpy=True)._value)
+        if ring.count == 0 or np.max(np.abs(ring.positions_nm(ring.count - 1).reshape(here.shape) - here)) > 1e-6:
             self.context.getState(getForces=True)  # evaluates the model here (repeats are not kept)
-        return adapter.count
+        return ring.count
 
     def _read_features(self, n_steps: int) -> None:
-        """Record the frames of the last ``n_steps`` steps from the features the force kept (feature tap
-        or PythonForce): its evaluations since the last read are the positions after each of these
-        steps, one each."""
+        """Record the frames of the last ``n_steps`` steps from the features the force kept: its
+        evaluations since the last read are the positions after each of these steps, one each."""
         count = self._evaluated_here()
         if count - self.features_read != n_steps:
             raise RecordingError(
                 f"at step {self.step}: the model was evaluated at {count - self.features_read} new configurations "
-                f"during the last {n_steps} steps; --recording {self.recording} needs exactly one force evaluation "
-                f"per step. Use --recording second with this integrator."
+                f"during the last {n_steps} steps; recording needs exactly one force evaluation per step, which "
+                f"this integrator does not make. Record with langevin, nose-hoover or verlet."
             )
         first = self.step - n_steps  # evaluation features_read is at the positions after step first + 1
         steps = [t for t in range(first + 1, self.step + 1) if t % self.cfg.record_interval == 0]
         if steps:
-            values = self.adapter.observables([self.features_read + t - first - 1 for t in steps])
+            values = self.adapter.ring.responses([self.features_read + t - first - 1 for t in steps])
+            shape = (len(steps), self.layout.replicas, self.layout.beads)
+            # bead averages per replica, [K, R, ...] (the replica axis only when there are replicas)
+            averaged = {
+                name: values[name].reshape(shape + values[name].shape[2:]).mean(axis=2) for name in self.recorded
+            }
             for k, t in enumerate(steps):
-                self.properties.append(t * self.dt_ps, {name: values[name][k] for name in self.recorded})
+                frame = {name: v[k] if self.layout.replicas > 1 else v[k, 0] for name, v in averaged.items()}
+                self.properties.append(t * self.dt_ps, frame)
         self.features_read = count
 
-    def _evaluate_frames(self, positions: np.ndarray, box) -> dict:
-        dtype = self.module.dtype_marker.dtype
-        box_t = None if box is None else torch.tensor(box, dtype=dtype)
-        pos_t = torch.tensor(positions, dtype=dtype)
-        if hasattr(self.module, "observables_batch"):
-            out = self.module.observables_batch(pos_t, box_t)
-            return {k: out[k].double().numpy() for k in self.recorded}
-        frames = [self.module.observables(pos_t[b], None if box_t is None else box_t[b]) for b in range(len(pos_t))]
-        return {k: np.stack([f[k].double().numpy() for f in frames]) for k in self.recorded}  # artefacts before 0.1
-
-    def _flush_records(self) -> None:
-        """Evaluate the recorded frames waiting in ``pending`` (one batched model call)."""
-        if not self.pending:
-            return
-        times = [t for t, _, _ in self.pending]
-        positions = np.stack([p for _, p, _ in self.pending])
-        box = None if self.pending[0][2] is None else np.stack([b for _, _, b in self.pending])
-        values = self._evaluate_frames(positions, box)
-        for k, t in enumerate(times):
-            self.properties.append(t, {name: v[k] for name, v in values.items()})
-        self.pending.clear()
-
     def _bead_states(self, **kwargs):
-        if self.cfg.beads > 1:
+        """OpenMM's RPMDIntegrator: one state per bead; otherwise the context's one state in a list."""
+        if self.openmm_rpmd:
             return [self.integrator.getState(k, **kwargs) for k in range(self.cfg.beads)]
         return [self.context.getState(**kwargs)]
+
+    def _state(self, **kwargs):
+        return self._bead_states(**kwargs)[0] if not self.openmm_rpmd else self.context.getState(**kwargs)
 
     def _check(self, where: str, energy: float, max_force: float, temperature: float, positions_nm) -> None:
         cfg = self.cfg
@@ -347,29 +304,45 @@ class MDRun:
             )
         elif not np.isfinite(temperature) or temperature > cfg.temperature_limit_K:
             reason = f"the temperature {temperature:.1f} K exceeds {cfg.temperature_limit_K:.0f} K"
-        elif positions_nm is not None and len(positions_nm) > 1:
+        elif positions_nm is not None and not self.periodic and positions_nm.shape[-2] > 1:
             from scipy.spatial import cKDTree
 
-            dist, _ = cKDTree(np.asarray(positions_nm)).query(positions_nm, k=2)
-            far = int(np.argmax(dist[:, 1]))
-            if dist[far, 1] > NEAREST_NEIGHBOUR_LIMIT_NM and not self.periodic:
-                reason = f"atom {far + 1} is {dist[far, 1]:.2f} nm from every other atom (atoms flying apart)"
+            for copy, molecule in enumerate(np.asarray(positions_nm).reshape(-1, positions_nm.shape[-2], 3)):
+                dist, _ = cKDTree(molecule).query(molecule, k=2)
+                far = int(np.argmax(dist[:, 1]))
+                if dist[far, 1] > NEAREST_NEIGHBOUR_LIMIT_NM:
+                    which = f" of replica {copy}" if self.layout.replicas > 1 else ""
+                    reason = (
+                        f"atom {far + 1}{which} is {dist[far, 1]:.2f} nm from every other atom (atoms flying apart)"
+                    )
+                    break
         if reason:
             raise SimulationInstabilityError(
                 f"simulation stopped at step {self.step} ({where}): {reason}. The last good checkpoint "
-                f"{self.output / 'checkpoint.chk'} is kept; check the structure, lower --timestep-fs, or use a "
+                f"{self.output / 'checkpoint.chk'} is kept; check the structure, lower --timestep, or use a "
                 f"model trained on configurations like these."
             )
 
     def _log_row(self, wall_start: float, steps_since_start: int) -> dict:
+        cfg, layout = self.cfg, self.layout
         states = self._bead_states(getEnergy=True, getForces=True, getPositions=True)
-        potential = float(np.mean([s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states]))
-        kinetic = float(np.mean([s.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states]))
-        forces = states[0].getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-        # RPMD samples the ring polymer at P x T: each bead's kinetic temperature is P times the physical one
-        temperature = 2.0 * kinetic / (self.dof * units.BOLTZMANN_KJ_PER_MOL_K * self.cfg.beads)
-        positions = states[0].getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        self._check("log", potential, float(np.max(np.abs(forces))), temperature, positions)
+        energy = sum(s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states)
+        kinetic_total = sum(s.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states)
+        positions = [s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states]
+        forces = [s.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer) for s in states]
+        if self.openmm_rpmd:
+            beads, bead_forces = np.stack(positions)[None], np.stack(forces)[None]
+        else:
+            beads, bead_forces = layout.beads_nm(positions[0]), layout.beads_nm(forces[0])
+        copies, p = beads.shape[0], beads.shape[1]
+        # the ring polymer is sampled at P x T: every degree of freedom carries k_B P T / 2, and the physical
+        # temperature and kinetic energy are those divided by P (per copy of the molecule)
+        temperature = 2.0 * kinetic_total / (copies * p * self.dof * units.BOLTZMANN_KJ_PER_MOL_K * p)
+        kinetic = kinetic_total / (copies * p * p)
+        quantum = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K) if p > 1 else kinetic
+        potential = energy / (copies * p)
+        centroids = beads.mean(axis=1)
+        self._check("log", potential, float(np.max(np.abs(bead_forces))), temperature, centroids)
         elapsed = time.perf_counter() - wall_start
         ns_per_day = steps_since_start * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
         return {
@@ -379,27 +352,31 @@ class MDRun:
             "kinetic_kj_per_mol": kinetic,
             "total_kj_per_mol": potential + kinetic,
             "temperature_K": temperature,
+            "quantum_kinetic_kj_per_mol": quantum,
             "speed_ns_per_day": ns_per_day,
         }
 
     def _write_trajectory(self):
-        states = self._bead_states(getPositions=True)  # the centroid for RPMD
-        pos = np.mean([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states], axis=0)
+        states = self._bead_states(getPositions=True)
+        positions = [s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states]
+        beads = np.stack(positions)[None] if self.openmm_rpmd else self.layout.beads_nm(positions[0])
         box = states[0].getPeriodicBoxVectors() if self.periodic else None
-        self.trajectory.write(pos, box)
+        self.trajectory.write(beads.mean(axis=1).reshape(-1, 3), box)  # the centroid of every replica
+        if self.bead_trajectory is not None:
+            self.bead_trajectory.write(beads.reshape(-1, 3), box)
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def _checkpoint(self):
         if self.properties is not None:
-            self._flush_records()
             self.properties.flush()
         meta = {
             "step": self.step,
             **self.trajectory.sync(),
+            **(self.bead_trajectory.sync() if self.bead_trajectory is not None else {}),
             "property_frames": self.properties.n_frames if self.properties is not None else 0,
             "model_sha256": self.model_sha256,
         }
-        if self.cfg.beads > 1:  # OpenMM's context checkpoint does not hold the ring polymer's beads
+        if self.openmm_rpmd:  # OpenMM's context checkpoint does not hold the RPMDIntegrator's beads
             meta["beads"] = [
                 {
                     "positions_nm": s.getPositions(asNumpy=True).value_in_unit(unit.nanometer).tolist(),
@@ -425,7 +402,7 @@ class MDRun:
             n = int.from_bytes(blob[:8], "little")
             meta = json.loads(blob[8 : 8 + n])
             self.context.loadCheckpoint(blob[8 + n :])
-            if self.cfg.beads > 1:
+            if self.openmm_rpmd:
                 if len(meta.get("beads", [])) != self.cfg.beads:
                     raise ValueError(f"it holds {len(meta.get('beads', []))} ring-polymer beads, not {self.cfg.beads}")
                 for k, bead in enumerate(meta["beads"]):
@@ -447,13 +424,16 @@ class MDRun:
     # ---- the run ---------------------------------------------------------------------------------------
     def run(self) -> SimulationResult:
         cfg = self.cfg
-        self.model_sha256 = file_sha256(self.model_path)
+        self.model_sha256 = self.artefact.sha256
         out = self.output
         attrs = {
             "temperature_K": cfg.temperature_K,
             "timestep_fs": cfg.timestep_fs,
             "record_interval_steps": cfg.record_interval,
             "beads": cfg.beads,
+            "replicas": cfg.replicas,
+            # RPMD gives Kubo-transformed correlation functions (docs/spectra.md)
+            "correlation": "kubo" if cfg.beads > 1 else "classical",
             "model_sha256": self.model_sha256,
         }
         if cfg.resume:
@@ -468,12 +448,21 @@ class MDRun:
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", resume_step)
         self.properties = (
-            PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames) if self.recorded else None
+            PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames, cfg.replicas)
+            if self.recorded
+            else None
         )
+        resume = meta if cfg.resume else None
         self.trajectory = TrajectoryFile(
-            out, cfg.trajectory_format, self.pdb.topology, cfg.timestep_fs, cfg.trajectory_interval,
-            resume=meta if cfg.resume else None,
+            out, cfg.trajectory_format, replicated_topology(self.pdb.topology, cfg.replicas), cfg.timestep_fs,
+            cfg.trajectory_interval, resume=resume,
         )  # fmt: skip
+        self.bead_trajectory = None
+        if cfg.bead_trajectory:
+            self.bead_trajectory = TrajectoryFile(
+                out, cfg.trajectory_format, replicated_topology(self.pdb.topology, cfg.replicas * cfg.beads),
+                cfg.timestep_fs, cfg.trajectory_interval, resume=resume, name="beads",
+            )  # fmt: skip
         if not cfg.resume:
             self._checkpoint()
         self._warm_up()
@@ -485,11 +474,10 @@ class MDRun:
             progress.close()
             self.log.close()
             if self.properties is not None:
-                self._flush_records()
                 self.properties.close()
             self.trajectory.close()
-            if self.recording == "tap":
-                self.adapter.close()
+            if self.bead_trajectory is not None:
+                self.bead_trajectory.close()
         elapsed = time.perf_counter() - wall_start
         ns_per_day = (self.step - start_step) * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
         frames = 0
@@ -498,28 +486,24 @@ class MDRun:
 
             with h5py.File(out / "properties.h5") as f:
                 frames = f["time"].shape[0]
-        return SimulationResult(out, self.step, ns_per_day, frames, self.recording)
+        return SimulationResult(out, self.step, ns_per_day, frames, self.backend)
 
     def _loop(self, progress, wall_start, start_step):
         cfg = self.cfg
         intervals = [cfg.log_interval, cfg.trajectory_interval, cfg.checkpoint_interval]
-        if self.recording in CHUNKED:  # read the features before the ring wraps
-            intervals.append(self.adapter.capacity)
-        elif self.recorded:
-            intervals.append(cfg.record_interval)
+        if self.recorded:  # read the features before the ring wraps
+            intervals.append(self.adapter.ring.capacity)
         while self.step < cfg.steps:
             n = min(i - self.step % i for i in intervals)
             n = min(n, cfg.steps - self.step)
             self.integrator.step(n)
             self.step += n
-            if self.recording in CHUNKED:
+            if self.recorded:
                 self._read_features(n)
-            if self.recording == "fused":
+            if self.adapter is not None:
                 last = self.adapter.last
                 if not np.isfinite(last["energy"]) or not np.all(np.isfinite(last["forces"])):
                     self._check("model evaluation", float(last["energy"]), float("nan"), 0.0, None)
-            if self.recorded and self.recording not in CHUNKED and self.step % cfg.record_interval == 0:
-                self._record(self.step * self.dt_ps)
             if self.step % cfg.trajectory_interval == 0:
                 self._write_trajectory()
             if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
@@ -537,9 +521,9 @@ class MDRun:
             "config": self.cfg.to_dict(),
             "model": str(self.model_path),
             "model_sha256": self.model_sha256,
-            "model_metadata_heads": self.meta[KEY_HEADS],
+            "model_metadata_heads": self.artefact.heads,
             "platform": self.platform.getName(),
-            "recording": self.recording,
+            "backend": self.backend,
             "versions": versions.collect(),
             "seed": self.cfg.seed,
         }

@@ -69,11 +69,12 @@ class EnergyHead(nn.Module):
         return sum_per_molecule(e_atom, batch, n_molecules)
 
     def value_and_gradient(self, s: torch.Tensor, species: torch.Tensor):
-        """Energy [1] (eV) of one system's atoms and its gradient [N, F] with respect to s, without autograd."""
+        """Energy [B] (eV) of each frame's atoms (s [B, N, F]) and its gradient [B, N, F] with respect to s,
+        without autograd."""
         h = self.mlp[0](s)
         e_atom = self.scale * self.mlp[2](self.mlp[1](h)).squeeze(-1) + self.element_energies.index_select(0, species)
         grad_s = torch.matmul(silu_backward(self.mlp[2].weight * self.scale, h), self.mlp[0].weight)
-        return e_atom.sum().unsqueeze(0), grad_s
+        return e_atom.sum(-1), grad_s
 
 
 class DipoleHead(nn.Module):

@@ -1,6 +1,8 @@
 """PaiNN potential: representation + heads, in model units (Angstrom, eV, e*Angstrom, Angstrom^3).
 
-Forces are not a head: they are -dE/dr by autograd (conservative), see :func:`energy_and_forces`.
+Forces are not a head: they are -dE/dr (conservative), by autograd in training
+(:func:`energy_and_forces`) and by the hand-written gradients of :mod:`painn_deploy.model.strategy`
+in the deployed model.
 """
 
 from dataclasses import asdict, dataclass, field, fields
@@ -67,7 +69,6 @@ class PaiNNPotential(nn.Module):
     minimum image for periodic systems), batch [N] (molecule of each atom), masses [N] (amu),
     total_charge [B] (e).  It returns a dict with ``energy`` [B] (eV), ``dipole`` [B, 3]
     (e*Angstrom) and ``polarizability`` [B, 3, 3] (Angstrom^3) for the heads the model has
-    (only the energy when ``energy_only``).
     """
 
     def __init__(self, config: PaiNNConfig):
@@ -93,10 +94,9 @@ class PaiNNPotential(nn.Module):
         masses: torch.Tensor,
         total_charge: torch.Tensor,
         pair_weight: Optional[torch.Tensor] = None,
-        energy_only: bool = False,
     ) -> Dict[str, torch.Tensor]:
         s, v = self.representation(species, idx_i, idx_j, r_ij, pair_weight)
-        return self.heads(s, v, species, positions, batch, n_molecules, masses, total_charge, True, not energy_only)
+        return self.heads(s, v, species, positions, batch, n_molecules, masses, total_charge)
 
     def heads(
         self,

@@ -16,24 +16,25 @@ MODES = {"all_pairs": ALL_PAIRS, "cell_list": CELL_LIST, "static": STATIC}
 
 
 def minimum_image(r_ij: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Minimum-image vectors [P, 3] for a reduced triclinic box (valid when every width >= 2 cutoff)."""
-    r_ij = r_ij - box[2] * torch.round(r_ij[:, 2:3] / box[2, 2])
-    r_ij = r_ij - box[1] * torch.round(r_ij[:, 1:2] / box[1, 1])
-    r_ij = r_ij - box[0] * torch.round(r_ij[:, 0:1] / box[0, 0])
+    """Minimum-image vectors [..., 3] for reduced triclinic boxes [..., 3, 3] that broadcast against r_ij's
+    leading dimensions (valid when every width >= 2 cutoff)."""
+    r_ij = r_ij - box[..., 2, :] * torch.round(r_ij[..., 2:3] / box[..., 2, 2:3])
+    r_ij = r_ij - box[..., 1, :] * torch.round(r_ij[..., 1:2] / box[..., 1, 1:2])
+    r_ij = r_ij - box[..., 0, :] * torch.round(r_ij[..., 0:1] / box[..., 0, 0:1])
     return r_ij
 
 
 def check_box(box: torch.Tensor, cutoff: float) -> None:
-    """Raise if a periodic box is narrower than twice the cutoff or not in reduced form."""
-    widths = torch.diagonal(box)
+    """Raise if a periodic box [..., 3, 3] is narrower than twice the cutoff or not in reduced form."""
+    widths = torch.diagonal(box, dim1=-2, dim2=-1)
     if bool(torch.any(widths < 2.0 * cutoff)):
-        widths_list: List[float] = widths.tolist()
+        narrowest = float(widths.min())
         raise RuntimeError(
-            "BoxTooSmallError: the periodic box widths (" + str(widths_list) + " Angstrom) must be at least "
+            "BoxTooSmallError: the periodic box's narrowest width (" + str(narrowest) + " Angstrom) must be at least "
             "twice the model cutoff (" + str(2.0 * cutoff) + " Angstrom), or atoms would see their own images. "
             "Use a larger box (more molecules) or a model with a smaller cutoff."
         )
-    if bool(torch.any(box[0, 1:] != 0.0)) or bool(box[1, 2] != 0.0):
+    if bool(torch.any(box[..., 0, 1:] != 0.0)) or bool(torch.any(box[..., 1, 2] != 0.0)):
         raise RuntimeError(
             "BoxTooSmallError: box vectors are not in OpenMM's reduced triclinic form "
             "(a along x, b in the xy plane); pass the vectors OpenMM gives."

@@ -1,44 +1,38 @@
-"""OpenMM integration: forces for a Topology from an exported model, and pre-flight checks.
+"""OpenMM integration: forces for a Topology from an exported model, and structure checks.
 
-Three backends share one model object:
-- ``"torch"``: ``openmmtorch.TorchForce`` running the TorchScript model (energy and forces; runs
-  in C++ without Python).  ``TorchForce("model.pt")`` as users write it works; :func:`torch_force`
-  wraps the model in :class:`ForcesOutput` (``setOutputsForces``), which is faster;
-- ``"python"``: OpenMM's built-in ``openmm.PythonForce`` calling the model's ``properties`` once per
-  force evaluation, which also yields the dipole and polarizability of the same evaluation;
-- ``"tap"``: TorchForce with the model's feature tap: each evaluation leaves its features in shared
-  memory, from which the dipole and polarizability follow for many steps in one call.
+- ``backend="torch"``: ``openmmtorch.TorchForce`` (C++, no Python in the step; the model returns its
+  forces; CUDA graphs on request).  Plain ``TorchForce("model.pt")`` works too.
+- ``backend="python"``: ``openmm.PythonForce`` calling the model from Python on its device, keeping
+  each evaluation's features for the recording heads.
 """
 
 import torch  # noqa: F401  (must come before openmmtorch, or libnvrtc.so.12 is not found)
 
-from .backends import (
-    FeatureTap,
-    ForcesOutput,
-    PropertiesForce,
-    check_box,
-    check_topology,
+from .forces import (
+    ModelForce,
+    as_artefact,
     create_force,
     create_system,
     import_openmmtorch,
-    model_metadata,
+    topology_atomic_numbers,
+    topology_box_nm,
     torch_force,
 )
 from .preflight import check_positions
+from .recorder import FeatureRing
 from .serialization import deserialize_system, serialize_system
 
 __all__ = [
-    "FeatureTap",
-    "ForcesOutput",
-    "PropertiesForce",
-    "check_box",
+    "FeatureRing",
+    "ModelForce",
+    "as_artefact",
     "check_positions",
-    "check_topology",
     "create_force",
     "create_system",
     "deserialize_system",
-    "serialize_system",
     "import_openmmtorch",
-    "model_metadata",
+    "serialize_system",
+    "topology_atomic_numbers",
+    "topology_box_nm",
     "torch_force",
 ]

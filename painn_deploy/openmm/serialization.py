@@ -29,7 +29,7 @@ def deserialize_system(xml: str, model_dir: Optional[str] = None) -> "openmm.Sys
     Embedded TorchScript models are written to ``model_dir`` (default: a temporary folder),
     named by their SHA-256, and loaded from there.
     """
-    from .backends import import_openmmtorch
+    from .forces import import_openmmtorch
 
     root = ET.fromstring(xml)
     forces_node = root.find("Forces")

@@ -2,7 +2,8 @@
 
 Model contract (TorchScript from ``torch.jit.load``, or an eager ``torch.nn.Module``):
 
-* ``module(positions_nm [N, 3]) -> energy`` (scalar, kJ/mol), twice differentiable;
+* ``module(positions_nm [N, 3]) -> energy`` (scalar, kJ/mol), differentiable (twice, or the Hessian
+  comes from finite differences of the forces);
 * ``module.properties(positions_nm) -> Dict[str, Tensor]`` with ``energy`` (kJ/mol), ``forces``
   (kJ/mol/nm) and, when the model predicts them, ``dipole`` [3] (e*nm) and ``polarizability``
   [3, 3] (nm^3).  Their position derivatives are taken by autograd when they are connected to
@@ -13,7 +14,8 @@ Method (Wilson, Decius & Cross, "Molecular Vibrations" (1955), ch. 2; Ochterski,
 analysis in Gaussian" (Gaussian white paper, 1999)):
 
 1. minimise the energy (scipy L-BFGS-B on energy and gradient), report the largest atomic force;
-2. Hessian H = d^2E/dx dx by automatic differentiation (kJ/mol/nm^2);
+2. Hessian H = d^2E/dx dx (kJ/mol/nm^2) by automatic differentiation, or by central differences of
+   the forces for models whose forces are hand-written first derivatives (painn-deploy artefacts);
 3. mass-weight it, H_mw = M^-1/2 H M^-1/2 (kJ/mol/nm^2/amu = ps^-2);
 4. project out the 6 (5 for linear molecules) translations and infinitesimal rotations about
    the centre of mass (Eckart conditions at the reference geometry) by diagonalising H_mw in
@@ -73,14 +75,25 @@ def _warn(message: str) -> None:
 
 
 def load_model(path, device: str = "cpu"):
-    """Load an exported TorchScript model (``torch.jit.load``) for harmonic analysis."""
+    """Load a model for harmonic analysis: a painn-deploy artefact (checked by
+    :class:`~painn_deploy.deploy.Artefact`) or any TorchScript module with this contract."""
+    from ..deploy.artefact import Artefact, read_metadata
+
     try:
-        module = torch.jit.load(str(path), map_location=device)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise CheckpointError(
-            f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give the "
-            "exported model file (the .pt written by the export step), not a training checkpoint."
-        ) from exc
+        read_metadata(path)
+        is_artefact = True
+    except CheckpointError:
+        is_artefact = False
+    if is_artefact:
+        module = Artefact(path).load(device).module
+    else:
+        try:
+            module = torch.jit.load(str(path), map_location=device)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise CheckpointError(
+                f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give the "
+                "exported model file (the .pt written by the export step), not a training checkpoint."
+            ) from exc
     if not hasattr(module, "properties"):
         raise CheckpointError(
             f"{path}: the model has no 'properties' method; re-export it with the current painn-deploy"
@@ -146,19 +159,16 @@ def minimize_positions(
 
 
 def hessian(module, positions_nm) -> np.ndarray:
-    """Cartesian Hessian d^2E / dx_i dx_j [3N, 3N] in kJ/mol/nm^2 by double autograd (symmetrised)."""
+    """Cartesian Hessian d^2E / dx_i dx_j [3N, 3N] in kJ/mol/nm^2 (symmetrised): by double autograd
+    where the model's energy is twice differentiable, otherwise (exported painn-deploy models, whose
+    forces come from hand-written first derivatives) by central differences of the forces, all 6N
+    displaced configurations in one batched evaluation (step :data:`FD_STEP_NM`)."""
     dtype, device = model_dtype(module)
     pos = _tensor(positions_nm, dtype, device, grad=True)
-    # exported models give first derivatives by hand-written backward passes; ask for autograd's
-    previous = getattr(module, "autograd_forces", None)
-    if previous is not None:
-        module.autograd_forces = True
-    try:
-        energy = module(pos)
-    finally:
-        if previous is not None:
-            module.autograd_forces = previous
+    energy = module(pos)
     (grad,) = torch.autograd.grad(energy, pos, create_graph=True)
+    if not grad.requires_grad:
+        return _finite_difference_hessian(module, positions_nm, FD_STEP_NM.get(dtype, 1e-3))
     grad = grad.reshape(-1)
     n = grad.numel()
     h = np.zeros((n, n))
@@ -171,9 +181,26 @@ def hessian(module, positions_nm) -> np.ndarray:
     return 0.5 * (h + h.T)
 
 
+def _finite_difference_hessian(module, positions_nm, step_nm: float) -> np.ndarray:
+    dtype, device = model_dtype(module)
+    base = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3)
+    n = base.size
+    displaced = np.repeat(base[None], 2 * n, axis=0).reshape(2 * n, n)
+    displaced[np.arange(n), np.arange(n)] += step_nm
+    displaced[n + np.arange(n), np.arange(n)] -= step_nm
+    frames = torch.tensor(displaced.reshape(2 * n, -1, 3), dtype=dtype, device=device)
+    if hasattr(module, "energy_and_forces"):  # painn-deploy models: [B, N, 3] in one call
+        forces = module.energy_and_forces(frames)[1].detach().to("cpu", torch.float64).numpy()
+    else:
+        forces = np.stack([module.properties(f)["forces"].detach().to("cpu", torch.float64).numpy() for f in frames])
+    forces = forces.reshape(2 * n, n)
+    h = -(forces[:n] - forces[n:]) / (2.0 * step_nm)
+    return 0.5 * (h + h.T)
+
+
 #: Central finite-difference steps (nm) used when a model's properties are not differentiable
 #: w.r.t. the positions passed in (e.g. ``properties()`` detaches them to compute forces).
-FD_STEP_NM = {torch.float64: 1e-4, torch.float32: 1e-3}
+FD_STEP_NM = {torch.float64: 1e-5, torch.float32: 1e-3}
 
 
 def _autograd_derivatives(value: torch.Tensor, pos: torch.Tensor) -> np.ndarray | None:

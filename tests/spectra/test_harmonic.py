@@ -337,19 +337,22 @@ def test_cli_end_to_end(tmp_path, capsys):
 
 
 def test_exported_painn_forcefield(tmp_path):
-    """The real deployable module (random small PaiNN, TorchScript, float64) on ethanol: its
-    properties() detaches the positions, so dipole/polarizability derivatives fall back to finite
-    differences; they must agree with autograd through the eager module, and the autograd Hessian
-    with finite differences of the model's forces."""
+    """The real deployable module (random small PaiNN, TorchScript, float64) on ethanol.  Its forces are
+    hand-written first derivatives, so the Hessian comes from central differences of the forces (one
+    batched evaluation) and the dipole/polarizability derivatives from finite differences of properties();
+    both must agree with autograd through the eager potential (the training path)."""
+    from painn_deploy import units
     from painn_deploy.deploy import PaiNNForceField
+    from painn_deploy.elements import masses_amu
+    from painn_deploy.model import all_pairs
     from painn_deploy.spectra.harmonic import hessian
     from painn_deploy.structures import read_pdb
 
-    from .conftest import ETHANOL_PDB, random_rotation, small_potential
+    from ..conftest import ETHANOL_PDB, random_rotation, small_potential
 
     numbers, pos, _ = read_pdb(ETHANOL_PDB)
-    eager = PaiNNForceField(small_potential(), numbers, dtype=torch.float64)
-    scripted = torch.jit.script(eager)
+    potential = small_potential()
+    scripted = torch.jit.script(PaiNNForceField(potential, numbers, dtype=torch.float64))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HarmonicWarning)  # a random model: ethanol is not at its minimum
         res = harmonic_analysis(scripted, pos, numbers, minimize=False)
@@ -358,23 +361,30 @@ def test_exported_painn_forcefield(tmp_path):
     assert "finite differences" in res.derivative_methods["dipole"]
     np.testing.assert_allclose(rotated.wavenumber_cm1, res.wavenumber_cm1, rtol=1e-6, atol=1e-4)
 
+    species = torch.tensor([list(potential.config.elements).index(z) for z in numbers])
+    idx_i, idx_j = all_pairs(len(numbers))
+    masses = torch.tensor(masses_amu(numbers))
+
+    def eager(positions_nm):  # energy (kJ/mol) and dipole (e*nm) by autograd through PaiNNPotential
+        r = positions_nm * 10.0
+        out = potential(species, r, idx_i, idx_j, r[idx_j] - r[idx_i], torch.zeros_like(species), 1, masses,
+                        torch.zeros(1, dtype=torch.float64))  # fmt: skip
+        return out["energy"][0] * units.EV_TO_KJ_PER_MOL, out["dipole"][0] * 0.1
+
     p = torch.tensor(res.positions_nm, requires_grad=True)
-    eager.autograd_forces = True  # autograd through the whole network, for the dipole's derivatives
-    out = eager._evaluate(p, None, False)
-    jac = np.array([torch.autograd.grad(out["dipole"][i], p, retain_graph=True)[0].numpy() for i in range(3)])
+    _, dipole = eager(p)
+    jac = np.array([torch.autograd.grad(dipole[i], p, retain_graph=True)[0].numpy() for i in range(3)])
     d_mu = np.einsum("aij,mij->ma", jac, res.displacements_nm)
     ir = IR_KM_PER_MOL_PER_E2_PER_AMU * (d_mu**2).sum(axis=1)
     np.testing.assert_allclose(res.ir_intensity_km_per_mol, ir, rtol=1e-4, atol=1e-5 * ir.max())
     assert np.all(np.isfinite(res.raman_activity_A4_per_amu)) and res.raman_activity_A4_per_amu.max() > 0
 
     h = hessian(scripted, pos)
-    step, n = 1e-5, pos.size
-    h_fd = np.zeros((n, n))
-    for k in range(n):
-        forces = []
-        for sign in (1.0, -1.0):
-            x = pos.reshape(-1).copy()
-            x[k] += sign * step
-            forces.append(scripted.properties(torch.tensor(x.reshape(-1, 3)))["forces"].detach().numpy().reshape(-1))
-        h_fd[:, k] = -(forces[0] - forces[1]) / (2 * step)
-    np.testing.assert_allclose(h, h_fd, atol=1e-5 * np.abs(h).max())
+    p = torch.tensor(pos, requires_grad=True)
+    (grad,) = torch.autograd.grad(eager(p)[0], p, create_graph=True)
+    grad = grad.reshape(-1)
+    h_ref = np.array(
+        [torch.autograd.grad(grad[k], p, retain_graph=True)[0].numpy().reshape(-1) for k in range(pos.size)]
+    )
+    assert np.abs(h_ref).max() > 100.0  # a Hessian to get wrong
+    np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-5 * np.abs(h_ref).max())

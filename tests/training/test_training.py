@@ -11,7 +11,7 @@ from painn_deploy import units
 from painn_deploy.errors import CheckpointError, InputError
 from painn_deploy.training import TrainConfig, load_checkpoint, potential_from_record, predict, train
 
-from .conftest import ETHANOL_NPZ
+from ..conftest import ETHANOL_NPZ
 
 TINY = dict(n_features=16, n_interactions=2, n_rbf=8, batch_size=10, progress_bar=False)
 

@@ -8,7 +8,7 @@ from painn_deploy.deploy import PaiNNForceField
 from painn_deploy.errors import InputError, UnknownElementError
 from painn_deploy.model import PaiNNConfig
 
-from .conftest import random_rotation, small_potential
+from ..conftest import random_rotation, small_potential
 
 Z = [6, 6, 8, 1, 1, 1, 1, 1, 1]
 

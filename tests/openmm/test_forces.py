@@ -1,6 +1,5 @@
 """The exported model inside OpenMM: TorchForce and PythonForce backends, on Reference and CPU."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,14 +13,14 @@ from openmm import app, unit
 from painn_deploy.errors import BoxTooSmallError, InputError, RecordingError, TopologyMismatchError, UnitsError
 from painn_deploy.openmm import check_positions, create_force, create_system
 
-from .conftest import ETHANOL_PDB, random_rotation
+from ..conftest import ETHANOL_PDB, random_rotation
 
 PLATFORMS = ["Reference", "CPU"]
 
 
-def context_for(model, backend="torch", platform="Reference", positions=None):
+def context_for(model, backend="torch", platform="Reference", positions=None, **kwargs):
     pdb = app.PDBFile(str(ETHANOL_PDB))
-    system, adapter = create_system(model, pdb.topology, backend)
+    system, adapter = create_system(model, pdb.topology, backend, **kwargs)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName(platform))
     ctx.setPositions(pdb.positions if positions is None else positions)
     return ctx, adapter
@@ -50,7 +49,7 @@ def test_torchforce_matches_module(exported64, platform):
     np.testing.assert_allclose(f, ref["forces"].detach().numpy(), rtol=tol, atol=tol * 1e3)
     # create_force's TorchForce returns the forces itself (ForcesOutput); TorchForce("model.pt") as users
     # write it returns the energy and openmm-torch backpropagates: both give these forces
-    assert create_force(exported64, app.PDBFile(str(ETHANOL_PDB)).topology).getOutputsForces()
+    assert create_force(exported64, app.PDBFile(str(ETHANOL_PDB)).topology)[0].getOutputsForces()
     from painn_deploy.openmm import import_openmmtorch
 
     system = openmm.System()
@@ -73,92 +72,48 @@ def test_backends_agree(exported64, platform):
     np.testing.assert_allclose(f_t, f_p, rtol=tol, atol=tol * 1e3)
 
 
-def test_python_backend_properties_belong_to_the_evaluated_positions(exported64):
+def test_python_backend_keeps_the_features_of_each_evaluation(exported64):
+    """The PythonForce adapter's feature ring: each evaluation at new positions is kept (a repeated force
+    query adds nothing), and the heads on its features give the dipole and polarizability of its positions."""
     from painn_deploy.deploy import load
 
-    ctx, adapter = context_for(exported64, "python")
-    ctx.getState(getEnergy=True)
-    pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-    ref = load(exported64).properties(torch.tensor(np.asarray(pos)))
-    assert adapter.last["energy"] == pytest.approx(float(ref["energy"]), rel=1e-12)
-    np.testing.assert_allclose(adapter.last["forces"], ref["forces"].detach().numpy(), rtol=0, atol=1e-9)
-    # the dipole and polarizability of that evaluation, from its features (the fused recording path)
-    assert adapter.count == 1  # the energy and then the positions query: one evaluation kept
-    ctx.getState(getForces=True)  # the same positions again: nothing new
-    assert adapter.count == 1
-    got = adapter.observables([0])
-    # a ring of two: after three configurations the first is gone, and asking for it is a clear error
-    pdb = app.PDBFile(str(ETHANOL_PDB))
-    system, small = create_system(exported64, pdb.topology, "python", feature_capacity=2)
-    ctx2 = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
-    for shift in (0.0, 1e-3, 2e-3):
-        ctx2.setPositions(pos + shift)
-        ctx2.getState(getForces=True)
-    assert small.count == 3 and np.allclose(small.positions_nm(1), pos + 1e-3)
-    with pytest.raises(RecordingError, match="read it at least every 2 evaluations"):
-        small.observables([0, 1])
-    np.testing.assert_allclose(got["dipole"][0], ref["dipole"].detach().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(got["polarizability"][0], ref["polarizability"].detach().numpy(), rtol=1e-12)
-
-
-@pytest.mark.parametrize("platform", PLATFORMS)
-def test_feature_tap_keeps_one_slot_per_configuration(exported64, platform):
-    """TorchForce with the feature tap: the energy and forces are those of the plain TorchForce, each
-    evaluation at new positions fills one slot (repeated force queries none), and the heads on a
-    slot's features give the dipole and polarizability of its positions."""
-    from painn_deploy.deploy import load
-
-    ctx, tap = context_for(exported64, "tap", platform)
-    e_plain, f_plain = energy_forces(context_for(exported64, "torch", platform)[0])
-    e_tap, f_tap = energy_forces(ctx)
-    assert e_tap == e_plain and np.array_equal(f_tap, f_plain)
+    ctx, adapter = context_for(exported64, "python", ring_capacity=100)
+    e_plain, f_plain = energy_forces(context_for(exported64, "torch")[0])
+    e, f = energy_forces(ctx)
+    assert e == pytest.approx(e_plain, rel=1e-12) and np.allclose(f, f_plain, rtol=0, atol=1e-9)
     energy_forces(ctx)  # the same configuration again
-    assert tap.count == 1
+    assert adapter.count == 1
     module, frames = load(exported64), []
     for _ in range(5):
         ctx.getIntegrator().step(1)
         energy_forces(ctx)
         frames.append(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
     # Verlet evaluates at the start of a step: the last configuration was evaluated by the query above
-    assert tap.count == 6
-    np.testing.assert_array_equal(tap.positions_nm(5), frames[-1])
-    got = tap.observables([1, 3, 5])
+    assert adapter.count == 6
+    np.testing.assert_array_equal(adapter.ring.positions_nm(5)[0], frames[-1])
+    got = adapter.ring.responses([1, 3, 5])
+    assert got["dipole"].shape == (3, 1, 3) and got["polarizability"].shape == (3, 1, 3, 3)
     for k, j in enumerate([0, 2, 4]):
         ref = module.properties(torch.tensor(np.asarray(frames[j])))
-        np.testing.assert_allclose(got["dipole"][k], ref["dipole"].detach().numpy(), rtol=1e-12, atol=1e-15)
-        np.testing.assert_allclose(
-            got["polarizability"][k], ref["polarizability"].detach().numpy(), rtol=1e-12, atol=1e-15
-        )
-        assert got["energy"][k] == pytest.approx(float(ref["energy"]), rel=1e-12)
-    path = tap.path
-    assert path.exists()
-    tap.close()
-    assert not path.exists()
+        np.testing.assert_allclose(got["dipole"][k, 0], ref["dipole"].numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got["polarizability"][k, 0], ref["polarizability"].numpy(), rtol=1e-12, atol=1e-15)
+    assert np.abs(got["dipole"][0] - got["dipole"][1]).max() > 1e-9  # different steps, different values
 
 
-def test_feature_tap_removes_the_rings_of_killed_runs(exported64, tmp_path):
-    """A killed run cannot remove its ring file; the next tap removes those of processes that are gone."""
-    from painn_deploy.openmm import FeatureTap
-
-    dead = subprocess.Popen(["true"])
-    dead.wait()  # a process id that no longer exists
-    tap = FeatureTap(exported64, 4)
-    stale = tap.path.parent / f"painn-tap-{dead.pid}-abcd.f64"
-    alive = tap.path.parent / f"painn-tap-{os.getpid()}-abcd.f64"
-    stale.write_bytes(b"0")
-    alive.write_bytes(b"0")
-    try:
-        FeatureTap(exported64, 4).close()
-        assert not stale.exists() and alive.exists() and tap.path.exists()
-    finally:
-        tap.close()
-        alive.unlink()
+def test_feature_ring_refuses_evaluations_it_no_longer_holds(exported64):
+    ctx, small = context_for(exported64, "python", ring_capacity=2)
+    pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    for shift in (0.0, 1e-3, 2e-3):
+        ctx.setPositions(pos + shift)
+        ctx.getState(getForces=True)
+    assert small.count == 3 and np.allclose(small.ring.positions_nm(1)[0], pos + 1e-3)
+    with pytest.raises(RecordingError, match="read it at least every 2 evaluations"):
+        small.ring.responses([0, 1])
 
 
-def test_feature_tap_does_not_grow_memory(exported64):
-    """Regression: written under autograd, the tap's in-place copies chained every step's graph to
-    the ring, and each TorchForce step kept memory alive (~0.2 MB float64, ~1.4 MB float32 per step)."""
-    ctx, tap = context_for(exported64, "tap")
+def test_python_backend_does_not_grow_memory(exported64):
+    """Steady-state steps with the feature ring keep no memory alive (the ring is preallocated)."""
+    ctx, adapter = context_for(exported64, "python", ring_capacity=100)
 
     def rss_mb():
         with open("/proc/self/statm") as f:
@@ -167,11 +122,26 @@ def test_feature_tap_does_not_grow_memory(exported64):
     ctx.getIntegrator().step(100)
     before = rss_mb()
     ctx.getIntegrator().step(600)
-    assert tap.count >= 700
-    grown = rss_mb() - before
-    print(f"RSS grew by {grown:.1f} MB in 600 steps")
-    assert grown < 25  # ~130 MB with the leak
-    tap.close()
+    assert adapter.count >= 700
+    assert rss_mb() - before < 25
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_python_backend_on_cuda_with_a_graph_equals_the_cpu(exported32):
+    pdb = app.PDBFile(str(ETHANOL_PDB))
+    from painn_deploy.openmm import create_force
+
+    _, cpu = create_force(exported32, pdb.topology, "python", ring_capacity=10)
+    _, gpu = create_force(exported32, pdb.topology, "python", ring_capacity=10, device="cuda", cuda_graphs=True)
+    system, _ = create_system(exported32, pdb.topology)
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pdb.positions)
+    s = ctx.getState(getPositions=True)
+    for _ in range(3):  # the graph is captured on the first call and replayed after
+        e_cpu, f_cpu = cpu(s)
+        e_gpu, f_gpu = gpu(s)
+    assert e_gpu == pytest.approx(e_cpu, rel=1e-5)
+    np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-4, atol=1e-3)
 
 
 def test_forces_through_openmm_match_finite_differences(exported64):

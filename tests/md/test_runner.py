@@ -29,7 +29,7 @@ from painn_deploy.md import SimulationConfig, nyquist_limit_fs, run_simulation
 from painn_deploy.md.outputs import LOG_COLUMNS
 from painn_deploy.md.runner import MDRun
 
-from .conftest import ALL_TARGETS, ETHANOL_NPZ, ETHANOL_PDB, RESOURCES
+from ..conftest import ALL_TARGETS, ETHANOL_NPZ, ETHANOL_PDB, RESOURCES
 
 ASPIRIN_PDB = RESOURCES / "aspirin.pdb"
 N_ATOMS = 9
@@ -145,7 +145,7 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
     )  # fmt: skip
     result = run_simulation(cfg)
     assert (result.steps, result.frames_recorded) == (60, 60)
-    assert result.recording == "fused" and "60 steps done" in result.summary()
+    assert result.backend == "python" and "60 steps done" in result.summary()
     for name in ("log.csv", "properties.h5", "trajectory.dcd", "checkpoint.chk", "run.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
@@ -166,11 +166,11 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
     # nm, not Angstrom: 5 steps of 0.5 fs move no atom by more than 0.02 nm
     assert np.abs(traj.xyz[0] - pdb_positions_nm()).max() < 0.02
     # the logged potential energy is the model's energy of the logged configuration
-    energy = float(load(exported32).observables(torch.tensor(traj.xyz[-1]))["energy"])
+    energy = float(load(exported32).properties(torch.tensor(traj.xyz[-1]))["energy"])
     assert log["potential_kj_per_mol"][-1] == pytest.approx(energy, abs=0.05)
 
     record = json.loads((out / "run.json").read_text())
-    assert record["platform"] == platform and record["recording"] == result.recording
+    assert record["platform"] == platform and record["backend"] == result.backend
     assert record["config"]["steps"] == 60
     assert checkpoint_meta(out / "checkpoint.chk") == {
         "step": 60, "trajectory_frames": 12, "trajectory_bytes": (out / "trajectory.dcd").stat().st_size,
@@ -180,21 +180,20 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
 
 # ---- 2. recording: frames, times, units, values -----------------------------------------------------------
 @pytest.mark.parametrize("record_interval", [1, 2])
-@pytest.mark.parametrize("recording", ["tap", "fused", "second"])
-@pytest.mark.parametrize("integrator", ["langevin", "nose-hoover"])
+@pytest.mark.parametrize("integrator", ["langevin", "nose-hoover", "verlet"])
 def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
-    exported64, tmp_path, integrator, recording, record_interval
+    exported64, tmp_path, integrator, record_interval
 ):
     steps, dt_ps = 40, 0.5e-3
     out = tmp_path / "run"
     cfg = config(
-        exported64, out, steps=steps, integrator=integrator, recording=recording, record_interval=record_interval,
+        exported64, out, steps=steps, integrator=integrator, record_interval=record_interval,
         record_dipole=True, record_polarizability=True, trajectory_interval=1,
     )  # fmt: skip
     result = run_simulation(cfg)
-    assert result.recording == recording
+    assert result.backend == "python"
     # openmmtools integrators evaluate forces at the new positions; OpenMM's NoseHooverIntegrator at
-    # the step's starting positions: fused and tap recording match each evaluation to its positions
+    # the step's starting positions: the feature ring matches each evaluation to its positions
 
     props = read_properties(out / "properties.h5")
     n = steps // record_interval
@@ -227,52 +226,24 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     assert np.abs(props["dipole"][-2] - ref_next["dipole"].detach().numpy()).max() > 1e-7
 
 
-@pytest.mark.parametrize("recording", ["tap", "fused"])
-def test_recording_leaves_the_trajectory_unchanged(exported64, tmp_path, recording):
-    """Fused and tap recording only read what the dynamics evaluated: the trajectory is the one a run
-    without recording makes (same seed)."""
+def test_recording_leaves_the_trajectory_unchanged(exported64, tmp_path):
+    """Recording only reads what the dynamics evaluated: the trajectory is the one a run without
+    recording (TorchForce) makes with the same seed."""
     kw = dict(steps=6, trajectory_interval=1, seed=4)
-    run_simulation(config(exported64, tmp_path / recording, record_dipole=True, recording=recording, **kw))
+    run_simulation(config(exported64, tmp_path / "recorded", record_dipole=True, **kw))
     run_simulation(config(exported64, tmp_path / "plain", **kw))
-    a, b = load_traj(tmp_path / recording).xyz, load_traj(tmp_path / "plain").xyz
+    a, b = load_traj(tmp_path / "recorded").xyz, load_traj(tmp_path / "plain").xyz
     assert a.shape == b.shape == (6, 9, 3)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # nm; one step moves atoms by ~1e-4 nm
     assert np.abs(a[1:] - b[:-1]).max() > 1e-5
 
 
-@pytest.mark.parametrize("version, auto", [(1, "second"), (2, "fused"), (3, "tap")])
-def test_older_artefacts_record_with_what_they_have(exported64, tmp_path, version, auto):
-    """An artefact exported before format 3 has no feature tap, and before format 2 no
-    forces_and_features: auto recording falls back to what the artefact supports (format 3: the tap,
-    whose forces_and_features used autograd), and an explicit --recording it cannot do says to export
-    again.  The bundled model is current."""
-    from painn_deploy.deploy import load_metadata
-    from painn_deploy.deploy.metadata import FORMAT_VERSION, METADATA_FILE
-    from painn_deploy.md.runner import BUNDLED_MODEL
-
-    files = {METADATA_FILE: ""}
-    module = torch.jit.load(str(exported64), _extra_files=files)
-    meta = json.loads(files[METADATA_FILE])
-    meta["format_version"] = version
-    old = tmp_path / "old.pt"
-    torch.jit.save(module, str(old), _extra_files={METADATA_FILE: json.dumps(meta)})
-    result = run_simulation(config(old, tmp_path / "auto", steps=4, record_dipole=True))
-    assert result.recording == auto and result.frames_recorded == 4
-    for recording in ("tap", "fused")[: max(0, 3 - version)]:
-        with pytest.raises(InputError, match="export it again"):
-            run_simulation(config(old, tmp_path / recording, steps=4, record_dipole=True, recording=recording))
-    assert load_metadata(BUNDLED_MODEL)["format_version"] == FORMAT_VERSION
-    assert hasattr(load(BUNDLED_MODEL), "tap_path")
-
-
-@pytest.mark.parametrize("recording", ["tap", "fused"])
-def test_chunked_recording_refuses_integrators_with_extra_evaluations(exported64, tmp_path, recording):
-    """Fused and tap recording pair each step with one evaluation at new positions; if the dynamics
-    evaluates the model more often, the run stops with a RecordingError naming the fix instead of
-    recording wrong times."""
+def test_recording_refuses_integrators_with_extra_evaluations(exported64, tmp_path):
+    """Recording pairs each step with one evaluation at new positions; if the dynamics evaluates the model
+    more often, the run stops with a RecordingError naming the fix instead of recording wrong times."""
     from painn_deploy.errors import RecordingError
 
-    run = MDRun(config(exported64, tmp_path / "run", steps=20, record_dipole=True, recording=recording))
+    run = MDRun(config(exported64, tmp_path / "run", steps=20, record_dipole=True))
     real = run.integrator
 
     class TwoEvaluationsPerStep:  # e.g. a predictor-corrector scheme
@@ -290,8 +261,6 @@ def test_chunked_recording_refuses_integrators_with_extra_evaluations(exported64
     run.integrator = TwoEvaluationsPerStep()
     with pytest.raises(RecordingError, match="exactly one force evaluation per step"):
         run.run()
-    if recording == "tap":
-        assert not run.adapter.path.exists()  # the shared-memory ring is removed
 
 
 # ---- 3. NVE energy conservation ------------------------------------------------------------------------------
@@ -331,18 +300,18 @@ def test_nve_conserves_energy(stable_model, tmp_path):
 def test_nve_check_catches_forces_off_by_ten_percent(stable_model, tmp_path, monkeypatch):
     """The same check fails when the integrated forces are not minus the gradient of the logged
     energy: forces x 1.1 give drift 0.035 and max deviation 0.36 std(KE) (x 2: 0.6 and 1.7)."""
-    from painn_deploy.openmm import backends
+    from painn_deploy.openmm import ModelForce
 
-    original = backends.PropertiesForce.__call__
+    original = ModelForce.__call__
 
     def scaled(self, state):
         energy, forces = original(self, state)
         return energy, 1.1 * forces
 
-    monkeypatch.setattr(backends.PropertiesForce, "__call__", scaled)
+    monkeypatch.setattr(ModelForce, "__call__", scaled)
     out = tmp_path / "scaled"
-    run_simulation(nve_config(stable_model, out, record_dipole=True, recording="fused"))  # PythonForce backend
-    assert json.loads((out / "run.json").read_text())["recording"] == "fused"
+    run_simulation(nve_config(stable_model, out, backend="python"))
+    assert json.loads((out / "run.json").read_text())["backend"] == "python"
     drift, max_dev = nve_metrics(read_log(out / "log.csv"))
     assert drift > 3 * NVE_DRIFT_TOL or max_dev > 3 * NVE_MAX_DEV_TOL
 
@@ -399,7 +368,11 @@ def start_and_kill(model, output: Path, steps: int, timeout_s: float = 240.0):
             if chk.is_file() and log.is_file():
                 step = checkpoint_meta(chk)["step"]  # written atomically (os.replace): always whole
                 lines = log.read_text().splitlines()
-                last = int(lines[-1].split(",")[0]) if len(lines) > 1 and lines[-1].count(",") == 6 else 0
+                last = (
+                    int(lines[-1].split(",")[0])
+                    if len(lines) > 1 and lines[-1].count(",") == len(LOG_COLUMNS) - 1
+                    else 0
+                )
                 if step >= 200 and last > step:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
@@ -449,13 +422,12 @@ def test_resume_after_sigkill_is_bit_for_bit(stable_model, tmp_path):
 @pytest.mark.parametrize(
     "options",
     [
-        dict(record_dipole=True, record_polarizability=True, recording="second"),  # TorchForce + extra evaluation
-        dict(record_dipole=True, recording="fused", integrator="nose-hoover"),  # PythonForce, forces at the start
+        dict(record_dipole=True, record_polarizability=True),  # PythonForce with the feature ring
+        dict(record_dipole=True, integrator="nose-hoover"),  # the same, forces at the step's start
         dict(integrator="verlet"),  # TorchForce only
-        dict(record_dipole=True, trajectory_format="xtc"),  # fused (the default), compressed trajectory
-        dict(record_dipole=True, recording="tap", integrator="nose-hoover"),  # tap, forces at the step's start
+        dict(record_dipole=True, trajectory_format="xtc"),  # compressed trajectory
     ],
-    ids=["second", "fused-nose-hoover", "verlet", "tap-xtc", "tap-nose-hoover"],
+    ids=["recorded", "recorded-nose-hoover", "verlet", "xtc"],
 )
 def test_resume_in_process_is_bit_for_bit(stable_model, tmp_path, options):
     """Regression: a resumed run loads the TorchScript model afresh, and TorchScript's first call is
@@ -611,58 +583,11 @@ def test_bad_options_are_rejected_before_running(exported32, tmp_path, capsys):
     assert not (out / "log.csv").exists()
 
 
-# ---- 8. RPMD ----------------------------------------------------------------------------------------------------
-def test_rpmd_records_the_bead_average(exported64, tmp_path):
-    steps, dt_ps = 30, 0.5e-3
-    out = tmp_path / "rpmd"
-    cfg = config(exported64, out, platform="auto", steps=steps, beads=4, record_dipole=True, record_polarizability=True)
-    run = MDRun(cfg)
-    result = run.run()
-    assert result.recording == "second" and result.frames_recorded == steps
-
-    props = read_properties(out / "properties.h5")
-    np.testing.assert_allclose(props["time"], np.arange(1, steps + 1) * dt_ps, rtol=1e-12)
-    assert props["attrs"]["beads"] == 4
-    assert np.all(np.isfinite(props["dipole"])) and np.all(np.isfinite(props["polarizability"]))
-    assert np.array_equal(read_log(out / "log.csv")["step"], [10, 20, 30])
-
-    from openmm import unit
-
-    beads = [
-        np.asarray(
-            run.integrator.getState(k, getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        )
-        for k in range(4)
-    ]
-    assert min(np.abs(beads[k] - beads[0]).max() for k in range(1, 4)) > 1e-4  # the ring polymer is spread out
-    module = load(exported64)
-    evaluated = [module.properties(torch.tensor(p, dtype=torch.float64)) for p in beads]
-    for name in ("dipole", "polarizability"):
-        mean = np.mean([e[name].detach().numpy() for e in evaluated], axis=0)
-        np.testing.assert_allclose(props[name][-1], mean, rtol=1e-9, atol=1e-14)
-        single = evaluated[0][name].detach().numpy()
-        assert np.abs(props[name][-1] - single).max() > 1e-7  # not just one bead
-    # the trajectory holds the centroid
-    traj = load_traj(out)
-    assert traj.n_frames == 3
-    np.testing.assert_allclose(traj.xyz[-1], np.mean(beads, axis=0), atol=1e-6)
-
-
-def test_rpmd_logs_the_physical_temperature(exported64, tmp_path):
-    """Regression: OpenMM's PILE thermostat keeps each bead at P x T, and the driver logged (and checked)
-    the bead temperature, so 16 beads at 300 K stopped at the first check ("4085 K exceeds 3000 K")."""
-    out = tmp_path / "rpmd16"
-    run_simulation(config(exported64, out, platform="auto", steps=40, beads=16, friction_per_ps=10.0))
-    temperature = read_log(out / "log.csv")["temperature_K"]
-    assert temperature.size == 4 and np.all((temperature > 150.0) & (temperature < 600.0))
-
-
-def test_rpmd_resume_restores_the_ring_polymer(exported64, tmp_path):
-    """Regression: OpenMM's context checkpoint holds no RPMD beads, so a resumed ring polymer restarted
-    from zeros / the context's single copy.  The driver now stores the beads in checkpoint.chk."""
-    kw = dict(
-        platform="auto", beads=4, record_dipole=True, log_interval=10, checkpoint_interval=20, friction_per_ps=10.0
-    )
+# ---- 8. RPMD on OpenMM's RPMDIntegrator (for comparison; the batched integrator: test_rpmd.py) ----------------------
+def test_openmm_rpmd_integrator_runs_and_resumes_its_beads(exported64, tmp_path):
+    """OpenMM's context checkpoint holds no RPMDIntegrator beads: the driver stores them in checkpoint.chk."""
+    kw = dict(platform="auto", beads=4, rpmd_integrator="openmm", log_interval=10, checkpoint_interval=20,
+              friction_per_ps=10.0)  # fmt: skip
     first = MDRun(config(exported64, tmp_path / "b", steps=20, **kw))
     first.run()
     saved = [first.integrator.getState(k, getPositions=True, getVelocities=True) for k in range(4)]
@@ -672,12 +597,8 @@ def test_rpmd_resume_restores_the_ring_polymer(exported64, tmp_path):
         state = resumed.integrator.getState(k, getPositions=True, getVelocities=True)
         assert np.array_equal(state.getPositions(asNumpy=True)._value, saved[k].getPositions(asNumpy=True)._value)
         assert np.array_equal(state.getVelocities(asNumpy=True)._value, saved[k].getVelocities(asNumpy=True)._value)
-    # continuing matches an uninterrupted run (up to rounding: not bit for bit for RPMD)
-    run_simulation(config(exported64, tmp_path / "b", steps=40, resume=True, **kw))
-    run_simulation(config(exported64, tmp_path / "a", steps=40, **kw))
-    a, b = read_properties(tmp_path / "a" / "properties.h5"), read_properties(tmp_path / "b" / "properties.h5")
-    assert np.array_equal(a["time"], b["time"]) and a["time"].shape == (40,)
-    np.testing.assert_allclose(b["dipole"], a["dipole"], rtol=0, atol=1e-12)
+    temperature = read_log(tmp_path / "b" / "log.csv")["temperature_K"]
+    assert np.all((temperature > 30.0) & (temperature < 1000.0))
 
 
 # ---- 9. the command line -------------------------------------------------------------------------------------------

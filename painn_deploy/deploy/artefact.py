@@ -1,0 +1,186 @@
+"""An exported model file, opened once and checked once.
+
+:class:`Artefact` reads the metadata straight from the file's zip archive (no model is
+deserialised), hashes the file, refuses other formats, and runs the pre-flight checks of a system
+against the model (elements, particle count, box).  :meth:`Artefact.load` gives the module, wrapped
+in :class:`Model` so that errors raised inside TorchScript reach Python callers as the package's
+typed exceptions.
+"""
+
+import json
+import zipfile
+from functools import cached_property
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .. import elements
+from ..errors import BoxTooSmallError, CheckpointError, InputError, TopologyMismatchError, typed_errors
+from ..files import file_sha256
+from . import metadata as md
+
+EXPORT_AGAIN = "export it again with painn-export (from the painn-train checkpoint)"
+
+
+class Artefact:
+    """An exported model file: ``metadata`` (dict), ``sha256``, and the module from :meth:`load`."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"exported model {self.path} does not exist; create it with painn-export")
+        self.metadata = read_metadata(self.path)
+        version = self.metadata.get(md.KEY_FORMAT_VERSION)
+        if self.metadata.get(md.KEY_FORMAT) != md.FORMAT or version != md.FORMAT_VERSION:
+            raise CheckpointError(
+                f"{self.path} is a painn-deploy artefact of format {version}, and this painn-deploy reads only "
+                f"format {md.FORMAT_VERSION}; {EXPORT_AGAIN}"
+            )
+        self._models: dict = {}
+
+    @cached_property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+    @property
+    def atomic_numbers(self) -> list:
+        return list(self.metadata[md.KEY_ATOMIC_NUMBERS])
+
+    @property
+    def periodic(self) -> bool:
+        return bool(self.metadata[md.KEY_PERIODIC])
+
+    @property
+    def heads(self) -> list:
+        return list(self.metadata[md.KEY_HEADS])
+
+    @property
+    def cutoff_nm(self) -> float:
+        return float(self.metadata[md.KEY_CUTOFF_NM])
+
+    @property
+    def fixed_shapes(self) -> bool:
+        return bool(self.metadata[md.KEY_FIXED_SHAPES])
+
+    def load(self, device: str = "cpu") -> "Model":
+        """The model on ``device`` (loaded once per device)."""
+        if device not in self._models:
+            try:
+                module = torch.jit.load(str(self.path), map_location=device)
+            except Exception as exc:
+                raise CheckpointError(
+                    f"cannot load {self.path} as a TorchScript model ({str(exc).splitlines()[0]}); is the file "
+                    f"complete? Otherwise {EXPORT_AGAIN}"
+                ) from exc
+            self._models[device] = Model(module, self.metadata)
+        return self._models[device]
+
+    def check_system(self, atomic_numbers: Sequence[int], box_nm: Optional[np.ndarray], where: str) -> None:
+        """Pre-flight checks of a system against the model: its particles (count and elements, in order)
+        and, for a periodic model, a box at least twice the cutoff wide."""
+        got = [int(z) for z in atomic_numbers]
+        expected = self.atomic_numbers
+        elements.check_known(got, [elements.atomic_number(s) for s in self.metadata[md.KEY_MODEL_ELEMENTS]], where)
+        if len(got) != len(expected):
+            raise TopologyMismatchError(
+                f"{where} has {len(got)} atoms ({elements.formula(got)}) but the model was exported for "
+                f"{len(expected)} ({elements.formula(expected)}); export the model for this system with "
+                f"painn-export CHECKPOINT --pdb STRUCTURE.pdb"
+            )
+        bad = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
+        if bad:
+            listing = ", ".join(
+                f"atom {i + 1}: {elements.symbol(got[i])} (model: {elements.symbol(expected[i])})" for i in bad[:5]
+            )
+            raise TopologyMismatchError(
+                f"{where} does not match the model's particle order at {len(bad)} atom(s): {listing}; reorder the "
+                f"structure or export the model for it with painn-export --pdb"
+            )
+        if not self.periodic:
+            return
+        if box_nm is None:
+            raise InputError(f"the model is periodic but {where} has no box; give a PDB with a CRYST1 record")
+        widths = np.diag(np.asarray(box_nm))
+        limit = 2.0 * self.cutoff_nm
+        if np.any(widths < limit):
+            raise BoxTooSmallError(
+                f"the box of {where} has widths {np.round(widths, 4).tolist()} nm, less than twice the model "
+                f"cutoff ({limit:.3f} nm): atoms would interact with their own images. Use a larger box."
+            )
+
+
+class Model:
+    """A loaded artefact for Python callers: the scripted module's methods (see
+    :class:`~painn_deploy.deploy.module.PaiNNForceField`), raising the package's typed exceptions.
+    ``module`` is the TorchScript module itself (for ``TorchForce``, ``torch.jit.freeze``)."""
+
+    def __init__(self, module, metadata: dict):
+        self.module = module
+        self.metadata = metadata
+
+    def __call__(self, positions, boxvectors=None):
+        with typed_errors():
+            return self.module(positions, boxvectors)
+
+    def energy_and_forces(self, positions, boxvectors=None):
+        with typed_errors():
+            return self.module.energy_and_forces(positions, boxvectors)
+
+    def energy_forces_features(self, positions, boxvectors=None):
+        with typed_errors():
+            return self.module.energy_forces_features(positions, boxvectors)
+
+    def responses(self, s, v, positions):
+        with typed_errors():
+            return self.module.responses(s, v, positions)
+
+    def properties(self, positions, boxvectors=None):
+        with typed_errors():
+            return self.module.properties(positions, boxvectors)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.module.dtype_marker.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.dtype_marker.device
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.module.n_atoms)
+
+    def to(self, *args, **kwargs) -> "Model":
+        """A copy on another device or in another dtype (``torch.float64`` for Hessians and minimisation)."""
+        import io
+
+        buffer = io.BytesIO()
+        torch.jit.save(self.module, buffer)
+        buffer.seek(0)
+        return Model(torch.jit.load(buffer).to(*args, **kwargs), self.metadata)
+
+
+def read_metadata(path) -> dict:
+    """The metadata of an exported artefact, read from its zip archive without loading the model."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{md.METADATA_FILE}")]
+            if not names:
+                raise CheckpointError(f"{path} is a TorchScript file without painn-deploy metadata; {EXPORT_AGAIN}")
+            return json.loads(archive.read(names[0]))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read {path} as an exported model ({exc}); is the file complete? Otherwise {EXPORT_AGAIN}"
+        ) from exc
+
+
+def load(path, device: str = "cpu") -> Model:
+    """Open an exported artefact and load its model: ``Artefact(path).load(device)``."""
+    return Artefact(path).load(device)
+
+
+def load_metadata(path) -> dict:
+    """The metadata of an exported artefact (checked to be of the current format)."""
+    return Artefact(path).metadata

@@ -1,0 +1,268 @@
+"""OpenMM forces from an exported model: thin adapters, no model logic.
+
+- :func:`torch_force`: ``openmmtorch.TorchForce`` running the artefact in C++ through
+  :class:`~painn_deploy.deploy.ForcesOutput` (the model returns its forces: no backward pass in
+  openmm-torch), with CUDA graphs on request.
+- :class:`ModelForce`: ``openmm.PythonForce`` calling the same module from Python on the model's
+  device, optionally from a captured CUDA graph, and keeping every evaluation's features in a
+  :class:`~painn_deploy.openmm.recorder.FeatureRing` for the dipole and polarizability.
+
+Both take a System of ``n_frames`` copies of the model's particles (ring-polymer beads or normal
+modes, replicas) and evaluate all of them in one batched call.
+"""
+
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import openmm
+import torch
+from openmm import unit
+
+from ..allocator import tune_malloc
+from ..deploy import Artefact, ForcesOutput
+from ..errors import InputError, typed_errors
+from .recorder import FeatureRing
+
+ArtefactLike = Union[str, Path, Artefact]
+CUDA_GRAPH_WARMUP_STEPS = 10
+
+
+def import_openmmtorch():
+    """``import openmmtorch`` after torch (the order its shared libraries need).
+
+    If ``openmm`` was imported before ``torch`` (in the user's script), OpenMM failed to load the
+    openmm-torch platform plugins (libnvrtc.so.12 not found); load them again now that torch is in.
+    """
+    import openmmtorch
+
+    for failure in openmm.Platform.getPluginLoadFailures():
+        match = re.search(r"library (\S+OpenMMTorch\w*\.so)", failure)
+        if match and "OpenCL" not in match.group(1) and match.group(1) not in _RELOADED:
+            openmm.Platform.loadPluginLibrary(match.group(1))
+            _RELOADED.add(match.group(1))
+    return openmmtorch
+
+
+_RELOADED: set = set()
+
+
+def as_artefact(model: ArtefactLike) -> Artefact:
+    return model if isinstance(model, Artefact) else Artefact(model)
+
+
+def torch_force(
+    module: torch.nn.Module,
+    periodic: bool,
+    cuda_graphs: bool = False,
+    n_frames: int = 1,
+    modes: Optional[torch.Tensor] = None,
+) -> "openmm.Force":
+    """An ``openmmtorch.TorchForce`` for an exported module (see :class:`ForcesOutput` for ``n_frames``
+    and ``modes``).  ``cuda_graphs`` sets openmm-torch's ``useCUDAGraphs`` (fixed-shape models only)."""
+    openmmtorch = import_openmmtorch()
+    force = openmmtorch.TorchForce(torch.jit.script(ForcesOutput(module, n_frames, modes)))
+    force.setOutputsForces(True)
+    force.setUsesPeriodicBoundaryConditions(periodic)
+    if cuda_graphs:
+        force.setProperty("useCUDAGraphs", "true")
+        force.setProperty("CUDAGraphWarmupSteps", str(CUDA_GRAPH_WARMUP_STEPS))
+    return force
+
+
+class ModelForce:
+    """The ``openmm.PythonForce`` backend: one batched evaluation of all frames per force call, on
+    ``device``, replayed from a CUDA graph when ``cuda_graphs`` (fixed-shape models on CUDA).
+
+    After each call ``last`` holds the energy (kJ/mol) and forces (kJ/mol/nm, numpy).  With
+    ``ring_capacity`` > 0 it keeps every evaluation at new positions in ``ring`` (a
+    :class:`FeatureRing`, numbered from 0; a repeated force query adds nothing).
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        periodic: bool,
+        device: str = "cpu",
+        cuda_graphs: bool = False,
+        ring_capacity: int = 0,
+        n_frames: int = 1,
+        modes: Optional[torch.Tensor] = None,
+    ):
+        self.periodic = periodic
+        self.device = torch.device(device)
+        self.dtype = module.dtype_marker.dtype
+        self._source = module  # (a loaded module's code lives as long as its Python object)
+        wrapper = torch.jit.script(ForcesOutput(module, n_frames, modes)).to(self.device)
+        # frozen as openmm-torch freezes TorchForce's modules: weights become constants, and what depends on them
+        # alone is computed once
+        self.module = torch.jit.freeze(wrapper.eval(), preserved_attrs=["evaluate"])
+        self.ring = None
+        if ring_capacity > 0:
+            heads = torch.jit.freeze(module.eval(), preserved_attrs=["responses"]) if _scripted(module) else module
+            self.ring = FeatureRing(module, ring_capacity, n_frames, responses=heads.responses)
+        self._last_positions: Optional[np.ndarray] = None
+        self.last: dict = {}
+        self._graph = None
+        if cuda_graphs and self.device.type == "cuda":
+            self._graph = _CapturedEvaluation(self.module, self.dtype, self.device, periodic)
+
+    @property
+    def count(self) -> int:
+        return self.ring.count if self.ring is not None else 0
+
+    def __call__(self, state):
+        positions_np = _positions_nm(state)
+        box_np = None
+        if self.periodic:
+            box_np = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+        positions = torch.from_numpy(positions_np).to(self.device, self.dtype)
+        box = None if box_np is None else torch.from_numpy(box_np).to(self.device, self.dtype)
+        with typed_errors():
+            if self._graph is not None:
+                energy, forces, frames, s, v = self._graph(positions, box)
+            else:
+                energy, forces, frames, s, v = self.module.evaluate(positions, box)
+        if self.ring is not None and (
+            self._last_positions is None or not np.array_equal(self._last_positions, positions_np)
+        ):
+            self.ring.append(frames, s, v)
+            self._last_positions = positions_np
+        forces_np = forces.double().cpu().numpy()
+        self.last = {"energy": float(energy), "forces": forces_np}
+        return self.last["energy"], forces_np
+
+    def force(self) -> "openmm.Force":
+        f = openmm.PythonForce(self)
+        f.setUsesPeriodicBoundaryConditions(self.periodic)
+        return f
+
+
+class _CapturedEvaluation:
+    """``ForcesOutput.evaluate`` captured in a CUDA graph on static input buffers; each call copies the
+    positions in and replays it.  The outputs are the graph's own buffers (copy what must be kept)."""
+
+    def __init__(self, module, dtype, device, periodic: bool, warmup: int = 3):
+        self.module = module
+        self.positions: Optional[torch.Tensor] = None
+        self.box = torch.zeros((3, 3), dtype=dtype, device=device) if periodic else None
+        self.graph = None
+        self.outputs = None
+        self.warmup = warmup
+        self.device = device
+        self.dtype = dtype
+
+    def _capture(self, positions: torch.Tensor) -> None:
+        self.positions = positions.clone()
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(self.warmup):
+                self.module.evaluate(self.positions, self.box)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.outputs = self.module.evaluate(self.positions, self.box)
+
+    def __call__(self, positions: torch.Tensor, box: Optional[torch.Tensor]):
+        if box is not None:
+            self.box.copy_(box)
+        if self.graph is None:
+            self._capture(positions)
+        self.positions.copy_(positions)
+        self.graph.replay()
+        return self.outputs
+
+
+def _scripted(module) -> bool:
+    return isinstance(module, torch.jit.ScriptModule)
+
+
+def _positions_nm(state) -> np.ndarray:
+    """A state's positions [N, 3] (nm) as a new numpy array.  ``State.getPositions(asNumpy=True)``
+    spends ~0.1 ms (it looks itself up with ``dir()`` and wraps the array in units) in a callback
+    that runs every step; read the array directly where this OpenMM has the method."""
+    try:
+        out = np.empty((state._getNumParticles(), 3))
+        state._getVectorAsNumpy(openmm.State.Positions, out)
+        return out
+    except AttributeError:
+        return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+
+
+def topology_atomic_numbers(topology: "openmm.app.Topology", where: str = "the topology") -> list:
+    """Atomic numbers of a topology's atoms; an atom without an element is an error naming it."""
+    z = []
+    for a in topology.atoms():
+        if a.element is None:
+            raise InputError(
+                f"{where}: atom {a.index + 1} ({a.name} in residue {a.residue.name}) has no element; "
+                f"add element symbols (PDB columns 77-78)"
+            )
+        z.append(a.element.atomic_number)
+    return z
+
+
+def topology_box_nm(topology: "openmm.app.Topology") -> Optional[np.ndarray]:
+    box = topology.getPeriodicBoxVectors()
+    return None if box is None else np.asarray([[x.value_in_unit(unit.nanometer) for x in v] for v in box])
+
+
+def create_force(
+    model: ArtefactLike,
+    topology: "openmm.app.Topology",
+    backend: str = "torch",
+    cuda_graphs: bool = False,
+    ring_capacity: int = 0,
+    device: str = "cpu",
+    n_frames: int = 1,
+    modes: Optional[torch.Tensor] = None,
+):
+    """A force for ``topology`` from an exported model, after the artefact's pre-flight checks of the
+    topology (particles, elements, box).  Returns ``(force, adapter)``: ``backend="torch"`` gives a
+    TorchForce and no adapter; ``backend="python"`` an ``openmm.PythonForce`` and its :class:`ModelForce`
+    (with a feature ring of ``ring_capacity`` evaluations).  ``n_frames`` and ``modes``: a System of
+    that many copies of the topology's particles (see :class:`~painn_deploy.deploy.ForcesOutput`)."""
+    tune_malloc()  # the model's tensors reused from step to step instead of faulted in anew (see allocator.py)
+    artefact = as_artefact(model)
+    artefact.check_system(topology_atomic_numbers(topology), topology_box_nm(topology), "the topology")
+    if cuda_graphs and not artefact.fixed_shapes:
+        raise InputError(
+            f"CUDA graphs need fixed shapes, and {artefact.path} uses the "
+            f"{artefact.metadata['neighbor_list']} neighbour list; export with --neighbor-list static (periodic) "
+            f"or all_pairs, or run without --cuda-graphs"
+        )
+    if backend == "torch":
+        return torch_force(artefact.load().module, artefact.periodic, cuda_graphs, n_frames, modes), None
+    if backend == "python":
+        module = artefact.load(device).module
+        adapter = ModelForce(module, artefact.periodic, device, cuda_graphs, ring_capacity, n_frames, modes)
+        return adapter.force(), adapter
+    raise InputError(f"backend must be 'torch' or 'python', not {backend!r}")
+
+
+def create_system(
+    model: ArtefactLike,
+    topology: "openmm.app.Topology",
+    backend: str = "torch",
+    remove_cm_motion: bool = True,
+    ring_capacity: int = 0,
+    n_frames: int = 1,
+    **kwargs,
+):
+    """An ``openmm.System`` of ``n_frames`` copies of the topology's particles (their masses) with the
+    model's force; returns (system, adapter) as :func:`create_force` does.  Centre-of-mass motion is
+    removed for a single copy only (a common remover would couple independent copies)."""
+    system = openmm.System()
+    for _ in range(n_frames):
+        for atom in topology.atoms():
+            system.addParticle(atom.element.mass if atom.element is not None else 0.0)
+    box = topology.getPeriodicBoxVectors()
+    if box is not None:
+        system.setDefaultPeriodicBoxVectors(*box)
+    force, adapter = create_force(model, topology, backend, ring_capacity=ring_capacity, n_frames=n_frames, **kwargs)
+    system.addForce(force)
+    if remove_cm_motion and n_frames == 1:
+        system.addForce(openmm.CMMotionRemover())
+    return system, adapter

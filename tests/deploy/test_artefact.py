@@ -1,0 +1,114 @@
+"""An artefact opened once and checked once: metadata from the zip, one format, pre-flight checks,
+typed errors from inside TorchScript."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.deploy import Artefact, load
+from painn_deploy.deploy.metadata import FORMAT_VERSION, METADATA_FILE
+from painn_deploy.errors import (
+    BoxTooSmallError,
+    CheckpointError,
+    InputError,
+    NeighborListOverflowError,
+    TopologyMismatchError,
+    UnknownElementError,
+)
+from painn_deploy.files import file_sha256
+
+from ..conftest import RESOURCES, small_potential, water_like_box
+
+
+def rewrite_metadata(source, target, **changes):
+    files = {METADATA_FILE: ""}
+    module = torch.jit.load(str(source), _extra_files=files)
+    meta = json.loads(files[METADATA_FILE])
+    meta.update(changes)
+    torch.jit.save(module, str(target), _extra_files={METADATA_FILE: json.dumps(meta)})
+
+
+def test_metadata_is_read_without_deserialising_the_model(exported32, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was deserialised")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    artefact = Artefact(exported32)
+    assert artefact.atomic_numbers == [6, 6, 8, 1, 1, 1, 1, 1, 1] and not artefact.periodic
+    assert artefact.sha256 == file_sha256(exported32) and artefact.fixed_shapes
+    with pytest.raises(CheckpointError, match="the model was deserialised"):  # (the control: loading it does)
+        artefact.load()
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_older_formats_are_refused_with_export_again(exported64, tmp_path, version):
+    old = tmp_path / "old.pt"
+    rewrite_metadata(exported64, old, format_version=version)
+    with pytest.raises(CheckpointError, match=f"format {version}.*export it again with painn-export"):
+        Artefact(old)
+
+
+def test_the_bundled_model_is_current():
+    assert Artefact(RESOURCES / "ethanol_painn.pt").metadata["format_version"] == FORMAT_VERSION
+
+
+def test_files_that_are_not_artefacts(exported32, tmp_path):
+    bare = tmp_path / "bare.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 1)), str(bare))
+    with pytest.raises(CheckpointError, match="without painn-deploy metadata"):
+        Artefact(bare)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="is the file complete"):
+        Artefact(junk)
+    with pytest.raises(CheckpointError, match="does not exist; create it with painn-export"):
+        Artefact(tmp_path / "missing.pt")
+
+
+def test_preflight_checks_in_one_place(exported32):
+    artefact = Artefact(exported32)
+    artefact.check_system([6, 6, 8, 1, 1, 1, 1, 1, 1], None, "ethanol.pdb")
+    with pytest.raises(UnknownElementError, match=r"S \(Z=16\)"):
+        artefact.check_system([6, 6, 16, 1, 1, 1, 1, 1, 1], None, "thiol.pdb")
+    with pytest.raises(TopologyMismatchError, match="has 3 atoms .* exported for 9"):
+        artefact.check_system([6, 6, 8], None, "x.pdb")
+    with pytest.raises(TopologyMismatchError, match=r"atom 1: O \(model: C\)"):
+        artefact.check_system([8, 6, 6, 1, 1, 1, 1, 1, 1], None, "x.pdb")
+
+
+def test_periodic_preflight_checks(tmp_path, trained_checkpoint):
+    from painn_deploy.deploy import export
+    from painn_deploy.structures import write_pdb
+
+    z, pos, box = water_like_box(n_side=3, spacing_nm=0.5)
+    write_pdb(tmp_path / "box.pdb", z, pos, box, atoms_per_residue=9)
+    export(trained_checkpoint, tmp_path / "box.pt", pdb=str(tmp_path / "box.pdb"))
+    artefact = Artefact(tmp_path / "box.pt")
+    assert artefact.periodic
+    with pytest.raises(InputError, match="has no box"):
+        artefact.check_system(z, None, "box.pdb")
+    with pytest.raises(BoxTooSmallError, match="less than twice the model cutoff"):
+        artefact.check_system(z, np.eye(3) * 0.8, "box.pdb")
+
+
+def test_errors_inside_torchscript_reach_python_as_typed_exceptions(tmp_path, exported32):
+    model = load(exported32)
+    with pytest.raises(TopologyMismatchError, match="exported for 9 particles"):
+        model.properties(torch.zeros(5, 3))
+    # a periodic static-list model: overflow and a box too small, raised inside TorchScript
+    from painn_deploy.deploy import PaiNNForceField
+    from painn_deploy.deploy.artefact import Model
+    from painn_deploy.neighbors import static_grid
+
+    z, pos, box = water_like_box(n_side=3, spacing_nm=0.5)
+    pos, box = torch.tensor(pos), torch.tensor(box)
+    cells, per_cell = static_grid(box * 10, pos * 10, 5.0)
+    module = PaiNNForceField(small_potential(n_features=8), z, True, "static", torch.float64, pair_capacity=50,
+                             static_cells=cells, atoms_per_cell=per_cell)  # fmt: skip
+    model = Model(torch.jit.script(module), {})
+    with pytest.raises(NeighborListOverflowError, match="larger --pair-capacity"):
+        model.energy_and_forces(pos, box)
+    with pytest.raises(BoxTooSmallError, match="twice the model cutoff"):
+        model.energy_and_forces(pos, box * 0.3)

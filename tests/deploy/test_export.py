@@ -1,0 +1,103 @@
+"""The exported TorchScript artefact against the eager model, its metadata and neighbour lists."""
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.deploy import build_forcefield, export, load, load_metadata
+from painn_deploy.errors import CheckpointError, UnknownElementError
+from painn_deploy.model.checkpoint import load_checkpoint
+
+from ..conftest import ETHANOL_PDB
+
+
+def test_metadata_describes_the_model(exported32, trained_checkpoint):
+    meta = load_metadata(exported32)
+    assert meta["elements"] == ["C", "C", "O", "H", "H", "H", "H", "H", "H"]
+    assert meta["cutoff_nm"] == pytest.approx(0.5)
+    assert meta["units"]["energy"] == "kJ/mol" and meta["units"]["dipole"] == "e*nm"
+    assert meta["units"]["polarizability"] == "nm^3" and meta["units"]["positions"] == "nm"
+    assert meta["dtype"] == "float32" and meta["periodic"] is False
+    assert set(meta["heads"]) == {"energy", "forces", "dipole", "polarizability"}
+    assert meta["versions"]["torch"].startswith("2.9")
+    assert len(meta["training"]["data"]["sha256"]) == 64
+    assert "energy" in meta["training"]["test_errors_model_units"]
+    v = meta["validation"]
+    assert v["training_frames"]["n_frames"] == 3
+    assert v["rotation"]["max_abs_force_error_kj_per_mol_nm"] < 0.05
+    # forces as openmm-torch computes them (frozen module), both TorchForce contracts, float32
+    assert v["openmm_torch"]["energy_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
+    assert v["openmm_torch"]["outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
+    assert v["batched_vs_single"]["max_abs_force_diff_kj_per_mol_nm"] < 0.05
+    assert (meta["neighbor_list"], meta["forces"], meta["fixed_shapes"]) == ("all_pairs", "dense", True)
+    assert meta["format_version"] == 5 and meta["n_features"] == 16
+
+
+@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-5)])
+def test_exported_matches_eager_float64(trained_checkpoint, exported64, exported32, ethanol, dtype, rtol):
+    record = load_checkpoint(trained_checkpoint)
+    eager = build_forcefield(record, dtype="float64")
+    module = load(exported64 if dtype == "float64" else exported32)
+    for frame in ethanol[1][:5]:
+        pos = torch.tensor(frame * 0.1)
+        ref = {k: v.detach() for k, v in eager.properties(pos).items()}
+        got = {k: v.detach().double() for k, v in module.properties(pos).items()}
+        assert float(got["energy"]) == pytest.approx(float(ref["energy"]), rel=rtol)
+        scale = float(torch.max(torch.abs(ref["forces"])))
+        assert float(torch.max(torch.abs(got["forces"] - ref["forces"]))) <= max(rtol * 100, 1e-9) * scale
+        for key in ("dipole", "polarizability"):
+            size = float(torch.max(torch.abs(ref[key])))
+            assert float(torch.max(torch.abs(got[key] - ref[key]))) <= max(rtol * 100, 1e-9) * size
+
+
+def test_forward_accepts_float32_and_float64_positions(exported32, ethanol):
+    module = load(exported32)
+    p64 = torch.tensor(ethanol[1][0] * 0.1)
+    assert float(module(p64)) == pytest.approx(float(module(p64.float())), rel=1e-6)
+
+
+def test_export_twice_gives_identical_results(trained_checkpoint, tmp_path, ethanol):
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    export(trained_checkpoint, a)
+    export(trained_checkpoint, b)
+    pos = torch.tensor(ethanol[1][3] * 0.1)
+    ra, rb = load(a).properties(pos), load(b).properties(pos)
+    for k in ra:
+        assert torch.equal(ra[k], rb[k])
+
+
+def test_export_for_a_pdb(trained_checkpoint, tmp_path):
+    from painn_deploy.cli.export import main
+
+    path = tmp_path / "m.pt"
+    meta = export(trained_checkpoint, path, pdb=str(ETHANOL_PDB))
+    assert meta["atomic_numbers"] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    # the command line: a cell list for the same molecule (pair lists: the sparse strategy, shapes not fixed)
+    assert main([str(trained_checkpoint), "-o", str(tmp_path / "c.pt"), "--neighbor-list", "cell_list"]) == 0
+    meta = load_metadata(tmp_path / "c.pt")
+    assert (meta["neighbor_list"], meta["forces"], meta["fixed_shapes"]) == ("cell_list", "sparse", False)
+    pos = torch.tensor(np.load(ETHANOL_PDB.parent / "ethanol_gfn2xtb_subset.npz")["coords"][0] * 0.1)
+    torch.testing.assert_close(load(tmp_path / "c.pt").properties(pos)["forces"], load(path).properties(pos)["forces"],
+                               rtol=0, atol=1e-3)  # fmt: skip
+
+
+def test_export_rejects_unknown_elements(trained_checkpoint, tmp_path):
+    pdb = tmp_path / "nacl.pdb"
+    pdb.write_text(
+        "HETATM    1 NA   NA  A   1       0.000   0.000   0.000  1.00  0.00          NA\n"
+        "HETATM    2 CL   CL  A   2       2.500   0.000   0.000  1.00  0.00          CL\nEND\n"
+    )
+    with pytest.raises(UnknownElementError, match=r"Na \(Z=11\), Cl \(Z=17\)"):
+        export(trained_checkpoint, tmp_path / "m.pt", pdb=str(pdb))
+
+
+def test_truncated_checkpoint_and_model_files(trained_checkpoint, exported32, tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(trained_checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        export(bad, tmp_path / "x.pt")
+    bad_pt = tmp_path / "bad.pt"
+    bad_pt.write_bytes(exported32.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="complete"):
+        load(bad_pt)
+    assert not (tmp_path / "x.pt").exists()

@@ -1,0 +1,287 @@
+"""The deployable module (PaiNNForceField): batches, dtypes, neighbour lists, periodic systems, and the
+fixed-shape paths that CUDA graphs and torch.export need."""
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.deploy import ForcesOutput, PaiNNForceField
+from painn_deploy.errors import InputError
+from painn_deploy.neighbors import static_grid
+
+from ..conftest import ETHANOL_NPZ, small_potential, water_like_box
+
+ETHANOL_Z = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+
+
+def energy_forces(module, pos, box=None):
+    out = module.properties(pos, box)
+    return float(out["energy"].detach()), out["forces"].detach()
+
+
+def static_module(pot, z, pos, box, capacity=40000, per_cell=None, **kwargs):
+    cells, auto_per_cell = static_grid(box * 10, pos * 10, 5.0)
+    return PaiNNForceField(pot, z, True, "static", torch.float64, pair_capacity=capacity, static_cells=cells,
+                           atoms_per_cell=per_cell or auto_per_cell, **kwargs)  # fmt: skip
+
+
+def ethanol_frames(n=4):
+    return torch.tensor(np.load(ETHANOL_NPZ)["coords"][:n] * 0.1)
+
+
+# ---- batches: B configurations in one evaluation ------------------------------------------------------------
+def small_box(n_side=2, seed=0):
+    z, pos, box = water_like_box(n_side=n_side, spacing_nm=0.55, seed=seed)
+    return z, torch.tensor(pos), torch.tensor(box)
+
+
+@pytest.mark.parametrize(
+    "mode, periodic",
+    [("all_pairs", False), ("cell_list", False), ("all_pairs", True), ("cell_list", True), ("static", True)],
+)
+def test_a_batch_equals_one_call_per_frame(mode, periodic):
+    """Positions [B, N, 3] give what B separate calls give (float64, 1e-10 relative), for every output."""
+    pot = small_potential(n_features=16, seed=1)
+    if periodic:
+        z, pos, box = small_box()
+        frames = pos + 0.01 * torch.randn((3,) + pos.shape, generator=torch.Generator().manual_seed(0), dtype=pos.dtype)
+        boxes = box.expand(3, 3, 3)
+    else:
+        z, frames, box, boxes = ETHANOL_Z, ethanol_frames(3), None, None
+    if mode == "static":
+        module = static_module(pot, z, frames[0], box, capacity=8000)
+    else:
+        module = PaiNNForceField(pot, z, periodic, mode, torch.float64)
+    module = torch.jit.script(module)
+    batched = module.properties(frames, boxes)
+    assert batched["energy"].shape == (3,) and batched["forces"].shape == frames.shape
+    assert batched["dipole"].shape == (3, 3) and batched["polarizability"].shape == (3, 3, 3)
+    for b in range(3):
+        single = module.properties(frames[b], box)
+        for key, value in single.items():
+            scale = float(value.abs().max())
+            torch.testing.assert_close(batched[key][b], value, rtol=0, atol=1e-10 * scale, msg=key)
+    assert not torch.allclose(batched["energy"][0], batched["energy"][1])  # not one frame repeated
+
+
+def test_outputs_in_the_dtype_of_the_positions_computed_in_the_dtype_of_the_weights():
+    module = PaiNNForceField(small_potential(n_features=16), ETHANOL_Z, dtype=torch.float32)
+    pos = ethanol_frames(1)[0]
+    e32, f32 = module.energy_and_forces(pos.float())
+    e64, f64 = module.energy_and_forces(pos)
+    assert f32.dtype == torch.float32 and f64.dtype == torch.float64 and e64.dtype == torch.float32
+    torch.testing.assert_close(f64.float(), f32, rtol=1e-5, atol=1e-4)
+    # .to(float64) makes the same weights compute in float64
+    double = torch.jit.script(module).to(torch.float64)
+    e, f = double.energy_and_forces(pos)
+    assert e.dtype == torch.float64
+    reference = PaiNNForceField(small_potential(n_features=16).float().double(), ETHANOL_Z, dtype=torch.float64)
+    torch.testing.assert_close(f, reference.energy_and_forces(pos)[1], rtol=1e-12, atol=1e-10)
+
+
+# ---- the fixed-shape paths: no host synchronisation, no data-dependent shapes ---------------------------------
+class Step(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, positions, boxvectors=None):
+        return self.model.energy_forces_features(positions, boxvectors)
+
+
+def exported_ops(program) -> set:
+    ops = set()
+    for module in program.graph_module.modules():
+        if isinstance(module, torch.fx.GraphModule):
+            ops |= {str(n.target) for n in module.graph.nodes if n.op == "call_function"}
+    return ops
+
+
+@pytest.mark.parametrize("case", ["molecule", "molecule batch", "static box batch"])
+def test_fixed_shape_paths_export_without_host_synchronisation(case):
+    """torch.export traces the step without reading any value back to the host (it fails on .item(),
+    bool(tensor) and data-dependent shapes): the property CUDA graphs need, guarded on the CPU."""
+    pot = small_potential(n_features=8)
+    box = None
+    if case.startswith("molecule"):
+        module = PaiNNForceField(pot, ETHANOL_Z, dtype=torch.float64)
+        pos = ethanol_frames(4 if case.endswith("batch") else 1)
+        pos = pos if case.endswith("batch") else pos[0]
+    else:
+        z, frame, box = small_box(n_side=3)
+        module = static_module(pot, z, frame, box, capacity=20000)
+        pos = frame + 0.005 * torch.randn(
+            (2,) + frame.shape, generator=torch.Generator().manual_seed(3), dtype=frame.dtype
+        )
+    program = torch.export.export(Step(module), (pos, box), strict=False)
+    assert not any("local_scalar_dense" in op or "nonzero" in op for op in exported_ops(program))
+    got = program.module()(pos, box)
+    ref = module.energy_forces_features(pos, box)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_cell_list_has_data_dependent_shapes():
+    """The control: the cell list's pair count depends on the positions, and torch.export says so."""
+    z, frame, box = small_box()
+    module = PaiNNForceField(small_potential(n_features=8), z, True, "cell_list", torch.float64)
+    with pytest.raises(Exception):  # noqa: B017 (torch raises one of several data-dependence errors)
+        torch.export.export(Step(module), (frame, box), strict=False)
+
+
+def test_outputs_forces_contract_runs_no_autograd_machinery():
+    """openmm-torch freezes the module and passes positions that require gradients.  Through
+    ``ForcesOutput`` (TorchForce.setOutputsForces) no gradient flows, and TorchScript's executor must not
+    wrap the graph in differentiable subgraphs (ethanol: +25% per call)."""
+    import os
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, torch
+sys.path.insert(0, {str(ETHANOL_NPZ.parents[2])!r})
+from tests.conftest import small_potential
+from painn_deploy.deploy import ForcesOutput, PaiNNForceField
+module = PaiNNForceField(small_potential(n_features=16, seed=3), {ETHANOL_Z}, False, "all_pairs", torch.float32)
+frozen = torch.jit.freeze(torch.jit.script(ForcesOutput(module)).eval())
+pos = (0.3 * torch.rand(9, 3, dtype=torch.float64)).requires_grad_(True)
+for _ in range(3):
+    frozen(pos)
+"""
+    env = dict(os.environ, PYTORCH_JIT_LOG_LEVEL=">profiling_graph_executor_impl")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Optimized" in out.stderr or "graph" in out.stderr  # the executor's log is there to read
+    assert "prim::DifferentiableGraph" not in out.stderr
+    pos = torch.rand(9, 3, dtype=torch.float64)
+    module = PaiNNForceField(small_potential(n_features=16, seed=3), ETHANOL_Z, False, "all_pairs", torch.float32)
+    torch.testing.assert_close(torch.jit.script(ForcesOutput(module))(pos)[1], module.energy_and_forces(pos)[1])
+
+
+def test_forces_output_over_frames_and_normal_modes():
+    """ForcesOutput over F frames sums the energies and returns every frame's forces; with an orthogonal
+    mode matrix the particles are normal-mode coordinates and the forces come back transformed."""
+    module = PaiNNForceField(small_potential(n_features=16), ETHANOL_Z, dtype=torch.float64)
+    frames = ethanol_frames(4)
+    energy, forces = module.energy_and_forces(frames)
+    e, f = ForcesOutput(module, 4)(frames.reshape(-1, 3))
+    assert float(e) == pytest.approx(float(energy.sum()), rel=1e-12)
+    torch.testing.assert_close(f, forces.reshape(-1, 3))
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    modes = (q @ frames.reshape(4, -1)).reshape(-1, 3)  # particles = q @ beads, beads = q^T @ particles
+    scripted = torch.jit.script(ForcesOutput(module, 4, q))
+    e, f, beads, _, _ = scripted.evaluate(modes)
+    torch.testing.assert_close(beads, frames)
+    assert float(e) == pytest.approx(float(energy.sum()), rel=1e-12)
+    torch.testing.assert_close(f, (q @ forces.reshape(4, -1)).reshape(-1, 3))
+
+
+# ---- neighbour lists and periodic systems ------------------------------------------------------------------------
+def test_neighbor_modes_agree_periodic(box_system):
+    pot, z, pos, box = box_system
+    ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, True, "all_pairs", torch.float64), pos, box)
+    for module in (PaiNNForceField(pot, z, True, "cell_list", torch.float64), static_module(pot, z, pos, box)):
+        e, f = energy_forces(torch.jit.script(module), pos, box)
+        assert e == pytest.approx(ref_e, rel=1e-12)
+        torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["cell_list", "static"])
+def test_pairs_in_chunks_give_the_same_energy_forces_and_responses(box_system, mode):
+    """Pair lists are processed in chunks (no pair tensor over ~16 MB): the same energy, forces and
+    responses as in one piece, including the padding pairs of the static list, also through the
+    TorchForce energy contract of the module frozen as openmm-torch freezes it."""
+    pot, z, pos, box = box_system
+    if mode == "static":
+        whole, chunked = static_module(pot, z, pos, box), static_module(pot, z, pos, box, pairs_per_chunk=1000)
+    else:
+        whole = PaiNNForceField(pot, z, True, mode, torch.float64)
+        chunked = PaiNNForceField(pot, z, True, mode, torch.float64, pairs_per_chunk=1000)  # ~20,000 pairs here
+    ref = whole.properties(pos, box)
+    out = torch.jit.script(chunked).properties(pos, box)
+    assert float(out["energy"]) == pytest.approx(float(ref["energy"]), rel=1e-12)
+    for key in ("forces", "dipole", "polarizability"):
+        torch.testing.assert_close(out[key], ref[key], rtol=1e-10, atol=1e-9)
+    frozen = torch.jit.freeze(torch.jit.script(chunked).eval())
+    p = pos.clone().requires_grad_(True)
+    energy = frozen(p, box)
+    energy.backward()
+    assert float(energy.detach()) == pytest.approx(float(ref["energy"]), rel=1e-12)
+    torch.testing.assert_close(-p.grad, ref["forces"], rtol=0, atol=1e-9)
+
+
+def test_neighbor_modes_agree_nonperiodic(box_system):
+    pot, z, pos, _ = box_system
+    ref_e, ref_f = energy_forces(PaiNNForceField(pot, z, False, "all_pairs", torch.float64), pos)
+    e, f = energy_forces(PaiNNForceField(pot, z, False, "cell_list", torch.float64), pos)
+    assert e == pytest.approx(ref_e, rel=1e-12)
+    torch.testing.assert_close(f, ref_f, rtol=0, atol=1e-9)
+
+
+def test_static_shapes_do_not_depend_on_positions(box_system):
+    """The static list's pair arrays have the same shape for different configurations."""
+    from painn_deploy.neighbors import static_pairs
+
+    pot, z, pos, box = box_system
+    cells, per_cell = static_grid(box * 10, pos * 10, 5.0)
+    shapes = set()
+    for shift in (0.0, 0.11, 0.37):
+        i, j, w, n, overflow = static_pairs((pos + shift) * 10, box * 10, 5.0, 40000, cells, per_cell)
+        shapes.add((i.shape, j.shape, w.shape))
+        assert not bool(overflow) and int(w.sum()) == int(n)
+    assert len(shapes) == 1
+
+
+def test_static_overflow_is_reported(box_system):
+    pot, z, pos, box = box_system
+    with pytest.raises(RuntimeError, match="NeighborListOverflowError.*pair-capacity"):
+        static_module(pot, z, pos, box, capacity=100)(pos, box)
+    with pytest.raises(RuntimeError, match="NeighborListOverflowError"):
+        static_module(pot, z, pos, box, per_cell=2)(pos, box)
+    with pytest.raises(InputError, match="for periodic systems"):
+        PaiNNForceField(pot, z, False, "static", torch.float64, pair_capacity=10)
+
+
+@pytest.mark.parametrize("mode", ["all_pairs", "cell_list"])
+def test_periodic_wrapping_and_translation(box_system, mode):
+    pot, z, pos, box = box_system
+    module = PaiNNForceField(pot, z, True, mode, torch.float64)
+    e0, f0 = energy_forces(module, pos, box)
+    shifted = pos + torch.tensor([0.13, -0.41, 0.77], dtype=torch.float64)
+    e1, f1 = energy_forces(module, shifted, box)
+    wrapped = shifted - torch.floor(shifted / torch.diagonal(box)) * torch.diagonal(box)
+    e2, f2 = energy_forces(module, wrapped, box)
+    assert e1 == pytest.approx(e0, rel=1e-12) and e2 == pytest.approx(e0, rel=1e-12)
+    torch.testing.assert_close(f1, f0, rtol=0, atol=1e-9)
+    torch.testing.assert_close(f2, f0, rtol=0, atol=1e-9)
+
+
+def test_far_apart_molecules_add_up(box_system):
+    pot, _, _, _ = box_system
+    mol = ethanol_frames(1)[0]
+    single = PaiNNForceField(pot, ETHANOL_Z, dtype=torch.float64)
+    e1, _ = energy_forces(single, mol)
+    pair_pos = torch.cat([mol, mol + torch.tensor([1.5, 0.0, 0.0], dtype=torch.float64)])
+    box = torch.eye(3, dtype=torch.float64) * 3.2
+    for mode in ("all_pairs", "cell_list"):
+        e2, _ = energy_forces(PaiNNForceField(pot, ETHANOL_Z * 2, True, mode, torch.float64), pair_pos, box)
+        assert e2 == pytest.approx(2 * e1, rel=1e-12)
+
+
+def test_box_smaller_than_twice_cutoff_is_an_error(box_system):
+    pot, z, pos, _ = box_system
+    module = torch.jit.script(PaiNNForceField(pot, z, True, "all_pairs", torch.float64))
+    with pytest.raises(Exception, match="BoxTooSmallError.*twice the model cutoff"):
+        module(pos, torch.eye(3, dtype=torch.float64) * 0.9)
+
+
+def test_cell_list_cost_is_linear():
+    """The cell list's candidate count per atom does not grow with the system size."""
+    from painn_deploy.neighbors import cell_list_candidates
+
+    counts = []
+    for n_side in (4, 8):
+        _, pos, box = water_like_box(n_side=n_side, spacing_nm=0.42)
+        _, idx_j, _, _ = cell_list_candidates(torch.tensor(pos) * 10, torch.tensor(box) * 10, 5.0)
+        counts.append(idx_j.shape[1])
+    assert counts[1] <= 1.5 * counts[0]
