@@ -1,18 +1,23 @@
-"""Milliseconds per MD step on the OpenMM CPU platform (1 and 2 threads), default float32 export.
+"""Milliseconds per MD step on the OpenMM CPU platform, 1 pinned thread, float32 artefact of a
+paper-size PaiNN (F=128, 3 blocks, 20 RBF, 5 A, all four heads), openmmtools BAOAB, 0.5 fs.
 
-Rows: our PaiNN through TorchForce as users write it (``TorchForce("model.pt")``, energy; openmm-torch
-takes the forces by autograd), through TorchForce with ``setOutputsForces`` (``painn_deploy.openmm.torch_force``,
-what painn-simulate runs), through PythonForce (fused properties), the model call alone,
-a trivial TorchForce model (the OpenMM <-> TorchScript fixed cost), and SchNetPack's PaiNN of the
-same size (its own MD driver, and its model call alone).  Each row runs in a fresh process pinned
-with taskset; medians of blocks of steps.  Ratios are against SchNetPack's driver measured in the
-same run.
+Rows, each in a fresh process, interleaved over ``--rounds`` rounds (ratios are medians of
+per-round ratios, so the shared machine's drifts cancel):
 
-    python benchmarks/md_speed.py [--steps 2000]
+- ``torch``: painn_deploy's TorchForce (``painn_deploy.openmm.torch_force``: outputs-forces contract),
+  what painn-simulate runs without recording;
+- ``python``: painn_deploy's ``openmm.PythonForce`` adapter (what records);
+- ``plain``: a script that never imports painn_deploy, ``TorchForce("model.pt")`` (the energy contract);
+- ``plain + allocator``: the same with the glibc settings of the README in the environment;
+- ``schnetpack``: SchNetPack 2.2's own MD driver with its PaiNN of the same size.
+
+    python benchmarks/md_speed.py [--steps 2000] [--rounds 3]
 """
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,153 +25,146 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import numpy as np  # noqa: E402
 
 MOLECULES = {"ethanol": "ethanol.pdb", "aspirin": "aspirin.pdb"}
+KINDS = ["torch", "python", "plain", "plain + allocator"]
+ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
+PLAIN = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+import openmm, openmmtools
+from openmm import app, unit
+from openmmtorch import TorchForce
+pdb = app.PDBFile(sys.argv[1])
+system = openmm.System()
+for atom in pdb.topology.atoms():
+    system.addParticle(atom.element.mass)
+system.addForce(TorchForce(sys.argv[2]))
+assert "painn_deploy" not in sys.modules
+integrator = openmmtools.integrators.BAOABIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
+context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+context.setPositions(pdb.positions)
+context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+integrator.step(200)
+samples = []
+for _ in range(max(int(sys.argv[3]) // 100, 3)):
+    t = time.perf_counter()
+    integrator.step(100)
+    samples.append((time.perf_counter() - t) / 100)
+samples.sort()
+print("MS", 1e3 * samples[len(samples) // 2])
+"""
 
 
-def worker(kind: str, molecule: str, threads: int, steps: int) -> dict:
+def artefact(molecule: str, folder: Path) -> Path:
+    """A float32 artefact of a paper-size model with random weights for the molecule (the cost of a step
+    does not depend on the weights)."""
+    path = folder / f"{molecule}.pt"
+    if not path.exists():
+        import torch
+
+        from painn_deploy.deploy import metadata as md
+        from painn_deploy.structures import read_pdb
+
+        z, _, _ = read_pdb(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule])
+        scripted = torch.jit.script(common.paper_forcefield(z))
+        meta = {md.KEY_FORMAT: md.FORMAT, md.KEY_FORMAT_VERSION: md.FORMAT_VERSION, md.KEY_ATOMIC_NUMBERS: list(z),
+                md.KEY_PARTICLE_ATOMIC_NUMBERS: list(z), md.KEY_MODEL_ELEMENTS: ["H", "C", "O"], md.KEY_PERIODIC: False,
+                md.KEY_HEADS: ["energy", "forces", "dipole", "polarizability"], md.KEY_CUTOFF_NM: 0.5,
+                md.KEY_FIXED_SHAPES: True, md.KEY_NEIGHBOR_LIST: "all_pairs", md.KEY_DTYPE: "float32"}  # fmt: skip
+        torch.jit.save(scripted, str(path), _extra_files={md.METADATA_FILE: json.dumps(meta)})
+    return path
+
+
+def worker(kind: str, molecule: str, steps: int, folder: str) -> dict:
     import torch
 
-    torch.set_num_threads(threads)
-    import numpy as np
+    torch.set_num_threads(1)
     import openmm
     import openmmtools
     from openmm import app, unit
 
-    from painn_deploy.allocator import tune_malloc
-    from painn_deploy.openmm import PropertiesForce, import_openmmtorch, torch_force
-
-    tune_malloc()  # as painn_deploy.openmm.create_force and painn-simulate do
+    from painn_deploy.openmm import create_system
 
     pdb = app.PDBFile(str(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]))
-    z = [a.element.atomic_number for a in pdb.topology.atoms()]
-    tmp = Path(tempfile.mkdtemp())
-    if kind == "trivial_torchforce":
-
-        class Trivial(torch.nn.Module):
-            def forward(self, positions):
-                return torch.sum(positions**2)
-
-        torch.jit.script(Trivial()).save(str(tmp / "m.pt"))
-    else:
-        ff = common.paper_forcefield(z)
-        torch.jit.script(ff).save(str(tmp / "m.pt"))
-    if kind == "model_call":
-        module = torch.jit.load(str(tmp / "m.pt"))
-        pos = torch.tensor(
-            np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer)), dtype=torch.float32
-        )
-        samples = []
-        for i in range(steps + 50):
-            p = pos.clone().requires_grad_(True)
-            t = time.perf_counter()
-            module(p).backward()
-            if i >= 50:
-                samples.append(time.perf_counter() - t)
-        return {"ms_per_step": common.median_ms(samples), **matmul_floor(module, pos)}
-    system = openmm.System()
-    for atom in pdb.topology.atoms():
-        system.addParticle(atom.element.mass)
-    if kind == "painn_pythonforce":
-        system.addForce(PropertiesForce(torch.jit.load(str(tmp / "m.pt")), False).force())
-    elif kind == "painn_torchforce_outputs_forces":  # what painn-simulate and create_force use
-        system.addForce(torch_force(str(tmp / "m.pt"), periodic=False))
-    else:
-        openmmtorch = import_openmmtorch()
-        system.addForce(openmmtorch.TorchForce(str(tmp / "m.pt")))
+    system, _ = create_system(artefact(molecule, Path(folder)), pdb.topology, kind, remove_cm_motion=False)
     integrator = openmmtools.integrators.BAOABIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
-    platform = openmm.Platform.getPlatformByName("CPU")
-    context = openmm.Context(system, integrator, platform, {"Threads": str(threads)})
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
     context.setPositions(pdb.positions)
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     integrator.step(200)
-    block = 100
     samples = []
-    for _ in range(max(steps // block, 3)):
+    for _ in range(max(steps // 100, 3)):
         t = time.perf_counter()
-        integrator.step(block)
-        samples.append((time.perf_counter() - t) / block)
+        integrator.step(100)
+        samples.append((time.perf_counter() - t) / 100)
     return {"ms_per_step": common.median_ms(samples)}
 
 
-def matmul_floor(module, positions, calls: int = 50) -> dict:
-    """Per forward+backward call: the time spent in matrix multiplications (the arithmetic no
-    framework can avoid at this model size) and the number of tensor operations (each pays a fixed
-    dispatch cost), from torch.profiler's self times."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(calls):
-            p = positions.clone().requires_grad_(True)
-            module(p).backward()
-    events = prof.key_averages()
-    matmul_us = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
-    n_ops = sum(e.count for e in events if e.key.startswith("aten::") and e.self_cpu_time_total > 0)
-    return {"matmul_ms": matmul_us / calls / 1e3, "aten_ops": n_ops / calls}
+def plain(molecule: str, steps: int, folder: Path, allocator: bool) -> float:
+    script = folder / "plain.py"
+    script.write_text(PLAIN)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(ALLOCATOR_ENV if allocator else {}))
+    if not allocator:
+        for key in ALLOCATOR_ENV:
+            env.pop(key, None)
+    pdb = common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]
+    cmd = [
+        "taskset",
+        "-c",
+        common.CORES[1],
+        sys.executable,
+        str(script),
+        str(pdb),
+        str(artefact(molecule, folder)),
+        str(steps),
+    ]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=folder)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return float(out.stdout.split("MS")[-1])
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--worker", nargs=2, metavar=("KIND", "MOLECULE"))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", nargs=3, metavar=("KIND", "MOLECULE", "FOLDER"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out")
     args = p.parse_args()
     if args.worker:
-        Path(args.out).write_text(json.dumps(worker(*args.worker, args.threads, args.steps)))
+        Path(args.out).write_text(json.dumps(worker(args.worker[0], args.worker[1], args.steps, args.worker[2])))
         return
-    kinds = [
-        "painn_torchforce",
-        "painn_torchforce_outputs_forces",
-        "painn_pythonforce",
-        "model_call",
-        "trivial_torchforce",
-    ]
+    folder = Path(tempfile.mkdtemp())
     rows = []
     for molecule, pdb in MOLECULES.items():
-        for threads in (1, 2):
+        runs = {kind: [] for kind in KINDS + ["schnetpack"]}
+        for _ in range(args.rounds):
+            for kind in ("torch", "python"):
+                runs[kind].append(
+                    common.run_worker(Path(__file__), [kind, molecule, folder, "--steps", args.steps], 1)["ms_per_step"]
+                )
+            runs["plain"].append(plain(molecule, args.steps, folder, False))
+            runs["plain + allocator"].append(plain(molecule, args.steps, folder, True))
             peer = common.run_peer(["md", "--model", "untrained", "--pdb", common.ROOT / "painn_deploy" / "resources" / pdb,
-                                    "--steps", args.steps], threads)  # fmt: skip
-            row = {"molecule": molecule, "threads": threads}
-            for kind in kinds:
-                result = common.run_worker(Path(__file__), [kind, molecule, "--steps", args.steps], threads)
-                row[kind] = result["ms_per_step"]
-                if kind == "model_call":
-                    row["model_call_matmul_ms"] = result["matmul_ms"]
-                    row["model_call_aten_ops"] = result["aten_ops"]
-            if peer:
-                row["schnetpack_md"] = peer["ms_per_step_median"]
-                row["schnetpack_model_call"] = peer["model_call_ms_median"]
-                row["ratio_vs_schnetpack_md"] = row["painn_torchforce_outputs_forces"] / row["schnetpack_md"]
-            rows.append(row)
-            print(row, flush=True)
+                                    "--steps", args.steps], 1)  # fmt: skip
+            runs["schnetpack"].append(peer["ms_per_step_median"] if peer else float("nan"))
+        torch_runs = np.asarray(runs["torch"])
+        for kind, values in runs.items():
+            values = np.asarray(values)
+            rows.append({"molecule": molecule, "run": kind, "ms_per_step": float(np.median(values)),
+                         "ratio_to_torch": float(np.median(values / torch_runs)),
+                         "ratio_to_schnetpack": float(np.median(values / np.asarray(runs["schnetpack"]))),
+                         "per_round_ms": [round(float(v), 3) for v in values]})  # fmt: skip
+            print(rows[-1], flush=True)
     common.write_table(
-        "md_speed",
-        rows,
-        [
-            "molecule",
-            "threads",
-            "painn_torchforce",
-            "painn_torchforce_outputs_forces",
-            "painn_pythonforce",
-            "model_call",
-            "model_call_matmul_ms",
-            "model_call_aten_ops",
-            "trivial_torchforce",
-            "schnetpack_md",
-            "schnetpack_model_call",
-            "ratio_vs_schnetpack_md",
-        ],  # fmt: skip
-        notes="ms per MD step (median), OpenMM CPU platform, openmmtools BAOAB, 0.5 fs, float32, paper-size PaiNN "
-        '(F=128, 3 blocks, 20 RBF, 5 A) with all four heads; painn_torchforce: TorchForce("model.pt") (energy '
-        "contract: openmm-torch freezes the module and backpropagates); painn_torchforce_outputs_forces: "
-        "painn_deploy.openmm.torch_force (the model returns energy and forces from its hand-written backward pass; "
-        "painn-simulate's choice); ratio_vs_schnetpack_md uses the latter; painn_pythonforce computes energy, forces and keeps the "
-        "features for the recording heads every step (the fused backend; the heads run later on 100 frames at once). "
-        "model_call: forward+backward of the TorchScript model alone, called from Python; model_call_matmul_ms: the "
-        "part of it spent in matrix multiplications (torch.profiler self time, a floor no per-operation saving can "
-        "remove); model_call_aten_ops: tensor operations per call (each pays a fixed dispatch cost of a few us).",
-    )
+        "md_speed", rows, ["molecule", "run", "ms_per_step", "ratio_to_torch", "ratio_to_schnetpack", "per_round_ms"],
+        notes=__doc__.split("\n\n")[1].replace("\n", " ") + " Ratios: medians over rounds of the per-round ratios.",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,6 +34,43 @@ SPEED_OF_LIGHT_CM_PER_S = SPEED_OF_LIGHT_M_PER_S * 100.0
 # Wavenumber (cm^-1) of an angular frequency omega (1/ps): omega / (2 pi c[cm/ps]).
 WAVENUMBER_PER_RAD_PER_PS = 1.0 / (2.0 * 3.141592653589793 * SPEED_OF_LIGHT_CM_PER_PS)
 
+# --- time, frequency and spectroscopy (painn_deploy.spectra) ------------------
+# Internal units of the spectra: time in ps, angular frequency in rad/ps, wavenumber in cm^-1,
+# dipole in e*nm, polarizability *volume* alpha_SI/(4 pi eps0) in nm^3, mass in amu (g/mol),
+# energy in kJ/mol.
+#: Vacuum permittivity eps0 in F/m (CODATA 2018; measured, not exact, since the 2019 SI).
+VACUUM_PERMITTIVITY_F_PER_M = 8.854_187_8128e-12
+PS_PER_FS = 1e-3
+FS_PER_PS = 1e3
+PS_PER_NS = 1e3
+S_PER_PS = 1e-12  # 1 ps in s
+PS_TO_S = S_PER_PS
+M_PER_NM = 1e-9
+#: Mass of 1 amu in kg, as 1 g/mol / N_A (the convention behind "1 kJ/mol/(nm^2 amu) = 1 ps^-2";
+#: differs from the CODATA dalton by 3.5e-10 relative).
+AMU_KG = 1e-3 / AVOGADRO_PER_MOL
+#: 1 e*nm in C*m.
+E_NM_TO_C_M = ELEMENTARY_CHARGE_C * M_PER_NM
+#: 1 nm^3 in Angstrom^3 and 1 nm^2 in Angstrom^2.
+NM3_TO_ANGSTROM3 = ANGSTROM_PER_NM**3
+NM2_TO_ANGSTROM2 = ANGSTROM_PER_NM**2
+#: Angular frequency (rad/ps) per wavenumber (cm^-1): omega = 2 pi c nu~.
+RAD_PER_PS_PER_CM1 = 1.0 / WAVENUMBER_PER_RAD_PER_PS
+#: Second radiation constant h c / k_B in cm*K: beta*hbar*omega = c2 * nu~[cm^-1] / T[K].
+SECOND_RADIATION_CM_K = PLANCK_J_S * SPEED_OF_LIGHT_CM_PER_S / BOLTZMANN_J_PER_K
+#: Harmonic IR intensity A = N_A / (12 eps0 c^2) |d mu/dQ|^2 (Q mass-weighted normal coordinate):
+#: this converts |d mu/dQ|^2 in e^2/amu to A in km/mol (about 974.88).
+IR_KM_PER_MOL_PER_E2_PER_AMU = (
+    AVOGADRO_PER_MOL
+    * ELEMENTARY_CHARGE_C**2
+    / (12.0 * VACUUM_PERMITTIVITY_F_PER_M * SPEED_OF_LIGHT_M_PER_S**2 * AMU_KG)
+    / 1e3  # m/mol -> km/mol
+)
+#: 1 km mol^-1 (cm^-1)^-1 expressed in m^2/mol (1e3 m * 1e-2 m = 10 m^2).
+KM_PER_MOL_PER_CM1_IN_M2_PER_MOL = 1e3 * 1e-2
+#: 1 kJ/mol expressed in amu * Angstrom^2 / ps^2 (1 kJ/mol = 1 amu nm^2 ps^-2).
+KJ_PER_MOL_IN_AMU_A2_PER_PS2 = ANGSTROM_PER_NM**2
+
 # --- model <-> OpenMM boundary factors ----------------------------------------
 # multiply a model-unit value by these to get the OpenMM-unit value
 MODEL_TO_OPENMM = {

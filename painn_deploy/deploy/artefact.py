@@ -49,6 +49,17 @@ class Artefact:
         return list(self.metadata[md.KEY_ATOMIC_NUMBERS])
 
     @property
+    def particle_atomic_numbers(self) -> list:
+        """Atomic numbers of every particle the artefact takes positions for (the model's atoms and, for an
+        ML/MM artefact, the others)."""
+        return list(self.metadata.get(md.KEY_PARTICLE_ATOMIC_NUMBERS) or self.atomic_numbers)
+
+    @property
+    def atom_indices(self):
+        """The model's atoms among the particles (ML/MM artefacts), or None: all particles are the model's."""
+        return self.metadata.get(md.KEY_ATOM_INDICES)
+
+    @property
     def periodic(self) -> bool:
         return bool(self.metadata[md.KEY_PERIODIC])
 
@@ -81,8 +92,9 @@ class Artefact:
         """Pre-flight checks of a system against the model: its particles (count and elements, in order)
         and, for a periodic model, a box at least twice the cutoff wide."""
         got = [int(z) for z in atomic_numbers]
-        expected = self.atomic_numbers
-        elements.check_known(got, [elements.atomic_number(s) for s in self.metadata[md.KEY_MODEL_ELEMENTS]], where)
+        expected = self.particle_atomic_numbers
+        ml = got if self.atom_indices is None else [got[i] for i in self.atom_indices if i < len(got)]
+        elements.check_known(ml, [elements.atomic_number(s) for s in self.metadata[md.KEY_MODEL_ELEMENTS]], where)
         if len(got) != len(expected):
             raise TopologyMismatchError(
                 f"{where} has {len(got)} atoms ({elements.formula(got)}) but the model was exported for "

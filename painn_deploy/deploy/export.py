@@ -37,14 +37,23 @@ def build_forcefield(
     pair_capacity: int = 0,
     positions_nm=None,
     box_nm=None,
+    atoms: Optional[Sequence[int]] = None,
 ) -> PaiNNForceField:
     """The eager deployable module for a checkpoint record (default: the training molecule).
     The static neighbour list takes its fixed grid from ``positions_nm``/``box_nm`` and, when
-    ``pair_capacity`` is 0, twice the pairs of that configuration."""
+    ``pair_capacity`` is 0, 1.3 times the pairs of that configuration."""
     if dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
     potential = potential_from_record(record)
     z = list(atomic_numbers) if atomic_numbers is not None else list(record["atomic_numbers"])
+    n_particles = len(z)
+    if atoms is not None:  # the model's atoms among the system's particles (ML/MM)
+        atoms = [int(a) for a in atoms]
+        if not atoms or min(atoms) < 0 or max(atoms) >= n_particles or len(set(atoms)) != len(atoms):
+            raise InputError(f"the ML atoms must be distinct indices from 0 to {n_particles - 1}")
+        z = [z[a] for a in atoms]
+        if positions_nm is not None:
+            positions_nm = np.asarray(positions_nm)[atoms]
     elements.check_known(z, potential.config.elements, "the system to export")
     mode = choose_neighbor_mode(len(z), neighbor_mode)
     cells, per_cell = None, 0
@@ -56,9 +65,10 @@ def build_forcefield(
         cells, per_cell = neighbors.static_grid(box, pos, potential.config.cutoff_angstrom)
         if pair_capacity <= 0:
             i, _ = neighbors.cell_list_pairs(pos, box, potential.config.cutoff_angstrom)
-            pair_capacity = 2 * int(i.shape[0])
+            pair_capacity = int(1.3 * int(i.shape[0]))  # room for density fluctuations; padding costs time
     return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity,
-                           static_cells=cells, atoms_per_cell=per_cell)  # fmt: skip
+                           static_cells=cells, atoms_per_cell=per_cell, atom_indices=atoms,
+                           n_particles=n_particles)  # fmt: skip
 
 
 def _energy_forces(module, positions_nm, box_nm=None, dtype=torch.float64):
@@ -154,11 +164,15 @@ def export(
     neighbor_mode: str = "auto",
     periodic: Optional[bool] = None,
     pair_capacity: int = 0,
+    atoms: Optional[Sequence[int]] = None,
 ) -> dict:
     """Write the TorchScript artefact ``output`` for ``checkpoint``; returns its metadata.
 
     The particles are the training molecule's, or those of ``pdb`` (any system made of elements
     the model knows).  A PDB with a CRYST1 box gives a periodic model unless ``periodic=False``.
+    ``atoms`` (0-based indices into the PDB): only these particles are the model's, the rest is left to
+    other forces (ML/MM: a solute in water); the artefact takes every particle's positions and returns
+    forces on all of them, so ``TorchForce("model.pt")`` works on the whole system.
     """
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
@@ -173,7 +187,9 @@ def export(
         raise InputError("--periodic needs a box: give a PDB with a CRYST1 record via --pdb")
     if not is_periodic:
         box_nm = None
-    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm)
+    if atoms is not None and pdb is None:
+        raise InputError("ML atoms (--atoms) select particles of a system: give its PDB with --pdb")
+    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, atoms)
     scripted = torch.jit.script(eager)
     frames_nm = _validation_frames(record)
     record = dict(record, validation_frames_nm=frames_nm)
@@ -181,12 +197,16 @@ def export(
         positions_nm = frames_nm[0]
     report = validation_report(record, scripted, eager, positions_nm, box_nm, dtype)
     config = record["config"]
-    mode = choose_neighbor_mode(len(z), neighbor_mode)
+    model_z = [z[a] for a in atoms] if atoms is not None else z
+    mode = choose_neighbor_mode(len(model_z), neighbor_mode)
     meta = {
         md.KEY_FORMAT: md.FORMAT,
         md.KEY_FORMAT_VERSION: md.FORMAT_VERSION,
-        md.KEY_ATOMIC_NUMBERS: [int(x) for x in z],
-        md.KEY_ELEMENTS: [elements.symbol(x) for x in z],
+        md.KEY_ATOMIC_NUMBERS: [int(x) for x in model_z],
+        md.KEY_ELEMENTS: [elements.symbol(x) for x in model_z],
+        md.KEY_ATOM_INDICES: None if atoms is None else [int(a) for a in atoms],
+        md.KEY_N_PARTICLES: len(z),
+        md.KEY_PARTICLE_ATOMIC_NUMBERS: [int(x) for x in z],
         md.KEY_MODEL_ELEMENTS: [elements.symbol(x) for x in config["elements"]],
         md.KEY_CUTOFF_NM: config["cutoff_angstrom"] * units.NM_PER_ANGSTROM,
         md.KEY_PERIODIC: is_periodic,

@@ -46,6 +46,8 @@ class PaiNNForceField(nn.Module):
     periodic: torch.jit.Final[bool]
     mode: torch.jit.Final[int]
     n_atoms: torch.jit.Final[int]
+    n_particles: torch.jit.Final[int]
+    select_atoms: torch.jit.Final[bool]
     n_features: torch.jit.Final[int]
     has_dipole: torch.jit.Final[bool]
     has_polarizability: torch.jit.Final[bool]
@@ -65,6 +67,8 @@ class PaiNNForceField(nn.Module):
         static_cells: Optional[Sequence[int]] = None,
         atoms_per_cell: int = 0,
         pairs_per_chunk: int = PAIRS_PER_CHUNK,
+        atom_indices: Optional[Sequence[int]] = None,
+        n_particles: int = 0,
     ):
         super().__init__()
         if neighbor_mode not in neighbors.MODES:
@@ -85,6 +89,15 @@ class PaiNNForceField(nn.Module):
         self.periodic = periodic
         self.mode = neighbors.MODES[neighbor_mode]
         self.n_atoms = n
+        # the model's atoms among the particles of a larger system (ML/MM): positions come for all n_particles,
+        # forces go back to all of them (zero on the others)
+        self.select_atoms = atom_indices is not None
+        self.n_particles = int(n_particles) if atom_indices is not None else n
+        if atom_indices is not None and (len(atom_indices) != n or max(atom_indices) >= self.n_particles):
+            raise InputError(f"atom_indices must hold {n} indices below n_particles={self.n_particles}")
+        self.register_buffer(
+            "atom_indices", torch.tensor(list(atom_indices) if atom_indices is not None else [], dtype=torch.long)
+        )
         self.n_features = config.n_features
         self.has_dipole = "dipole" in config.targets
         self.has_polarizability = "polarizability" in config.targets
@@ -132,6 +145,8 @@ class PaiNNForceField(nn.Module):
         with torch.no_grad():
             batched = positions.dim() == 3
             n = self.n_atoms
+            if self.select_atoms and positions.shape[-2] == self.n_particles:
+                positions = positions.index_select(-2, self.atom_indices)
             n_frames = positions.shape[0] if batched else 1
             pos = positions.to(self.dtype_marker.dtype).reshape(n_frames * n, 3) * units.ANGSTROM_PER_NM
             s = s.reshape(n_frames * n, self.n_features)
@@ -173,12 +188,15 @@ class PaiNNForceField(nn.Module):
             # a copy, not detach() (which torch.jit.freeze removes)
             positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
             batched = positions_nm.dim() == 3
-            if positions_nm.shape[-2] != self.n_atoms or positions_nm.shape[-1] != 3 or positions_nm.dim() > 3:
+            if positions_nm.shape[-2] != self.n_particles or positions_nm.shape[-1] != 3 or positions_nm.dim() > 3:
                 raise RuntimeError(
-                    "TopologyMismatchError: the model was exported for " + str(self.n_atoms) + " particles, "
+                    "TopologyMismatchError: the model was exported for " + str(self.n_particles) + " particles, "
                     "positions [N, 3] or [B, N, 3], but received positions of shape " + str(positions_nm.shape)
                     + "; export it for this system with painn-export --pdb."
                 )  # fmt: skip
+            input_dtype = positions_nm.dtype
+            if self.select_atoms:
+                positions_nm = positions_nm.index_select(-2, self.atom_indices)
             dtype = self.dtype_marker.dtype
             positions = positions_nm.to(dtype).reshape(-1, self.n_atoms, 3) * units.ANGSTROM_PER_NM
             n_frames = positions.shape[0]
@@ -206,7 +224,10 @@ class PaiNNForceField(nn.Module):
                 gradient = gradient.reshape(n_frames, self.n_atoms, 3)
                 energy = torch.where(overflow, torch.full_like(result.energy, float("nan")), result.energy)
             energy = energy * units.EV_TO_KJ_PER_MOL
-            forces = (gradient * (-units.EV_TO_KJ_PER_MOL * units.ANGSTROM_PER_NM)).to(positions_nm.dtype)
+            forces = (gradient * (-units.EV_TO_KJ_PER_MOL * units.ANGSTROM_PER_NM)).to(input_dtype)
+            if self.select_atoms:
+                every = torch.zeros((n_frames, self.n_particles, 3), dtype=input_dtype, device=forces.device)
+                forces = every.index_copy(1, self.atom_indices, forces)
             s, v = result.s, result.v
             if not batched:
                 energy, forces, s, v = energy[0], forces[0], s[0], v[0]

@@ -4,9 +4,15 @@
   forces; CUDA graphs on request).  Plain ``TorchForce("model.pt")`` works too.
 - ``backend="python"``: ``openmm.PythonForce`` calling the model from Python on its device, keeping
   each evaluation's features for the recording heads.
+- OpenMM-ML: ``openmmml.MLPotential("painn", model="model.pt")`` (see :mod:`.mlpotential`).
 """
 
 import torch  # noqa: F401  (must come before openmmtorch, or libnvrtc.so.12 is not found)
+
+try:  # before .mlpotential: importing openmmml loads its potentials, .mlpotential's among them (no import cycle)
+    import openmmml
+except ImportError:  # a dependency, but the forces here do not need it
+    openmmml = None
 
 from .forces import (
     ModelForce,
@@ -22,6 +28,9 @@ from .preflight import check_positions
 from .recorder import FeatureRing
 from .serialization import deserialize_system, serialize_system
 
+if openmmml is not None:  # MLPotential("painn", model=...)
+    from .mlpotential import PaiNNPotentialImpl, PaiNNPotentialImplFactory
+
 __all__ = [
     "FeatureRing",
     "ModelForce",
@@ -36,3 +45,5 @@ __all__ = [
     "topology_box_nm",
     "torch_force",
 ]
+if openmmml is not None:
+    __all__ += ["PaiNNPotentialImpl", "PaiNNPotentialImplFactory"]

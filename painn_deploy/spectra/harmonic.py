@@ -32,7 +32,7 @@ Kind & Hess, J. Comput. Chem. 23, 895 (2002)):
     A_k = N_A / (12 eps0 c^2) |d mu / d Q_k|^2            (SI: m/mol)
 
 with d mu/dQ_k in e/amu^1/2 this is A_k = 974.880 |d mu/dQ_k|^2 km/mol (factor
-:data:`~painn_deploy.spectra.constants.IR_KM_PER_MOL_PER_E2_PER_AMU`, derived from units.py and
+:data:`~painn_deploy.units.IR_KM_PER_MOL_PER_E2_PER_AMU`, derived from units.py and
 eps0; equal to 42.2561 km/mol per (D/Angstrom)^2/amu).
 
 Raman activity (Long, "The Raman Effect" (2002), ch. 5; Neugebauer et al. 2002): with the
@@ -55,7 +55,7 @@ from scipy.optimize import minimize as sp_minimize
 from .. import units
 from ..elements import masses_amu as element_masses
 from ..errors import CheckpointError, InputError
-from .constants import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
+from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
 
 #: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
 DEFAULT_FMAX_KJ_MOL_NM = 1e-3

@@ -3,15 +3,21 @@
 Property file (HDF5, written by the MD part of painn-deploy):
 
 * ``time`` [T] float64, attribute ``units``: "ps" (also "fs", "ns");
-* ``dipole`` [T, 3], attribute ``units``: "e*nm" or "e*Angstrom" (also "e*Bohr", "Debye");
-* ``polarizability`` [T, 3, 3], attribute ``units``: "nm^3" or "Angstrom^3" (also "Bohr^3");
-* optional root attributes ``temperature_K``, ``timestep_fs``, ``record_interval_steps``, ``beads``.
+* ``dipole`` [T, 3] or, for R > 1 replicas, [T, R, 3], attribute ``units``: "e*nm" or
+  "e*Angstrom" (also "e*Bohr", "Debye");
+* ``polarizability`` [T, 3, 3] or [T, R, 3, 3], attribute ``units``: "nm^3" or "Angstrom^3"
+  (also "Bohr^3");
+* optional root attributes ``temperature_K``, ``timestep_fs``, ``record_interval_steps``,
+  ``beads``, ``replicas`` (default 1) and ``correlation`` ("classical", the default, or "kubo" for
+  ring-polymer MD, whose bead-averaged properties give Kubo-transformed correlation functions).
 
-Values are converted to ps, e*nm and nm^3 with the factors of :mod:`painn_deploy.units`.
+Values are converted to ps, e*nm and nm^3 with the factors of :mod:`painn_deploy.units`.  Each
+replica is an independent run (:meth:`Properties.runs`).
 """
 
 import csv
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +25,13 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
+from .quantum import CORRELATIONS
+from .vibrational import SpectrumWarning
 
 SPECTRUM_COLUMNS = ("wavenumber_cm-1", "intensity", "stderr")
 MODES_COLUMNS = ("mode", "wavenumber_cm-1", "ir_intensity_km_per_mol", "raman_activity_A4_per_amu")
 
-_TIME_TO_PS = {"ps": 1.0, "fs": 1e-3, "ns": 1e3}
+_TIME_TO_PS = {"ps": 1.0, "fs": units.PS_PER_FS, "ns": units.PS_PER_NS}
 _DIPOLE_TO_E_NM = {k: v * units.NM_PER_ANGSTROM for k, v in units.DIPOLE_TO_E_ANGSTROM.items()}
 _POLARIZABILITY_TO_NM3 = {k: v * units.NM_PER_ANGSTROM**3 for k, v in units.POLARIZABILITY_TO_ANGSTROM3.items()}
 
@@ -44,8 +52,22 @@ def _factor(table: dict[str, float], unit: str, what: str, path: str) -> float:
 
 
 @dataclass
+class Run:
+    """One independent time series: a file, or one replica of a file with a replica axis."""
+
+    label: str
+    time_ps: np.ndarray
+    dipole_e_nm: np.ndarray | None  # [T, 3]
+    polarizability_nm3: np.ndarray | None  # [T, 3, 3]
+
+
+@dataclass
 class Properties:
-    """Time series read from one property file, in ps, e*nm and nm^3."""
+    """Time series read from one property file, in ps, e*nm and nm^3.
+
+    With R > 1 replicas the arrays keep the file's replica axis after time: dipole [T, R, 3],
+    polarizability [T, R, 3, 3]; :meth:`runs` splits them into R independent runs.
+    """
 
     path: str
     time_ps: np.ndarray
@@ -53,10 +75,26 @@ class Properties:
     polarizability_nm3: np.ndarray | None = None
     temperature_K: float | None = None
     attrs: dict = field(default_factory=dict)
+    replicas: int = 1
+    correlation: str = "classical"
+    timestep_fs: float | None = None
 
     @property
     def n_frames(self) -> int:
         return int(self.time_ps.shape[0])
+
+    def runs(self) -> list[Run]:
+        """The independent runs of the file: one, or one per replica (labelled ``path[replica k]``)."""
+        if self.replicas == 1:
+            return [Run(self.path, self.time_ps, self.dipole_e_nm, self.polarizability_nm3)]
+
+        def pick(a, k):
+            return None if a is None else a[:, k]
+
+        return [
+            Run(f"{self.path}[replica {k}]", self.time_ps, pick(self.dipole_e_nm, k), pick(self.polarizability_nm3, k))
+            for k in range(self.replicas)
+        ]
 
 
 def _units_attr(ds, path: str, name: str, example: str) -> str:
@@ -71,8 +109,29 @@ def _units_attr(ds, path: str, name: str, example: str) -> str:
     return str(unit)
 
 
+def _replica_count(data: np.ndarray, trailing: tuple[int, ...], name: str, n_frames: int, path: str) -> int | None:
+    """R of an array [T, *trailing] (None: no replica axis) or [T, R, *trailing]; InputError otherwise."""
+    dims = ", ".join(map(str, trailing))
+    if data.shape == (n_frames, *trailing):
+        return None
+    if data.ndim == len(trailing) + 2 and data.shape[0] == n_frames and data.shape[2:] == trailing:
+        return int(data.shape[1])
+    raise InputError(
+        f"{path}: '{name}' must have shape [T, {dims}] or, with replicas, [T, R, {dims}] for T = {n_frames} "
+        f"frames, got {data.shape}"
+    )
+
+
+def _text_attr(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def read_properties(path) -> Properties:
-    """Read a property file (see the module docstring) and convert to ps, e*nm, nm^3."""
+    """Read a property file (see the module docstring) and convert to ps, e*nm, nm^3.
+
+    The replica count is the file attribute ``replicas`` (default 1) and must match the arrays'
+    replica axis.  ``correlation`` defaults to "classical" when the attribute is absent.
+    """
     import h5py
 
     path = str(path)
@@ -97,8 +156,6 @@ def read_properties(path) -> Properties:
             dipole = np.asarray(ds[()], dtype=np.float64) * _factor(
                 _DIPOLE_TO_E_NM, _units_attr(ds, path, "dipole", "e*nm"), "dipole", path
             )
-            if dipole.shape != (t.shape[0], 3):
-                raise InputError(f"{path}: 'dipole' must have shape [T, 3] = [{t.shape[0]}, 3], got {dipole.shape}")
         if "polarizability" in f:
             ds = f["polarizability"]
             pol = np.asarray(ds[()], dtype=np.float64) * _factor(
@@ -107,16 +164,56 @@ def read_properties(path) -> Properties:
                 "polarizability",
                 path,
             )
-            if pol.shape != (t.shape[0], 3, 3):
-                raise InputError(
-                    f"{path}: 'polarizability' must have shape [T, 3, 3] = [{t.shape[0]}, 3, 3], got {pol.shape}"
-                )
         if dipole is None and pol is None:
             raise InputError(f"{path}: neither 'dipole' nor 'polarizability' is recorded; nothing to analyse")
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    attrs = {k: (_text_attr(v) if isinstance(v, bytes) else v) for k, v in attrs.items()}
     temp = attrs.get("temperature_K")
     temp = float(temp) if temp is not None and math.isfinite(float(temp)) else None
-    return Properties(path, t, dipole, pol, temp, attrs)
+    step = attrs.get("timestep_fs")
+    step = float(step) if step is not None and math.isfinite(float(step)) and float(step) > 0 else None
+
+    found = {}
+    for name, data, trailing in (("dipole", dipole, (3,)), ("polarizability", pol, (3, 3))):
+        if data is not None:
+            found[name] = _replica_count(data, trailing, name, t.shape[0], path)
+    axes = set(found.values())
+    if len(axes) > 1:
+        raise InputError(f"{path}: 'dipole' and 'polarizability' have different replica axes: {found}")
+    axis = axes.pop()  # None: no replica axis
+    declared = attrs.get("replicas")
+    try:
+        declared = None if declared is None else int(declared)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: the 'replicas' attribute must be a whole number, got {declared!r}") from None
+    if declared is not None and (axis or 1) != declared:
+        raise InputError(
+            f"{path}: the file attribute replicas = {declared}, but the data have "
+            f"{'no replica axis' if axis is None else f'a replica axis of {axis}'} ({', '.join(found)})"
+        )
+    replicas = axis or 1
+    if axis == 1:  # [T, 1, ...]: a single replica
+        dipole = None if dipole is None else dipole[:, 0]
+        pol = None if pol is None else pol[:, 0]
+
+    correlation = attrs.get("correlation")
+    if correlation is None:
+        correlation = "classical"
+        beads = attrs.get("beads")
+        if beads is not None and int(beads) > 1:
+            warnings.warn(
+                f"{path}: beads = {int(beads)} but no 'correlation' attribute: read as classical correlation "
+                "functions (quantum correction as requested). If this is a ring-polymer MD run, its correlation "
+                "functions are Kubo-transformed; mark it with h5py.File(path, 'a').attrs['correlation'] = 'kubo'",
+                SpectrumWarning,
+                stacklevel=2,
+            )
+    correlation = str(correlation).strip().lower()
+    if correlation not in CORRELATIONS:
+        raise InputError(
+            f"{path}: unknown 'correlation' attribute {correlation!r}: expected one of {', '.join(CORRELATIONS)}"
+        )
+    return Properties(path, t, dipole, pol, temp, attrs, replicas, correlation, step)
 
 
 def write_spectrum_csv(spectrum, path) -> Path:

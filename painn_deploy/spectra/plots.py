@@ -1,12 +1,27 @@
 """PNG plots of spectra (mean with standard-error band) and harmonic stick spectra.
 
-Uses matplotlib's Agg canvas directly (no pyplot state, works without a display).
+Uses matplotlib's Agg canvas directly (no pyplot state, works without a display).  Axis labels are
+plain Unicode (cm⁻¹, Å⁴), never TeX or mathtext: :func:`unicode_units` turns the ASCII unit
+strings of the CSV files and metadata ("km mol^-1 (cm^-1)^-1") into what the plots show.
 """
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+WAVENUMBER_LABEL = "wavenumber (cm⁻¹)"
+
+
+def unicode_units(text: str) -> str:
+    """ASCII unit text with ``^exponents`` and ``Angstrom`` -> Unicode superscripts and Å.
+
+    ``"km mol^-1 (cm^-1)^-1"`` -> ``"km mol⁻¹ (cm⁻¹)⁻¹"``; ``"Angstrom^4 amu^-1"`` -> ``"Å⁴ amu⁻¹"``.
+    """
+    text = re.sub(r"\^(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+    return text.replace("Angstrom", "Å")
 
 
 def _figure(nrows: int = 1, height: float = 4.0):
@@ -33,7 +48,7 @@ def _draw_sticks(ax, wavenumber_cm1, heights, label: str, xlim):
     h = np.asarray(heights, dtype=np.float64)
     sel = np.isfinite(h) & np.isfinite(nu) & (nu >= xlim[0]) & (nu <= xlim[1])
     twin.vlines(nu[sel], 0.0, h[sel], colors="k", lw=1.0, alpha=0.7, label="harmonic")
-    twin.set_ylabel(label)
+    twin.set_ylabel(unicode_units(label))
     top = 1.1 * (h[sel].max() if sel.any() and h[sel].max() > 0 else 1.0)
     lo, hi = ax.get_ylim()
     # put the sticks' zero at the height of the spectrum's zero
@@ -41,8 +56,7 @@ def _draw_sticks(ax, wavenumber_cm1, heights, label: str, xlim):
     return twin
 
 
-def plot_spectra(
-    path,
+def spectrum_figure(
     spectra: Sequence,
     *,
     labels: Sequence[str] | None = None,
@@ -50,12 +64,9 @@ def plot_spectra(
     ylabel: str | None = None,
     sticks: tuple[np.ndarray, np.ndarray, str] | None = None,
     n_runs_note: bool = True,
-) -> Path:
-    """Plot one or more spectra (mean line, +-1 standard error band) on one axis.
-
-    ``sticks``: optional (wavenumber_cm1, height, axis label) drawn as vertical lines on a
-    second y axis (harmonic intensities have different units from line shapes).
-    """
+):
+    """Figure of one or more spectra (mean line, +-1 standard error band where several runs were
+    averaged) on one axis; see :func:`plot_spectra`."""
     fig, (ax,) = _figure()
     labels = list(labels) if labels is not None else [s.name for s in spectra]
     for s, lab in zip(spectra, labels, strict=True):
@@ -63,8 +74,8 @@ def plot_spectra(
     first = spectra[0]
     xlim = (float(first.wavenumber_cm1.min()), float(first.wavenumber_cm1.max()))
     ax.set_xlim(*xlim)
-    ax.set_xlabel("wavenumber (cm$^{-1}$)")
-    ax.set_ylabel(ylabel or first.units)
+    ax.set_xlabel(WAVENUMBER_LABEL)
+    ax.set_ylabel(unicode_units(ylabel or first.units))
     ax.axhline(0.0, color="0.6", lw=0.5)
     note = ""
     if n_runs_note:
@@ -78,6 +89,26 @@ def plot_spectra(
         handles, labs = handles + h2, labs + l2
     if len(handles) > 1 or sticks is not None:
         ax.legend(handles, labs, loc="upper left")
+    return fig
+
+
+def plot_spectra(
+    path,
+    spectra: Sequence,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+    ylabel: str | None = None,
+    sticks: tuple[np.ndarray, np.ndarray, str] | None = None,
+    n_runs_note: bool = True,
+) -> Path:
+    """Plot one or more spectra (mean line, +-1 standard error band) on one axis to a PNG file.
+
+    ``sticks``: optional (wavenumber_cm1, height, axis label) drawn as vertical lines on a
+    second y axis (harmonic intensities have different units from line shapes).  Unit text in
+    ``ylabel`` is shown in Unicode (:func:`unicode_units`).
+    """
+    fig = spectrum_figure(spectra, labels=labels, title=title, ylabel=ylabel, sticks=sticks, n_runs_note=n_runs_note)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -92,7 +123,7 @@ def plot_harmonic_sticks(path, wavenumber_cm1, ir_km_per_mol, raman_A4_per_amu, 
     nu = np.asarray(wavenumber_cm1, dtype=np.float64)
     panels = [
         (np.asarray(ir_km_per_mol, dtype=np.float64), "IR intensity (km/mol)"),
-        (np.asarray(raman_A4_per_amu, dtype=np.float64), "Raman activity ($\\AA^4$/amu)"),
+        (np.asarray(raman_A4_per_amu, dtype=np.float64), "Raman activity (Å⁴/amu)"),
     ]
     panels = [p for p in panels if np.isfinite(p[0]).any()] or panels[:1]
     fig, axes = _figure(len(panels), height=3.2)
@@ -110,7 +141,7 @@ def plot_harmonic_sticks(path, wavenumber_cm1, ir_km_per_mol, raman_A4_per_amu, 
         ax.set_ylim(bottom=0.0)
         ax.set_ylabel(label)
         ax.axhline(0.0, color="0.6", lw=0.5)
-    axes[-1].set_xlabel("harmonic wavenumber (cm$^{-1}$)")
+    axes[-1].set_xlabel("harmonic wavenumber (cm⁻¹)")
     if title:
         axes[0].set_title(title)
     path = Path(path)

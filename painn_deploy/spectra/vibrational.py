@@ -3,7 +3,12 @@
 Conventions (full derivations in docs/spectra.md):
 
 * beta = 1/(k_B T), x = beta hbar omega, omega = 2 pi c nu~, F(x) the quantum correction of
-  :func:`painn_deploy.spectra.quantum.absorption_factor` (F = 1 for the harmonic correction).
+  :func:`painn_deploy.spectra.quantum.absorption_factor` (F = 1 for the harmonic correction and
+  for Kubo-transformed, ring-polymer MD, correlation functions).
+* Analysis options are one frozen :class:`SpectrumOptions`; :func:`ir_spectrum`,
+  :func:`raman_spectra` and :func:`resolve_settings` take it (or its fields as keywords).
+* A run is one time series; a data array with a replica axis ([T, R, 3] dipoles, [T, R, 3, 3]
+  polarizabilities) holds R runs.  Runs are averaged with equal weight.
 * I[A](omega) = 1/(2 pi) int w(t) <dA(0).dA(t)> exp(-i omega t) dt is the windowed classical
   spectral density of :mod:`painn_deploy.spectra.correlation` (per unit angular frequency).
 
@@ -54,14 +59,15 @@ vector, S_c in SI units; for the activity component divide by 45); see docs/spec
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import units
 from ..errors import InputError
-from .constants import (
+from ..units import (
     E_NM_TO_C_M,
+    FS_PER_PS,
     KJ_PER_MOL_IN_AMU_A2_PER_PS2,
     KM_PER_MOL_PER_CM1_IN_M2_PER_MOL,
     NM3_TO_ANGSTROM3,
@@ -69,8 +75,9 @@ from .constants import (
     RAD_PER_PS_PER_CM1,
     VACUUM_PERMITTIVITY_F_PER_M,
 )
+from . import integrator
 from .correlation import KERNEL_FWHM_BINS, WINDOWS, autocorrelation, fft_length, spectral_density
-from .quantum import CORRECTIONS, absorption_factor, reduced_frequency
+from .quantum import absorption_factor, reduced_frequency, resolve_quantum_correction
 
 IR_UNITS = "km mol^-1 (cm^-1)^-1"
 RAMAN_UNITS = "Angstrom^4 amu^-1 (cm^-1)^-1"
@@ -159,9 +166,57 @@ class RamanSpectra:
         }
 
 
+@dataclass(frozen=True)
+class SpectrumOptions:
+    """What to compute from the time series; checked and resolved by :func:`resolve_settings`.
+
+    temperature_K:
+        Temperature (K) of beta and of the quantum correction.
+    max_corr_time_ps / resolution_cm1:
+        Maximum correlation time tau_max (ps), or the line-shape resolution (kernel FWHM, cm^-1)
+        that sets it (not both); default: 10 cm^-1, at most a quarter of the shortest run.
+    window, zero_pad:
+        Lag window ("hann", "cos2", "none") and zero-padding factor (>= 1) of the cosine transform.
+    wmin_cm1, wmax_cm1:
+        Wavenumber range (cm^-1); wmax defaults to 4000 cm^-1, cut at Nyquist with a warning.
+    quantum_correction:
+        "auto" (harmonic for classical data, kubo for Kubo-transformed data), "none", "harmonic",
+        "schofield", "standard" or "kubo" (see :func:`~painn_deploy.spectra.quantum.resolve_quantum_correction`).
+    correlation:
+        Kind of correlation function of the data: "classical" or "kubo" (ring-polymer MD).
+    n_molecules:
+        Molecules per simulated system: line shapes are per molecule.
+    integrator_timestep_fs, correct_integrator_shift:
+        MD time step (fs) and whether to undo the Verlet frequency shift (:mod:`.integrator`).
+    """
+
+    temperature_K: float = 300.0
+    max_corr_time_ps: float | None = None
+    resolution_cm1: float | None = None
+    window: str = "hann"
+    zero_pad: float = 4.0
+    wmin_cm1: float = 0.0
+    wmax_cm1: float | None = None
+    quantum_correction: str = "auto"
+    correlation: str = "classical"
+    n_molecules: float = 1.0
+    integrator_timestep_fs: float | None = None
+    correct_integrator_shift: bool = False
+
+
+def _options(options: "SpectrumOptions | None", temperature_K: float | None = None, **fields) -> SpectrumOptions:
+    """``options`` (default :class:`SpectrumOptions`) with the given fields replaced."""
+    if temperature_K is not None:
+        fields["temperature_K"] = temperature_K
+    return replace(options if options is not None else SpectrumOptions(), **fields)
+
+
 @dataclass
 class SpectrumSettings:
-    """Resolved analysis settings shared by all runs (see :func:`resolve_settings`)."""
+    """Resolved analysis settings shared by all runs (see :func:`resolve_settings`).
+
+    ``quantum_correction`` is the treatment applied (never "auto").
+    """
 
     dt_ps: float
     n_lags: int
@@ -172,6 +227,10 @@ class SpectrumSettings:
     temperature_K: float
     quantum_correction: str
     n_molecules: float = 1.0
+    correlation: str = "classical"
+    quantum_correction_reason: str = ""
+    integrator_timestep_fs: float | None = None
+    correct_integrator_shift: bool = False
 
     @property
     def max_corr_time_ps(self) -> float:
@@ -203,8 +262,12 @@ class SpectrumSettings:
             "resolution_fwhm_cm1": self.resolution_cm1,
             "grid_spacing_cm1": self.grid_spacing_cm1,
             "temperature_K": self.temperature_K,
+            "correlation": self.correlation,
             "quantum_correction": self.quantum_correction,
+            "quantum_correction_reason": self.quantum_correction_reason,
             "n_molecules": self.n_molecules,
+            "integrator_timestep_fs": self.integrator_timestep_fs,
+            "integrator_shift_corrected": self.correct_integrator_shift,
         }
 
 
@@ -240,30 +303,24 @@ def sampling_interval(time_ps, where: str = "the time series") -> float:
 
 
 def resolve_settings(
-    dt_ps: float,
-    n_frames: Sequence[int],
-    *,
-    max_corr_time_ps: float | None = None,
-    resolution_cm1: float | None = None,
-    window: str = "hann",
-    zero_pad: float = 4.0,
-    wmin_cm1: float = 0.0,
-    wmax_cm1: float | None = None,
-    temperature_K: float = 300.0,
-    quantum_correction: str = "harmonic",
-    n_molecules: float = 1.0,
+    dt_ps: float, n_frames: Sequence[int], options: SpectrumOptions | None = None, **fields
 ) -> SpectrumSettings:
     """Check the requested analysis against the sampling and length of the runs.
 
-    Raises :class:`InputError` for impossible requests (range beyond Nyquist, unknown
-    options, too few frames) and warns (:class:`SpectrumWarning`) when the result will be
-    limited: default range clipped at Nyquist, maximum correlation time longer than half the
-    shortest run (too short for the requested resolution), or clipped to the run length.
+    ``options`` (default :class:`SpectrumOptions`), with any of its fields given as keywords
+    replaced.  Raises :class:`InputError` for impossible requests (range beyond Nyquist, unknown
+    options, too few frames, a quantum correction that conflicts with the kind of correlation
+    function) and warns (:class:`SpectrumWarning`) when the result will be limited: default range
+    clipped at Nyquist, maximum correlation time longer than half the shortest run (too short for
+    the requested resolution), or clipped to the run length.
     """
+    opts = _options(options, **fields)
+    max_corr_time_ps, resolution_cm1, window = opts.max_corr_time_ps, opts.resolution_cm1, opts.window
+    zero_pad, wmin_cm1, wmax_cm1 = opts.zero_pad, opts.wmin_cm1, opts.wmax_cm1
+    temperature_K, n_molecules = opts.temperature_K, opts.n_molecules
     if window not in WINDOWS:
         raise InputError(f"unknown window '{window}': choose one of {', '.join(WINDOWS)}")
-    if quantum_correction not in CORRECTIONS:
-        raise InputError(f"unknown quantum correction '{quantum_correction}': choose one of {', '.join(CORRECTIONS)}")
+    treatment, reason = resolve_quantum_correction(opts.quantum_correction, opts.correlation)
     if not temperature_K > 0:
         raise InputError(f"the temperature must be positive (kelvin), got {temperature_K}")
     if not n_molecules > 0:
@@ -276,17 +333,28 @@ def resolve_settings(
             "(the resolution is set by the maximum correlation time: FWHM = "
             f"{KERNEL_FWHM_BINS[window]:g} / (2 c tau_max) for the {window} window)"
         )
+    step_fs = opts.integrator_timestep_fs
+    if step_fs is not None and not (step_fs > 0 and step_fs <= dt_ps * FS_PER_PS * (1 + 1e-6)):
+        raise InputError(
+            f"the integrator time step {step_fs} fs must be positive and at most the sampling interval "
+            f"{dt_ps * FS_PER_PS:g} fs (properties are recorded every k >= 1 steps)"
+        )
+    if opts.correct_integrator_shift and step_fs is None:
+        raise InputError(
+            "correcting the integrator frequency shift needs the MD time step: the files have no timestep_fs "
+            "attribute, so give it (--integrator-timestep-fs)"
+        )
     nyq = nyquist_cm1(dt_ps)
     if not 0 <= wmin_cm1 < nyq:
         raise InputError(
             f"wmin = {wmin_cm1:g} cm^-1 must be >= 0 and below the Nyquist wavenumber {nyq:.1f} cm^-1 "
-            f"of the sampling interval {dt_ps * 1e3:g} fs"
+            f"of the sampling interval {dt_ps * FS_PER_PS:g} fs"
         )
     if wmax_cm1 is None:
         wmax_cm1 = DEFAULT_WMAX_CM1
         if wmax_cm1 > nyq:
             _warn(
-                f"the sampling interval {dt_ps * 1e3:g} fs resolves wavenumbers only up to the Nyquist "
+                f"the sampling interval {dt_ps * FS_PER_PS:g} fs resolves wavenumbers only up to the Nyquist "
                 f"limit 1/(2 dt c) = {nyq:.1f} cm^-1, below the default {DEFAULT_WMAX_CM1:g} cm^-1: the "
                 "spectrum is cut there and faster motions (e.g. X-H stretches near 3000-3700 cm^-1) are "
                 "aliased to wrong wavenumbers. Record properties more often (smaller record interval)."
@@ -295,9 +363,22 @@ def resolve_settings(
     elif wmax_cm1 > nyq * (1 + 1e-12):
         raise InputError(
             f"wmax = {wmax_cm1:g} cm^-1 is beyond the Nyquist wavenumber 1/(2 dt c) = {nyq:.1f} cm^-1 of the "
-            f"sampling interval dt = {dt_ps * 1e3:g} fs: it cannot be resolved. Lower wmax, or record "
-            f"properties at least every {1e3 / (2 * wmax_cm1 * units.SPEED_OF_LIGHT_CM_PER_PS):.3g} fs."
+            f"sampling interval dt = {dt_ps * FS_PER_PS:g} fs: it cannot be resolved. Lower wmax, or record "
+            f"properties at least every {FS_PER_PS / (2 * wmax_cm1 * units.SPEED_OF_LIGHT_CM_PER_PS):.3g} fs."
         )
+    if opts.correct_integrator_shift:
+        # the highest true wavenumber whose shifted line is still below Nyquist
+        top = float(integrator.true_wavenumber(nyq, step_fs))
+        if wmax_cm1 > top * (1 + 1e-12):
+            if opts.wmax_cm1 is not None:
+                raise InputError(
+                    f"wmax = {wmax_cm1:g} cm^-1 cannot be corrected for the integrator shift: a {step_fs:g} fs "
+                    f"Verlet step moves lines above {top:.1f} cm^-1 beyond the Nyquist wavenumber {nyq:.1f} "
+                    "cm^-1. Lower wmax."
+                )
+            _warn(f"the range is cut at {top:.1f} cm^-1, the highest wavenumber whose line a {step_fs:g} fs "
+                  f"Verlet step keeps below the Nyquist wavenumber {nyq:.1f} cm^-1")  # fmt: skip
+            wmax_cm1 = top
     if not wmax_cm1 > wmin_cm1:
         raise InputError(f"wmax ({wmax_cm1:g} cm^-1) must be larger than wmin ({wmin_cm1:g} cm^-1)")
 
@@ -343,8 +424,12 @@ def resolve_settings(
         wmin_cm1=float(wmin_cm1),
         wmax_cm1=float(wmax_cm1),
         temperature_K=float(temperature_K),
-        quantum_correction=quantum_correction,
+        quantum_correction=treatment,
         n_molecules=float(n_molecules),
+        correlation=opts.correlation,
+        quantum_correction_reason=reason,
+        integrator_timestep_fs=None if step_fs is None else float(step_fs),
+        correct_integrator_shift=bool(opts.correct_integrator_shift),
     )
 
 
@@ -353,7 +438,10 @@ def _is_multi(time_ps) -> bool:
 
 
 def _runs(time_ps, data, name: str, trailing: tuple[int, ...]) -> tuple[float, list[np.ndarray]]:
-    """Normalise one run or a list of runs to (common dt, [array [T_r, *trailing]])."""
+    """Normalise one run or a list of runs to (common dt, [array [T_r, *trailing]]).
+
+    An array [T, R, *trailing] (a replica axis after time) counts as R runs.
+    """
     times = list(time_ps) if _is_multi(time_ps) else [time_ps]
     if _is_multi(time_ps):
         if not isinstance(data, (list, tuple)) or len(data) != len(times):
@@ -367,15 +455,17 @@ def _runs(time_ps, data, name: str, trailing: tuple[int, ...]) -> tuple[float, l
         where = f"run {r}" if len(times) > 1 else "the run"
         a = np.asarray(a, dtype=np.float64)
         t = np.asarray(t, dtype=np.float64)
-        if a.shape[1:] != trailing or a.shape[0] != t.shape[0]:
+        replicas = a.ndim == len(trailing) + 2 and a.shape[2:] == trailing
+        if not (a.shape[1:] == trailing or replicas) or a.shape[0] != t.shape[0]:
+            dims = ", ".join(map(str, trailing))
             raise InputError(
-                f"{where}: {name} must have shape [T, {', '.join(map(str, trailing))}] with T = {t.shape[0]} "
-                f"frames (the length of time), got {a.shape}"
+                f"{where}: {name} must have shape [T, {dims}] (or [T, R, {dims}] for R replicas) with "
+                f"T = {t.shape[0]} frames (the length of time), got {a.shape}"
             )
         if not np.all(np.isfinite(a)):
             raise InputError(f"{where}: {name} contains NaN or infinite values (a crashed run?)")
         dts.append(sampling_interval(t, where))
-        out.append(a)
+        out.extend([a[:, k] for k in range(a.shape[1])] if replicas else [a])
     dt = dts[0]
     for r, d in enumerate(dts):
         if abs(d - dt) > 1e-6 * dt:
@@ -395,6 +485,8 @@ def _density(signal: np.ndarray, s: SpectrumSettings, scale: float = 1.0):
     corr = autocorrelation(signal, s.n_lags - 1) * scale
     omega, dens = spectral_density(corr, s.dt_ps, window=s.window, zero_pad=s.zero_pad)
     _, smooth = spectral_density(corr, s.dt_ps, window="hann", zero_pad=s.zero_pad)
+    if s.correct_integrator_shift:  # observed -> true frequencies, band integrals of I conserved
+        dens = integrator.correct_density(omega, dens, s.integrator_timestep_fs)
     return omega, dens, omega**2 * smooth
 
 
@@ -462,18 +554,7 @@ def _spectrum(name, nu, runs, units_, description, s: SpectrumSettings, extra=No
 
 
 def ir_spectrum(
-    time_ps,
-    dipole_e_nm,
-    temperature_K: float = 300.0,
-    *,
-    max_corr_time_ps: float | None = None,
-    resolution_cm1: float | None = None,
-    window: str = "hann",
-    zero_pad: float = 4.0,
-    wmin_cm1: float = 0.0,
-    wmax_cm1: float | None = None,
-    quantum_correction: str = "harmonic",
-    n_molecules: float = 1.0,
+    time_ps, dipole_e_nm, temperature_K: float | None = None, options: SpectrumOptions | None = None, **fields
 ) -> Spectrum:
     """IR absorption line shape from the dipole autocorrelation.
 
@@ -482,21 +563,15 @@ def ir_spectrum(
     time_ps:
         Times [T] in ps (equally spaced), or a list of such arrays, one per run.
     dipole_e_nm:
-        Total dipole moment [T, 3] in e*nm, or a list of arrays, one per run.  Runs are
-        averaged with equal weight and their spread gives the standard error.
+        Total dipole moment [T, 3] in e*nm ([T, R, 3] for R replicas), or a list of arrays, one
+        per run.  Runs (and replicas) are averaged with equal weight and their spread gives the
+        standard error.
     temperature_K:
-        Temperature in kelvin (beta in the prefactor and the quantum correction).
-    max_corr_time_ps / resolution_cm1:
-        Maximum correlation time tau_max (ps), or the line-shape resolution (kernel FWHM,
-        cm^-1) that sets it; default: 10 cm^-1 resolution, at most a quarter of the shortest run.
-    window, zero_pad:
-        Lag window ("hann", "cos2", "none") and zero-padding factor of the cosine transform.
-    wmin_cm1, wmax_cm1:
-        Wavenumber range (cm^-1); wmax defaults to 4000 cm^-1 (cut at Nyquist with a warning).
-    quantum_correction:
-        "none", "harmonic" (default; equals the classical formula), "schofield", "standard".
-    n_molecules:
-        Number of molecules in the system: the line shape is per molecule.
+        Temperature in kelvin (beta in the prefactor and the quantum correction); overrides
+        ``options.temperature_K`` (default 300 K).
+    options, **fields:
+        :class:`SpectrumOptions` (resolution, window, range, quantum correction, kind of
+        correlation function, molecules, integrator shift), any field also accepted as a keyword.
 
     Returns
     -------
@@ -505,19 +580,7 @@ def ir_spectrum(
     integral over a band in cm^-1 is the band intensity in km/mol.
     """
     dt, runs = _runs(time_ps, dipole_e_nm, "dipole", (3,))
-    s = resolve_settings(
-        dt,
-        [r.shape[0] for r in runs],
-        max_corr_time_ps=max_corr_time_ps,
-        resolution_cm1=resolution_cm1,
-        window=window,
-        zero_pad=zero_pad,
-        wmin_cm1=wmin_cm1,
-        wmax_cm1=wmax_cm1,
-        temperature_K=temperature_K,
-        quantum_correction=quantum_correction,
-        n_molecules=n_molecules,
-    )
+    s = resolve_settings(dt, [r.shape[0] for r in runs], _options(options, temperature_K, **fields))
     per_run, check = [], []
     omega = None
     for r in runs:
@@ -542,41 +605,23 @@ def ir_spectrum(
 def raman_spectra(
     time_ps,
     polarizability_nm3,
-    temperature_K: float = 300.0,
+    temperature_K: float | None = None,
+    options: SpectrumOptions | None = None,
     *,
-    max_corr_time_ps: float | None = None,
-    resolution_cm1: float | None = None,
-    window: str = "hann",
-    zero_pad: float = 4.0,
-    wmin_cm1: float = 0.0,
-    wmax_cm1: float | None = None,
-    quantum_correction: str = "harmonic",
-    n_molecules: float = 1.0,
     depolarization_threshold: float = DEPOLARIZATION_THRESHOLD,
+    **fields,
 ) -> RamanSpectra:
     """Raman spectra from the polarizability autocorrelation.
 
-    ``polarizability_nm3`` is the polarizability volume [T, 3, 3] in nm^3 (or a list, one per
-    run); the other parameters are those of :func:`ir_spectrum`.  Returns the isotropic,
+    ``polarizability_nm3`` is the polarizability volume [T, 3, 3] in nm^3 ([T, R, 3, 3] for R
+    replicas, or a list, one per run); the other parameters are those of :func:`ir_spectrum`.  Returns the isotropic,
     anisotropic, parallel (VV), perpendicular (VH) and activity (45 iso + 7 aniso) line shapes
     in Angstrom^4 amu^-1 (cm^-1)^-1 per molecule, and the depolarisation ratio I_perp/I_par
     (dimensionless, NaN where I_par < depolarization_threshold * max I_par; its standard error
     is a jackknife over runs).
     """
     dt, runs = _runs(time_ps, polarizability_nm3, "polarizability", (3, 3))
-    s = resolve_settings(
-        dt,
-        [r.shape[0] for r in runs],
-        max_corr_time_ps=max_corr_time_ps,
-        resolution_cm1=resolution_cm1,
-        window=window,
-        zero_pad=zero_pad,
-        wmin_cm1=wmin_cm1,
-        wmax_cm1=wmax_cm1,
-        temperature_K=temperature_K,
-        quantum_correction=quantum_correction,
-        n_molecules=n_molecules,
-    )
+    s = resolve_settings(dt, [r.shape[0] for r in runs], _options(options, temperature_K, **fields))
     iso_runs, aniso_runs, check = [], [], []
     omega = None
     for r in runs:

@@ -16,8 +16,8 @@ import torch
 from painn_deploy import units
 from painn_deploy.elements import masses_amu
 from painn_deploy.errors import InputError
-from painn_deploy.spectra.constants import IR_KM_PER_MOL_PER_E2_PER_AMU
 from painn_deploy.spectra.harmonic import HarmonicWarning, external_basis, harmonic_analysis
+from painn_deploy.units import IR_KM_PER_MOL_PER_E2_PER_AMU
 
 WN = units.WAVENUMBER_PER_RAD_PER_PS  # cm^-1 per rad/ps
 

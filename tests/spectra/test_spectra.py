@@ -20,8 +20,8 @@ from painn_deploy.spectra import (
     read_properties,
     reduced_frequency,
 )
-from painn_deploy.spectra.constants import IR_KM_PER_MOL_PER_E2_PER_AMU, RAD_PER_PS_PER_CM1
 from painn_deploy.spectra.vibrational import SpectrumWarning, nyquist_cm1
+from painn_deploy.units import IR_KM_PER_MOL_PER_E2_PER_AMU, RAD_PER_PS_PER_CM1
 
 DT = 0.001  # ps
 RNG_SEED = 20240611
@@ -440,9 +440,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "2 run(s)" in printed and "IR peaks" in printed
 
-    # an impossible range is refused with a message, not a traceback
+    # an impossible range is refused with a message, not a traceback (exit status 2: bad input)
     rc = main([files[0], "--ir", "-o", str(tmp_path / "x"), "--wmax", "20000"])
-    assert rc == 1
+    assert rc == 2
     assert "Nyquist" in capsys.readouterr().err
 
 

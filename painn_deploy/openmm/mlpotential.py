@@ -1,0 +1,475 @@
+"""painn-deploy models as an OpenMM-ML potential: ``MLPotential("painn", model="model.pt")``.
+
+::
+
+    from openmmml import MLPotential
+
+    potential = MLPotential("painn", model="model.pt")  # or a painn-train checkpoint: model="best.ckpt"
+    system = potential.createSystem(topology)  # everything with the model
+    mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)  # ML/MM, mechanical embedding
+
+``painn`` is registered through the entry-point group ``openmmml.potentials`` (pyproject.toml), so
+installing painn-deploy is enough.  ``model`` is
+
+- an exported artefact (painn-export): for the ML molecule alone (the usual case; the ML atoms must
+  then be the model's particles in its order), or for the whole system with ``--atoms`` (ML/MM
+  artefacts: the ML atoms must be the artefact's);
+- a painn-train checkpoint (``.ckpt``): exported here, for the ML atoms of the topology, periodic
+  when the topology has a box.
+
+Options, given to ``MLPotential(...)`` or to ``createSystem``/``createMixedSystem`` (these win):
+
+- ``backend``: ``"python"`` (default): an ``openmm.PythonForce`` as OpenMM-ML's own potentials use,
+  with the ML atoms selected by ``PythonForce.setParticles``; ``"torch"``: an ``openmmtorch.TorchForce``
+  (C++, no Python in the step) whose module takes the ML atoms out of all particles' positions.
+- ``device``: where the PythonForce backend runs the model, ``"cpu"`` or ``"cuda"`` (default: CUDA when
+  available, as OpenMM-ML chooses).  A TorchForce runs on the device of the OpenMM platform.
+- ``dtype``: ``"float32"`` or ``"float64"``, the precision of the model (default: the artefact's;
+  float32 for a checkpoint).
+- ``cudaGraphs``: replay the model from a CUDA graph (fixed-shape models on CUDA).
+
+With a periodic box the ML atoms' pairs take the minimum image: a checkpoint is exported periodic,
+and a periodic artefact is one.  A non-periodic artefact can still serve a periodic topology as long as
+the ML atoms stay whole and away from their own images (every evaluation checks; an ML molecule that
+straddles a boundary of the box is an error that names the fix).  The model is local (cutoff), so
+``getMLLongRange()`` is False: mechanical embedding leaves the ML atoms' interactions with their
+periodic images to the MM force field's long-range electrostatics.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import openmm
+import torch
+from openmm import unit
+from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+from torch import Tensor, nn
+
+from .. import elements
+from ..deploy import Artefact, build_forcefield
+from ..deploy.artefact import read_metadata
+from ..deploy.module import host_checks
+from ..errors import (
+    BoxTooSmallError,
+    CheckpointError,
+    InputError,
+    PainnDeployError,
+    TopologyMismatchError,
+    UnknownElementError,
+)
+from ..model.checkpoint import load_checkpoint
+from .forces import ModelForce, torch_force
+
+BACKENDS = ("python", "torch")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+OPTIONS = ("backend", "device", "dtype", "cudaGraphs")
+PERIODIC_FIX = (
+    "Keep the ML molecule whole (wrap whole molecules into the box, as OpenMM's "
+    "getState(enforcePeriodicBox=True) and Modeller do, not atom by atom) or use a periodic model: pass the "
+    "painn-train checkpoint as model= (exported periodic here, as the topology has a box), or export one with "
+    "painn-export CHECKPOINT --pdb ML_MOLECULE.pdb where the PDB has a CRYST1 box"
+)
+
+
+class PaiNNPotentialImplFactory(MLPotentialImplFactory):
+    """Creates :class:`PaiNNPotentialImpl` objects for ``MLPotential("painn", model=..., **options)``."""
+
+    def createImpl(self, name: str, model=None, **args) -> MLPotentialImpl:
+        return PaiNNPotentialImpl(name, model, **args)
+
+
+class PaiNNPotentialImpl(MLPotentialImpl):
+    """The ``painn`` potential of OpenMM-ML: a painn-deploy model (exported artefact or painn-train
+    checkpoint) as a PythonForce or TorchForce on the ML atoms.  See the module documentation."""
+
+    def __init__(self, name: str, model=None, **options):
+        if model is None:
+            raise InputError(
+                f"MLPotential({name!r}) needs model=: an exported model (model.pt, from painn-export) or a "
+                f"painn-train checkpoint (best.ckpt)"
+            )
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise InputError(
+                f"MLPotential({name!r}) does not take {', '.join(unknown)}; its options are model= and "
+                f"{', '.join(OPTIONS)}"
+            )
+        self.name = name
+        self.options = dict(options)
+        _check_options(self.options)
+        self.path = Path(model)
+        self.artefact, self.record = open_model(self.path)
+
+    def getMLLongRange(self) -> bool:
+        return False  # a cutoff model: no interactions beyond its cutoff
+
+    def addForces(
+        self,
+        topology: "openmm.app.Topology",
+        system: "openmm.System",
+        atoms,
+        forceGroup: int,
+        **args,
+    ) -> None:
+        options = {**self.options, **{k: v for k, v in args.items() if k in OPTIONS}}
+        _check_options(options)
+        backend = options.get("backend", "python")
+        device = self._getTorchDevice(options)
+        n_particles = topology.getNumAtoms()
+        if system.getNumParticles() != n_particles:
+            raise TopologyMismatchError(
+                f"the System has {system.getNumParticles()} particles and the topology {n_particles}; create the "
+                f"System for this topology"
+            )
+        ml = ml_atom_indices(atoms, n_particles)
+        z = ml_atomic_numbers(topology, ml)
+        box = _box_nm(topology, system)
+        recipe = self._recipe(topology, ml, z, box, options.get("dtype"), atoms is not None)
+        module = build_module(recipe, python_force=backend == "python")
+        cuda_graphs = bool(options.get("cudaGraphs", False))
+        if backend == "torch":
+            force = torch_force(module, recipe.force_periodic, cuda_graphs)
+        else:
+            force = openmm.PythonForce(PaiNNComputation(recipe, str(device), cuda_graphs, module))
+            force.setUsesPeriodicBoundaryConditions(recipe.force_periodic)
+            if recipe.ml_subset:  # the PythonForce receives the ML atoms only
+                force.setParticles(ml)
+        force.setName(f"PaiNN ({self.path.name})")
+        force.setForceGroup(forceGroup)
+        system.addForce(force)
+
+    def _recipe(self, topology, ml, z, box, dtype, subset: bool) -> "Recipe":
+        """What the force runs, after the checks of the ML atoms against the model."""
+        n_particles = topology.getNumAtoms()
+        subset = subset and len(ml) < n_particles
+        known, cutoff_nm = self._elements_and_cutoff()
+        check_ml_elements(topology, ml, z, known, str(self.path))
+        takes_all = False
+        if self.artefact is not None:
+            artefact = self.artefact
+            model_periodic = artefact.periodic
+            if artefact.atom_indices is None:
+                artefact.check_system(z, box, "the ML atoms of the topology")
+            else:  # an ML/MM artefact: positions of all particles, its own ML atoms
+                takes_all = True
+                own_atoms = [int(i) for i in artefact.atom_indices]
+                if own_atoms != ml or len(artefact.particle_atomic_numbers) != n_particles:
+                    raise TopologyMismatchError(
+                        f"{self.path} was exported for ML/MM with ML atoms {_short(own_atoms)} among "
+                        f"{len(artefact.particle_atomic_numbers)} particles, but here the ML atoms are {_short(ml)} "
+                        f"among {n_particles}; give the artefact's ML atoms, export the model for the ML molecule "
+                        f"alone (painn-export CHECKPOINT --pdb MOLECULE.pdb), or pass the checkpoint as model="
+                    )
+                artefact.check_system(list(artefact.particle_atomic_numbers), box, "the topology")
+        else:
+            model_periodic = box is not None
+            if model_periodic:
+                widths = np.diag(box)
+                if np.any(widths < 2.0 * cutoff_nm):
+                    raise BoxTooSmallError(
+                        f"the box of the topology has widths {np.round(widths, 4).tolist()} nm, less than twice the "
+                        f"model cutoff ({2.0 * cutoff_nm:.3f} nm): the ML atoms would interact with their own "
+                        f"images. Use a larger box."
+                    )
+        return Recipe(
+            path=str(self.path),
+            checkpoint=self.artefact is None,
+            atomic_numbers=list(z),
+            atoms=list(ml),
+            n_particles=n_particles,
+            dtype=dtype,
+            model_periodic=model_periodic,
+            force_periodic=box is not None,
+            check_whole=box is not None and not model_periodic,
+            cutoff_nm=cutoff_nm,
+            takes_all=takes_all,
+            subset=subset,
+        )
+
+    def _elements_and_cutoff(self) -> Tuple[List[int], float]:
+        if self.artefact is not None:
+            known = [elements.atomic_number(s) for s in self.artefact.metadata["model_elements"]]
+            return known, self.artefact.cutoff_nm
+        config = self.record["config"]
+        return [int(x) for x in config["elements"]], float(config["cutoff_angstrom"]) * 0.1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to build the force's module again (plain values: pickled with the System)."""
+
+    path: str
+    checkpoint: bool
+    atomic_numbers: List[int]  # of the ML atoms
+    atoms: List[int]  # the ML atoms among the topology's particles
+    n_particles: int
+    dtype: Optional[str]
+    model_periodic: bool
+    force_periodic: bool  # the topology has a box
+    check_whole: bool  # non-periodic model, periodic topology
+    cutoff_nm: float
+    takes_all: bool  # an ML/MM artefact: positions of every particle
+    subset: bool  # the ML atoms are some of the particles
+
+    @property
+    def ml_subset(self) -> bool:
+        """A model of the ML atoms alone among more particles: a PythonForce gets the ML atoms
+        (setParticles), a TorchForce's module takes them out of all positions."""
+        return self.subset and not self.takes_all
+
+
+def build_module(recipe: Recipe, python_force: bool = False) -> nn.Module:
+    """The scripted module for a recipe: the model (loaded, or exported from the checkpoint for the ML atoms)
+    and, where needed, :class:`MLAtoms` around it (for a PythonForce: ``python_force``)."""
+    if recipe.checkpoint:
+        record = load_checkpoint(recipe.path)
+        eager = build_forcefield(
+            record, recipe.atomic_numbers, recipe.model_periodic, "auto", recipe.dtype or "float32"
+        )
+        module = torch.jit.script(eager)
+    else:
+        model = Artefact(recipe.path).load("cpu")
+        if recipe.dtype is not None and DTYPES[recipe.dtype] != model.dtype:
+            model = model.to(DTYPES[recipe.dtype])
+        module = model.module
+    select = recipe.ml_subset and not python_force  # (a PythonForce gets the ML atoms alone: setParticles)
+    check_atoms = recipe.subset and recipe.takes_all
+    if select or recipe.check_whole:
+        module = torch.jit.script(
+            MLAtoms(module, recipe.atoms, recipe.n_particles, select, check_atoms, recipe.model_periodic,
+                    recipe.check_whole, recipe.cutoff_nm)
+        )  # fmt: skip
+    return module
+
+
+class PaiNNComputation:
+    """The PythonForce's computation: a :class:`~painn_deploy.openmm.forces.ModelForce` on ``device``.
+
+    Errors of the model (a molecule across the box boundary, ...) reach OpenMM as ``RuntimeError("TypeName:
+    message")``, which OpenMM passes on as ``OpenMMException``; :func:`painn_deploy.errors.from_torchscript` gives
+    the typed exception back.  Pickled (``XmlSerializer``) as its recipe: the model is read again from its file."""
+
+    def __init__(self, recipe: Recipe, device: str = "cpu", cuda_graphs: bool = False, module=None):
+        self.recipe = recipe
+        self.device = device
+        self.cuda_graphs = cuda_graphs
+        if module is None:  # (unpickled)
+            module = build_module(recipe, python_force=True)
+        self.adapter = ModelForce(module, recipe.force_periodic, device, cuda_graphs)
+
+    def __call__(self, state):
+        try:
+            energy, forces = self.adapter(state)
+        except PainnDeployError as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+        if self.recipe.check_whole and not np.isfinite(energy):  # (on CUDA the check gives NaN, not an error)
+            raise RuntimeError(
+                "InputError: the model returned a NaN energy: the ML atoms straddle a boundary of the periodic box "
+                "or come too close to their periodic images, and the model is not periodic. " + PERIODIC_FIX + "."
+            )
+        return energy, forces
+
+    def __reduce__(self):
+        return (PaiNNComputation, (self.recipe, self.device, self.cuda_graphs))
+
+
+class MLAtoms(nn.Module):
+    """A model's evaluation within a larger set of particles, or inside a periodic box it does not know.
+
+    ``select``: the model's atoms are ``atoms`` among ``n_particles`` positions; forces go back to all
+    particles (zero on the others).  ``check_atoms``: the model takes all positions itself (an ML/MM artefact)
+    and ``atoms`` only says which to check.  ``check_whole``: the model is not periodic but the system is; the
+    ML atoms must then span, along each box vector, less than the box's width there minus the cutoff, so that
+    no atom sees another's periodic image (it would not: the model knows no box).  Otherwise CPU evaluations
+    raise an error and CUDA ones (no host synchronisation) return a NaN energy.
+    """
+
+    select: torch.jit.Final[bool]
+    check_atoms: torch.jit.Final[bool]
+    model_periodic: torch.jit.Final[bool]
+    check_whole: torch.jit.Final[bool]
+    n_particles: torch.jit.Final[int]
+    cutoff_nm: torch.jit.Final[float]
+    periodic_fix: torch.jit.Final[str]
+
+    def __init__(
+        self,
+        model: nn.Module,
+        atoms: Sequence[int],
+        n_particles: int,
+        select: bool,
+        check_atoms: bool,
+        model_periodic: bool,
+        check_whole: bool,
+        cutoff_nm: float,
+    ):
+        super().__init__()
+        self.model = model
+        self.select = bool(select)
+        self.check_atoms = bool(check_atoms)
+        self.model_periodic = bool(model_periodic)
+        self.check_whole = bool(check_whole)
+        self.n_particles = int(n_particles)
+        self.cutoff_nm = float(cutoff_nm)
+        self.periodic_fix = PERIODIC_FIX
+        self.register_buffer("atoms", torch.tensor([int(a) for a in atoms], dtype=torch.long))
+        self.register_buffer("dtype_marker", torch.zeros((), dtype=model.dtype_marker.dtype))
+
+    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Energy (kJ/mol) and forces (kJ/mol/nm): the TorchForce contract with ``setOutputsForces(True)``."""
+        energy, forces, _, _ = self.energy_forces_features(positions, boxvectors)
+        return energy, forces
+
+    @torch.jit.export
+    def energy_forces_features(
+        self, positions: Tensor, boxvectors: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        with torch.no_grad():  # a copy before anything reads them (see PaiNNForceField._evaluate)
+            positions = torch.empty_like(positions).copy_(positions)
+        ml = positions.index_select(-2, self.atoms) if self.select or self.check_atoms else positions
+        broken: Optional[Tensor] = None
+        if self.check_whole:
+            if boxvectors is None:
+                raise RuntimeError("InputError: the ML atoms are in a periodic box: call with (positions, boxvectors)")
+            broken = self._check_whole(ml, boxvectors.to(ml.dtype))
+        box = boxvectors if self.model_periodic else None
+        energy, forces, s, v = self.model.energy_forces_features(ml if self.select else positions, box)
+        if self.select:
+            shape = positions.shape
+            every = torch.zeros(shape, dtype=forces.dtype, device=forces.device)
+            forces = every.index_copy(positions.dim() - 2, self.atoms, forces)
+        if broken is not None:
+            energy = torch.where(broken, torch.full_like(energy, float("nan")), energy)
+        return energy, forces, s, v
+
+    def _check_whole(self, ml: Tensor, box: Tensor) -> Tensor:
+        """Whether the ML atoms come closer than the cutoff to one another's periodic images ([] or [B])."""
+        a, b, c = box[..., 0, :], box[..., 1, :], box[..., 2, :]
+        volume = torch.abs(torch.linalg.det(box))
+        spacing = torch.stack(  # distances between the lattice planes across each box vector
+            [
+                volume / torch.linalg.norm(torch.cross(b, c, dim=-1), dim=-1),
+                volume / torch.linalg.norm(torch.cross(c, a, dim=-1), dim=-1),
+                volume / torch.linalg.norm(torch.cross(a, b, dim=-1), dim=-1),
+            ],
+            -1,
+        )
+        fractional = torch.matmul(ml, torch.linalg.inv(box))
+        extent = (fractional.amax(-2) - fractional.amin(-2)) * spacing  # [..., 3] nm
+        too_wide = extent > spacing - self.cutoff_nm
+        broken = too_wide.any(-1)
+        if ml.device.type == "cpu" and host_checks() and bool(broken.any()):
+            flat_extent = extent.reshape(-1, 3)
+            flat_spacing = spacing.expand(extent.shape).reshape(-1, 3)
+            k = int(torch.nonzero(too_wide.reshape(-1, 3))[0, 1])
+            frame = int(torch.nonzero(too_wide.reshape(-1, 3))[0, 0])
+            vector = ["a", "b", "c"][k]
+            raise RuntimeError(
+                "InputError: the ML atoms extend over " + _nm(flat_extent[frame, k]) + " nm across box vector "
+                + vector + ", more than the box's width there (" + _nm(flat_spacing[frame, k]) + " nm) minus the "
+                "model cutoff (" + _nm(torch.tensor(self.cutoff_nm)) + " nm): the ML molecule straddles a boundary of "
+                "the periodic box (positions wrapped atom by atom?) or the box is too narrow, and the model is not "
+                "periodic, so it would miss the interactions across the boundary. " + self.periodic_fix + "."
+            )  # fmt: skip
+        return broken
+
+
+def _nm(x: Tensor) -> str:
+    """A length (nm) with three decimals."""
+    milli = int(torch.round(x.double() * 1000.0))
+    return str(milli // 1000) + "." + ("00" + str(milli % 1000))[-3:]
+
+
+# ---- checks and helpers ---------------------------------------------------------------------------------------
+
+
+def open_model(path: Path):
+    """``(artefact, None)`` for an exported model, ``(None, record)`` for a painn-train checkpoint."""
+    if not path.is_file():
+        raise CheckpointError(
+            f"model {path} does not exist; give an exported model (painn-export) or a painn-train checkpoint"
+        )
+    if path.suffix == ".ckpt":
+        return None, load_checkpoint(path)
+    try:
+        read_metadata(path)
+    except CheckpointError as exc:
+        try:  # a checkpoint under another name
+            return None, load_checkpoint(path)
+        except CheckpointError:
+            raise exc from None
+    return Artefact(path), None
+
+
+def _check_options(options: dict) -> None:
+    backend = options.get("backend", "python")
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    dtype = options.get("dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
+
+
+def ml_atom_indices(atoms, n_particles: int) -> List[int]:
+    """The ML atoms as a list of distinct indices (all particles when ``atoms`` is None)."""
+    if atoms is None:
+        return list(range(n_particles))
+    ml = [int(i) for i in atoms]
+    if not ml:
+        raise InputError("no ML atoms given: pass the indices of the atoms the model should describe")
+    outside = [i for i in ml if not 0 <= i < n_particles]
+    if outside:
+        raise InputError(f"ML atom indices {outside[:5]} are outside the topology's atoms 0 to {n_particles - 1}")
+    if len(set(ml)) != len(ml):
+        raise InputError("the ML atom indices contain duplicates")
+    return ml
+
+
+def ml_atomic_numbers(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[int]:
+    atoms = list(topology.atoms())
+    z = []
+    for i in ml:
+        atom = atoms[i]
+        if atom.element is None:
+            raise InputError(
+                f"ML atom {i} ({atom.name} in residue {atom.residue.name} {atom.residue.id}) has no element "
+                f"(a virtual site?); leave it out of the ML atoms"
+            )
+        z.append(atom.element.atomic_number)
+    return z
+
+
+def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequence[int], model: str) -> None:
+    """Raise :class:`UnknownElementError` naming each element of the ML atoms that the model does not know,
+    the atoms that have it, and what to do."""
+    known_set = {int(k) for k in known}
+    bad = [(i, int(zi)) for i, zi in zip(ml, z) if int(zi) not in known_set]
+    if not bad:
+        return
+    atoms = list(topology.atoms())
+    unknown = ", ".join(f"{elements.symbol(x)} (Z={x})" for x in sorted({zi for _, zi in bad}))
+    trained = ", ".join(elements.symbol(x) for x in sorted(known_set))
+    listing = "; ".join(
+        f"atom {i} ({atoms[i].name} in residue {atoms[i].residue.name} {atoms[i].residue.id})" for i, _ in bad[:5]
+    )
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    raise UnknownElementError(
+        f"the ML atoms contain {unknown}, which the model {model} was not trained on (it knows {trained}): "
+        f"{listing}{more}. Give only atoms of these elements as ML atoms (model the others with the MM force field "
+        f"in createMixedSystem), or train a model on data that contains {unknown.split(' ')[0]}."
+    )
+
+
+def _short(indices: Sequence[int]) -> str:
+    return str(list(indices)) if len(indices) <= 10 else f"[{', '.join(map(str, indices[:10]))}, ...] ({len(indices)})"
+
+
+def _box_nm(topology, system) -> Optional[np.ndarray]:
+    box = topology.getPeriodicBoxVectors()
+    if box is None and system.usesPeriodicBoundaryConditions():
+        box = system.getDefaultPeriodicBoxVectors()
+    if box is None:
+        return None
+    return np.asarray([[x.value_in_unit(unit.nanometer) for x in v] for v in box])

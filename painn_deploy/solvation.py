@@ -1,0 +1,100 @@
+"""A molecule in a box of water for ML/MM: OpenMM's ``Modeller.addSolvent`` with amber14 + TIP3P.
+
+amber14 knows proteins, nucleic acids, water and ions, not small molecules; the bundled
+``resources/forcefields/ethanol_oplsaa.xml`` (OPLS-AA, Jorgensen et al. 1996) adds ethanol (residue EOH,
+as in ``resources/ethanol.pdb``).  Other molecules need their own OpenMM force-field XML
+(``forcefield_files``), e.g. written by openmmforcefields' GAFF or SMIRNOFF template generators.
+
+::
+
+    topology, positions = solvate("ethanol.pdb", "solvated.pdb", padding_nm=1.0)
+    mm_system = forcefield().createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer)
+"""
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch  # noqa: F401  (before openmm: see painn_deploy/__init__.py)
+from openmm import app, unit
+
+from .errors import InputError
+
+FORCEFIELD_DIR = Path(__file__).resolve().parent / "resources" / "forcefields"
+ETHANOL_FORCEFIELD = FORCEFIELD_DIR / "ethanol_oplsaa.xml"
+MM_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")  # the water model that addSolvent's "tip3p" places
+WATER_MODELS = {"tip3p": "amber14/tip3p.xml", "tip3pfb": "amber14/tip3pfb.xml", "spce": "amber14/spce.xml"}
+
+
+def forcefield(forcefield_files: Sequence = (), water_model: str = "tip3p") -> "app.ForceField":
+    """amber14, its ``water_model``, the bundled ethanol template and the user's ``forcefield_files``."""
+    if water_model not in WATER_MODELS:
+        raise InputError(f"water_model must be one of {', '.join(WATER_MODELS)}, not {water_model!r}")
+    files = ["amber14-all.xml", WATER_MODELS[water_model], str(ETHANOL_FORCEFIELD)]
+    files += [str(f) for f in forcefield_files]
+    try:
+        return app.ForceField(*files)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read the force field {', '.join(files)}: {exc}") from exc
+
+
+def check_templates(ff: "app.ForceField", topology: "app.Topology", where: str = "the structure") -> None:
+    """Raise :class:`InputError` naming every residue of ``topology`` that the force field has no template for."""
+    unmatched = ff.getUnmatchedResidues(topology)
+    if not unmatched:
+        return
+    names = sorted({r.name for r in unmatched})
+    first = unmatched[0]
+    atoms = " ".join(a.name for a in first.atoms())
+    raise InputError(
+        f"{where}: the force field has no template for residue {', '.join(names)} (first: residue {first.name} "
+        f"{first.id} of chain {first.chain.id}, atoms {atoms}); give an OpenMM force-field XML that defines it "
+        f"with forcefield_files=[...] (e.g. from openmmforcefields' GAFF or SMIRNOFF template generators). "
+        f"Bundled: ethanol as residue EOH ({ETHANOL_FORCEFIELD.name})."
+    )
+
+
+def solvate(
+    pdb_path,
+    output_pdb=None,
+    n_waters: Optional[int] = None,
+    padding_nm: Optional[float] = None,
+    forcefield_files: Sequence = (),
+    water_model: str = "tip3p",
+    box_shape: str = "cube",
+    ionic_strength_molar: float = 0.0,
+):
+    """The molecule(s) of ``pdb_path`` in a periodic box of water: ``n_waters`` molecules, or ``padding_nm`` of
+    water around them (default 1 nm), plus counter-ions for a charged solute.  Writes ``output_pdb`` (with its
+    CRYST1 box) when given; returns ``(topology, positions)``.
+
+    Every residue needs a template in the force field (amber14 + the bundled ethanol + ``forcefield_files``):
+    :func:`check_templates` names those without one."""
+    if n_waters is not None and padding_nm is not None:
+        raise InputError("give n_waters or padding_nm, not both")
+    if n_waters is None and padding_nm is None:
+        padding_nm = 1.0
+    if n_waters is not None and int(n_waters) < 1:
+        raise InputError(f"n_waters must be at least 1, not {n_waters}")
+    pdb_path = Path(pdb_path)
+    if not pdb_path.is_file():
+        raise InputError(f"{pdb_path} does not exist")
+    pdb = app.PDBFile(str(pdb_path))
+    ff = forcefield(forcefield_files, water_model)
+    check_templates(ff, pdb.topology, str(pdb_path))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    size = {"numAdded": int(n_waters)} if n_waters is not None else {"padding": padding_nm * unit.nanometer}
+    try:
+        modeller.addSolvent(
+            ff,
+            model=water_model,
+            boxShape=box_shape,
+            ionicStrength=ionic_strength_molar * unit.molar,
+            **size,
+        )
+    except ValueError as exc:  # a template OpenMM still could not match, an unknown box shape, ...
+        raise InputError(f"cannot solvate {pdb_path}: {exc}") from exc
+    if output_pdb is not None:
+        Path(output_pdb).parent.mkdir(parents=True, exist_ok=True)
+        with open(output_pdb, "w") as f:
+            app.PDBFile.writeFile(modeller.topology, modeller.positions, f, keepIds=True)
+    return modeller.topology, modeller.positions

@@ -1,0 +1,331 @@
+"""``compute_spectra``: property files -> IR/Raman spectra -> CSV, PNG and metadata.json.
+
+The whole of ``painn-spectrum`` as one library call on a :class:`~.config.SpectrumConfig`:
+
+1. read the files (:func:`~.io.read_properties`); each file, and each replica of a file with a replica
+   axis, is one independent run, averaged with equal weight;
+2. check that all files hold the same kind of correlation function ("classical", or "kubo" for
+   ring-polymer MD) and pick the quantum treatment (:func:`~.quantum.resolve_quantum_correction`);
+3. compute the spectra (:func:`~.vibrational.ir_spectrum`, :func:`~.vibrational.raman_spectra`),
+   optionally undoing the Verlet frequency shift (:mod:`.integrator`), whose size at the top of the
+   range is reported either way;
+4. write one CSV per spectrum, PNG plots and metadata.json (settings, treatment, shift, warnings).
+
+Formulas and units: docs/spectra.md.
+"""
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import units
+from ..errors import InputError
+from . import integrator
+from .config import DEFAULT_TEMPERATURE_K, SpectrumConfig
+from .io import Properties, read_modes_csv, read_properties, write_spectrum_csv
+from .vibrational import (
+    IR_UNITS,
+    RAMAN_UNITS,
+    RamanSpectra,
+    Spectrum,
+    SpectrumWarning,
+    ir_spectrum,
+    raman_spectra,
+)
+
+
+@dataclass
+class SpectraResult:
+    """What :func:`compute_spectra` computed and wrote.
+
+    ``metadata`` is the content of metadata.json; ``notices`` are informational lines (quantum
+    treatment, integrator shift), ``warnings`` the messages of the warnings issued on the way.
+    """
+
+    config: SpectrumConfig
+    ir: Spectrum | None
+    raman: RamanSpectra | None
+    metadata: dict
+    notices: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    def spectra(self) -> dict[str, Spectrum]:
+        """Every spectrum keyed by its file-name stem (``ir``, ``raman_isotropic``, ...)."""
+        out = {"ir": self.ir} if self.ir is not None else {}
+        if self.raman is not None:
+            out.update(self.raman.components())
+        return out
+
+    def summary(self) -> str:
+        """A few lines for the terminal: runs, sampling, resolution, range, temperature, peaks."""
+        s, m = self.metadata["settings"], self.metadata
+        lines = [
+            f"{m['n_runs']} run(s) from {len(m['files'])} file(s), sampling interval "
+            f"{s['dt_ps'] * units.FS_PER_PS:g} fs (Nyquist {s['nyquist_cm1']:.0f} cm^-1), tau_max "
+            f"{s['max_corr_time_ps']:.4g} ps, resolution (FWHM) {s['resolution_fwhm_cm1']:.3g} cm^-1, grid "
+            f"{s['grid_spacing_cm1']:.3g} cm^-1, range {s['wmin_cm1']:g}-{s['wmax_cm1']:.0f} cm^-1, "
+            f"T = {m['temperature_K']:g} K ({m['temperature_source']})"
+        ]
+        if self.ir is not None:
+            lines.append(f"IR peaks (cm^-1): {', '.join(f'{v:.0f}' for v in _peaks(self.ir)) or 'none'}")
+        if self.raman is not None:
+            peaks = ", ".join(f"{v:.0f}" for v in _peaks(self.raman.activity)) or "none"
+            lines.append(f"Raman activity peaks (cm^-1): {peaks}")
+        return "\n".join(lines)
+
+
+def compute_spectra(config: SpectrumConfig) -> SpectraResult:
+    """Run the analysis described by ``config`` and write its outputs to ``config.output``
+    (nothing is written when it is None).
+
+    Raises :class:`~painn_deploy.errors.InputError` for unusable input.  The warnings issued on
+    the way are stored in the result and in metadata.json, and re-issued to the caller.
+    """
+    recorded: list = []
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always")
+            result = _analyse(config)
+            if config.output is not None:
+                result.written.extend(_write_outputs(result, Path(config.output)))
+            result.warnings = [m for m, _ in _unique(recorded)]
+            result.metadata["warnings"] = result.warnings
+            if config.output is not None:
+                result.written.append(_write_metadata(result, Path(config.output)))
+    finally:
+        for message, category in _unique(recorded):
+            warnings.warn(message, category, stacklevel=2)
+    return result
+
+
+def _unique(recorded) -> list[tuple[str, type]]:
+    """(message, category) of the user-facing warnings, once each (library deprecations dropped)."""
+    seen = {}
+    for w in recorded:
+        if issubclass(w.category, UserWarning):
+            seen.setdefault(str(w.message), w.category)
+    return list(seen.items())
+
+
+def _check_output(output) -> None:
+    if output is not None and Path(output).exists() and not Path(output).is_dir():
+        raise InputError(
+            f"the output path {output} exists and is a file: -o/--output names a directory for the CSV, PNG "
+            "and metadata.json files. Give a new or existing directory."
+        )
+
+
+def _quantities(config: SpectrumConfig, props: list[Properties]) -> tuple[bool, bool]:
+    do_ir, do_raman = config.ir, config.raman
+    if not do_ir and not do_raman:
+        do_ir = all(p.dipole_e_nm is not None for p in props)
+        do_raman = all(p.polarizability_nm3 is not None for p in props)
+        if not (do_ir or do_raman):
+            raise InputError(
+                "no quantity is recorded in every file: give files that all contain 'dipole' or all "
+                "contain 'polarizability'"
+            )
+    for p in props:
+        if do_ir and p.dipole_e_nm is None:
+            raise InputError(f"{p.path}: --ir needs the 'dipole' dataset, which this file lacks")
+        if do_raman and p.polarizability_nm3 is None:
+            raise InputError(f"{p.path}: --raman needs the 'polarizability' dataset, which this file lacks")
+    return do_ir, do_raman
+
+
+def _correlation(props: list[Properties]) -> str:
+    kinds = {p.correlation for p in props}
+    if len(kinds) > 1:
+        listing = "; ".join(f"{k}: {', '.join(p.path for p in props if p.correlation == k)}" for k in sorted(kinds))
+        raise InputError(
+            "cannot average classical MD and ring-polymer MD (Kubo-transformed) correlation functions: they "
+            f"need different quantum treatments and describe different dynamics ({listing}). Analyse them separately."
+        )
+    return kinds.pop()
+
+
+def _temperature(config: SpectrumConfig, props: list[Properties]) -> tuple[float, str]:
+    if config.temperature_K is not None:
+        return float(config.temperature_K), "command line"
+    temps = [p.temperature_K for p in props if p.temperature_K is not None]
+    if not temps:
+        return DEFAULT_TEMPERATURE_K, "default (no temperature_K attribute in the files)"
+    if max(temps) - min(temps) > 1e-6 * max(temps):
+        warnings.warn(
+            f"the files were run at different temperatures ({', '.join(f'{t:g}' for t in temps)} K); "
+            f"using {temps[0]:g} K. Give --temperature-K or average runs of one temperature only.",
+            SpectrumWarning,
+            stacklevel=2,
+        )
+    return float(temps[0]), "file attribute temperature_K"
+
+
+def _timestep(config: SpectrumConfig, props: list[Properties]) -> tuple[float | None, str]:
+    """MD time step (fs) for the integrator shift, and where it came from."""
+    if config.integrator_timestep_fs is not None:
+        return float(config.integrator_timestep_fs), "command line"
+    steps = {p.timestep_fs for p in props}
+    missing = [p.path for p in props if p.timestep_fs is None]
+    if missing and len(steps) > 1:
+        raise InputError(
+            f"only some files give the MD time step (attribute timestep_fs; missing in {', '.join(missing)}): "
+            "give it with --integrator-timestep-fs"
+        )
+    steps.discard(None)
+    if not steps:
+        return None, "unknown (no timestep_fs attribute)"
+    if len(steps) > 1:
+        if config.correct_integrator_shift:
+            raise InputError(
+                f"the files were run with different time steps ({', '.join(f'{s:g}' for s in sorted(steps))} fs); "
+                "the integrator shift can only be corrected for one: analyse them separately"
+            )
+        return max(steps), "file attribute timestep_fs (the largest of the files)"
+    return steps.pop(), "file attribute timestep_fs"
+
+
+def _shift_report(settings: dict, step_fs: float | None, source: str, corrected: bool) -> tuple[dict, str, bool]:
+    """(metadata block, message, whether it deserves a warning) for the Verlet frequency shift."""
+    if step_fs is None:
+        return (
+            {"timestep_fs": None, "corrected": False},
+            "the files give no MD time step (attribute timestep_fs), so the Verlet frequency shift "
+            "omega' = (2/dt) arcsin(omega dt/2) was not assessed; give --integrator-timestep-fs",
+            False,
+        )
+    top = settings["wmax_cm1"]
+    shift = float(integrator.shift_cm1(top, step_fs))
+    block = {
+        "timestep_fs": step_fs,
+        "timestep_source": source,
+        "at_wavenumber_cm1": top,
+        "shift_cm1": shift,
+        "relative_shift": shift / top,
+        "formula": "omega' = (2/dt) arcsin(omega dt/2)",
+        "corrected": corrected,
+    }
+    what = (
+        f"a {step_fs:g} fs Verlet-type time step shifts harmonic lines up by {shift:.1f} cm^-1 "
+        f"({100 * shift / top:.2f} %) at {top:.0f} cm^-1, the top of the range (omega' = (2/dt) arcsin(omega dt/2))"
+    )
+    if corrected:
+        return block, f"{what}; corrected: wavenumbers mapped back by omega = (2/dt) sin(omega' dt/2)", False
+    return block, f"{what}; --correct-integrator-shift maps them back", shift > 0.5 * settings["resolution_fwhm_cm1"]
+
+
+def _analyse(config: SpectrumConfig) -> SpectraResult:
+    if not config.files:
+        raise InputError("no property files given: name at least one properties.h5 (or 'files' in --config)")
+    _check_output(config.output)
+    props = [read_properties(f) for f in config.files]
+    do_ir, do_raman = _quantities(config, props)
+    correlation = _correlation(props)
+    temperature, t_source = _temperature(config, props)
+    step_fs, step_source = _timestep(config, props)
+    options = config.options(temperature, correlation, step_fs)
+    runs = [run for p in props for run in p.runs()]
+    times = [r.time_ps for r in runs]
+    ir = ir_spectrum(times, [r.dipole_e_nm for r in runs], options=options) if do_ir else None
+    raman = raman_spectra(times, [r.polarizability_nm3 for r in runs], options=options) if do_raman else None
+    settings = ir.metadata if ir is not None else raman.activity.metadata
+
+    notices = [f"quantum treatment: {settings['quantum_correction']} ({settings['quantum_correction_reason']})"]
+    shift, message, serious = _shift_report(settings, step_fs, step_source, config.correct_integrator_shift)
+    if serious:
+        warnings.warn(
+            f"{message}; this exceeds half the resolution ({settings['resolution_fwhm_cm1']:.3g} cm^-1)",
+            SpectrumWarning,
+            stacklevel=2,
+        )
+    else:
+        notices.append(message)
+    meta = {
+        "files": [p.path for p in props],
+        "runs": [r.label for r in runs],
+        "n_runs": len(runs),
+        "replicas": {p.path: p.replicas for p in props},
+        "file_attributes": {p.path: p.attrs for p in props},
+        "temperature_K": temperature,
+        "temperature_source": t_source,
+        "correlation": correlation,
+        "quantum_correction": settings["quantum_correction"],
+        "quantum_correction_requested": config.quantum_correction,
+        "quantum_correction_reason": settings["quantum_correction_reason"],
+        "integrator_shift": shift,
+        "settings": settings,
+        "notices": notices,
+        "config": config.as_dict(),
+        "spectra": {},
+    }
+    return SpectraResult(config, ir, raman, meta, notices)
+
+
+def _peaks(spectrum: Spectrum, n: int = 6) -> list[float]:
+    from scipy.signal import find_peaks
+
+    y = np.nan_to_num(spectrum.intensity)
+    if y.max() <= 0:
+        return []
+    idx, prop = find_peaks(y, prominence=0.02 * y.max())
+    order = np.argsort(prop["prominences"])[::-1][:n]
+    return sorted(float(spectrum.wavenumber_cm1[i]) for i in idx[order])
+
+
+def _write_outputs(result: SpectraResult, out: Path) -> list[Path]:
+    written = []
+    for s in result.spectra().values():
+        written.append(write_spectrum_csv(s, out / f"{s.name}.csv"))
+        result.metadata["spectra"][s.name] = {"file": f"{s.name}.csv", "units": s.units, "description": s.description}
+    if result.config.plots:
+        written.extend(_write_plots(result, out))
+    return written
+
+
+def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
+    from .plots import plot_spectra, unicode_units
+
+    ir, raman, meta = result.ir, result.raman, result.metadata
+    sticks = read_modes_csv(result.config.sticks) if result.config.sticks else None
+    qc = f"{meta['quantum_correction']} quantum treatment, {meta['temperature_K']:g} K"
+    if meta["integrator_shift"].get("corrected"):
+        qc += ", integrator shift corrected"
+    raman_y = f"Raman ({unicode_units(RAMAN_UNITS)})"
+    plots = []  # (file, spectra, labels, title, ylabel, harmonic sticks)
+    if ir is not None:
+        st = (
+            (sticks.wavenumber_cm1, sticks.ir_intensity_km_per_mol, "harmonic IR intensity (km/mol)")
+            if sticks
+            else None
+        )
+        plots.append(("ir.png", [ir], ["MD"], f"IR ({qc})", f"IR ({unicode_units(IR_UNITS)})", st))
+    if raman is not None:
+        st = (
+            (sticks.wavenumber_cm1, sticks.raman_activity_A4_per_amu, "harmonic Raman activity (Å⁴/amu)")
+            if sticks
+            else None
+        )
+        plots += [
+            ("raman_activity.png", [raman.activity], ["MD 45 iso + 7 aniso"], f"Raman activity ({qc})", raman_y, st),
+            ("raman_iso_aniso.png", [raman.isotropic, raman.anisotropic], ["isotropic", "anisotropic"],
+             f"Raman isotropic / anisotropic ({qc})", raman_y, None),
+            ("raman_polarized.png", [raman.parallel, raman.perpendicular], ["parallel (VV)", "perpendicular (VH)"],
+             f"Polarised Raman ({qc})", raman_y, None),
+            ("raman_depolarization_ratio.png", [raman.depolarization_ratio], ["I_perp / I_par"],
+             "Depolarisation ratio", "depolarisation ratio (dimensionless)", None),
+        ]  # fmt: skip
+    return [
+        plot_spectra(out / name, spectra, labels=labels, title=title, ylabel=ylabel, sticks=st)
+        for name, spectra, labels, title, ylabel, st in plots
+    ]
+
+
+def _write_metadata(result: SpectraResult, out: Path) -> Path:
+    path = out / "metadata.json"
+    result.metadata["written"] = [str(p) for p in result.written] + [str(path)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.metadata, indent=2, default=str) + "\n")
+    return path
