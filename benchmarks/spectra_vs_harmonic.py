@@ -1,6 +1,6 @@
 """Low-temperature MD spectra against harmonic frequencies of the same model (ethanol, bundled model).
 
-1. Harmonic analysis of the model (float64 export): minimise, autograd Hessian, normal modes,
+1. Harmonic analysis of the model (float64 export): minimise, Hessian, normal modes,
    IR intensities and Raman activities.
 2. NVT MD at 50 K (openmmtools BAOAB, weak friction 0.1/ps), several independent runs recording
    dipole and polarizability every step; IR and Raman (activity) spectra averaged over runs.
@@ -40,15 +40,16 @@ def main():
     import torch
 
     torch.set_num_threads(1)
-    from painn_deploy.deploy import export, load, read_pdb
+    from painn_deploy.deploy import export, load
     from painn_deploy.md import SimulationConfig, run_simulation
     from painn_deploy.spectra import harmonic_analysis, ir_spectrum, raman_spectra, read_properties
+    from painn_deploy.structures import read_pdb
 
     tmp = Path(tempfile.mkdtemp())
     model64 = tmp / "model64.pt"
     export(args.checkpoint, model64, dtype="float64")
     z, pos, _ = read_pdb(RES / "ethanol.pdb")
-    harmonic = harmonic_analysis(load(model64), pos, z, minimize=True)
+    harmonic = harmonic_analysis(load(model64).module, pos, z, minimize=True)
     print(harmonic.table())
 
     dipoles, alphas, times = [], [], []
@@ -109,7 +110,7 @@ def _plot(ir, raman, harmonic):
         ax.vlines(harmonic.wavenumber_cm1, 0, sticks / sticks.max(), colors="C3", lw=1.2, label="harmonic")
         ax.set_ylabel(f"{label} (normalised)")
         ax.legend()
-    axes[1].set_xlabel("wavenumber (cm$^{-1}$)")
+    axes[1].set_xlabel("wavenumber (cm⁻¹)")
     axes[1].set_xlim(0, 4000)
     fig.tight_layout()
     fig.savefig(common.RESULTS / "spectra_vs_harmonic.png", dpi=120)

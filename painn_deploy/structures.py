@@ -17,6 +17,7 @@ def load_pdb(pdb_path):
 
     if not Path(pdb_path).is_file():
         raise InputError(f"structure file {pdb_path} does not exist")
+    check_element_columns(pdb_path)
     try:
         pdb = app.PDBFile(str(pdb_path))
     except Exception as exc:  # openmm raises plain Exceptions of several kinds on bad PDBs
@@ -33,6 +34,40 @@ def load_pdb(pdb_path):
     box = pdb.topology.getPeriodicBoxVectors()
     box_nm = None if box is None else np.asarray([[v.value_in_unit(unit.nanometer) for v in vec] for vec in box])
     return pdb, z, positions, box_nm
+
+
+def check_element_columns(pdb_path) -> None:
+    """Refuse an element column (77-78) of a PDB atom that holds no chemical element: OpenMM would silently guess
+    the element from the atom name instead."""
+    try:
+        lines = Path(pdb_path).read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read {pdb_path}: {exc.strerror}") from exc
+    atom = 0
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("ENDMDL"):  # OpenMM takes the atoms of the first model
+            break
+        if not line.startswith(("ATOM", "HETATM")):
+            continue
+        atom += 1
+        text = line[76:78].strip()
+        if text and not _is_element(text):
+            raise InputError(
+                f"{pdb_path}, line {number}: atom {atom} ({line[12:16].strip()} in {line[17:20].strip()}) has "
+                f"'{text}' in its element column (columns 77-78), which is not a chemical element; write the "
+                f"element's symbol there (e.g. C, H, O)"
+            )
+
+
+def _is_element(text: str) -> bool:
+    from .elements import atomic_number
+    from .errors import UnknownElementError
+
+    try:
+        atomic_number(text)
+    except UnknownElementError:
+        return False
+    return True
 
 
 def read_pdb(pdb_path):

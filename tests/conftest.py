@@ -1,6 +1,11 @@
 """Shared fixtures: small models and checkpoints made on the fly (no network, no ../shared)."""
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +104,52 @@ def box_system():
     z, pos, box = water_like_box(n_side=4, spacing_nm=0.42)
     pot = small_potential(n_features=8)
     return pot, z, torch.tensor(pos), torch.tensor(box)
+
+
+def checkpoint_meta(path: Path) -> dict:
+    """The JSON header of a painn-simulate checkpoint."""
+    blob = path.read_bytes()
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + n])
+
+
+def simulate_and_kill(args: list, output: Path, min_step: int = 200, timeout_s: float = 240.0):
+    """Start painn-simulate with ``args`` in a subprocess and SIGKILL it once its checkpoint in ``output`` has
+    reached ``min_step`` and the log already holds a row beyond that checkpoint (work to be redone).
+    Returns (checkpoint step, last logged step) at the kill, or None if the run finished first."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with open(output.parent / f"{output.name}.stderr", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "painn_deploy.cli.simulate", *args],
+            stdout=subprocess.DEVNULL, stderr=err, env=env,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            chk, log = output / "checkpoint.chk", output / "log.csv"
+            if chk.is_file() and log.is_file():
+                step = checkpoint_meta(chk)["step"]  # written atomically (os.replace): always whole
+                lines = log.read_text().splitlines()
+                last = (
+                    int(lines[-1].split(",")[0])
+                    if len(lines) > 1 and lines[-1].count(",") == len(_log_columns()) - 1
+                    else 0
+                )
+                if step >= min_step and last > step:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    assert proc.returncode == -signal.SIGKILL
+                    return checkpoint_meta(chk)["step"], last
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (output.parent / f"{output.name}.stderr").read_text()[-2000:]
+    return None
+
+
+def _log_columns():
+    from painn_deploy.md.outputs import LOG_COLUMNS
+
+    return LOG_COLUMNS

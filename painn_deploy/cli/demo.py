@@ -1,39 +1,58 @@
 """``painn-demo``: the whole pipeline on the bundled ethanol data, on a laptop CPU.
 
-train a small model -> export -> NVT MD recording dipole and polarizability -> IR and Raman plots.
+train a small model -> export -> NVT MD recording dipole and polarizability -> IR and Raman plots, each step
+one library call (:func:`~painn_deploy.training.train`, :func:`~painn_deploy.deploy.export`,
+:func:`~painn_deploy.md.run_simulation`, :func:`~painn_deploy.spectra.compute_spectra`).  Exit status: 0 on
+success, 2 for bad input, 1 for a run that failed otherwise.
 """
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PainnDeployError
+from ..configuration import Config, config_from_arguments, option
+from ..errors import InputError
+from .common import build_parser as _build_parser
+from .common import run_command
 
+PROG = "painn-demo"
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+TIMESTEP_FS = 0.5
+DESCRIPTION = (
+    "The whole pipeline on the bundled ethanol data, on a laptop CPU: train a small model, export it, run NVT MD "
+    "recording dipole and polarizability, and plot IR and Raman spectra. Options can also come from --config "
+    "FILE.yaml (keys: the option names with underscores, e.g. md_ps); flags override the file."
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="painn-demo", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    p.add_argument("-o", "--output", default="painn_demo", help="output directory")
-    p.add_argument("--train-minutes", type=float, default=6.0, help="wall-clock training budget (minutes)")
-    p.add_argument("--md-ps", type=float, default=20.0, help="length of the NVT simulation (ps)")
-    p.add_argument("--features", type=int, default=64, help="feature size F of the demo model (the paper uses 128)")
-    p.add_argument("--temperature", dest="temperature_K", type=float, default=300.0, help="MD temperature (K)")
-    return p
+@dataclass(frozen=True)
+class DemoConfig(Config):
+    """The demo's options; field names are the keys of a YAML configuration file."""
+
+    output: str = option("painn_demo", "--output", "output directory", "DIR", "path", short="-o")
+    train_minutes: float = option(6.0, "--train-minutes", "wall-clock training budget (minutes)", "MIN")
+    md_ps: float = option(20.0, "--md-ps", "length of the NVT simulation (ps)", "PS")
+    features: int = option(64, "--features", "feature size F of the demo model (the paper uses 128)", "F", "int")
+    temperature_K: float = option(300.0, "--temperature", "MD temperature (K)", "K")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.train_minutes <= 0 or self.md_ps <= 0 or self.features < 1 or self.temperature_K <= 0:
+            raise InputError("--train-minutes, --md-ps, --features and --temperature must be positive")
 
 
-def run_demo(output: Path, train_minutes: float, md_ps: float, features: int, temperature_K: float = 300.0) -> dict:
+def run_demo(config: DemoConfig) -> dict:
+    """Train, export, simulate and compute spectra in ``config.output``; returns each step's result."""
     from ..deploy import export
     from ..md import SimulationConfig, run_simulation
+    from ..spectra import SpectrumConfig, compute_spectra
     from ..training import TrainConfig, train
-    from . import spectrum
 
+    output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    print(f"[1/4] training a PaiNN model (F={features}) for {train_minutes:g} min on bundled ethanol data", flush=True)
+    print(f"[1/4] training a PaiNN model (F={config.features}) for {config.train_minutes:g} min on bundled ethanol data", flush=True)  # fmt: skip
     summary = train(
         TrainConfig(
             data=str(RESOURCES / "ethanol_gfn2xtb_subset.npz"),
@@ -41,26 +60,25 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int, te
             targets=("energy", "forces", "dipole", "polarizability"),
             n_train=1000,
             n_val=100,
-            n_features=features,
-            max_time_s=train_minutes * 60.0,
+            n_features=config.features,
+            max_time_s=config.train_minutes * 60.0,
             progress_bar=False,
         )
     )
     print("[2/4] exporting to TorchScript", flush=True)
     model = output / "model.pt"
     export(summary["best_checkpoint"], model)
-    steps = int(round(md_ps * 1000 / 0.5))
-    print(
-        f"[3/4] NVT molecular dynamics at {temperature_K:g} K: {steps} steps of 0.5 fs, recording dipole and polarizability",
-        flush=True,
-    )
+    steps = int(round(config.md_ps * 1000 / TIMESTEP_FS))
+    print(f"[3/4] NVT molecular dynamics at {config.temperature_K:g} K: {steps} steps of {TIMESTEP_FS:g} fs, recording "
+          "dipole and polarizability", flush=True)  # fmt: skip
     md = run_simulation(
         SimulationConfig(
             structure=str(RESOURCES / "ethanol.pdb"),
             model=str(model),
             output=str(output / "md"),
             steps=steps,
-            temperature_K=temperature_K,
+            temperature_K=config.temperature_K,
+            timestep_fs=TIMESTEP_FS,
             equilibration_steps=2000,
             record_dipole=True,
             record_polarizability=True,
@@ -69,21 +87,26 @@ def run_demo(output: Path, train_minutes: float, md_ps: float, features: int, te
         )
     )
     print("[4/4] IR and Raman spectra", flush=True)
-    spectrum.main([str(output / "md" / "properties.h5"), "--ir", "--raman", "-o", str(output / "spectra"),
-                   "--temperature-K", str(temperature_K)])  # fmt: skip
+    spectra = compute_spectra(
+        SpectrumConfig(
+            files=(str(output / "md" / "properties.h5"),),
+            output=str(output / "spectra"),
+            ir=True,
+            raman=True,
+            temperature_K=config.temperature_K,
+        )
+    )
+    print(spectra.summary())
     minutes = (time.perf_counter() - t0) / 60
     print(f"done in {minutes:.1f} min: plots in {output / 'spectra'}, learning curve in {output / 'train'}")
-    return {"train": summary, "md": md, "minutes": minutes}
+    return {"train": summary, "md": md, "spectra": spectra, "minutes": minutes}
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run_demo(Path(args.output), args.train_minutes, args.md_ps, args.features, args.temperature_K)
-    except PainnDeployError as exc:
-        print(f"painn-demo: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """Entry point of ``painn-demo``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    parser = _build_parser(PROG, DESCRIPTION, DemoConfig)
+    execute = lambda args: run_demo(config_from_arguments(DemoConfig, args))  # noqa: E731
+    return run_command(PROG, parser, argv, execute, capture_warnings=False)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 import argparse
 import sys
+import warnings
 
-from ..errors import PainnDeployError
-from ..md import SimulationConfig, run_simulation
+# light imports only: --help must not wait for torch and OpenMM (the run imports them in main)
 from ..md.config import BACKENDS, INTEGRATORS, RPMD_INTEGRATORS, SWITCHES, TRAJECTORY_FORMATS, nyquist_limit_fs
 
 
 def steps_type(text: str) -> int:
     """Accept 1000, 1e6 or 1_000_000 for a number of steps."""
-    value = float(text.replace("_", ""))
-    if value != int(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole, non-negative number of steps")
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value != int(value):  # NaN, negative, fractional
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of steps (e.g. 1000, 1e6)")
     return int(value)
 
 
@@ -42,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "independent thermostat noise); properties.h5 gets a replica axis")  # fmt: skip
     p.add_argument("--bead-trajectory", action="store_true",
                    help="also write every bead's positions (beads.dcd); trajectory.dcd holds the centroids")  # fmt: skip
+    p.add_argument("--ml-residues", default="",
+                   help="a solute in solvent: residue names (comma-separated) the model describes; every other atom "
+                   "comes from --mm-forcefield, and the two interact by mechanical embedding (OpenMM-ML)")  # fmt: skip
+    p.add_argument("--mm-forcefield", default="amber14/tip3p",
+                   help="the MM force field: amber14 with its water model (amber14/tip3p, amber14/tip3pfb, amber14/spce); "
+                   "ethanol (residue EOH) is bundled")  # fmt: skip
+    p.add_argument("--forcefield-file", default="",
+                   help="more OpenMM force-field XML files for the MM region (templates of other molecules), comma-separated")  # fmt: skip
+    p.add_argument("--pressure", dest="pressure_bar", type=float, default=0.0,
+                   help="pressure (bar) of a Monte Carlo barostat (NPT, solvated systems); 0: constant volume")  # fmt: skip
+    p.add_argument("--mm-cutoff", dest="mm_cutoff_nm", type=float, default=0.9,
+                   help="direct-space cutoff (nm) of the MM nonbonded forces (PME)")  # fmt: skip
     p.add_argument("--record-dipole", action="store_true", help="record the dipole moment (e*nm) in properties.h5")
     p.add_argument(
         "--record-polarizability", action="store_true", help="record the polarizability (nm^3) in properties.h5"
@@ -70,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities and thermostat)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.chk")
+    p.add_argument("--resume-from", default="", metavar="CHECKPOINT",
+                   help="continue from another checkpoint of the run, e.g. checkpoint.prev.chk (the one before the "
+                   "latest, kept in OUTPUT) when the latest is damaged")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an OUTPUT that holds a previous run, deleting that run's files first "
+                   "(without it, a non-empty OUTPUT is refused)")  # fmt: skip
     p.add_argument("--max-temperature", dest="max_temperature_K", type=float, default=0.0,
                    help="stop when the temperature exceeds this (K); 0: 10 x target, at least 2000 K")  # fmt: skip
     p.add_argument(
@@ -79,17 +100,46 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e5,
         help="stop when a force exceeds this (kJ/mol/nm)",
     )
+    p.add_argument("--envelope-margin", default="0.3",
+                   help="warn when a configuration leaves the interatomic distances of the model's training data, and "
+                   "stop when it goes further than this beyond them: Angstrom (0.3), or a percentage of each distance "
+                   "(20%%); inf: warn only")  # fmt: skip
     p.add_argument("--threads", type=int, default=0,
-                   help="PyTorch threads; 0: one below 1000 atoms (more only adds contention), else all cores")  # fmt: skip
+                   help="PyTorch threads, and OpenMM CPU platform threads when given; 0: PyTorch one below 1000 atoms "
+                   "(more only adds contention), else all cores. A bit-for-bit resume of a solvated system on the "
+                   "CPU platform needs 1 (its PME differs in the last bits between processes on several threads)")  # fmt: skip
     p.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto", help="progress display")
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from ..md.runner import SimulationWarning
+
+    if issubclass(category, SimulationWarning):
+        print(f"painn-simulate: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
+
+
 def main(argv=None) -> int:
+    """Exit status 0: done; 1: the run failed (unstable, not recordable); 2: bad input (nothing run)."""
     args = build_parser().parse_args(argv)
+    from ..errors import PainnDeployError, RecordingError, SimulationInstabilityError
+    from ..md.config import SimulationConfig
+
     try:
         cfg = SimulationConfig(**vars(args))
-        result = run_simulation(cfg)
+        from ..md.runner import run_simulation  # torch, OpenMM
+
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            result = run_simulation(cfg)
+    except (SimulationInstabilityError, RecordingError) as exc:
+        print(f"painn-simulate: error: {exc}", file=sys.stderr)
+        return 1
     except PainnDeployError as exc:
         print(f"painn-simulate: error: {exc}", file=sys.stderr)
         return 2

@@ -9,51 +9,37 @@ and runs :func:`~painn_deploy.spectra.compute_spectra`, which writes one CSV per
 success, 2 for bad input, 1 for a run that failed otherwise.  Formulas and units: docs/spectra.md.
 """
 
-import argparse
 import sys
-import traceback
-import warnings
 
-from ..errors import PainnDeployError
-from ..spectra.config import DESCRIPTION, add_arguments, config_from_arguments
+from ..configuration import config_from_arguments
+from ..spectra.config import DESCRIPTION, SpectrumConfig
 from ..spectra.pipeline import compute_spectra
+from .common import build_parser as _build_parser
+from .common import run_command
 
 PROG = "painn-spectrum"
+CONFIG_HELP = (
+    "YAML file of options (keys: the field names of SpectrumConfig, e.g. files, output, resolution_cm1, "
+    "correct_integrator_shift); command-line flags override it"
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(argparse.ArgumentParser(prog=PROG, description=DESCRIPTION))
+def build_parser():
+    return _build_parser(PROG, DESCRIPTION, SpectrumConfig, CONFIG_HELP)
 
 
-def _print_warnings(caught) -> None:
-    messages = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning))
-    for message in messages:
-        print(f"warning: {message}", file=sys.stderr)
-
-
-def main(argv=None) -> int:
-    """Entry point of ``painn-spectrum``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
-    args = build_parser().parse_args(argv)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = compute_spectra(config_from_arguments(args))
-        except PainnDeployError as exc:
-            _print_warnings(caught)
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # a failed run (I/O, a bug): traceback for the report, status 1
-            _print_warnings(caught)
-            traceback.print_exc()
-            print(f"{PROG}: error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-    _print_warnings(caught)
+def _report(result) -> None:
     for notice in result.notices:
         print(f"notice: {notice}")
     print(result.summary())
     if result.written:
         print(f"wrote {len(result.written)} files to {result.config.output}/ (CSV: wavenumber_cm-1, intensity, stderr)")
-    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``painn-spectrum``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    execute = lambda args: compute_spectra(config_from_arguments(SpectrumConfig, args))  # noqa: E731
+    return run_command(PROG, build_parser(), argv, execute, _report)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ class MoleculeDataset:
         return self.positions.shape[0]
 
     def target(self, name: str) -> Optional[np.ndarray]:
+        if name not in NPZ_KEYS:
+            raise InputError(f"unknown target {name!r}; the targets are {', '.join(NPZ_KEYS)}")
         return getattr(self, name)
 
     def require(self, targets) -> None:
@@ -82,22 +84,61 @@ def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"data file {path} does not exist")
-    try:
-        d = np.load(path, allow_pickle=False)
-    except Exception as exc:  # zip errors, truncated files
-        raise InputError(f"cannot read {path} as an npz file ({exc}); is the file complete?") from exc
+    arrays = _read_npz(path)
     for key in ("nuclear_charges", "coords"):
-        if key not in d:
+        if key not in arrays:
             raise InputError(f"{path} has no '{key}' array; rMD17-style npz files need nuclear_charges and coords")
     f = file_units.factors()
-    z = np.asarray(d["nuclear_charges"], dtype=np.int64)
-    data = MoleculeDataset(z, np.asarray(d["coords"], dtype=np.float64) * f["length"], source=str(path))
+    z = np.asarray(arrays["nuclear_charges"], dtype=np.int64)
+    data = MoleculeDataset(z, np.asarray(arrays["coords"], dtype=np.float64) * f["length"], source=str(path))
     for name, key in NPZ_KEYS.items():
-        if key in d:
-            setattr(data, name, np.asarray(d[key], dtype=np.float64) * f[name])
+        if key in arrays:
+            setattr(data, name, np.asarray(arrays[key], dtype=np.float64) * f[name])
     data.sha256 = file_sha256(path)
     _check_shapes(data)
     return data
+
+
+NPZ_ARRAYS = ("nuclear_charges", "coords", *NPZ_KEYS.values())  # the arrays load_npz reads
+NPZ_MAGIC = b"PK"  # an npz file is a zip archive of .npy arrays
+
+
+def _read_npz(path: Path) -> dict:
+    """The numeric arrays (of :data:`NPZ_ARRAYS`) of an npz archive, read without pickle (never loads Python objects); a file that is
+    not a complete npz of numeric arrays is an :class:`InputError` saying what it is instead."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"\x93NUMPY"):
+        raise InputError(f"{path} is a single numpy array (.npy), not an npz archive of named arrays")
+    if not head.startswith(NPZ_MAGIC):
+        raise InputError(
+            f"{path} is not an npz file (a zip archive of numpy arrays, as numpy.savez writes); check the file "
+            "name, or give an ASE-readable file (extxyz, ASE db) with another extension"
+        )
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in archive.files:
+                try:
+                    value = archive[key]
+                except ValueError as exc:
+                    if "pickle" not in str(exc):
+                        raise
+                    value = None  # an object array: not read (unpickling could run code)
+                if key not in NPZ_ARRAYS:  # other arrays (metadata such as 'method') are not used
+                    continue
+                if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+                    raise InputError(
+                        f"{path}: '{key}' is not a numeric array (Python objects or other data are not read); "
+                        "data files must hold numeric arrays"
+                    )
+                arrays[key] = value
+    except InputError:
+        raise
+    except Exception as exc:  # zip errors, truncated files, malformed members
+        reason = "malformed array data" if "pickle" in str(exc) else f"{type(exc).__name__}: {exc}"
+        raise InputError(f"cannot read {path} as an npz file ({reason}); is the file complete?") from None
+    return arrays
 
 
 def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> MoleculeDataset:
@@ -113,7 +154,13 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
     path = Path(path)
     if not path.exists():
         raise InputError(f"data file {path} does not exist")
-    frames = ase.io.read(str(path), index=index)
+    try:
+        frames = ase.io.read(str(path), index=index)
+    except Exception as exc:  # ASE raises many kinds on unreadable files
+        raise InputError(
+            f"cannot read {path} with ASE ({type(exc).__name__}: {exc}); give an rMD17-style .npz or a file ASE "
+            "reads (extxyz, ASE db)"
+        ) from None
     if not frames:
         raise InputError(f"{path} contains no structures")
     z = frames[0].get_atomic_numbers()

@@ -165,6 +165,7 @@ def export(
     periodic: Optional[bool] = None,
     pair_capacity: int = 0,
     atoms: Optional[Sequence[int]] = None,
+    data: Optional[str] = None,
 ) -> dict:
     """Write the TorchScript artefact ``output`` for ``checkpoint``; returns its metadata.
 
@@ -173,6 +174,8 @@ def export(
     ``atoms`` (0-based indices into the PDB): only these particles are the model's, the rest is left to
     other forces (ML/MM: a solute in water); the artefact takes every particle's positions and returns
     forces on all of them, so ``TorchForce("model.pt")`` works on the whole system.
+    ``data``: the training data file, when it is no longer where the checkpoint says (for the metadata's
+    training envelope, :func:`training_data_envelope`).
     """
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
@@ -237,11 +240,72 @@ def export(
         },
         md.KEY_VALIDATION: report,
         md.KEY_CHECKPOINT_SHA256: file_sha256(Path(checkpoint)),
+        md.KEY_ENVELOPE: training_data_envelope(record, checkpoint, data),
     }
     atomic_write(
         output, lambda tmp: torch.jit.save(scripted, tmp, _extra_files={md.METADATA_FILE: json.dumps(meta, indent=1)})
     )
     return meta
+
+
+def _training_data(record: dict, checkpoint, data: Optional[str]):
+    """(the training frames [M, N, 3] in Angstrom, their path) from the data file the checkpoint names (or
+    ``data``), if found with the recorded SHA-256; else (None, why not)."""
+    from .. import data as data_io
+
+    recorded = record.get("data") or {}
+    train_config = record.get("train_config") or {}
+    named = data or train_config.get("data")
+    if not named:
+        return None, "the checkpoint names no data file"
+    here = Path(checkpoint).parent
+    candidates = [Path(named)] if data else [Path(named), here / named, here / Path(named).name]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        return None, f"the training data {named} was not found"
+    defaults = data_io.FileUnits()
+    units = data_io.FileUnits(  # as painn-train read it (only the length unit matters here)
+        *(train_config.get(f"{k}_unit", getattr(defaults, k)) for k in ("length", "energy", "dipole", "polarizability"))
+    )
+    try:
+        dataset = data_io.load(path, units)
+    except Exception as exc:  # the envelope falls back to the example frames; the export goes on
+        return None, f"the training data {path} could not be read ({type(exc).__name__}: {exc})"
+    if recorded.get("sha256") and dataset.sha256 and dataset.sha256 != recorded["sha256"]:
+        return None, f"{path} is not the training data (its SHA-256 differs from the one in the checkpoint)"
+    if list(dataset.atomic_numbers) != list(record["atomic_numbers"]):
+        return None, f"{path} holds another molecule than the checkpoint's"
+    train = np.asarray((record.get("split") or {}).get("train", []), dtype=int)
+    if len(train) and train.max() < len(dataset):
+        return dataset.positions[train], f"the {len(train)} training frames of {path}"
+    return dataset.positions, f"the {len(dataset)} frames of {path} (no training split recorded)"
+
+
+def training_data_envelope(record: dict, checkpoint, data: Optional[str] = None) -> dict:
+    """The metadata's training envelope: per element pair, the shortest distance and the longest
+    nearest-neighbour distance seen in the training frames (deploy/envelope.py).  From the training data file
+    when it is found and matches the checkpoint's record, else from the few example frames the checkpoint
+    stores (a much narrower envelope; the entry says which)."""
+    from .envelope import training_envelope
+
+    frames, described = _training_data(record, checkpoint, data)
+    if frames is None and data:
+        raise InputError(f"{described}; give the data file the model was trained on")
+    cutoff = float(record["config"]["cutoff_angstrom"])
+    if frames is not None:
+        envelope = training_envelope(record["atomic_numbers"], frames, cutoff)
+        return dict(
+            envelope, source="training data", frames=described, data_sha256=(record.get("data") or {}).get("sha256")
+        )
+    examples = np.asarray(record.get("example_frames_angstrom") or [], dtype=np.float64)
+    if not len(examples):
+        return {"source": None, "frames": f"{described}, and the checkpoint stores no example frames"}
+    envelope = training_envelope(record["atomic_numbers"], examples, cutoff)
+    return dict(
+        envelope, source="example frames",
+        frames=f"the {len(examples)} example frames stored in the checkpoint ({described}; give it to the export "
+        f"for the full envelope)",
+    )  # fmt: skip
 
 
 def _validation_frames(record: dict) -> list:

@@ -28,3 +28,4 @@ KEY_MODEL = "model"  # hyperparameters
 KEY_TRAINING = "training"  # provenance: data hash, split sizes, test errors
 KEY_VALIDATION = "validation"  # export-time report
 KEY_CHECKPOINT_SHA256 = "checkpoint_sha256"
+KEY_ENVELOPE = "training_envelope"  # interatomic distances seen in the training data (deploy/envelope.py)

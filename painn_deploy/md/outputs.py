@@ -34,7 +34,8 @@ class CsvLog:
     def __init__(self, path: Path, resume_step: int = -1):
         self.path = path
         if resume_step >= 0 and path.exists():
-            rows = [r for r in csv.DictReader(open(path)) if int(r["step"]) <= resume_step]
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
             self._open("w")
             self.writer.writerows(rows)
         else:
@@ -43,7 +44,7 @@ class CsvLog:
 
     def _open(self, mode):
         self.file = open(self.path, mode, newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
+        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, lineterminator="\n")
         self.writer.writeheader()
 
     def write(self, row: dict) -> None:
@@ -106,17 +107,33 @@ class PropertiesFile:
         self.h5.close()
 
 
+def _dcd_layout(f, n_atoms: int, periodic: bool):
+    """(frames in the header, header bytes, bytes per frame, whole frames in the file) of an open OpenMM DCD."""
+    frame_bytes = (56 if periodic else 0) + 3 * (8 + 4 * n_atoms)
+    f.seek(8)
+    n_frames = struct.unpack("<i", f.read(4))[0]
+    # header: an 84-byte block, a title block of 4 + 80 n bytes, a 4-byte atom count; each in 4-byte markers
+    f.seek(92)
+    header = 92 + 8 + struct.unpack("<i", f.read(4))[0] + 12
+    size = os.fstat(f.fileno()).st_size
+    return n_frames, header, frame_bytes, max(0, (size - header) // frame_bytes)
+
+
+def dcd_frames(path: Path, n_atoms: int, periodic: bool) -> int:
+    """Whole frames in an OpenMM DCD file (0 if it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            n_frames, _, _, whole = _dcd_layout(f, n_atoms, periodic)
+    except (OSError, struct.error):
+        return 0
+    return min(n_frames, whole)
+
+
 def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> None:
     """Cut an OpenMM DCD file back to its first ``keep_frames`` frames (for resuming)."""
-    frame_bytes = (56 if periodic else 0) + 3 * (8 + 4 * n_atoms)
     with open(path, "r+b") as f:
-        f.seek(8)
-        n_frames = struct.unpack("<i", f.read(4))[0]
-        # header: an 84-byte block, a title block of 4 + 80 n bytes, a 4-byte atom count; each in 4-byte markers
-        f.seek(92)
-        header = 92 + 8 + struct.unpack("<i", f.read(4))[0] + 12
-        size = os.fstat(f.fileno()).st_size
-        keep = min(keep_frames, n_frames, (size - header) // frame_bytes)  # a partly written frame is dropped
+        n_frames, header, frame_bytes, whole = _dcd_layout(f, n_atoms, periodic)
+        keep = min(keep_frames, n_frames, whole)  # a partly written frame is dropped
         f.truncate(header + keep * frame_bytes)
         f.seek(8)
         f.write(struct.pack("<i", keep))

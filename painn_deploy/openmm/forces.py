@@ -13,7 +13,7 @@ modes, replicas) and evaluate all of them in one batched call.
 
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import openmm
@@ -77,7 +77,10 @@ class ModelForce:
 
     After each call ``last`` holds the energy (kJ/mol) and forces (kJ/mol/nm, numpy).  With
     ``ring_capacity`` > 0 it keeps every evaluation at new positions in ``ring`` (a
-    :class:`FeatureRing`, numbered from 0; a repeated force query adds nothing).
+    :class:`FeatureRing`, numbered from 0; a repeated force query adds nothing).  ``molecules`` (periodic
+    systems whose model atoms are solute molecules: index lists into the model's atoms): each molecule is first
+    made whole by the minimum image, as OpenMM may pass positions wrapped atom by atom, so that the recorded
+    dipole is the molecules'.
     """
 
     def __init__(
@@ -89,8 +92,10 @@ class ModelForce:
         ring_capacity: int = 0,
         n_frames: int = 1,
         modes: Optional[torch.Tensor] = None,
+        molecules: Optional[Sequence[Sequence[int]]] = None,
     ):
         self.periodic = periodic
+        self.molecules = [np.asarray(m, dtype=np.int64) for m in molecules] if molecules else None
         self.device = torch.device(device)
         self.dtype = module.dtype_marker.dtype
         self._source = module  # (a loaded module's code lives as long as its Python object)
@@ -117,6 +122,9 @@ class ModelForce:
         box_np = None
         if self.periodic:
             box_np = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+            if self.molecules is not None:
+                for molecule in self.molecules:
+                    positions_np[molecule] = make_whole(positions_np[molecule], box_np)
         positions = torch.from_numpy(positions_np).to(self.device, self.dtype)
         box = None if box_np is None else torch.from_numpy(box_np).to(self.device, self.dtype)
         with typed_errors():
@@ -175,6 +183,15 @@ class _CapturedEvaluation:
         return self.outputs
 
 
+def make_whole(positions_nm: np.ndarray, box_nm: np.ndarray) -> np.ndarray:
+    """Positions of one molecule made whole: each atom moved to the periodic image nearest the first atom
+    (reduced triclinic box vectors as rows; the molecule must be smaller than half the box)."""
+    delta = positions_nm - positions_nm[0]
+    for k in (2, 1, 0):
+        delta -= np.outer(np.round(delta[:, k] / box_nm[k, k]), box_nm[k])
+    return positions_nm[0] + delta
+
+
 def _scripted(module) -> bool:
     return isinstance(module, torch.jit.ScriptModule)
 
@@ -191,14 +208,16 @@ def _positions_nm(state) -> np.ndarray:
         return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
 
 
-def topology_atomic_numbers(topology: "openmm.app.Topology", where: str = "the topology") -> list:
-    """Atomic numbers of a topology's atoms; an atom without an element is an error naming it."""
+def topology_atomic_numbers(topology: "openmm.app.Topology", where: str = "the topology", atoms=None) -> list:
+    """Atomic numbers of a topology's atoms (or of the atoms with indices ``atoms``); an atom without an element
+    (a virtual site, a PDB without element columns) is an error naming it."""
+    every = list(topology.atoms())
     z = []
-    for a in topology.atoms():
+    for a in every if atoms is None else [every[i] for i in atoms]:
         if a.element is None:
             raise InputError(
-                f"{where}: atom {a.index + 1} ({a.name} in residue {a.residue.name}) has no element; "
-                f"add element symbols (PDB columns 77-78)"
+                f"{where}: atom {a.index + 1} ({a.name} in residue {a.residue.name} {a.residue.id}) has no element; "
+                f"add element symbols (PDB columns 77-78), or leave a virtual site out of the ML atoms"
             )
         z.append(a.element.atomic_number)
     return z

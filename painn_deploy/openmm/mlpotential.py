@@ -27,6 +27,8 @@ Options, given to ``MLPotential(...)`` or to ``createSystem``/``createMixedSyste
 - ``dtype``: ``"float32"`` or ``"float64"``, the precision of the model (default: the artefact's;
   float32 for a checkpoint).
 - ``cudaGraphs``: replay the model from a CUDA graph (fixed-shape models on CUDA).
+- ``ringCapacity``: the PythonForce keeps the features of that many evaluations for the dipole and
+  polarizability heads (``computations[-1].adapter.ring``; painn-simulate's recording).
 
 With a periodic box the ML atoms' pairs take the minimum image: a checkpoint is exported periodic,
 and a periodic artefact is one.  A non-periodic artefact can still serve a periodic topology as long as
@@ -38,7 +40,7 @@ periodic images to the MM force field's long-range electrostatics.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import openmm
@@ -60,11 +62,11 @@ from ..errors import (
     UnknownElementError,
 )
 from ..model.checkpoint import load_checkpoint
-from .forces import ModelForce, torch_force
+from .forces import ModelForce, topology_atomic_numbers, torch_force
 
 BACKENDS = ("python", "torch")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-OPTIONS = ("backend", "device", "dtype", "cudaGraphs")
+OPTIONS = ("backend", "device", "dtype", "cudaGraphs", "ringCapacity")
 PERIODIC_FIX = (
     "Keep the ML molecule whole (wrap whole molecules into the box, as OpenMM's "
     "getState(enforcePeriodicBox=True) and Modeller do, not atom by atom) or use a periodic model: pass the "
@@ -101,6 +103,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         _check_options(self.options)
         self.path = Path(model)
         self.artefact, self.record = open_model(self.path)
+        self.computations: list = []  # the PythonForce computations made, newest last (their feature rings)
 
     def getMLLongRange(self) -> bool:
         return False  # a cutoff model: no interactions beyond its cutoff
@@ -124,7 +127,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
                 f"System for this topology"
             )
         ml = ml_atom_indices(atoms, n_particles)
-        z = ml_atomic_numbers(topology, ml)
+        z = topology_atomic_numbers(topology, "the topology", ml)
         box = _box_nm(topology, system)
         recipe = self._recipe(topology, ml, z, box, options.get("dtype"), atoms is not None)
         module = build_module(recipe, python_force=backend == "python")
@@ -132,7 +135,11 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         if backend == "torch":
             force = torch_force(module, recipe.force_periodic, cuda_graphs)
         else:
-            force = openmm.PythonForce(PaiNNComputation(recipe, str(device), cuda_graphs, module))
+            computation = PaiNNComputation(
+                recipe, str(device), cuda_graphs, module, int(options.get("ringCapacity", 0))
+            )
+            self.computations.append(computation)
+            force = openmm.PythonForce(computation)
             force.setUsesPeriodicBoundaryConditions(recipe.force_periodic)
             if recipe.ml_subset:  # the PythonForce receives the ML atoms only
                 force.setParticles(ml)
@@ -186,6 +193,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
             cutoff_nm=cutoff_nm,
             takes_all=takes_all,
             subset=subset,
+            molecules=residue_groups(topology, ml),
         )
 
     def _elements_and_cutoff(self) -> Tuple[List[int], float]:
@@ -212,6 +220,7 @@ class Recipe:
     cutoff_nm: float
     takes_all: bool  # an ML/MM artefact: positions of every particle
     subset: bool  # the ML atoms are some of the particles
+    molecules: List[List[int]]  # the ML atoms grouped by residue (indices into the ML atoms)
 
     @property
     def ml_subset(self) -> bool:
@@ -251,13 +260,20 @@ class PaiNNComputation:
     message")``, which OpenMM passes on as ``OpenMMException``; :func:`painn_deploy.errors.from_torchscript` gives
     the typed exception back.  Pickled (``XmlSerializer``) as its recipe: the model is read again from its file."""
 
-    def __init__(self, recipe: Recipe, device: str = "cpu", cuda_graphs: bool = False, module=None):
+    def __init__(
+        self, recipe: Recipe, device: str = "cpu", cuda_graphs: bool = False, module=None, ring_capacity: int = 0
+    ):
         self.recipe = recipe
         self.device = device
         self.cuda_graphs = cuda_graphs
+        self.ring_capacity = ring_capacity
         if module is None:  # (unpickled)
             module = build_module(recipe, python_force=True)
-        self.adapter = ModelForce(module, recipe.force_periodic, device, cuda_graphs)
+        # solute molecules among other particles: each made whole, so that the recorded dipole is theirs
+        molecules = recipe.molecules if recipe.force_periodic and recipe.ml_subset else None
+        self.adapter = ModelForce(
+            module, recipe.force_periodic, device, cuda_graphs, ring_capacity, molecules=molecules
+        )
 
     def __call__(self, state):
         try:
@@ -272,7 +288,7 @@ class PaiNNComputation:
         return energy, forces
 
     def __reduce__(self):
-        return (PaiNNComputation, (self.recipe, self.device, self.cuda_graphs))
+        return (PaiNNComputation, (self.recipe, self.device, self.cuda_graphs, None, self.ring_capacity))
 
 
 class MLAtoms(nn.Module):
@@ -293,6 +309,8 @@ class MLAtoms(nn.Module):
     n_particles: torch.jit.Final[int]
     cutoff_nm: torch.jit.Final[float]
     periodic_fix: torch.jit.Final[str]
+    n_atoms: torch.jit.Final[int]
+    n_features: torch.jit.Final[int]
 
     def __init__(
         self,
@@ -314,6 +332,8 @@ class MLAtoms(nn.Module):
         self.n_particles = int(n_particles)
         self.cutoff_nm = float(cutoff_nm)
         self.periodic_fix = PERIODIC_FIX
+        self.n_atoms = int(model.n_atoms)
+        self.n_features = int(model.n_features)
         self.register_buffer("atoms", torch.tensor([int(a) for a in atoms], dtype=torch.long))
         self.register_buffer("dtype_marker", torch.zeros((), dtype=model.dtype_marker.dtype))
 
@@ -343,6 +363,11 @@ class MLAtoms(nn.Module):
         if broken is not None:
             energy = torch.where(broken, torch.full_like(energy, float("nan")), energy)
         return energy, forces, s, v
+
+    @torch.jit.export
+    def responses(self, s: Tensor, v: Tensor, positions: Tensor) -> Dict[str, Tensor]:
+        """The model's dipole and polarizability heads on the features of :meth:`energy_forces_features`."""
+        return self.model.responses(s, v, positions)
 
     def _check_whole(self, ml: Tensor, box: Tensor) -> Tensor:
         """Whether the ML atoms come closer than the cutoff to one another's periodic images ([] or [B])."""
@@ -427,20 +452,6 @@ def ml_atom_indices(atoms, n_particles: int) -> List[int]:
     return ml
 
 
-def ml_atomic_numbers(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[int]:
-    atoms = list(topology.atoms())
-    z = []
-    for i in ml:
-        atom = atoms[i]
-        if atom.element is None:
-            raise InputError(
-                f"ML atom {i} ({atom.name} in residue {atom.residue.name} {atom.residue.id}) has no element "
-                f"(a virtual site?); leave it out of the ML atoms"
-            )
-        z.append(atom.element.atomic_number)
-    return z
-
-
 def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequence[int], model: str) -> None:
     """Raise :class:`UnknownElementError` naming each element of the ML atoms that the model does not know,
     the atoms that have it, and what to do."""
@@ -460,6 +471,15 @@ def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequ
         f"{listing}{more}. Give only atoms of these elements as ML atoms (model the others with the MM force field "
         f"in createMixedSystem), or train a model on data that contains {unknown.split(' ')[0]}."
     )
+
+
+def residue_groups(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:
+    """The ML atoms grouped by residue: lists of positions in ``ml``."""
+    residue_of = [atom.residue.index for atom in topology.atoms()]
+    groups: dict = {}
+    for k, i in enumerate(ml):
+        groups.setdefault(residue_of[i], []).append(k)
+    return list(groups.values())
 
 
 def _short(indices: Sequence[int]) -> str:

@@ -46,6 +46,7 @@ a'_k = Tr(alpha'_k)/3 and anisotropy gamma'_k^2 = 3/2 Tr(b'_k b'_k), b'_k = alph
 import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -74,25 +75,55 @@ def _warn(message: str) -> None:
     warnings.warn(message, HarmonicWarning, stacklevel=3)
 
 
-def load_model(path, device: str = "cpu"):
-    """Load a model for harmonic analysis: a painn-deploy artefact (checked by
-    :class:`~painn_deploy.deploy.Artefact`) or any TorchScript module with this contract."""
+def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, where: str = "the structure"):
+    """Load a model for harmonic analysis, checked against the structure before anything is evaluated.
+
+    * a painn-train checkpoint (``.ckpt``): built in float64 for ``atomic_numbers`` (default: the training
+      molecule), which must be the training molecule's elements (in any order);
+    * a painn-deploy artefact (checked by :meth:`~painn_deploy.deploy.Artefact.check_system`: elements,
+      particle count and order); ML/MM and periodic artefacts are refused (a harmonic analysis is of one
+      isolated molecule);
+    * any TorchScript module with the contract of this module (nothing to check it against).
+
+    ``atomic_numbers`` and ``box_nm`` describe the structure (``where`` names it in errors).
+    """
     from ..deploy.artefact import Artefact, read_metadata
 
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"model {path} does not exist; give an exported model (.pt) or a painn-train checkpoint (.ckpt)"
+        )
+    if path.suffix == ".ckpt":
+        return _checkpoint_model(path, atomic_numbers, where).to(device).eval()
     try:
         read_metadata(path)
         is_artefact = True
     except CheckpointError:
         is_artefact = False
     if is_artefact:
-        module = Artefact(path).load(device).module
+        artefact = Artefact(path)
+        if artefact.atom_indices is not None:
+            raise InputError(
+                f"{path} is an ML/MM model (exported with --atoms): it describes part of a system, and a harmonic "
+                "analysis needs the whole molecule. Give the painn-train checkpoint (.ckpt), or a model exported "
+                "without --atoms"
+            )
+        if artefact.periodic:
+            raise InputError(
+                f"{path} is a periodic model; a harmonic analysis is of one isolated molecule. Give the painn-train "
+                "checkpoint (.ckpt), or a model exported without a box (painn-export CHECKPOINT --no-periodic)"
+            )
+        if atomic_numbers is not None:
+            artefact.check_system(atomic_numbers, box_nm, where)
+        module = artefact.load(device).module
     else:
         try:
             module = torch.jit.load(str(path), map_location=device)
         except (RuntimeError, ValueError, OSError) as exc:
             raise CheckpointError(
-                f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give the "
-                "exported model file (the .pt written by the export step), not a training checkpoint."
+                f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give an exported "
+                "model (.pt, from painn-export) or a painn-train checkpoint (.ckpt)."
             ) from exc
     if not hasattr(module, "properties"):
         raise CheckpointError(
@@ -100,6 +131,28 @@ def load_model(path, device: str = "cpu"):
         )
     module.eval()
     return module
+
+
+def _checkpoint_model(path: Path, atomic_numbers, where: str):
+    """The float64 eager module of a painn-train checkpoint for ``atomic_numbers`` (its training molecule)."""
+    from .. import elements
+    from ..deploy import build_forcefield
+    from ..errors import TopologyMismatchError
+    from ..model.checkpoint import load_checkpoint
+
+    record = load_checkpoint(path)
+    if "atomic_numbers" not in record:
+        raise CheckpointError(f"{path} holds no training molecule; it was not written by painn-train")
+    trained = [int(z) for z in record["atomic_numbers"]]
+    z = trained if atomic_numbers is None else [int(a) for a in atomic_numbers]
+    elements.check_known(z, record["config"]["elements"], where)
+    if sorted(z) != sorted(trained):
+        raise TopologyMismatchError(
+            f"{where} is {elements.formula(z)} ({len(z)} atoms), but the model of {path} was trained on "
+            f"{elements.formula(trained)} ({len(trained)} atoms) only: its normal modes would be meaningless. Give "
+            "the structure of the training molecule, or a model trained on this one"
+        )
+    return build_forcefield(record, z, dtype="float64")
 
 
 def model_dtype(module) -> tuple[torch.dtype, torch.device]:
@@ -390,6 +443,7 @@ def harmonic_analysis(
     fmax_kj_mol_nm: float = DEFAULT_FMAX_KJ_MOL_NM,
     max_steps: int = 5000,
     linear: bool | None = None,
+    float64_hint: str | None = None,
 ) -> HarmonicResult:
     """Normal-mode analysis of ``module`` at (or, with ``minimize``, near) ``positions_nm``.
 
@@ -405,6 +459,8 @@ def harmonic_analysis(
         Minimise first (L-BFGS-B) until the largest atomic force is below fmax (kJ/mol/nm).
     linear:
         Force the linear (5 external modes) / non-linear (6) treatment; default: detect.
+    float64_hint:
+        How to get a float64 model, for the warning given when ``module`` is not float64.
 
     Returns
     -------
@@ -428,11 +484,12 @@ def harmonic_analysis(
         raise InputError(f"need {n_atoms} positive masses (amu), got {masses}")
     dtype, _ = model_dtype(module)
     if dtype != torch.float64:
+        name = str(dtype).replace("torch.", "")
         _warn(
-            f"the model computes in {dtype}: second derivatives carry a relative error of about 1e-3 or "
-            "worse, so low-frequency modes (below ~100 cm^-1) and small intensities are unreliable and "
-            "the minimisation may stop above the force threshold. Export the model in float64 for "
-            "harmonic analysis."
+            f"the model computes in {name}: the minimisation is limited by {name} precision (it may stop above "
+            "the force threshold) and second derivatives carry a relative error of about 1e-3 or worse, so "
+            "low-frequency modes (below ~100 cm^-1) and small intensities are unreliable. "
+            + (float64_hint or "Use a float64 model for harmonic analysis.")
         )
     minimization: dict = {"performed": bool(minimize)}
     if minimize:

@@ -2,6 +2,14 @@
 
 from .checkpoint import load_checkpoint, potential_from_record
 from .config import TrainConfig
-from .trainer import evaluate, predict, train
+from .trainer import checkpoint_test_errors, evaluate, predict, train
 
-__all__ = ["TrainConfig", "evaluate", "load_checkpoint", "potential_from_record", "predict", "train"]
+__all__ = [
+    "TrainConfig",
+    "checkpoint_test_errors",
+    "evaluate",
+    "load_checkpoint",
+    "potential_from_record",
+    "predict",
+    "train",
+]

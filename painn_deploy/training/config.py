@@ -1,84 +1,151 @@
-"""Training configuration: one frozen dataclass, from CLI options and/or a YAML file."""
+"""Training configuration: one frozen dataclass, from CLI options and/or a YAML file.
 
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+Each field carries its ``painn-train`` flag and help (:func:`painn_deploy.configuration.option`); a YAML
+file uses the field names as keys, and ``config.yaml`` of a run is such a file.
+"""
 
-import yaml
+from dataclasses import dataclass
 
+from .. import units
+from ..configuration import Config, option
 from ..errors import InputError
+from ..model.potential import TARGETS
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    data: str = ""
-    output: str = "runs/painn"
-    targets: tuple = ("energy", "forces")
+class TrainConfig(Config):
+    data: str = option(
+        "", "--data", "training data: rMD17-style .npz, or anything ASE reads (extxyz, ASE db)", "FILE", "path"
+    )
+    output: str = option(
+        "runs/painn",
+        "--output",
+        "output folder (best.ckpt, last.ckpt, history.csv, learning_curve.png, config.yaml)",
+        "DIR",
+        "path",
+        short="-o",
+    )
+    targets: tuple = option(
+        ("energy", "forces"),
+        "--targets",
+        f"comma-separated heads, from {','.join(TARGETS)}",
+        "LIST",
+        "list",
+    )
     # file units of the data (converted to Angstrom, eV, e*A, A^3 on reading)
-    length_unit: str = "Angstrom"
-    energy_unit: str = "kcal/mol"
-    dipole_unit: str = "e*Angstrom"
-    polarizability_unit: str = "Angstrom^3"
+    length_unit: str = option(
+        "Angstrom", "--length-unit", "length unit of the data file", kind=tuple(units.LENGTH_TO_ANGSTROM)
+    )
+    energy_unit: str = option(
+        "kcal/mol",
+        "--energy-unit",
+        "energy unit of the data file; forces are energy/length",
+        kind=tuple(units.ENERGY_TO_EV),
+    )
+    dipole_unit: str = option(
+        "e*Angstrom", "--dipole-unit", "dipole unit of the data file", kind=tuple(units.DIPOLE_TO_E_ANGSTROM)
+    )
+    polarizability_unit: str = option(
+        "Angstrom^3",
+        "--polarizability-unit",
+        "polarizability unit of the data file",
+        kind=tuple(units.POLARIZABILITY_TO_ANGSTROM3),
+    )
     # split
-    n_train: int = 1000
-    n_val: int = 100
-    split: str = "contiguous"
-    seed: int = 0
+    n_train: int = option(1000, "--n-train", "number of training frames", "N", "int")
+    n_val: int = option(100, "--n-val", "number of validation frames (the rest is the test set)", "N", "int")
+    split: str = option(
+        "contiguous",
+        "--split",
+        "contiguous (consecutive blocks; for correlated MD frames) or random",
+        kind=("contiguous", "random"),
+    )
+    seed: int = option(0, "--seed", "random seed (split, initial weights, shuffling)", "N", "int")
     # model (the paper's)
-    n_features: int = 128
-    n_interactions: int = 3
-    n_rbf: int = 20
-    cutoff_angstrom: float = 5.0
-    dipole_model: str = "eq13"
+    n_features: int = option(128, "--n-features", "feature size F", "F", "int")
+    n_interactions: int = option(3, "--n-interactions", "number of message/update blocks", "N", "int")
+    n_rbf: int = option(20, "--n-rbf", "number of sine radial basis functions", "N", "int")
+    cutoff_angstrom: float = option(5.0, "--cutoff-angstrom", "cutoff radius (Angstrom)", "A")
+    dipole_model: str = option(
+        "eq13",
+        "--dipole-model",
+        "eq13: latent charges + atomic dipoles (paper Eq. 13); eq12: charges only",
+        kind=("eq13", "eq12"),
+    )
     # optimisation (the paper's recipe)
-    max_epochs: int = 500
-    max_time_s: float = 0.0  # wall-clock budget in seconds, 0 = none
-    batch_size: int = 10
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    rho: float = 0.95
-    dipole_weight: float = 1.0
-    polarizability_weight: float = 1.0
-    lr_factor: float = 0.5
-    lr_patience: int = 10
-    smoothing: float = 0.9
-    early_stopping_patience: int = 50
-    ema_decay: float = 0.0
+    max_epochs: int = option(500, "--max-epochs", "maximum number of epochs", "N", "int")
+    max_time_s: float = option(0.0, "--max-time-s", "wall-clock training budget in seconds (0: none)", "S")
+    batch_size: int = option(10, "--batch-size", "molecules per batch", "N", "int")
+    lr: float = option(5e-4, "--lr", "learning rate of AdamW", "LR")
+    weight_decay: float = option(0.01, "--weight-decay", "decoupled weight decay of AdamW", "W")
+    rho: float = option(0.95, "--rho", "energy/force trade-off: loss = (1-rho) MSE_E + rho MSE_F + ...", "RHO")
+    dipole_weight: float = option(1.0, "--dipole-weight", "loss weight of the dipole MSE ((e*Angstrom)^2)", "W")
+    polarizability_weight: float = option(
+        1.0, "--polarizability-weight", "loss weight of the polarizability MSE (Angstrom^6)", "W"
+    )
+    lr_factor: float = option(0.5, "--lr-factor", "learning-rate factor on plateau", "F")
+    lr_patience: int = option(
+        10,
+        "--lr-patience",
+        "epochs without improvement of the smoothed validation loss before the LR decays",
+        "N",
+        "int",
+    )
+    smoothing: float = option(0.9, "--smoothing", "exponential smoothing factor of the validation loss", "S")
+    early_stopping_patience: int = option(
+        50, "--early-stopping-patience", "epochs without improvement before training stops", "N", "int"
+    )
+    ema_decay: float = option(0.0, "--ema-decay", "exponential moving average of the weights (0: off, e.g. 0.999)", "D")
     # hardware
-    accelerator: str = "auto"
-    devices: str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32"
-    num_workers: int = 0
-    resume: bool = False
-    progress_bar: bool = True
+    accelerator: str = option("auto", "--accelerator", "Lightning accelerator (auto, cpu, gpu)", "NAME", "str")
+    devices: str = option(
+        "auto", "--devices", "Lightning devices (auto, 1, 4, ...); several devices train with DDP", "N", "str"
+    )
+    num_nodes: int = option(1, "--num-nodes", "number of nodes for multi-node DDP", "N", "int")
+    strategy: str = option("auto", "--strategy", "Lightning strategy (auto, ddp, ...)", "NAME", "str")
+    precision: str = option("32", "--precision", "Lightning precision (32, 64)", "P", "str")
+    num_workers: int = option(0, "--num-workers", "data-loader worker processes", "N", "int")
+    resume: bool = option(False, "--resume", "continue an interrupted run from OUTPUT/last.ckpt", kind="switch")
+    progress_bar: bool = option(True, "--progress-bar", "show a progress bar (default: on)", kind="switch")
 
     def __post_init__(self):
-        if isinstance(self.targets, str):
-            object.__setattr__(self, "targets", tuple(t.strip() for t in self.targets.split(",") if t.strip()))
+        super().__post_init__()
         if not self.data:
             raise InputError("no training data: give --data FILE (rMD17-style .npz, extxyz or ASE db)")
+        unknown = [t for t in self.targets if t not in TARGETS]
+        if unknown:
+            raise InputError(
+                f"unknown target(s) {', '.join(map(repr, unknown))} in --targets; the valid targets are "
+                f"{', '.join(TARGETS)}"
+            )
+        if not self.targets:
+            raise InputError(f"--targets is empty; choose from {', '.join(TARGETS)}")
+        if "forces" in self.targets and "energy" not in self.targets:
+            raise InputError("target 'forces' needs 'energy' (forces are -dE/dr); add energy to --targets")
         if not 0.0 <= self.rho <= 1.0:
             raise InputError(f"rho (force weight) must be in [0, 1], got {self.rho}")
+        for name in (
+            "n_train",
+            "n_val",
+            "n_features",
+            "n_interactions",
+            "n_rbf",
+            "max_epochs",
+            "batch_size",
+            "num_nodes",
+        ):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.cutoff_angstrom <= 0 or self.lr <= 0:
+            raise InputError("--cutoff-angstrom and --lr must be positive")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["targets"] = list(self.targets)
-        return d
+        return self.as_dict()
 
     @classmethod
     def from_sources(cls, yaml_path=None, **overrides) -> "TrainConfig":
-        """Defaults < YAML file < explicit overrides; unknown keys are errors."""
-        values = {}
+        """Defaults < YAML file < explicit overrides (None: not given); unknown keys are errors."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
         if yaml_path:
-            try:
-                values = yaml.safe_load(Path(yaml_path).read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise InputError(f"cannot read config file {yaml_path}: {exc}") from exc
-            values = {k.replace("-", "_"): v for k, v in values.items()}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise InputError(f"unknown training option(s) {unknown}; see painn-train --help")
-        return cls(**values)
+            return cls.from_file(yaml_path, **overrides)
+        return cls.from_mapping(overrides)

@@ -30,6 +30,8 @@ class PaiNNTask(pl.LightningModule):
         }
         decay = train_config["ema_decay"]
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay)) if decay > 0 else None
+        if self.ema is not None:  # averaged, not trained: no gradients (DDP would wait for them)
+            self.ema.requires_grad_(False)
         self.smoothed_val_loss = math.nan
         self._val_sums: dict = {}
 
@@ -47,7 +49,15 @@ class PaiNNTask(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         out = self._predict(self.model, batch, training=True)
         loss, _ = self._loss(out, batch)
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=batch["n_molecules"])
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch["n_molecules"],
+            sync_dist=True,
+        )
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -71,6 +81,12 @@ class PaiNNTask(pl.LightningModule):
         sums, self._val_sums = self._val_sums, {}
         if not sums:
             return
+        if self.trainer.world_size > 1:  # every process gets the sums over all validation frames
+            keys = sorted(sums)
+            total = self.trainer.strategy.reduce(
+                torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=self.device), reduce_op="sum"
+            )
+            sums = dict(zip(keys, total.tolist()))
         n = sums["n"]
         val_loss = sums["loss"] / n
         s = self.cfg["smoothing"]

@@ -9,9 +9,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from .. import data as data_io
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ..model import PaiNNConfig, PaiNNPotential
 from .batching import FrameTensors, predict_batch
 from .checkpoint import atomic_torch_save, load_checkpoint, painn_record, potential_from_record
@@ -19,6 +20,9 @@ from .config import TrainConfig
 from .task import PaiNNTask
 
 UNIT_LABELS = {"energy": "eV", "forces": "eV/A", "dipole": "e*A", "polarizability": "A^3"}
+#: Axis labels of the learning curve: plain Unicode, no TeX (as the spectra's plots).
+PLOT_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "polarizability": "Å³"}
+CURVES = {"train_loss": "training", "val_loss": "validation", "val_loss_smoothed": "validation (smoothed)"}
 
 
 def load_data(cfg: TrainConfig) -> data_io.MoleculeDataset:
@@ -47,7 +51,9 @@ class CheckpointAndCurves(pl.Callback):
 
     def _save(self, trainer, pl_module, name):
         ckpt = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-        ckpt["painn"] = painn_record(pl_module.deployable(), epoch=trainer.current_epoch, **self.record_extra)
+        ckpt["painn"] = painn_record(
+            pl_module.deployable(), epoch=trainer.current_epoch, processes=_processes(trainer), **self.record_extra
+        )
         atomic_torch_save(ckpt, self.output / name)
 
     def on_validation_end(self, trainer, pl_module):
@@ -74,40 +80,60 @@ def write_history(history: list, output: Path) -> None:
     plot_learning_curve(history, output / "learning_curve.png")
 
 
-def plot_learning_curve(history: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def learning_curve_figure(history: list):
+    """The learning curve: losses and one validation MAE panel per target (Agg canvas, Unicode labels)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     maes = sorted({k for row in history for k in row if k.startswith("val_") and k.endswith("_mae")})
-    fig, axes = plt.subplots(1, 1 + len(maes), figsize=(4 * (1 + len(maes)), 3.2), squeeze=False)
+    fig = Figure(figsize=(4 * (1 + len(maes)), 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 1 + len(maes), squeeze=False)[0]
     epochs = [row["epoch"] for row in history]
-    ax = axes[0, 0]
-    for key in ("train_loss", "val_loss", "val_loss_smoothed"):
-        ax.semilogy(epochs, [row.get(key, np.nan) for row in history], label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (model units)")
-    ax.legend(fontsize=7)
-    for ax, key in zip(axes[0, 1:], maes):
+    for key, label in CURVES.items():
+        axes[0].semilogy(epochs, [row.get(key, np.nan) for row in history], label=label)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss (model units)")
+    axes[0].legend(fontsize=7)
+    for ax, key in zip(axes[1:], maes):
         target = key[4:-4]
         ax.semilogy(epochs, [row.get(key, np.nan) for row in history])
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation MAE {target} ({UNIT_LABELS.get(target, '')})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.set_ylabel(f"validation MAE, {target} ({PLOT_UNITS.get(target, 'model units')})")
+    return fig
+
+
+def plot_learning_curve(history: list, path: Path) -> None:
+    learning_curve_figure(history).savefig(path, dpi=110)
+
+
+def _processes(trainer) -> dict:
+    """How the run was distributed: processes in all, nodes, the Lightning strategy."""
+    return {
+        "world_size": trainer.world_size,
+        "num_nodes": trainer.num_nodes,
+        "strategy": type(trainer.strategy).__name__,
+    }
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train a model; returns a summary dict (paths, test errors).  Outputs go to ``cfg.output``."""
+    """Train a model; returns a summary dict (paths, test errors, processes).  Outputs go to ``cfg.output``.
+
+    In a multi-process (DDP) run every process trains; rank 0 alone writes, evaluates and returns the full
+    summary, the others return ``{"global_rank", "world_size", "num_nodes", "strategy"}``.
+    """
     output = Path(cfg.output)
-    output.mkdir(parents=True, exist_ok=True)
     last = output / "last.ckpt"
-    if cfg.resume and not last.is_file():
-        raise InputError(f"--resume: no {last} to continue from; start a new run without --resume")
-    if not cfg.resume and (output / "best.ckpt").exists():
-        raise InputError(f"{output} already holds a trained model; use --resume to continue or another --output")
+    # the other processes of a multi-process (DDP) run start once rank 0 is in fit(): rank 0 checks and writes
+    main_process = pl.utilities.rank_zero_only.rank == 0
+    if main_process:
+        if output.exists() and not output.is_dir():
+            raise InputError(f"--output {output} exists and is a file; give a folder")
+        if cfg.resume and not last.is_file():
+            raise InputError(f"--resume: no {last} to continue from; start a new run without --resume")
+        if not cfg.resume and (output / "best.ckpt").exists():
+            raise InputError(f"{output} already holds a trained model; use --resume to continue or another --output")
+        output.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_data(cfg)
     elements = sorted(set(int(z) for z in data.atomic_numbers))
@@ -125,8 +151,9 @@ def train(cfg: TrainConfig) -> dict:
         )
     )
     apply_statistics(model, stats)
-    (output / "config.yaml").write_text(_yaml(cfg.to_dict()))
-    data_io.save_split(split, output / "split.npz")
+    if main_process:
+        (output / "config.yaml").write_text(_yaml(cfg.to_dict()))
+        data_io.save_split(split, output / "split.npz")
 
     frames = FrameTensors(data, elements)
     loader = lambda idx, shuffle: torch.utils.data.DataLoader(  # noqa: E731
@@ -147,29 +174,37 @@ def train(cfg: TrainConfig) -> dict:
             "val_loss_smoothed", patience=cfg.early_stopping_patience, check_on_train_epoch_end=False, strict=False
         ),
     ]
-    trainer = pl.Trainer(
-        max_epochs=cfg.max_epochs,
-        max_time={"seconds": cfg.max_time_s} if cfg.max_time_s > 0 else None,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
-        precision=cfg.precision,
-        callbacks=callbacks,
-        inference_mode=False,  # validation needs autograd for forces
-        enable_checkpointing=False,
-        logger=pl.loggers.CSVLogger(str(output), name="logs"),
-        enable_progress_bar=cfg.progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        gradient_clip_val=None,
-    )
+    try:  # the hardware options go to Lightning as they are: what it refuses is bad input
+        trainer = pl.Trainer(
+            max_epochs=cfg.max_epochs,
+            max_time={"seconds": cfg.max_time_s} if cfg.max_time_s > 0 else None,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            num_nodes=cfg.num_nodes,
+            strategy=cfg.strategy,
+            precision=cfg.precision,
+            callbacks=callbacks,
+            inference_mode=False,  # validation needs autograd for forces
+            enable_checkpointing=False,
+            logger=pl.loggers.CSVLogger(str(output), name="logs"),
+            enable_progress_bar=cfg.progress_bar,
+            enable_model_summary=False,
+            log_every_n_steps=10,
+            gradient_clip_val=None,
+        )
+    except (MisconfigurationException, ValueError, TypeError) as exc:
+        raise InputError(
+            f"Lightning refused the hardware options (--accelerator {cfg.accelerator}, --devices {cfg.devices}, "
+            f"--strategy {cfg.strategy}, --num-nodes {cfg.num_nodes}, --precision {cfg.precision}): {exc}"
+        ) from None
     task = PaiNNTask(model, cfg.to_dict())
     t0 = time.perf_counter()
     trainer.fit(
         task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None
     )
     train_seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:  # rank 0 evaluates and reports
+        return {"global_rank": trainer.global_rank, **_processes(trainer)}
     best = output / "best.ckpt"
     if not best.is_file():
         raise InputError("training stopped before the first validation; no checkpoint was written")
@@ -182,6 +217,9 @@ def train(cfg: TrainConfig) -> dict:
         "epochs": trainer.current_epoch,
         "train_seconds": train_seconds,
         "train_frames_per_second": trainer.current_epoch * len(split["train"]) / max(train_seconds, 1e-9),
+        "train_batches_per_epoch_per_process": trainer.num_training_batches,
+        **_processes(trainer),
+        "global_rank": 0,
         "test_errors": test,
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -229,6 +267,17 @@ def evaluate(checkpoint, data: data_io.MoleculeDataset, indices) -> dict:
             "unit": UNIT_LABELS[t],
         }
     return errors
+
+
+def checkpoint_test_errors(checkpoint) -> dict:
+    """Test errors (as :func:`evaluate`) of a painn-train checkpoint on the test split saved in it."""
+    record = load_checkpoint(checkpoint)
+    if "train_config" not in record or "split" not in record:
+        raise CheckpointError(
+            f"{checkpoint} stores no training configuration and split; was it written by painn-train?"
+        )
+    cfg = TrainConfig.from_mapping(record["train_config"], source=f"{checkpoint} (its training configuration)")
+    return evaluate(checkpoint, load_data(cfg), np.asarray(record["split"]["test"]))
 
 
 def _yaml(d: dict) -> str:

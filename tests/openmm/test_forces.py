@@ -300,12 +300,21 @@ def context_for_periodic(model, pdb_path):
 def test_preflight_position_checks():
     pos = np.asarray(app.PDBFile(str(ETHANOL_PDB)).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
     check_positions(pos)
-    with pytest.raises(UnitsError, match="Angstrom read as nm"):
+    with pytest.raises(UnitsError, match=r"coordinates look 10 times too large\. A PDB file stores Angstrom"):
         check_positions(pos * 10)
+    with pytest.raises(UnitsError, match=r"look 10 times too small, e\.g\. nm written where Angstrom belong"):
+        check_positions(pos / 10)
     overlapping = pos.copy()
     overlapping[4] = overlapping[3] + 1e-4
     with pytest.raises(InputError, match="atoms 4 and 5 are 0.002 Angstrom apart"):
         check_positions(overlapping)
+    # two atoms at exactly the same place: the partner is named, not the atom itself (was "atoms 1 and 1")
+    for first, second in ((0, 3), (3, 0), (2, 8)):
+        coincident = pos.copy()
+        coincident[second] = coincident[first]
+        a, b = sorted((first + 1, second + 1))
+        with pytest.raises(InputError, match=f"atoms {a} and {b} are 0.000 Angstrom apart"):
+            check_positions(coincident)
     with pytest.raises(InputError, match="NaN"):
         check_positions(pos * np.nan)
 

@@ -5,6 +5,7 @@ Analytic torch models follow the exported-model contract: forward(positions_nm) 
 """
 
 import csv
+import json
 import math
 import warnings
 from typing import Dict
@@ -278,8 +279,8 @@ def test_saddle_point_gives_imaginary_frequency_and_external_basis():
 # --- command line -------------------------------------------------------------------------------------
 
 
-def _write_pdb(path, symbols, positions_nm):
-    from openmm import unit
+def _write_pdb(path, symbols, positions_nm, box_nm=None):
+    from openmm import Vec3, unit
     from openmm.app import Element, PDBFile, Topology
 
     top = Topology()
@@ -287,6 +288,8 @@ def _write_pdb(path, symbols, positions_nm):
     res = top.addResidue("MOL", chain)
     for i, s in enumerate(symbols):
         top.addAtom(f"{s}{i + 1}", Element.getBySymbol(s), res)
+    if box_nm is not None:
+        top.setPeriodicBoxVectors([Vec3(box_nm, 0, 0), Vec3(0, box_nm, 0), Vec3(0, 0, box_nm)] * unit.nanometer)
     with open(path, "w") as fh:
         PDBFile.writeFile(top, positions_nm * unit.nanometer, fh)
     return path
@@ -328,9 +331,46 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert spectrum_main([str(tmp_path / "props.h5"), "-o", str(spec_out), "--sticks", str(out / "modes.csv")]) == 0
     assert (spec_out / "ir.png").stat().st_size > 1000
 
-    # errors are reported, not raised
-    assert harmonic_main([str(tmp_path / "missing.pt"), str(pdb), "-o", str(out)]) == 1
-    assert "cannot be loaded" in capsys.readouterr().err
+    # bad input: exit 2, one line, no traceback
+    assert harmonic_main([str(tmp_path / "missing.pt"), str(pdb), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "missing.pt does not exist" in err and "Traceback" not in err
+    assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "--max-steps", "many"]) == 2
+    assert "argument --max-steps: expected a whole number, got 'many'" in capsys.readouterr().err
+
+
+def test_cli_config_file_and_overrides(tmp_path, capsys):
+    from painn_deploy.cli.harmonic import main as harmonic_main
+
+    torch.jit.save(torch.jit.script(Triatomic()), str(tmp_path / "model.pt"))
+    pdb = _write_pdb(tmp_path / "water.pdb", ["O", "H", "H"], _triatomic_geometry(0.098, 0.095, 1.8, seed=4))
+    cfg = tmp_path / "harmonic.yaml"
+    cfg.write_text(
+        f"model: {tmp_path / 'model.pt'}\nstructure: {pdb}\noutput: {tmp_path / 'a'}\nplots: false\nmax-steps: 3\n"
+    )
+    assert harmonic_main(["--config", str(cfg), "-o", str(tmp_path / "b")]) == 0  # the flag wins
+    info = json.loads((tmp_path / "b" / "harmonic.json").read_text())
+    assert info["config"]["max_steps"] == 3 and info["minimization"]["steps"] <= 3 and not info["config"]["plots"]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "modes.png").exists()
+    capsys.readouterr()
+    cfg.write_text(f"model: {tmp_path / 'model.pt'}\nstructure: {pdb}\nfmax: 1e-4\n")
+    assert harmonic_main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) 'fmax'" in err and "fmax_kj_mol_nm" in err and "Traceback" not in err
+
+
+def test_cli_reports_a_cryst1_box_as_ignored(tmp_path, capsys):
+    from painn_deploy.cli.harmonic import main as harmonic_main
+
+    torch.jit.save(torch.jit.script(Triatomic()), str(tmp_path / "model.pt"))
+    pdb = _write_pdb(
+        tmp_path / "water.pdb", ["O", "H", "H"], _triatomic_geometry(0.098, 0.095, 1.8, seed=4), box_nm=2.0
+    )
+    assert "CRYST1" in pdb.read_text()
+    assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(tmp_path / "out"), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert "CRYST1 box, which the harmonic analysis ignores" in err and "isolated molecule" in err
+    assert "ignores" in json.loads((tmp_path / "out" / "harmonic.json").read_text())["notes"][0]
 
 
 # --- the exported PaiNN force field ------------------------------------------------------------------
@@ -388,3 +428,75 @@ def test_exported_painn_forcefield(tmp_path):
     )
     assert np.abs(h_ref).max() > 100.0  # a Hessian to get wrong
     np.testing.assert_allclose(h, h_ref, rtol=0, atol=1e-5 * np.abs(h_ref).max())
+
+
+# --- painn-train checkpoints and exported models: float64, and checks against the structure ----------------
+
+
+def _ethanol_variant(tmp_path, name, symbols=None, order=None):
+    """ethanol.pdb with its element symbols replaced and/or its atoms reordered."""
+    from painn_deploy.elements import symbol
+    from painn_deploy.structures import read_pdb
+
+    from ..conftest import ETHANOL_PDB
+
+    numbers, pos, _ = read_pdb(ETHANOL_PDB)
+    names = [symbol(z) for z in numbers]
+    if symbols:
+        names = [symbols.get(i, s) for i, s in enumerate(names)]
+    order = list(range(len(names))) if order is None else order
+    return _write_pdb(tmp_path / name, [names[i] for i in order], pos[order])
+
+
+def test_checkpoint_is_evaluated_in_float64_and_float32_models_warn(
+    trained_checkpoint, exported64, exported32, tmp_path, capsys
+):
+    """A .ckpt gives the float64 analysis of the exported float64 model, without a precision warning; a float32
+    artefact still works, and its warning says that float32 limits the minimisation and to give the .ckpt."""
+    from painn_deploy.cli.harmonic import main as harmonic_main
+
+    from ..conftest import ETHANOL_PDB
+
+    results = {}
+    for name, model in (("ckpt", trained_checkpoint), ("pt64", exported64), ("pt32", exported32)):
+        out = tmp_path / name
+        argv = [str(model), str(ETHANOL_PDB), "-o", str(out), "--no-minimize", "--no-plots"]
+        assert harmonic_main(argv) == 0
+        results[name] = (json.loads((out / "harmonic.json").read_text()), capsys.readouterr().err)
+    (ckpt, ckpt_err), (pt64, _), (pt32, pt32_err) = results["ckpt"], results["pt64"], results["pt32"]
+    assert ckpt["model_dtype"] == "float64" and pt32["model_dtype"] == "float32"
+    assert "float32" not in ckpt_err and "precision" not in ckpt_err
+    assert "minimisation is limited by float32 precision" in pt32_err and "checkpoint (.ckpt)" in pt32_err
+    assert "Traceback" not in pt32_err
+    np.testing.assert_allclose(ckpt["wavenumber_cm-1"], pt64["wavenumber_cm-1"], rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(ckpt["ir_intensity_km_per_mol"], pt64["ir_intensity_km_per_mol"], rtol=1e-5, atol=1e-8)
+
+
+def test_structures_that_do_not_fit_the_model_are_refused_before_evaluation(
+    trained_checkpoint, exported32, tmp_path, capsys, monkeypatch
+):
+    """Another molecule, an element the model does not know, or another atom order: exit 2 with a message that
+    names the problem, before the model is evaluated (no TorchScript traceback)."""
+    import painn_deploy.spectra.harmonic_pipeline as pipeline
+    from painn_deploy.cli.harmonic import main as harmonic_main
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was evaluated")
+
+    monkeypatch.setattr(pipeline, "harmonic_analysis", never)
+    water = _write_pdb(tmp_path / "water.pdb", ["O", "H", "H"], _triatomic_geometry(0.098, 0.095, 1.8))
+    sulfur = _ethanol_variant(tmp_path, "thiol.pdb", symbols={2: "S"})  # ethanol.pdb: C C O H...; O -> S
+    shuffled = _ethanol_variant(tmp_path, "shuffled.pdb", order=[2, 0, 1, 3, 4, 5, 6, 7, 8])
+    cases = [
+        (exported32, water, ["water.pdb has 3 atoms (H2O)", "exported for 9 (C2H6O)"]),
+        (exported32, sulfur, ["thiol.pdb contains S (Z=16)", "not trained on"]),
+        (exported32, shuffled, ["shuffled.pdb does not match the model's particle order", "atom 1: O (model: C)"]),
+        (trained_checkpoint, water, ["water.pdb is H2O (3 atoms)", "trained on C2H6O (9 atoms) only"]),
+        (trained_checkpoint, sulfur, ["thiol.pdb contains S (Z=16)", "not trained on"]),
+    ]
+    for model, pdb, expected in cases:
+        assert harmonic_main([str(model), str(pdb), "-o", str(tmp_path / "out")]) == 2, (model, pdb)
+        err = capsys.readouterr().err
+        assert all(e in err for e in expected), err
+        assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -1,10 +1,12 @@
 """Data ingestion (units), splits, the training loop, checkpoints, resume and the painn-train CLI."""
 
 import csv
+import re
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from painn_deploy import data as data_io
 from painn_deploy import units
@@ -164,8 +166,120 @@ def test_yaml_config_and_overrides(tmp_path):
     cfg = TrainConfig.from_sources(y, n_features=64)
     assert cfg.n_features == 64 and cfg.targets == ("energy", "forces", "dipole") and cfg.data == "x.npz"
     y.write_text("data: x.npz\nn_featurs: 32\n")
-    with pytest.raises(InputError, match="unknown training option.*n_featurs"):
+    with pytest.raises(InputError, match="unknown key.*'n_featurs'.*the known keys are .*n_features"):
         TrainConfig.from_sources(y)
+    y.write_text("data: x.npz\nmax_epochs: many\n")
+    with pytest.raises(InputError, match="'max_epochs' must be a whole number, got 'many'"):
+        TrainConfig.from_sources(y)
+    # a run's config.yaml is a configuration file
+    cfg = TrainConfig(data="x.npz", targets=("energy", "forces", "dipole"), devices=2, precision=64)
+    assert cfg.devices == "2" and cfg.precision == "64"
+    y.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert TrainConfig.from_sources(y) == cfg
+
+
+def test_cli_config_file_and_flags(tmp_path):
+    from painn_deploy.cli.train import build_parser
+    from painn_deploy.configuration import config_from_arguments
+
+    y = tmp_path / "c.yaml"
+    y.write_text("data: x.npz\nn_features: 32\nmax_epochs: 7\nprogress_bar: false\n")
+    args = build_parser().parse_args(["--config", str(y), "--max-epochs", "3", "-o", "runs/x", "--progress-bar"])
+    del args.test_only
+    cfg = config_from_arguments(TrainConfig, args)
+    assert (cfg.data, cfg.n_features, cfg.max_epochs, cfg.output, cfg.progress_bar) == ("x.npz", 32, 3, "runs/x", True)
+    assert cfg.lr == 5e-4  # the dataclass default
+
+
+def test_unknown_target_is_named_with_the_valid_ones(tmp_path, capsys):
+    from painn_deploy.cli.train import main
+
+    with pytest.raises(InputError, match="unknown target.*'charges'.*energy, forces, dipole, polarizability"):
+        TrainConfig(data="x.npz", targets="energy,charges")
+    with pytest.raises(InputError, match="unknown target 'charges'"):
+        data_io.load_npz(ETHANOL_NPZ).require(["energy", "charges"])
+    assert main(["--data", str(ETHANOL_NPZ), "--targets", "energy,charges", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "'charges'" in err and "energy, forces, dipole, polarizability" in err
+    assert "Traceback" not in err and "AttributeError" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_option_type_errors_name_the_option_and_what_it_expects(tmp_path, capsys):
+    from painn_deploy.cli.train import main
+
+    for flag, value, expected in (
+        ("--max-epochs", "abc", "argument --max-epochs: expected a whole number, got 'abc'"),
+        ("--n-train", "2.5", "argument --n-train: expected a whole number, got '2.5'"),
+        ("--lr", "fast", "argument --lr: expected a number, got 'fast'"),
+        ("--split", "blocks", "argument --split: invalid choice: 'blocks'"),
+    ):
+        assert main(["--data", "x.npz", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+    # the hardware options go to Lightning: what it refuses is bad input too
+    argv = ["--data", str(ETHANOL_NPZ), "-o", str(tmp_path / "o"), "--n-train", "10", "--n-val", "5"]
+    assert main([*argv, "--accelerator", "abacus"]) == 2
+    err = capsys.readouterr().err
+    assert "Lightning refused the hardware options" in err and "abacus" in err and "Traceback" not in err
+
+
+def test_help_shows_each_default_once():
+    from painn_deploy.cli.train import build_parser
+
+    text = build_parser().format_help()
+    options = text.split("\noptions:\n")[1]
+    blocks = [b for b in re.split(r"\n  (?=-)", options) if b.strip()]
+    assert len(blocks) > 30
+    for block in blocks:
+        assert block.count("default") <= 1, block
+    flat = " ".join(text.split())
+    assert "default: None" not in flat and "(default: 0.0005)" in flat and "(default: energy,forces)" in flat
+
+
+def test_unreadable_data_files_give_a_clear_message_without_pickle_hints(tmp_path, capsys):
+    from painn_deploy.cli.train import main
+
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not numpy at all\n" * 20)
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, nuclear_charges=np.array([6, 1]), coords=np.array([{"x": 1}], dtype=object))
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as fh:
+        np.save(fh, np.zeros(3))
+    cases = ((junk, "is not an npz file"), (objects, "'coords' is not a numeric array"), (single, "single numpy array"))
+    for path, message in cases:
+        with pytest.raises(InputError, match=message) as info:
+            data_io.load_npz(path)
+        assert "pickle" not in str(info.value)
+        assert main(["--data", str(path), "-o", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "pickle" not in err and "Traceback" not in err
+    bad_xyz = tmp_path / "frames.extxyz"
+    bad_xyz.write_text("three\nnot an xyz file\n")
+    assert main(["--data", str(bad_xyz), "-o", str(tmp_path / "o")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_learning_curve_labels_are_tex_free(short_run):
+    import warnings
+
+    from painn_deploy.training.trainer import learning_curve_figure
+
+    cfg, _ = short_run
+    with open(f"{cfg.output}/history.csv") as f:
+        history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(f)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = learning_curve_figure(history)
+        fig.canvas.draw()
+    assert not [w for w in caught if "missing from" in str(w.message)]  # the font has Å, ³, ·
+    labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel())]
+    labels += [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for label in labels:
+        assert not set("$^\\_") & set(label), label
+    assert "validation MAE, forces (eV/Å)" in labels and "validation MAE, polarizability (Å³)" in labels
+    assert "validation MAE, dipole (e·Å)" in labels and "validation (smoothed)" in labels
 
 
 def test_missing_target_in_data(tmp_path):
@@ -203,3 +317,45 @@ def test_cli_train_and_test_only(tmp_path, capsys):
     assert "energy" in capsys.readouterr().out
     assert main(["--data", str(tmp_path / "none.npz"), "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["--test-only", str(tmp_path / "none.ckpt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_trains_one_model_on_two_cpu_processes(tmp_path):
+    """painn-train --accelerator cpu --devices 2 --strategy ddp: Lightning starts a second process, the two
+    (gloo backend) each train on half of the frames and average their gradients; EMA weights take no part in
+    DDP's gradient reduction.  Rank 0 alone evaluates, writes and reports."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import lightning.pytorch as pl
+
+    from painn_deploy.model import PaiNNConfig, PaiNNPotential
+
+    out = tmp_path / "ddp"
+    tiny = ["--n-features", "8", "--n-interactions", "1", "--n-rbf", "4", "--batch-size", "5", "--max-epochs", "2"]
+    argv = [sys.executable, "-m", "painn_deploy.cli.train", "--data", str(ETHANOL_NPZ), "-o", str(out), *tiny,
+            "--targets", "energy,forces,dipole,polarizability", "--n-train", "20", "--n-val", "10", "--ema-decay", "0.5",
+            "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--num-nodes", "1", "--no-progress-bar"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    assert proc.stdout.count("best checkpoint:") == 1  # rank 0 reports, rank 1 does not
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["strategy"] == "DDPStrategy" and summary["epochs"] == 2
+    assert summary["train_batches_per_epoch_per_process"] == 2  # 20 frames / 5 per batch / 2 processes
+    record = load_checkpoint(out / "best.ckpt")
+    assert record["processes"]["world_size"] == 2 and set(record["test_errors"]) == set(record["config"]["targets"])
+    # the initial weights, made as train() makes them (seed 0), differ from the trained ones
+    pl.seed_everything(0, verbose=False)
+    config = PaiNNConfig(
+        elements=(1, 6, 8), n_features=8, n_interactions=1, n_rbf=4, targets=tuple(record["config"]["targets"])
+    )
+    initial = dict(PaiNNPotential(config).named_parameters())
+    assert all(p.shape == record["state_dict"][k].shape for k, p in initial.items())
+    changed = [k for k, p in initial.items() if not torch.allclose(p.detach(), record["state_dict"][k].float())]
+    assert len(changed) > 0.8 * len(initial), sorted(set(initial) - set(changed))

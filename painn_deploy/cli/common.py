@@ -1,0 +1,70 @@
+"""What every ``painn-*`` command shares: the parser built from a configuration dataclass, and the exit codes.
+
+Exit status of every command: 0 on success; 2 for bad input (an argparse error, or any
+:class:`~painn_deploy.errors.PainnDeployError`: a file, option or structure that cannot be used), reported
+as one line ``PROG: error: ...`` and never with a traceback; 1 for a run that failed otherwise (an
+unexpected exception): its traceback, then one line ``PROG: error: the run failed: ...``.
+"""
+
+import argparse
+import sys
+import traceback
+import warnings
+from typing import Callable
+
+from ..configuration import add_arguments
+from ..errors import PainnDeployError
+
+BAD_INPUT = 2
+FAILED_RUN = 1
+
+
+def build_parser(prog: str, description: str, config_cls, config_help: str | None = None) -> argparse.ArgumentParser:
+    """``--config`` and one argument per field of ``config_cls`` (see :mod:`painn_deploy.configuration`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    return add_arguments(parser, config_cls, config_help)
+
+
+def _print_warnings(caught) -> None:
+    for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def run_command(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    argv,
+    execute: Callable,
+    report: Callable | None = None,
+    capture_warnings: bool = True,
+) -> int:
+    """Parse ``argv``, call ``execute(args)`` and ``report(result)``; return the exit status (0, 1 or 2).
+
+    With ``capture_warnings`` the warnings issued on the way are printed once each, as ``warning: ...``
+    lines before the report or the error (long runs leave them to Python, printed as they happen).
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed by argparse
+        return exc.code if isinstance(exc.code, int) else BAD_INPUT
+    caught: list = []
+    try:
+        if capture_warnings:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = execute(args)
+        else:
+            result = execute(args)
+    except PainnDeployError as exc:
+        _print_warnings(caught)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    except Exception as exc:  # a failed run (I/O, a bug): the traceback for the report, then one line
+        _print_warnings(caught)
+        traceback.print_exc()
+        print(f"{prog}: error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return FAILED_RUN
+    _print_warnings(caught)
+    if report is not None:
+        report(result)
+    return 0

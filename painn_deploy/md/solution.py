@@ -1,0 +1,93 @@
+"""A solute in solvent for painn-simulate: the ML atoms chosen by residue name, the rest from an OpenMM
+force field, joined by OpenMM-ML's mechanical embedding (``MLPotential("painn").createMixedSystem``).
+
+The ML atoms keep their force-field charges and Lennard-Jones parameters for their interactions with the
+solvent; their bonded terms and the nonbonded terms among themselves are removed and the model replaces
+them.  The MM region uses OpenMM's own forces (PME) and platforms."""
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import openmm
+from openmm import app, unit
+
+from ..errors import InputError
+from ..openmm.mlpotential import residue_groups
+from ..solvation import WATER_MODELS, check_templates, forcefield
+
+__all__ = ["MixedSystem", "mixed_system", "ml_atoms_by_residue", "residue_groups"]
+
+BAROSTAT_FREQUENCY = 25  # steps between Monte Carlo volume moves
+
+
+@dataclass
+class MixedSystem:
+    system: "openmm.System"
+    adapter: object  # the PythonForce's ModelForce (with the feature ring), or None for TorchForce
+    ml_atoms: List[int]
+    barostat_frequency: int  # 0: no barostat
+
+
+def ml_atoms_by_residue(topology: "app.Topology", residue_names: Sequence[str], where: str) -> List[int]:
+    """Indices of the atoms in residues named ``residue_names``; a name that matches no residue is an error
+    that lists the structure's residue names."""
+    names = [n.strip() for n in residue_names if n.strip()]
+    present: dict = {}
+    for residue in topology.residues():
+        present[residue.name] = present.get(residue.name, 0) + 1
+    missing = [n for n in names if n not in present]
+    if missing:
+        listing = ", ".join(f"{name} ({count})" for name, count in sorted(present.items()))
+        raise InputError(
+            f"--ml-residues {','.join(missing)}: no residue of {where} has that name; its residues are {listing}"
+        )
+    return [atom.index for atom in topology.atoms() if atom.residue.name in names]
+
+
+def mixed_system(
+    topology: "app.Topology",
+    model_path: str,
+    ml_atoms: Sequence[int],
+    mm_forcefield: str,
+    forcefield_files: Sequence[str],
+    backend: str,
+    ring_capacity: int,
+    device: str,
+    cuda_graphs: bool,
+    temperature_K: float,
+    pressure_bar: float,
+    cutoff_nm: float,
+    where: str,
+) -> MixedSystem:
+    from openmmml import MLPotential
+
+    water = mm_forcefield.split("/")[-1]
+    if water not in WATER_MODELS:
+        raise InputError(
+            f"--mm-forcefield {mm_forcefield!r}: amber14 with one of the water models "
+            f"{', '.join('amber14/' + w for w in WATER_MODELS)}; add other molecules' templates with --forcefield-file"
+        )
+    ff = forcefield(forcefield_files, water)
+    check_templates(ff, topology, where)
+    periodic = topology.getPeriodicBoxVectors() is not None
+    if pressure_bar > 0 and not periodic:
+        raise InputError("--pressure needs a periodic system: give a PDB with a CRYST1 box (a solvated structure)")
+    mm_system = ff.createSystem(
+        topology,
+        nonbondedMethod=app.PME if periodic else app.NoCutoff,
+        nonbondedCutoff=cutoff_nm * unit.nanometer,
+        constraints=app.HBonds,  # rigid water and X-H bonds of the MM region; the ML atoms' constraints are removed
+        rigidWater=True,
+    )
+    options = dict(backend=backend, ringCapacity=ring_capacity, cudaGraphs=cuda_graphs)
+    if backend == "python":
+        options["device"] = device
+    potential = MLPotential("painn", model=str(model_path), **options)
+    system = potential.createMixedSystem(topology, mm_system, list(ml_atoms), forceGroup=1)
+    frequency = 0
+    if pressure_bar > 0:
+        frequency = BAROSTAT_FREQUENCY
+        system.addForce(openmm.MonteCarloBarostat(pressure_bar * unit.bar, temperature_K * unit.kelvin, frequency))
+    impl = potential._impl  # (OpenMM-ML keeps the potential's implementation here)
+    adapter: Optional[object] = impl.computations[-1].adapter if backend == "python" else None
+    return MixedSystem(system, adapter, list(ml_atoms), frequency)

@@ -1,0 +1,196 @@
+"""``compute_harmonic``: model + structure -> normal modes -> modes.csv, harmonic.json, minimized.pdb, modes.png.
+
+The whole of ``painn-harmonic`` as one library call on a :class:`HarmonicConfig`:
+
+1. read the PDB; a CRYST1 box is reported as ignored (the analysis is of one isolated molecule);
+2. open the model and check it against the structure before evaluating anything
+   (:func:`~.harmonic.load_model`): a painn-train checkpoint is built in float64 for the structure, which
+   must be its training molecule; an exported model must have been exported for these atoms, in this order;
+3. minimise and analyse (:func:`~.harmonic.harmonic_analysis`);
+4. write modes.csv (mode, wavenumber_cm-1, ir_intensity_km_per_mol, raman_activity_A4_per_amu), harmonic.json
+   (all results, the minimisation report, normal-mode displacements), minimized.pdb and modes.png.
+
+Formulas and units: docs/spectra.md.
+"""
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..configuration import Config, option
+from ..errors import InputError, typed_errors
+from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, load_model
+from .io import write_modes_csv
+
+DESCRIPTION = (
+    "Minimise a structure with a model, then compute harmonic vibrational wavenumbers (cm^-1, negative = "
+    "imaginary) from the Hessian with translations and rotations projected out, IR intensities (km/mol) from "
+    "dipole derivatives and Raman activities 45 a'^2 + 7 g'^2 (Angstrom^4/amu) from polarizability derivatives. "
+    "Options can also come from --config FILE.yaml (keys: the option names with underscores, e.g. max_steps); "
+    "flags override the file. See docs/spectra.md."
+)
+FLOAT64_HINT = (
+    "Give the painn-train checkpoint (.ckpt) instead of the exported model: painn-harmonic then evaluates it in "
+    "float64."
+)
+
+
+@dataclass(frozen=True)
+class HarmonicConfig(Config):
+    """Everything ``painn-harmonic`` does; field names are the keys of a YAML configuration file."""
+
+    model: str | None = option(
+        None,
+        None,
+        "the model: a painn-train checkpoint (.ckpt; evaluated in float64, best for harmonic analysis), an exported "
+        "model (.pt, energy in kJ/mol from positions in nm), or any TorchScript module with that contract",
+        "MODEL",
+        "path",
+    )
+    structure: str | None = option(
+        None,
+        None,
+        "PDB file of the molecule (positions in Angstrom, element columns set); a CRYST1 box is ignored",
+        "STRUCTURE.pdb",
+        "path",
+    )
+    output: str = option("harmonic", "--output", "output directory (default: harmonic/)", "DIR", "path", short="-o")
+    minimize: bool = option(True, "--no-minimize", "use the PDB geometry as it is (no minimisation)", kind="bool")
+    fmax_kj_mol_nm: float = option(
+        DEFAULT_FMAX_KJ_MOL_NM, "--fmax", "minimisation threshold: largest atomic force in kJ/mol/nm", "KJ/MOL/NM"
+    )
+    max_steps: int = option(5000, "--max-steps", "maximum L-BFGS iterations", "N", "int")
+    linear: str = option(
+        "auto",
+        "--linear",
+        "treat the molecule as linear (5 external modes) or not (6); auto (default) detects it from the moments "
+        "of inertia",
+        kind=("auto", "yes", "no"),
+    )
+    device: str = option("cpu", "--device", "torch device to run the model on: cpu, cuda", "DEVICE", "str")
+    threads: int = option(
+        1,
+        "--threads",
+        "torch CPU threads (default: 1, fastest for single molecules: their tensors are too small to gain from "
+        "threads, and on a busy machine thread contention slows them a hundredfold)",
+        "N",
+        "int",
+    )
+    plots: bool = option(True, "--no-plots", "do not write modes.png", kind="bool")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model is None or self.structure is None:
+            raise InputError("give the model (MODEL: .ckpt or .pt) and the structure (STRUCTURE.pdb)")
+        if self.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {self.threads}")
+        if self.fmax_kj_mol_nm <= 0 or self.max_steps < 0:
+            raise InputError("--fmax must be positive and --max-steps non-negative")
+
+
+@dataclass
+class HarmonicRun:
+    """What :func:`compute_harmonic` computed and wrote."""
+
+    config: HarmonicConfig
+    result: HarmonicResult
+    notes: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Minimisation, energy, external modes and the table of modes, for the terminal."""
+        res, mini, lines = self.result, self.result.minimization, []
+        if mini.get("performed"):
+            lines.append(
+                f"minimisation: {mini.get('steps')} steps, {'converged' if mini.get('converged') else 'NOT converged'}"
+            )
+        lines.append(
+            f"energy {res.energy_kj_mol:.6f} kJ/mol, largest force {res.max_force_kj_mol_nm:.3g} kJ/mol/nm, "
+            f"model dtype {res.dtype}"
+        )
+        ext = ", ".join(f"{v:.2f}" for v in res.external_wavenumber_cm1)
+        lines.append(
+            f"{'linear' if res.linear else 'non-linear'} molecule: {len(res.external_wavenumber_cm1)} "
+            f"translations/rotations projected out (their curvature, cm^-1: {ext})"
+        )
+        lines.append(res.table())
+        if self.written:
+            lines.append(f"wrote {', '.join(str(p) for p in self.written)}")
+        return "\n".join(lines)
+
+
+def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
+    """Run the analysis described by ``config`` and write its outputs to ``config.output``."""
+    from ..structures import load_pdb
+
+    pdb, numbers, positions_nm, box_nm = load_pdb(config.structure)
+    where = Path(config.structure).name
+    notes = []
+    if box_nm is not None:
+        notes.append(
+            f"{where} has a CRYST1 box, which the harmonic analysis ignores: the structure is treated as one "
+            "isolated molecule (no periodic images)"
+        )
+        warnings.warn(notes[-1], HarmonicWarning, stacklevel=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        module = load_model(config.model, config.device, numbers, box_nm, where)
+        with typed_errors():
+            result = harmonic_analysis(
+                module,
+                positions_nm,
+                numbers,
+                minimize=config.minimize,
+                fmax_kj_mol_nm=config.fmax_kj_mol_nm,
+                max_steps=config.max_steps,
+                linear={"auto": None, "yes": True, "no": False}[config.linear],
+                float64_hint=FLOAT64_HINT if Path(config.model).suffix != ".ckpt" else None,
+            )
+    except torch.jit.Error as exc:  # a TorchScript module of unknown contract failed on the structure
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"the model failed on {config.structure} ({first}). Check that the structure has the atoms, in the "
+            "order, the model was exported for."
+        ) from exc
+    finally:
+        torch.set_num_threads(threads)
+    run = HarmonicRun(config, result, notes)
+    run.written = _write_outputs(run, pdb.topology)
+    return run
+
+
+def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
+    from openmm import unit
+    from openmm.app import PDBFile
+
+    out, result = Path(run.config.output), run.result
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--output {out} exists and is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_modes_csv(result, out / "modes.csv")]
+    info = result.to_dict()
+    info.update(model=str(run.config.model), structure=str(run.config.structure), config=run.config.as_dict())
+    info["notes"] = run.notes
+    (out / "harmonic.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
+    written.append(out / "harmonic.json")
+    with open(out / "minimized.pdb", "w") as fh:
+        PDBFile.writeFile(topology, result.positions_nm * unit.nanometer, fh)
+    written.append(out / "minimized.pdb")
+    if run.config.plots:
+        from .plots import plot_harmonic_sticks
+
+        title = f"Harmonic spectrum of {Path(run.config.structure).name}"
+        written.append(
+            plot_harmonic_sticks(
+                out / "modes.png",
+                result.wavenumber_cm1,
+                result.ir_intensity_km_per_mol,
+                result.raman_activity_A4_per_amu,
+                title=title,
+            )
+        )
+    return written

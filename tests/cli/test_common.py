@@ -1,0 +1,78 @@
+"""What every command shares: options built from configuration dataclasses, and one exit-code policy."""
+
+import importlib
+from dataclasses import dataclass
+
+import pytest
+
+from painn_deploy.configuration import Config, load_config_file, option, parse_indices
+from painn_deploy.errors import InputError
+
+COMMANDS = {  # module, the library call its main makes, a valid command line
+    "painn-export": ("painn_deploy.cli.export", "export", ["best.ckpt", "-o", "model.pt"]),
+    "painn-harmonic": ("painn_deploy.cli.harmonic", "compute_harmonic", ["model.pt", "molecule.pdb"]),
+    "painn-train": ("painn_deploy.cli.train", "train", ["--data", "frames.npz"]),
+    "painn-demo": ("painn_deploy.cli.demo", "run_demo", []),
+    "painn-spectrum": ("painn_deploy.cli.spectrum", "compute_spectra", ["properties.h5"]),
+}
+
+
+@pytest.mark.parametrize("prog", sorted(COMMANDS))
+def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
+    name, call, argv = COMMANDS[prog]
+    cli = importlib.import_module(name)
+
+    def bad_input(*args, **kwargs):
+        raise InputError("this structure cannot be used")
+
+    def failed_run(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, call, bad_input)
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"{prog}: error: this structure cannot be used\n"  # one line, no traceback
+    monkeypatch.setattr(cli, call, failed_run)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith(f"{prog}: error: the run failed: RuntimeError: disk on fire\n")
+    assert cli.main([*argv, "--no-such-option"]) == 2  # argparse errors: usage and one line
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --no-such-option" in err and "Traceback" not in err
+    assert cli.main(["--help"]) == 0
+    assert "--config FILE.yaml" in capsys.readouterr().out
+
+
+@dataclass(frozen=True)
+class Example(Config):
+    count: int = option(3, "--count", "how many", "N", "int")
+    ratio: float = option(0.5, "--ratio", "a number")
+    names: tuple = option(("a",), "--names", "words", "LIST", "list")
+    atoms: tuple | None = option(None, "--atoms", "indices", "I", "indices")
+    mode: str = option("x", "--mode", "a choice", kind=("x", "y"))
+    flag: bool | None = option(None, "--flag", "a switch", kind="switch")
+
+
+def test_options_are_checked_and_converted(tmp_path):
+    assert parse_indices("0-3,7, 9") == (0, 1, 2, 3, 7, 9) and parse_indices([4, 2]) == (4, 2)
+    for bad in ("3-1", "a", "-1", [1.5], True):
+        with pytest.raises(ValueError):
+            parse_indices(bad)
+    e = Example(count=4.0, ratio="1e-3", names="b, c", atoms="0-2", flag=True)
+    assert (e.count, e.ratio, e.names, e.atoms, e.flag) == (4, 1e-3, ("b", "c"), (0, 1, 2), True)
+    assert e.as_dict()["names"] == ["b", "c"]
+    for values, message in (
+        ({"count": 2.5}, "'count' must be a whole number, got 2.5"),
+        ({"ratio": True}, "'ratio' must be a number, got True"),
+        ({"mode": "z"}, "'mode' must be one of x, y, got 'z'"),
+        ({"atoms": "5-1"}, "'atoms' must be 0-based indices with ranges, e.g. 0-8,12, got '5-1'"),
+        ({"flag": "yes"}, "'flag' must be true or false, got 'yes'"),
+        ({"cuont": 1, "rato": 2}, "unknown key\\(s\\) 'cuont', 'rato'; the known keys are atoms, count"),
+    ):
+        with pytest.raises(InputError, match=message):
+            Example.from_mapping(values)
+    path = tmp_path / "example.yaml"
+    path.write_text("count: 7\nratio: 2\n")
+    assert Example.from_file(path, ratio=0.25) == Example(count=7, ratio=0.25)  # overrides win
+    path.write_text("count: [unclosed\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_config_file(path)

@@ -1,0 +1,50 @@
+"""painn-export as a thin CLI over ExportConfig / painn_deploy.deploy.export: YAML config, --atoms, errors."""
+
+import numpy as np
+
+from painn_deploy.deploy import load_metadata
+
+from ..conftest import ETHANOL_PDB
+
+
+def _solvated(path):
+    """ethanol (atoms 0-8) and two water molecules 0.8 nm away."""
+    from painn_deploy.structures import read_pdb, write_pdb
+
+    z, pos, _ = read_pdb(ETHANOL_PDB)
+    water = np.array([[0.0, 0.0, 0.0], [0.0957, 0.0, 0.0], [-0.024, 0.0927, 0.0]])
+    write_pdb(path, [*z, 8, 1, 1, 8, 1, 1], np.concatenate([pos, water + [0.8, 0, 0], water + [0, 0.8, 0]]))
+    return path
+
+
+def test_config_file_flags_and_ml_atoms(trained_checkpoint, tmp_path, capsys):
+    from painn_deploy.cli.export import main
+
+    pdb = _solvated(tmp_path / "solvated.pdb")
+    cfg = tmp_path / "export.yaml"
+    cfg.write_text(
+        f"checkpoint: {trained_checkpoint}\noutput: {tmp_path / 'a.pt'}\npdb: {pdb}\natoms: 0-8\ndtype: float64\n"
+    )
+    assert main(["--config", str(cfg), "-o", str(tmp_path / "b.pt")]) == 0  # the flag wins
+    meta = load_metadata(tmp_path / "b.pt")
+    assert meta["atom_indices"] == list(range(9)) and meta["n_particles"] == 15 and meta["dtype"] == "float64"
+    assert not (tmp_path / "a.pt").exists()
+    assert "15 particles (9 of them the model's), float64" in capsys.readouterr().out
+    argv = [str(trained_checkpoint), "-o", str(tmp_path / "c.pt"), "--pdb", str(pdb)]
+    for extra, message in (
+        (["--atoms", "0-8,20"], "the ML atoms must be distinct indices from 0 to 14"),
+        (["--atoms", "8-0"], "argument --atoms: expected 0-based indices with ranges, e.g. 0-8,12, got '8-0'"),
+        (["--pair-capacity", "lots"], "argument --pair-capacity: expected a whole number, got 'lots'"),
+        (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+    ):
+        assert main(argv + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert main([str(trained_checkpoint), "-o", str(tmp_path / "c.pt"), "--atoms", "0-8"]) == 2
+    assert "give its PDB with --pdb" in capsys.readouterr().err
+    cfg.write_text(f"checkpoint: {trained_checkpoint}\noutput: {tmp_path / 'a.pt'}\nneighbour_list: auto\n")
+    assert main(["--config", str(cfg)]) == 2
+    assert "unknown key(s) 'neighbour_list'" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "give the checkpoint (CKPT) and the output file" in capsys.readouterr().err
+    assert not (tmp_path / "c.pt").exists()

@@ -1,0 +1,189 @@
+"""Checkpoints and the output directory: damaged checkpoints refused (the run's files untouched), the previous
+checkpoint kept and resumable bit for bit, a previous run never overwritten silently (--overwrite), and a run's
+missing files named on --resume.  Short runs of the session's tiny float64 model at 150 K, one thread (they
+leave the tiny model's training distances at once: warnings only, see test_runner.config)."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.cli.simulate import main
+from painn_deploy.errors import CheckpointError, InputError
+from painn_deploy.md import run_simulation
+from painn_deploy.md.runner import decode_checkpoint, encode_checkpoint
+
+from ..conftest import ETHANOL_PDB, checkpoint_meta
+from .test_runner import config, load_traj, read_log_text, read_properties
+
+pytestmark = pytest.mark.filterwarnings("ignore::painn_deploy.md.runner.SimulationWarning")
+RECORDED = dict(
+    temperature_K=150.0, record_dipole=True, record_interval=2, trajectory_interval=10, log_interval=25,
+    checkpoint_interval=50, seed=5,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file of a folder (hidden ones too) with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def cli_args(model, output, steps, *extra):
+    return [
+        str(ETHANOL_PDB), "--model", str(model), "--output", str(output), "--steps", str(steps), "--platform", "CPU",
+        "--temperature", "150", "--record-dipole", "--record-interval", "2", "--trajectory-interval", "10",
+        "--log-interval", "25", "--checkpoint-interval", "50", "--seed", "5", "--progress", "none",
+        "--envelope-margin", "inf", *extra,
+    ]  # fmt: skip
+
+
+def test_damaged_checkpoint_is_refused_and_the_previous_one_resumes_bit_for_bit(exported64, tmp_path, capsys):
+    """Regression: a checkpoint truncated to half its size was resumed silently (exit 0, garbage state)."""
+    reference, damaged = tmp_path / "reference", tmp_path / "damaged"
+    run_simulation(config(exported64, reference, steps=200, **RECORDED))
+    run_simulation(config(exported64, damaged, steps=150, **RECORDED))
+    assert checkpoint_meta(damaged / "checkpoint.chk")["step"] == 150
+    assert checkpoint_meta(damaged / "checkpoint.prev.chk")["step"] == 100
+    chk = damaged / "checkpoint.chk"
+    os.truncate(chk, chk.stat().st_size // 2)
+    before = snapshot(damaged)
+
+    with pytest.raises(CheckpointError) as info:
+        run_simulation(config(exported64, damaged, steps=200, resume=True, **RECORDED))
+    message = str(info.value)
+    assert "checkpoint.chk is damaged and cannot be resumed" in message and "truncated" in message
+    assert "checkpoint.prev.chk (step 100) is intact: resume from it with --resume-from checkpoint.prev.chk" in message
+    assert snapshot(damaged) == before  # no file changed, none added or removed
+    # the command line: exit status 2, the message, no traceback
+    assert main(cli_args(exported64, damaged, 200, "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "painn-simulate: error: --resume:" in err and "--resume-from checkpoint.prev.chk" in err
+    assert "Traceback" not in err
+    assert snapshot(damaged) == before
+
+    # resuming from the previous checkpoint continues exactly as the uninterrupted run
+    run_simulation(config(exported64, damaged, steps=200, resume_from="checkpoint.prev.chk", **RECORDED))
+    assert read_log_text(damaged / "log.csv") == read_log_text(reference / "log.csv")
+    assert np.array_equal(load_traj(damaged).xyz, load_traj(reference).xyz)
+    a, b = read_properties(damaged / "properties.h5"), read_properties(reference / "properties.h5")
+    assert a["time"].shape == (100,)
+    for name in ("time", "dipole"):
+        assert np.array_equal(a[name], b[name]), name
+    for name in ("checkpoint.chk", "checkpoint.prev.chk"):
+        assert (damaged / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def test_checkpoint_verification_names_the_damage():
+    meta = {"step": 7, "trajectory_frames": 1, "trajectory_bytes": 10, "property_frames": 0, "model_sha256": "ab"}
+    blob = encode_checkpoint(meta, b"openmm state bytes")
+    header, state = decode_checkpoint(blob)
+    assert state == b"openmm state bytes" and header["step"] == 7 and header["checkpoint_format"] == 2
+
+    cases = {
+        "truncated": blob[: len(blob) // 2],
+        "extended": blob + b"\0",
+        "flipped": blob[:-40] + bytes([blob[-40] ^ 1]) + blob[-39:],  # a bit of the state, same length
+        "tiny": blob[:20],
+        # the format before checksums: [length][header][state], no trailer
+        "old format": len(json.dumps(meta)).to_bytes(8, "little") + json.dumps(meta).encode() + b"x" * 40,
+    }
+    patterns = {
+        "truncated": "truncated",
+        "extended": "truncated or extended",
+        "flipped": "SHA-256 checksum does not match",
+        "tiny": "too short for a checkpoint",
+        "old format": "not a checkpoint of format 2",
+    }
+    for name, damaged in cases.items():
+        with pytest.raises(CheckpointError, match=patterns[name]):
+            decode_checkpoint(damaged)
+    # a header entry of the wrong type, with a valid checksum: refused too
+    bad = encode_checkpoint(dict(meta, step=-1), b"state")
+    with pytest.raises(CheckpointError, match="'step' is missing or invalid"):
+        decode_checkpoint(bad)
+    body = bad[:-32]
+    assert hashlib.sha256(body).digest() == bad[-32:]
+
+
+def test_resume_names_missing_files_and_changes_nothing(exported64, tmp_path, capsys):
+    """Regression: --resume with run.json deleted ended in a FileNotFoundError traceback."""
+    out = tmp_path / "run"
+    run_simulation(config(exported64, out, steps=50, **RECORDED))
+    (out / "run.json").rename(tmp_path / "run.json")
+    before = snapshot(out)
+    with pytest.raises(InputError, match=r"run\.json is missing; it records the options .* --overwrite"):
+        run_simulation(config(exported64, out, steps=100, resume=True, **RECORDED))
+    assert main(cli_args(exported64, out, 100, "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "run.json is missing" in err and "Traceback" not in err
+    assert snapshot(out) == before
+    (tmp_path / "run.json").rename(out / "run.json")
+
+    # a trajectory shorter than the checkpoint says (or gone): named, nothing cut or appended
+    dcd = out / "trajectory.dcd"
+    dcd.rename(tmp_path / "trajectory.dcd")
+    before = snapshot(out)
+    with pytest.raises(InputError, match=r"trajectory\.dcd is missing \(the checkpoint counts 5 frames\)"):
+        run_simulation(config(exported64, out, steps=100, resume=True, **RECORDED))
+    assert snapshot(out) == before
+    (tmp_path / "trajectory.dcd").rename(dcd)
+    with h5py.File(out / "properties.h5", "a") as f:
+        for name in ("time", "dipole"):
+            f[name].resize(10, axis=0)
+    before = snapshot(out)
+    with pytest.raises(InputError, match=r"properties\.h5 holds 10 frames, fewer than the checkpoint's 25"):
+        run_simulation(config(exported64, out, steps=100, resume=True, **RECORDED))
+    assert snapshot(out) == before
+    with pytest.raises(InputError, match="there is no checkpoint"):
+        run_simulation(config(exported64, out, steps=100, resume_from="nonexistent.chk", **RECORDED))
+
+
+def test_a_previous_run_is_not_overwritten_without_overwrite(exported64, tmp_path, capsys):
+    """Regression: a new run into a finished run's folder overwrote it silently and left its properties.h5
+    behind (which painn-spectrum then analysed)."""
+    out = tmp_path / "run"
+    run_simulation(config(exported64, out, steps=50, **RECORDED))  # records: properties.h5
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    plain = dict(RECORDED, record_dipole=False)
+    with pytest.raises(
+        InputError, match=r"already holds a previous run .*--resume to continue that run, or --overwrite"
+    ):
+        run_simulation(config(exported64, out, steps=30, **plain))
+    args = cli_args(exported64, out, 30)
+    assert main([a for a in args if a != "--record-dipole"]) == 2
+    assert "already holds a previous run" in capsys.readouterr().err
+    assert snapshot(out) == before
+
+    # --overwrite: the old run's files are deleted first, nothing stale remains; other files are left alone
+    result = run_simulation(config(exported64, out, steps=30, overwrite=True, **plain))
+    assert result.steps == 30
+    names = {p.name for p in out.iterdir()}
+    assert names == {"run.json", "log.csv", "trajectory.dcd", "checkpoint.chk", "checkpoint.prev.chk", "notes.txt"}
+    assert checkpoint_meta(out / "checkpoint.chk")["step"] == 30
+    assert checkpoint_meta(out / "checkpoint.chk")["property_frames"] == 0
+    assert [r[0] for r in read_log_text(out / "log.csv")] == ["25", "30"]
+    assert json.loads((out / "run.json").read_text())["config"]["steps"] == 30
+    assert (out / "notes.txt").read_text() == "mine"
+
+    # a folder with other files only is refused too (they could be anything)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.pdb").write_text("")
+    with pytest.raises(InputError, match=r"already holds files \(a\.pdb\)"):
+        run_simulation(config(exported64, other, steps=10))
+    with pytest.raises(InputError, match="give one of them"):
+        config(exported64, out, steps=10, resume=True, overwrite=True)

@@ -1,0 +1,128 @@
+"""painn-simulate's command line: bad numbers refused with the flag named (exit 2, no traceback, nothing
+written), PDB element columns checked, a CRYST1 box given to a molecule model noted, a fast --help that imports
+no heavy package, and a quiet run (no third-party banners, no torch temporary folders)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from painn_deploy.cli.simulate import main
+from painn_deploy.errors import InputError
+from painn_deploy.md import run_simulation
+from painn_deploy.md.runner import SimulationWarning
+from painn_deploy.structures import load_pdb
+
+from ..conftest import ETHANOL_PDB
+from .test_runner import config, write_pdb
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--temperature", "-1"], "--temperature must be positive (K), not -1"),
+        (["--temperature", "nan"], "--temperature must be a number, not nan"),
+        (["--friction", "-1"], "--friction must be positive (1/ps), not -1; for dynamics without a thermostat"),
+        (["--threads", "-1"], "--threads must be a non-negative whole number, not -1"),
+        (["--max-temperature", "-5"], "--max-temperature must be positive (K), or 0 for the default"),
+        (["--max-temperature", "250"], "--max-temperature 250 K is not above --temperature 300 K"),
+        (["--timestep", "5"], "--timestep 5 is outside (0, 4] fs"),
+        (["--seed", "-2"], "--seed must be a non-negative whole number"),
+        (["--max-force", "0"], "--max-force must be positive"),
+        (["--steps", "abc"], "argument --steps: 'abc' is not a whole number of steps"),
+        (["--steps", "-5"], "argument --steps: '-5' is not a whole number of steps"),
+        (["--resume-from", "nothing.chk"], "--resume-from nothing.chk: there is no checkpoint"),
+    ],
+)
+def test_bad_options_name_the_flag_and_exit_2(exported32, tmp_path, capsys, option, message):
+    """Regressions: --temperature -1, --friction -1, --threads -1 ended in tracebacks, --max-temperature -5 was
+    accepted, errors named --timestep-fs (the field) and --steps abc said "invalid steps_type value"."""
+    out = tmp_path / "run"
+    argv = [str(ETHANOL_PDB), "--model", str(exported32), "--output", str(out), "--platform", "CPU", *option]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors (usage and message on stderr)
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert "timestep-fs" not in err and "steps_type" not in err
+    assert not out.exists()
+
+
+def test_element_column_must_hold_an_element(exported32, tmp_path, capsys):
+    """Regression: an element column holding Xx was ignored and the element guessed from the atom name."""
+    pdb = write_pdb(tmp_path / "xx.pdb", elements=["C", "C", "Xx", "H", "H", "H", "H", "H", "H"])
+    pattern = r"xx\.pdb, line 7: atom 3 \(O1 in EOH\) has 'Xx' in its element column \(columns 77-78\), which is not"
+    with pytest.raises(InputError, match=pattern):
+        load_pdb(pdb)
+    out = tmp_path / "run"
+    assert main([str(pdb), "--model", str(exported32), "--output", str(out), "--platform", "CPU"]) == 2
+    assert "has 'Xx' in its element column" in capsys.readouterr().err and not out.exists()
+    # element symbols in either case, and no element columns at all, are still read
+    assert load_pdb(write_pdb(tmp_path / "upper.pdb", elements=["C", "C", "O"] + ["h"] * 6))[1][3] == 1
+    assert load_pdb(write_pdb(tmp_path / "none.pdb", element_columns=False))[1] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+
+
+def test_box_given_to_a_molecule_model_is_noted(exported32, tmp_path):
+    """Regression: a CRYST1 box given to a non-periodic model was ignored without a word."""
+    boxed = tmp_path / "boxed.pdb"
+    boxed.write_text(
+        "CRYST1   30.000   30.000   30.000  90.00  90.00  90.00 P 1           1\n" + ETHANOL_PDB.read_text()
+    )
+    with pytest.warns(SimulationWarning, match=r"has a periodic box \(CRYST1\), which is ignored: the model .* is not "
+                      r"periodic.* export a periodic model \(painn-export CHECKPOINT --pdb"):  # fmt: skip
+        result = run_simulation(config(exported32, tmp_path / "run", structure=str(boxed), steps=10))
+    assert result.steps == 10
+
+
+def test_help_is_fast_and_imports_no_heavy_package():
+    """painn-simulate --help took ~2 s importing torch (and OpenMM, OpenMM-ML) before printing anything."""
+    script = textwrap.dedent("""
+        import sys, time
+        start = time.perf_counter()
+        from painn_deploy.cli.simulate import build_parser
+        text = build_parser().format_help()
+        print(round(time.perf_counter() - start, 3))
+        heavy = ("torch", "openmm", "openmmtools", "openmmml", "lightning", "matplotlib", "h5py", "scipy")
+        print(",".join(m for m in heavy if m in sys.modules) or "none")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    seconds, imported = out.stdout.split()
+    assert imported == "none"
+    print(f"--help in {seconds} s")
+    # the guarantee that torch comes before openmm still holds: importing openmm after painn_deploy brings torch
+    script = "import painn_deploy, sys; import openmm; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120).stdout == "True\n"
+    )
+
+
+def test_a_langevin_run_is_quiet_and_leaves_no_temporary_folders(exported32, tmp_path):
+    """Every Langevin run printed pymbar's 9-line "JAX NOT FOUND" banner, its timeseries notice and a simtk
+    deprecation warning (openmmtools, openmmtorch).  torch.distributed.nn writes _remote_module_non_scriptable.py
+    into a temporary folder when imported (Lightning imports it), left behind when the process is killed:
+    painn-simulate must not import it.  log.csv has plain newlines."""
+    script = textwrap.dedent(f"""
+        import sys
+        from painn_deploy.cli.simulate import main
+        code = main([{str(ETHANOL_PDB)!r}, "--model", {str(exported32)!r}, "--output", {str(tmp_path / "run")!r},
+                     "--steps", "20", "--log-interval", "10", "--platform", "CPU", "--progress", "none",
+                     "--envelope-margin", "inf"])
+        print("EXIT", code, "torch.distributed.nn.jit.instantiator" in sys.modules, "lightning" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "EXIT 0 False False" in out.stdout, out.stderr[-2000:]
+    noise = [line for line in out.stderr.splitlines() if not line.startswith("painn-simulate: warning: ")]
+    assert noise == [], noise
+    assert b"\r" not in (tmp_path / "run" / "log.csv").read_bytes()

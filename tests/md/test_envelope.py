@@ -1,0 +1,198 @@
+"""The training data's envelope: stored by the export (from the data file, or the checkpoint's example frames),
+checked on the starting structure and at every log interval of a run: a warning as soon as a configuration leaves
+the distances of the training data (which atoms, by how much), a stop beyond --envelope-margin."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from painn_deploy.cli.simulate import main
+from painn_deploy.deploy import Artefact, export
+from painn_deploy.deploy import envelope as envelope_module
+from painn_deploy.deploy.envelope import EnvelopeCheck, training_envelope
+from painn_deploy.deploy.export import training_data_envelope
+from painn_deploy.errors import InputError, SimulationInstabilityError
+from painn_deploy.md import SimulationConfig, run_simulation
+from painn_deploy.md.runner import MDRun, SimulationWarning
+from painn_deploy.model.checkpoint import load_checkpoint
+
+from ..conftest import ETHANOL_NPZ, ETHANOL_PDB, water_like_box
+from .test_runner import config, pdb_positions_nm, write_pdb
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def stretched(tmp_path, length_angstrom: float):
+    """ethanol.pdb with the C1-H1 bond (atoms 1 and 4) stretched to ``length_angstrom``."""
+    pos = pdb_positions_nm()
+    bond = pos[3] - pos[0]
+    pos[3] = pos[0] + bond / np.linalg.norm(bond) * length_angstrom / 10.0
+    return write_pdb(tmp_path / f"stretched{length_angstrom}.pdb", pos)
+
+
+# ---- the envelope itself --------------------------------------------------------------------------------------
+def test_training_envelope_of_known_frames():
+    """A bent O-H-H triangle (O at the origin): shortest pairs, nearest neighbours per element, the cutoff rule."""
+    z = [8, 1, 1]
+    frames = np.array(
+        [
+            [[0, 0, 0], [0.9, 0, 0], [0, 1.0, 0]],
+            [[0, 0, 0], [1.1, 0, 0], [0, 0.95, 0]],
+        ]
+    )
+    env = training_envelope(z, frames, cutoff_angstrom=5.0)
+    assert env["n_frames"] == 2 and env["units"] == "Angstrom"
+    assert env["shortest_angstrom"] == {"H-O": 0.9, "H-H": pytest.approx(np.hypot(0.9, 1.0), abs=1e-4)}
+    nearest = env["longest_nearest_angstrom"]
+    assert nearest["H"] == {"O": 1.1, "H": pytest.approx(np.hypot(1.1, 0.95), abs=1e-4), "any": 1.1}
+    assert nearest["O"] == {"H": 0.95, "any": 0.95}  # O's nearest H: 0.9 A, then 0.95 A
+    # a nearest neighbour beyond the cutoff in some frame: no bound (None); a pair never within it: no entry
+    far = training_envelope(z, frames * np.array([1, 1, 1]) + np.array([[0, 0, 0], [0, 0, 0], [0, 5.0, 0]]), 5.0)
+    assert far["longest_nearest_angstrom"]["H"]["H"] is None and "H-H" not in far["shortest_angstrom"]
+
+    check = EnvelopeCheck(env, z)
+    assert check.excursions(frames) == []  # the data itself is inside
+    moved = frames[:1].copy()
+    moved[0, 1] = [1.5, 0, 0]  # H1 0.4 A beyond the longest O-H
+    worst = check.excursions(moved)[0]
+    assert (worst.kind, worst.key, worst.atoms) == ("longest", "H->any", (1, 0))
+    assert worst.distance == pytest.approx(1.5) and worst.beyond == pytest.approx(0.4)
+    moved[0, 1] = [0.7, 0, 0]  # now too close
+    short = [e for e in check.excursions(moved) if e.kind == "shortest"]
+    assert short[0].key == "H-O" and short[0].beyond == pytest.approx(0.2)
+
+
+def test_envelope_check_of_large_and_periodic_systems_matches_the_dense_one(monkeypatch):
+    """Above DENSE_MAX_ATOMS one frame at a time through a k-d tree (periodic: minimum image), and blocks of rows
+    for triclinic boxes: the same excursions as the all-pairs computation."""
+    d = np.load(ETHANOL_NPZ)
+    env = training_envelope(d["nuclear_charges"], d["coords"][:20], 5.0)
+    z, pos_nm, box_nm = water_like_box(n_side=3, spacing_nm=0.5)
+    rng = np.random.default_rng(1)
+    frames = (pos_nm + rng.normal(scale=0.005, size=(2,) + pos_nm.shape)) * 10.0
+    box = box_nm * 10.0
+    check = EnvelopeCheck(env, z)
+
+    def summary(excursions):
+        return [(e.kind, e.key, e.atoms, e.frame, round(e.distance, 6)) for e in excursions]
+
+    dense = check.excursions(frames, box)
+    assert len(dense) >= 3
+    monkeypatch.setattr(envelope_module, "DENSE_MAX_ATOMS", 8)
+    assert summary(check.excursions(frames, box)) == summary(dense)  # k-d tree, periodic
+    triclinic = box.copy()
+    triclinic[1, 0] = 1e-4  # not orthorhombic: blocks of rows with the minimum image
+    monkeypatch.setattr(envelope_module, "CHUNK_ELEMENTS", 2000)
+    assert [e[:4] for e in summary(check.excursions(frames, triclinic))] == [e[:4] for e in summary(dense)]
+
+
+def test_export_records_the_envelope_and_which_frames_it_came_from(exported32, trained_checkpoint, tmp_path):
+    envelope = Artefact(exported32).metadata["training_envelope"]
+    assert envelope["source"] == "training data" and envelope["n_frames"] == 40
+    assert str(ETHANOL_NPZ) in envelope["frames"] and envelope["cutoff_angstrom"] == 5.0
+    assert set(envelope["shortest_angstrom"]) == {"C-C", "C-H", "C-O", "H-H", "H-O"}
+    assert 1.0 < envelope["longest_nearest_angstrom"]["H"]["any"] < 1.4
+
+    # the data file gone: the checkpoint's example frames, said so
+    record = load_checkpoint(trained_checkpoint)
+    moved = dict(record, train_config=dict(record["train_config"], data=str(tmp_path / "moved.npz")))
+    fallback = training_data_envelope(moved, trained_checkpoint)
+    assert fallback["source"] == "example frames" and fallback["n_frames"] == 3
+    assert "moved.npz was not found" in fallback["frames"]
+    # another file with the same name is not the training data (SHA-256)
+    other = tmp_path / "moved.npz"
+    data = dict(np.load(ETHANOL_NPZ))
+    data["coords"] = data["coords"][::-1].copy()
+    np.savez(other, **data)
+    assert training_data_envelope(moved, trained_checkpoint)["source"] == "example frames"
+    with pytest.raises(InputError, match="SHA-256 differs"):
+        training_data_envelope(record, trained_checkpoint, data=str(other))
+    # the file given to the export where the checkpoint's path no longer leads
+    relocated = tmp_path / "relocated.npz"
+    relocated.write_bytes(ETHANOL_NPZ.read_bytes())
+    meta = export(trained_checkpoint, tmp_path / "m.pt", data=str(relocated))
+    assert meta["training_envelope"]["source"] == "training data"
+    assert meta["training_envelope"]["shortest_angstrom"] == envelope["shortest_angstrom"]
+
+
+# ---- in a run ---------------------------------------------------------------------------------------------------
+def test_stretched_bond_in_the_starting_structure(exported32, tmp_path):
+    """C1-H1 stretched to 1.8 A (the tiny model's data: hydrogens within 1.18 A of an atom) is refused before
+    anything is written; 1.3 A (within the 0.3 A margin) runs with a warning naming the atoms."""
+    bound = Artefact(exported32).metadata["training_envelope"]["longest_nearest_angstrom"]["H"]["any"]
+    out = tmp_path / "far"
+    with pytest.raises(InputError) as info:
+        run_simulation(
+            config(exported32, out, structure=str(stretched(tmp_path, 1.8)), steps=10, envelope_margin="0.3")
+        )
+    message = str(info.value)
+    beyond = float(
+        re.search(r"atom 4 \(H\) is 1\.800 Angstrom from its nearest atom \(atom 1, C\), (\S+) Angstrom", message)[1]
+    )
+    assert beyond == pytest.approx(1.8 - bound, abs=2e-3)
+    assert f"further than any H atom's nearest atom in the training data ({bound:.3f} Angstrom)" in message
+    assert "beyond the margin of 0.3 Angstrom (--envelope-margin)" in message and "--envelope-margin inf" in message
+    assert not out.exists()
+
+    with pytest.warns(SimulationWarning, match=r"the starting structure is outside the model's training data: atom 4 "
+                      r"\(H\) is 1\.300 Angstrom from its nearest atom \(atom 1, C\)"):  # fmt: skip
+        run_simulation(config(exported32, tmp_path / "near", structure=str(stretched(tmp_path, 1.3)), steps=0))
+    # a percentage margin: 1.8 A is within 60% of the bound
+    with pytest.warns(SimulationWarning, match="starting structure is outside"):
+        run_simulation(config(exported32, tmp_path / "pct", structure=str(stretched(tmp_path, 1.8)), steps=0,
+                              envelope_margin="60%"))  # fmt: skip
+
+
+def test_run_warns_when_it_leaves_the_data_and_stops_beyond_the_margin(exported64, tmp_path):
+    """The tiny model's own envelope narrowed to C-H bonds of at most 1.10 A: a 300 K run warns at the first log
+    step beyond it and stops (keeping the last checkpoint) once a hydrogen is 0.05 A further out."""
+    narrow = dict(Artefact(exported64).metadata["training_envelope"])
+    narrow["longest_nearest_angstrom"] = {"H": {"any": 1.10}}
+    narrow["shortest_angstrom"] = {}
+
+    def narrowed(margin, output):
+        run = MDRun(config(exported64, tmp_path / output, steps=400, log_interval=5, checkpoint_interval=5,
+                           temperature_K=300.0, envelope_margin=margin))  # fmt: skip
+        run.envelope = EnvelopeCheck(narrow, run.atomic_numbers)
+        return run
+
+    with pytest.warns(SimulationWarning) as caught:
+        with pytest.raises(SimulationInstabilityError) as info:
+            narrowed("0.05", "stopped").run()
+    message = str(info.value)
+    assert "left the model's training data: atom" in message and "(H) is 1.1" in message
+    assert "beyond the margin of 0.05 Angstrom (--envelope-margin)" in message and "raise --envelope-margin" in message
+    warned = [str(w.message) for w in caught if "outside the model's training data" in str(w.message)]
+    assert warned and "from its nearest atom (atom" in warned[0] and "the run stops 0.05 Angstrom beyond" in warned[0]
+    stopped_at = int(message.split("stopped at step ")[1].split()[0])
+    first_warning = int(warned[0].split("step ")[1].split(":")[0])
+    assert first_warning < stopped_at
+    from ..conftest import checkpoint_meta
+
+    assert checkpoint_meta(tmp_path / "stopped" / "checkpoint.chk")["step"] == stopped_at - 5
+
+    # inf: warnings only, and the summary says how often and how far
+    with pytest.warns(SimulationWarning):
+        result = narrowed("inf", "warned").run()
+    assert (
+        result.steps == 400 and "checked configurations (every --log-interval steps) were outside" in result.summary()
+    )
+
+
+def test_cli_exit_status_separates_failed_runs_from_bad_input(exported32, tmp_path, capsys):
+    base = [str(ETHANOL_PDB), "--model", str(exported32), "--steps", "40", "--platform", "CPU", "--log-interval",
+            "10", "--progress", "none", "--envelope-margin", "inf"]  # fmt: skip
+    assert main(base + ["--output", str(tmp_path / "a"), "--max-force", "1"]) == 1  # the run failed
+    assert "simulation stopped at step 10" in capsys.readouterr().err
+    assert main(base + ["--output", str(tmp_path / "b"), "--envelope-margin", "-1"]) == 2  # bad input
+    assert "--envelope-margin '-1' is not a distance" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--envelope-margin"):
+        SimulationConfig(str(ETHANOL_PDB), envelope_margin="20 %%")
