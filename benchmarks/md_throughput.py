@@ -82,9 +82,9 @@ def rpmd_worker(molecule: str, beads: int, steps: int, rounds: int) -> dict:
     ms_per_step(molecule, 20, tmp, "warm", beads=beads)
     runs = {label: [] for label in cases}
     for r in range(rounds):
-        for label, options in cases.items():
+        for k, (label, options) in enumerate(cases.items()):
             n = max(steps // 4, 20) if "openmm" in label else steps
-            runs[label].append(ms_per_step(molecule, n, tmp, f"r{r}{len(runs[label])}{label[:5]}", **options))
+            runs[label].append(ms_per_step(molecule, n, tmp, f"round{r}_case{k}", **options))
     return runs
 
 
