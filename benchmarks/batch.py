@@ -28,7 +28,7 @@ def worker(molecule: str, rounds: int) -> dict:
     from painn_deploy.structures import read_pdb
 
     tune_malloc()
-    z, pos, _ = read_pdb(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule])
+    z, pos, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
     module = torch.jit.freeze(
         torch.jit.script(common.paper_forcefield(z)).eval(), preserved_attrs=["energy_and_forces"]
     )

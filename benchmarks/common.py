@@ -10,6 +10,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+RESOURCES = ROOT / "painn_deploy" / "resources"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 PEER_PYTHON = ROOT / "benchmarks" / ".venv-schnetpack" / "bin" / "python"
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "schnetpack_painn.py"

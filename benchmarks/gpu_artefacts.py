@@ -20,8 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-RESOURCES = common.ROOT / "painn_deploy" / "resources"
-CHECKPOINT = RESOURCES / "ethanol_painn.ckpt"
+CHECKPOINT = common.RESOURCES / "ethanol_painn.ckpt"
 
 
 def main(argv=None) -> None:
@@ -36,11 +35,11 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ("ethanol", "aspirin"):
-        export(CHECKPOINT, out / f"{name}.pt", pdb=str(RESOURCES / f"{name}.pdb"))
-        _, positions, _ = read_pdb(RESOURCES / f"{name}.pdb")
+        export(CHECKPOINT, out / f"{name}.pt", pdb=str(common.RESOURCES / f"{name}.pdb"))
+        _, positions, _ = read_pdb(common.RESOURCES / f"{name}.pdb")
         np.savez(out / f"{name}.npz", positions_nm=positions)
         print("wrote", out / f"{name}.pt", flush=True)
-    z1, pos1, _ = read_pdb(RESOURCES / "ethanol.pdb")
+    z1, pos1, _ = read_pdb(common.RESOURCES / "ethanol.pdb")
     for n in args.molecules:
         z, pos, box = molecular_box(z1, pos1, n, density_g_per_cm3=0.789)
         atoms = len(z)

@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
-RES = common.ROOT / "painn_deploy" / "resources"
 TEMPERATURE_K = 30.0
 
 
@@ -49,11 +48,11 @@ def main():
     from painn_deploy.structures import read_pdb
 
     tmp = Path(tempfile.mkdtemp())
-    export(RES / "ethanol_painn.ckpt", tmp / "model64.pt", dtype="float64")
-    z, pos, _ = read_pdb(RES / "ethanol.pdb")
+    export(common.RESOURCES / "ethanol_painn.ckpt", tmp / "model64.pt", dtype="float64")
+    z, pos, _ = read_pdb(common.RESOURCES / "ethanol.pdb")
     harmonic = harmonic_analysis(load(tmp / "model64.pt").module, pos, z, minimize=True)
     out = tmp / "md"
-    cfg = SimulationConfig(structure=str(RES / "ethanol.pdb"), output=str(out), steps=int(args.ps * 2000),
+    cfg = SimulationConfig(structure=str(common.RESOURCES / "ethanol.pdb"), output=str(out), steps=int(args.ps * 2000),
                            equilibration_steps=4000, temperature_K=TEMPERATURE_K, friction_per_ps=1.0,
                            replicas=args.replicas, record_dipole=True, log_interval=200, trajectory_interval=10**6,
                            checkpoint_interval=10**9, progress="none", platform="CPU", threads=1, seed=5)  # fmt: skip

@@ -69,7 +69,7 @@ def artefact(molecule: str, folder: Path) -> Path:
         from painn_deploy.deploy import metadata as md
         from painn_deploy.structures import read_pdb
 
-        z, _, _ = read_pdb(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule])
+        z, _, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
         scripted = torch.jit.script(common.paper_forcefield(z))
         meta = {md.KEY_FORMAT: md.FORMAT, md.KEY_FORMAT_VERSION: md.FORMAT_VERSION, md.KEY_ATOMIC_NUMBERS: list(z),
                 md.KEY_PARTICLE_ATOMIC_NUMBERS: list(z), md.KEY_MODEL_ELEMENTS: ["H", "C", "O"], md.KEY_PERIODIC: False,
@@ -89,7 +89,7 @@ def worker(kind: str, molecule: str, steps: int, folder: str) -> dict:
 
     from painn_deploy.openmm import create_system
 
-    pdb = app.PDBFile(str(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]))
+    pdb = app.PDBFile(str(common.RESOURCES / MOLECULES[molecule]))
     system, _ = create_system(artefact(molecule, Path(folder)), pdb.topology, kind, remove_cm_motion=False)
     integrator = openmmtools.integrators.BAOABIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.5 * unit.femtosecond)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
@@ -111,7 +111,7 @@ def plain(molecule: str, steps: int, folder: Path, allocator: bool) -> float:
     if not allocator:
         for key in ALLOCATOR_ENV:
             env.pop(key, None)
-    pdb = common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]
+    pdb = common.RESOURCES / MOLECULES[molecule]
     cmd = [
         "taskset",
         "-c",
@@ -150,7 +150,7 @@ def main():
                 )
             runs["plain"].append(plain(molecule, args.steps, folder, False))
             runs["plain + allocator"].append(plain(molecule, args.steps, folder, True))
-            peer = common.run_peer(["md", "--model", "untrained", "--pdb", common.ROOT / "painn_deploy" / "resources" / pdb,
+            peer = common.run_peer(["md", "--model", "untrained", "--pdb", common.RESOURCES / pdb,
                                     "--steps", args.steps], 1)  # fmt: skip
             runs["schnetpack"].append(peer["ms_per_step_median"] if peer else float("nan"))
         torch_runs = np.asarray(runs["torch"])

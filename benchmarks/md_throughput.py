@@ -42,8 +42,8 @@ def model_for(molecule: str, tmp: Path) -> str:
 
     path = tmp / f"{molecule}.pt"
     if not path.exists():
-        pdb = common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]
-        export(common.ROOT / "painn_deploy" / "resources" / "ethanol_painn.ckpt", path, pdb=str(pdb))
+        pdb = common.RESOURCES / MOLECULES[molecule]
+        export(common.RESOURCES / "ethanol_painn.ckpt", path, pdb=str(pdb))
     return str(path)
 
 
@@ -51,7 +51,7 @@ def ms_per_step(molecule: str, steps: int, tmp: Path, name: str, **options) -> f
     from painn_deploy.md import SimulationConfig, run_simulation
 
     cfg = SimulationConfig(
-        structure=str(common.ROOT / "painn_deploy" / "resources" / MOLECULES[molecule]), model=model_for(molecule, tmp),
+        structure=str(common.RESOURCES / MOLECULES[molecule]), model=model_for(molecule, tmp),
         output=str(tmp / name), steps=steps, log_interval=max(steps // 4, 1), trajectory_interval=max(steps // 4, 1),
         checkpoint_interval=10**9, progress="none", platform="CPU", threads=1, **options,
     )  # fmt: skip
@@ -125,7 +125,7 @@ def main():
         runs = common.run_worker(
             Path(__file__), ["classical", molecule, 1, "--steps", args.steps, "--rounds", args.rounds], 1
         )
-        peer = common.run_peer(["md", "--model", "untrained", "--pdb", common.ROOT / "painn_deploy" / "resources" / pdb,
+        peer = common.run_peer(["md", "--model", "untrained", "--pdb", common.RESOURCES / pdb,
                                 "--steps", args.steps], 1)  # fmt: skip
         spk = peer["ms_per_step_median"] if peer else float("nan")
         base = runs["torch, no recording"]

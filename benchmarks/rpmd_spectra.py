@@ -35,7 +35,7 @@ def simulate(kind: str, beads: int, replicas: int, ps: float, output: Path) -> d
 
     steps = int(round(ps * 2000))
     cfg = SimulationConfig(
-        structure=str(common.ROOT / "painn_deploy" / "resources" / "ethanol.pdb"), output=str(output), steps=steps,
+        structure=str(common.RESOURCES / "ethanol.pdb"), output=str(output), steps=steps,
         equilibration_steps=2000, temperature_K=300.0, timestep_fs=0.5, friction_per_ps=1.0,
         beads=beads if kind == "rpmd" else 1, replicas=replicas, record_dipole=True, record_polarizability=True,
         trajectory_interval=200, log_interval=1000, checkpoint_interval=10**9, platform="CPU", progress="none",

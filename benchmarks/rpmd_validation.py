@@ -33,10 +33,10 @@ def one_run(integrator_kind: str, seed: int, ps: float) -> dict:
 
     from painn_deploy import units
     from painn_deploy.md.rpmd import Layout, ring_polymer_integrator
-    from painn_deploy.md.runner import BUNDLED_MODEL
     from painn_deploy.openmm import create_system
+    from painn_deploy.resources import BUNDLED_MODEL
 
-    pdb = app.PDBFile(str(common.ROOT / "painn_deploy" / "resources" / "ethanol.pdb"))
+    pdb = app.PDBFile(str(common.RESOURCES / "ethanol.pdb"))
     masses = np.array([a.element.mass.value_in_unit(unit.dalton) for a in pdb.topology.atoms()])
     hydrogens = np.array([a.element.symbol == "H" for a in pdb.topology.atoms()])
     x0 = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))

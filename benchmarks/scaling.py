@@ -33,7 +33,7 @@ WARM_UP, TIMED = 4, 5  # evaluations: the first ones grow the process's heap (pa
 def system(n_molecules: int, periodic: bool):
     from painn_deploy.structures import molecular_box, read_pdb
 
-    z1, pos1, _ = read_pdb(common.ROOT / "painn_deploy" / "resources" / "ethanol.pdb")
+    z1, pos1, _ = read_pdb(common.RESOURCES / "ethanol.pdb")
     if periodic:
         return molecular_box(z1, pos1, n_molecules, density_g_per_cm3=0.789)
     return molecular_box(z1, pos1, n_molecules, spacing_nm=0.45)  # a cluster: molecules 0.45 nm apart, no box

@@ -24,8 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
-RESOURCES = common.ROOT / "painn_deploy" / "resources"
-
 
 def step_ms(system, topology, positions, steps: int) -> float:
     import openmm
@@ -66,15 +64,15 @@ def worker(waters: int, steps: int, rounds: int) -> dict:
     torch.set_num_threads(1)
     from openmm import app, unit
 
-    from painn_deploy.md.runner import BUNDLED_MODEL
     from painn_deploy.md.solution import mixed_system, ml_atoms_by_residue
     from painn_deploy.openmm import create_system
+    from painn_deploy.resources import BUNDLED_MODEL
     from painn_deploy.solvation import forcefield, solvate
 
     tmp = Path(tempfile.mkdtemp())
-    topology, positions = solvate(RESOURCES / "ethanol.pdb", tmp / "solvated.pdb", n_waters=waters)
+    topology, positions = solvate(common.RESOURCES / "ethanol.pdb", tmp / "solvated.pdb", n_waters=waters)
     ml = ml_atoms_by_residue(topology, ["EOH"], "solvated")
-    vacuum = app.PDBFile(str(RESOURCES / "ethanol.pdb"))
+    vacuum = app.PDBFile(str(common.RESOURCES / "ethanol.pdb"))
 
     def mixed(backend):
         return mixed_system(topology, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], backend, 0, "cpu", False, 300.0,
@@ -129,13 +127,13 @@ def spectra_runs(waters: int, ps: float, folder: Path) -> dict:
     from painn_deploy.md import SimulationConfig, run_simulation
     from painn_deploy.solvation import solvate
 
-    solvate(RESOURCES / "ethanol.pdb", folder / "solvated.pdb", n_waters=waters)
+    solvate(common.RESOURCES / "ethanol.pdb", folder / "solvated.pdb", n_waters=waters)
     steps = int(ps * 2000)
     common_options = dict(steps=steps, equilibration_steps=2000, record_dipole=True, record_polarizability=True,
                           trajectory_interval=1000, log_interval=1000, checkpoint_interval=10**9, platform="CPU",
                           progress="none", threads=1, overwrite=True)  # fmt: skip
     wall = {}
-    for name, extra in (("vacuum", dict(structure=str(RESOURCES / "ethanol.pdb"))),
+    for name, extra in (("vacuum", dict(structure=str(common.RESOURCES / "ethanol.pdb"))),
                         ("water", dict(structure=str(folder / "solvated.pdb"), ml_residues="EOH"))):  # fmt: skip
         start = time.perf_counter()
         run_simulation(SimulationConfig(output=str(folder / name), **extra, **common_options))

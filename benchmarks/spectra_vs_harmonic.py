@@ -22,8 +22,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-RES = common.ROOT / "painn_deploy" / "resources"
-
 
 def local_peaks(w, y, rel_height=0.002):
     """Indices of local maxima above rel_height * max."""
@@ -35,7 +33,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ps", type=float, default=20.0)
-    p.add_argument("--checkpoint", default=str(RES / "ethanol_painn.ckpt"))
+    p.add_argument("--checkpoint", default=str(common.RESOURCES / "ethanol_painn.ckpt"))
     args = p.parse_args()
     import torch
 
@@ -48,14 +46,14 @@ def main():
     tmp = Path(tempfile.mkdtemp())
     model64 = tmp / "model64.pt"
     export(args.checkpoint, model64, dtype="float64")
-    z, pos, _ = read_pdb(RES / "ethanol.pdb")
+    z, pos, _ = read_pdb(common.RESOURCES / "ethanol.pdb")
     harmonic = harmonic_analysis(load(model64).module, pos, z, minimize=True)
     print(harmonic.table())
 
     dipoles, alphas, times = [], [], []
     for run in range(args.runs):
         out = tmp / f"md{run}"
-        run_simulation(SimulationConfig(structure=str(RES / "ethanol.pdb"), model=str(RES / "ethanol_painn.pt"), output=str(out),
+        run_simulation(SimulationConfig(structure=str(common.RESOURCES / "ethanol.pdb"), model=str(common.RESOURCES / "ethanol_painn.pt"), output=str(out),
                                         steps=int(args.ps * 2000), equilibration_steps=4000, temperature_K=50.0,
                                         friction_per_ps=0.1, record_dipole=True, record_polarizability=True, seed=run,
                                         log_interval=5000, progress="none"))  # fmt: skip

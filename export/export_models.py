@@ -9,7 +9,7 @@ writes model.pt (the training molecule, float32, all pairs), model_float64.pt an
 import sys
 
 from painn_deploy.deploy import export
-from painn_deploy.md.runner import RESOURCES
+from painn_deploy.resources import RESOURCES
 from painn_deploy.structures import molecular_box, read_pdb, write_pdb
 
 checkpoint = sys.argv[1]

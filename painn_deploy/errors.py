@@ -5,7 +5,10 @@ from contextlib import contextmanager
 
 
 class PainnDeployError(Exception):
-    """Base class of every error raised on purpose by painn-deploy."""
+    """Base class of every error raised on purpose by painn-deploy.  ``exit_status``: the commands' exit status
+    for it, 2 for input that cannot be used (nothing was run) and 1 for a run that failed on its way."""
+
+    exit_status = 2
 
 
 class InputError(PainnDeployError, ValueError):
@@ -35,13 +38,23 @@ class CheckpointError(PainnDeployError):
 class NeighborListOverflowError(PainnDeployError, RuntimeError):
     """A static-capacity neighbour list received more pairs than it can hold."""
 
+    exit_status = 1
+
 
 class SimulationInstabilityError(PainnDeployError, RuntimeError):
     """A trajectory produced NaN energies, exploding forces or temperatures."""
 
+    exit_status = 1
+
 
 class RecordingError(PainnDeployError, RuntimeError):
     """Recorded properties could not be matched to the MD steps they belong to."""
+
+    exit_status = 1
+
+
+class SimulationWarning(UserWarning):
+    """Something the user should know about a run that goes on (painn-simulate prints it as a warning)."""
 
 
 _TYPED = {

@@ -18,9 +18,9 @@ import torch  # noqa: F401  (before openmm: see painn_deploy/__init__.py)
 from openmm import app, unit
 
 from .errors import InputError
+from .resources import FORCEFIELDS
 
-FORCEFIELD_DIR = Path(__file__).resolve().parent / "resources" / "forcefields"
-ETHANOL_FORCEFIELD = FORCEFIELD_DIR / "ethanol_oplsaa.xml"
+ETHANOL_FORCEFIELD = FORCEFIELDS / "ethanol_oplsaa.xml"
 MM_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")  # the water model that addSolvent's "tip3p" places
 WATER_MODELS = {"tip3p": "amber14/tip3p.xml", "tip3pfb": "amber14/tip3pfb.xml", "spce": "amber14/spce.xml"}
 

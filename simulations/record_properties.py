@@ -9,7 +9,7 @@ import sys
 
 from painn_deploy.cli import spectrum
 from painn_deploy.md import SimulationConfig, run_simulation
-from painn_deploy.md.runner import RESOURCES
+from painn_deploy.resources import RESOURCES
 
 config = SimulationConfig(
     structure=str(RESOURCES / "ethanol.pdb"),

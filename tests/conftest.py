@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from painn_deploy.model import PaiNNConfig, PaiNNPotential
+from painn_deploy.resources import ETHANOL_SUBSET, STRUCTURES
 
 # Small models on a shared 2-core machine: intra-op threads only add contention (and can make an
 # evaluation 100x slower when the other core is busy).  Subprocesses inherit the setting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
-RESOURCES = Path(__file__).resolve().parents[1] / "painn_deploy" / "resources"
-ETHANOL_NPZ = RESOURCES / "ethanol_gfn2xtb_subset.npz"
-ETHANOL_PDB = RESOURCES / "ethanol.pdb"
+ETHANOL_NPZ = ETHANOL_SUBSET
+ETHANOL_PDB = STRUCTURES["ethanol"]
 ALL_TARGETS = ("energy", "forces", "dipole", "polarizability")
 
 

@@ -1,9 +1,11 @@
 """What every ``painn-*`` command shares: the parser built from a configuration dataclass, and the exit codes.
 
-Exit status of every command: 0 on success; 2 for bad input (an argparse error, or any
-:class:`~painn_deploy.errors.PainnDeployError`: a file, option or structure that cannot be used), reported
-as one line ``PROG: error: ...`` and never with a traceback; 1 for a run that failed otherwise (an
-unexpected exception): its traceback, then one line ``PROG: error: the run failed: ...``.
+Exit status of every command: 0 on success; 2 for bad input (an argparse error, or a
+:class:`~painn_deploy.errors.PainnDeployError` about a file, option or structure that cannot be used: nothing
+was run); 1 for a run that failed on its way (an unstable trajectory, an overflowing neighbour list: errors
+whose ``exit_status`` is 1).  Both are reported as one line ``PROG: error: ...``, never with a traceback.  An
+unexpected exception (a bug, a full disk) also exits with 1, after its traceback and one line
+``PROG: error: the run failed: ...``.
 """
 
 import argparse
@@ -58,7 +60,7 @@ def run_command(
     except PainnDeployError as exc:
         _print_warnings(caught)
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return BAD_INPUT
+        return exc.exit_status
     except Exception as exc:  # a failed run (I/O, a bug): the traceback for the report, then one line
         _print_warnings(caught)
         traceback.print_exc()

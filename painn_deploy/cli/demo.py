@@ -13,11 +13,11 @@ from pathlib import Path
 
 from ..configuration import Config, config_from_arguments, option
 from ..errors import InputError
+from ..resources import ETHANOL_SUBSET, STRUCTURES
 from .common import build_parser as _build_parser
 from .common import run_command
 
 PROG = "painn-demo"
-RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 TIMESTEP_FS = 0.5
 DESCRIPTION = (
     "The whole pipeline on the bundled ethanol data, on a laptop CPU: train a small model, export it, run NVT MD "
@@ -55,7 +55,7 @@ def run_demo(config: DemoConfig) -> dict:
     print(f"[1/4] training a PaiNN model (F={config.features}) for {config.train_minutes:g} min on bundled ethanol data", flush=True)  # fmt: skip
     summary = train(
         TrainConfig(
-            data=str(RESOURCES / "ethanol_gfn2xtb_subset.npz"),
+            data=str(ETHANOL_SUBSET),
             output=str(output / "train"),
             targets=("energy", "forces", "dipole", "polarizability"),
             n_train=1000,
@@ -73,7 +73,7 @@ def run_demo(config: DemoConfig) -> dict:
           "dipole and polarizability", flush=True)  # fmt: skip
     md = run_simulation(
         SimulationConfig(
-            structure=str(RESOURCES / "ethanol.pdb"),
+            structure=str(STRUCTURES["ethanol"]),
             model=str(model),
             output=str(output / "md"),
             steps=steps,

@@ -1,11 +1,11 @@
 """Simulation configuration: one frozen dataclass shared by the CLI and the Python API."""
 
 import math
-import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
 from .. import units
+from ..configuration import Config, option
 from ..errors import InputError
 
 TRAJECTORY_FORMATS = ("dcd", "xtc")
@@ -16,17 +16,14 @@ SWITCHES = ("auto", "on", "off")
 RPMD_INTEGRATORS = ("batched", "openmm")
 MAX_WAVENUMBER_CM1 = 4000.0  # highest frequency the recorded series must resolve
 MAX_SEED = 2**31 - 2  # OpenMM takes int seeds, and the driver uses seed + 1
-# command-line flags of the fields whose names differ from them (the others: --field-name)
-FLAGS = {
-    "temperature_K": "--temperature", "timestep_fs": "--timestep", "friction_per_ps": "--friction",
-    "pressure_bar": "--pressure", "mm_cutoff_nm": "--mm-cutoff", "max_temperature_K": "--max-temperature",
-    "max_force_kj_per_mol_nm": "--max-force", "structure": "STRUCTURE",
-}  # fmt: skip
 
 
-def flag(field: str) -> str:
+def flag(name: str) -> str:
     """The command-line flag of a configuration field (``timestep_fs`` -> ``--timestep``)."""
-    return FLAGS.get(field, "--" + field.replace("_", "-"))
+    for f in fields(SimulationConfig):
+        if f.name == name:
+            return f.metadata["flag"] or f.metadata["metavar"]
+    raise KeyError(name)
 
 
 def parse_margin(text) -> Tuple[float, bool]:
@@ -52,65 +49,138 @@ def nyquist_limit_fs(max_wavenumber_cm1: float = MAX_WAVENUMBER_CM1) -> float:
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
-    structure: str  # PDB file
-    model: Optional[str] = None  # exported .pt or a painn-train checkpoint; None: the bundled model
-    output: str = "md_run"
-    steps: int = 10000
-    temperature_K: float = 300.0
-    timestep_fs: float = 0.5
-    integrator: str = "langevin"  # langevin (openmmtools BAOAB), nose-hoover, verlet (NVE)
-    friction_per_ps: float = 1.0
-    beads: int = 1  # > 1: ring-polymer MD (PILE thermostat), all beads in one evaluation
-    rpmd_integrator: str = "batched"  # batched (normal modes, one evaluation) or openmm (RPMDIntegrator)
-    replicas: int = 1  # independent copies of the molecule in one System, one batched evaluation per step
-    bead_trajectory: bool = False  # also write every bead's positions (beads.dcd / beads.xtc)
-    # a solute in solvent (ML/MM, mechanical embedding through OpenMM-ML): the residues the model describes
-    ml_residues: str = ""  # comma-separated residue names; the other atoms come from the MM force field
-    mm_forcefield: str = "amber14/tip3p"  # amber14 with its water model (tip3p, tip3pfb, spce)
-    forcefield_file: str = ""  # more OpenMM force-field XML files (templates of other molecules), comma-separated
-    pressure_bar: float = 0.0  # > 0: NPT with a Monte Carlo barostat (periodic systems)
-    mm_cutoff_nm: float = 0.9  # direct-space cutoff of the MM nonbonded forces (PME)
-    record_dipole: bool = False
-    record_polarizability: bool = False
-    record_interval: int = 1  # steps
-    trajectory_interval: int = 100  # steps
-    trajectory_format: str = "dcd"  # dcd or xtc (compressed to 0.001 nm)
-    log_interval: int = 100  # steps
-    checkpoint_interval: int = 10000  # steps
-    equilibration_steps: int = 0
-    platform: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    resume_from: str = ""  # a checkpoint file (in the output directory, or a path) to resume from; implies resume
-    overwrite: bool = False  # delete a previous run's files in the output directory before starting
-    # torch: openmm-torch's TorchForce; python: openmm.PythonForce, which also keeps each evaluation's features
-    # for recording; auto: python when recording, else torch
-    backend: str = "auto"
-    cuda_graphs: str = "auto"  # auto: on for fixed-shape models on the CUDA platform
-    max_temperature_K: float = 0.0  # 0: 10 x target (and at least 2000 K)
-    max_force_kj_per_mol_nm: float = 1e5
-    # how far (Angstrom, or "20%" of the distance) beyond the training data's interatomic distances a run may go
-    # before it stops; it warns as soon as it leaves them (the artefact's training envelope)
-    envelope_margin: str = "0.3"
-    progress: str = "auto"  # bar, lines, none
-    threads: int = 0  # torch intra-op threads; 0: 1 below 1000 atoms, else all cores
+class SimulationConfig(Config):
+    """Everything ``painn-simulate`` does; field names are the keys of a YAML configuration file (``--config``)."""
+
+    structure: Optional[str] = option(
+        None, None, "starting structure (PDB with element columns; a CRYST1 box makes it periodic)", "STRUCTURE",
+        "path",
+    )  # fmt: skip
+    model: Optional[str] = option(
+        None, "--model", "exported model (.pt from painn-export) or a painn-train checkpoint (.ckpt, exported on the "
+        "fly); default: the bundled ethanol model when the structure is ethanol", "MODEL", "path",
+    )  # fmt: skip
+    output: str = option("md_run", "--output", "output directory", "DIR", "str", short="-o")
+    steps: int = option(10000, "--steps", "number of MD steps (1e6 accepted)", "N", "int")
+    temperature_K: float = option(300.0, "--temperature", "temperature (K)", "K")
+    timestep_fs: float = option(0.5, "--timestep", "time step (fs)", "FS")
+    integrator: str = option(
+        "langevin", "--integrator", "langevin: openmmtools BAOAB (NVT); nose-hoover: Nose-Hoover chain (NVT); "
+        "verlet: velocity Verlet (NVE)", kind=INTEGRATORS,
+    )  # fmt: skip
+    friction_per_ps: float = option(1.0, "--friction", "Langevin friction / collision rate (1/ps)", "PER_PS")
+    beads: int = option(
+        1, "--beads", "ring-polymer beads P (> 1: RPMD, PILE thermostat; all beads in one batched evaluation)", "P",
+        "int",
+    )  # fmt: skip
+    rpmd_integrator: str = option(
+        "batched", "--rpmd-integrator", "batched: normal-mode CustomIntegrator, every bead in one evaluation; "
+        "openmm: OpenMM's RPMDIntegrator, one evaluation per bead (for comparison; no recording)",
+        kind=RPMD_INTEGRATORS,
+    )  # fmt: skip
+    replicas: int = option(
+        1, "--replicas", "independent copies of the molecule in one System (one batched evaluation per step, "
+        "independent thermostat noise); properties.h5 gets a replica axis", "R", "int",
+    )  # fmt: skip
+    bead_trajectory: bool = option(
+        False, "--bead-trajectory", "also write every bead's positions (beads.dcd); trajectory.dcd holds the "
+        "centroids", kind="bool",
+    )  # fmt: skip
+    ml_residues: str = option(
+        "", "--ml-residues", "a solute in solvent: residue names (comma-separated) the model describes; every other "
+        "atom comes from --mm-forcefield, and the two interact by mechanical embedding (OpenMM-ML)", "NAMES", "str",
+    )  # fmt: skip
+    mm_forcefield: str = option(
+        "amber14/tip3p", "--mm-forcefield", "the MM force field: amber14 with its water model (amber14/tip3p, "
+        "amber14/tip3pfb, amber14/spce); ethanol (residue EOH) is bundled", "NAME", "str",
+    )  # fmt: skip
+    forcefield_file: str = option(
+        "", "--forcefield-file", "more OpenMM force-field XML files for the MM region (templates of other "
+        "molecules), comma-separated", "FILES", "str",
+    )  # fmt: skip
+    pressure_bar: float = option(
+        0.0, "--pressure", "pressure (bar) of a Monte Carlo barostat (NPT, solvated systems); 0: constant volume",
+        "BAR",
+    )  # fmt: skip
+    mm_cutoff_nm: float = option(0.9, "--mm-cutoff", "direct-space cutoff (nm) of the MM nonbonded forces (PME)", "NM")
+    record_dipole: bool = option(False, "--record-dipole", "record the dipole moment (e*nm) in properties.h5",
+                                 kind="bool")  # fmt: skip
+    record_polarizability: bool = option(
+        False, "--record-polarizability", "record the polarizability (nm^3) in properties.h5", kind="bool"
+    )
+    record_interval: int = option(
+        1, "--record-interval", f"steps between recorded properties (at most {nyquist_limit_fs():.2f} fs to resolve "
+        f"4000 cm^-1)", "STEPS", "int",
+    )  # fmt: skip
+    trajectory_interval: int = option(100, "--trajectory-interval", "steps between trajectory frames", "STEPS", "int")
+    trajectory_format: str = option(
+        "dcd", "--trajectory-format", "trajectory.dcd (single precision) or trajectory.xtc (compressed to 0.001 nm)",
+        kind=TRAJECTORY_FORMATS,
+    )  # fmt: skip
+    log_interval: int = option(
+        100, "--log-interval", "steps between log lines (log.csv) and stability checks", "STEPS", "int"
+    )
+    checkpoint_interval: int = option(10000, "--checkpoint-interval", "steps between checkpoints", "STEPS", "int")
+    equilibration_steps: int = option(
+        0, "--equilibration-steps", "steps run before production, not recorded", "STEPS", "int"
+    )
+    platform: str = option(
+        "auto", "--platform", "OpenMM platform: Reference, CPU, CUDA, OpenCL, or auto (fastest available)", "NAME",
+        "str",
+    )  # fmt: skip
+    seed: int = option(0, "--seed", "random seed (velocities and thermostat)", "N", "int")
+    resume: bool = option(False, "--resume", "continue from OUTPUT/checkpoint.chk", kind="bool")
+    resume_from: str = option(
+        "", "--resume-from", "continue from another checkpoint of the run, e.g. checkpoint.prev.chk (the one before "
+        "the latest, kept in OUTPUT) when the latest is damaged", "CHECKPOINT", "str",
+    )  # fmt: skip
+    overwrite: bool = option(
+        False, "--overwrite", "start afresh in an OUTPUT that holds a previous run, deleting that run's files first "
+        "(without it, a non-empty OUTPUT is refused)", kind="bool",
+    )  # fmt: skip
+    backend: str = option(
+        "auto", "--backend", "torch: openmm-torch's TorchForce (C++); python: openmm.PythonForce, which also keeps "
+        "each evaluation's features, so the dipole and polarizability heads run on 100 steps at once; auto: python "
+        "when recording, else torch", kind=BACKENDS,
+    )  # fmt: skip
+    cuda_graphs: str = option(
+        "auto", "--cuda-graphs", "capture the model's evaluation in a CUDA graph (auto: on the CUDA platform, for "
+        "models with fixed shapes: all pairs, or the static neighbour list)", kind=SWITCHES,
+    )  # fmt: skip
+    max_temperature_K: float = option(
+        0.0, "--max-temperature", "stop when the temperature exceeds this (K); 0 (the default): 10 x target, at "
+        "least 2000 K", "K",
+    )  # fmt: skip
+    max_force_kj_per_mol_nm: float = option(
+        1e5, "--max-force", "stop when a force exceeds this (kJ/mol/nm)", "KJ_PER_MOL_NM"
+    )
+    envelope_margin: str = option(
+        "0.3", "--envelope-margin", "warn when a configuration leaves the interatomic distances of the model's "
+        "training data, and stop when it goes further than this beyond them: Angstrom (0.3), or a percentage of "
+        "each distance (20%); inf: warn only", "MARGIN", "str",
+    )  # fmt: skip
+    progress: str = option("auto", "--progress", "progress display", kind=("auto", "bar", "lines", "none"))
+    threads: int = option(
+        0, "--threads", "PyTorch threads, and OpenMM CPU platform threads when given; 0 (the default): PyTorch one "
+        "below 1000 atoms (more only adds contention), else all cores. A bit-for-bit resume of a solvated system on "
+        "the CPU platform needs 1 (its PME differs in the last bits between processes on several threads)", "N",
+        "int",
+    )  # fmt: skip
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.structure is None:
+            raise InputError("give the starting structure (a PDB file) to simulate")
         for name in ("steps", "equilibration_steps", "seed", "threads", "beads", "replicas"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value) or value < 0:
-                raise InputError(f"{flag(name)} must be a non-negative whole number, not {value!r}")
-            object.__setattr__(self, name, int(value))
+            if getattr(self, name) < 0:
+                raise InputError(f"{flag(name)} must be a non-negative whole number, not {getattr(self, name)!r}")
         for name in ("temperature_K", "timestep_fs", "friction_per_ps", "pressure_bar", "mm_cutoff_nm",
                      "max_temperature_K", "max_force_kj_per_mol_nm"):  # fmt: skip
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            if math.isnan(value):
                 raise InputError(f"{flag(name)} must be a number, not {value!r}")
             if math.isinf(value) and name not in ("max_temperature_K", "max_force_kj_per_mol_nm"):
                 raise InputError(f"{flag(name)} must be finite, not {value}")
-        if self.integrator not in INTEGRATORS:
-            raise InputError(f"--integrator must be one of {', '.join(INTEGRATORS)}, not {self.integrator!r}")
         if self.temperature_K <= 0:
             raise InputError(f"--temperature must be positive (K), not {self.temperature_K:g}")
         if self.timestep_fs <= 0 or self.timestep_fs > 4:
@@ -153,10 +223,6 @@ class SimulationConfig:
             raise InputError(f"--pressure must be positive (bar), or 0 for constant volume, not {self.pressure_bar}")
         if self.pressure_bar > 0 and not self.ml_residues:
             raise InputError("--pressure (NPT) is for solvated systems: give --ml-residues")
-        if self.rpmd_integrator not in RPMD_INTEGRATORS:
-            raise InputError(
-                f"--rpmd-integrator must be one of {', '.join(RPMD_INTEGRATORS)}, not {self.rpmd_integrator!r}"
-            )
         if self.beads > 1 and self.rpmd_integrator == "openmm":
             if self.records:
                 raise InputError(
@@ -172,19 +238,11 @@ class SimulationConfig:
             )
         if self.beads > 1 and self.integrator == "verlet" and self.rpmd_integrator == "openmm":
             raise InputError("OpenMM's RPMDIntegrator always thermostats; use the batched integrator for NVE")
-        if self.trajectory_format not in TRAJECTORY_FORMATS:
-            raise InputError(
-                f"--trajectory-format must be one of {', '.join(TRAJECTORY_FORMATS)}, not {self.trajectory_format!r}"
-            )
-        if self.backend not in BACKENDS:
-            raise InputError(f"--backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.backend == "torch" and self.records:
             raise InputError(
                 "recording the dipole or polarizability needs --backend python (or auto): TorchForce runs the "
                 "model in C++, where its features cannot be kept"
             )
-        if self.cuda_graphs not in SWITCHES:
-            raise InputError(f"--cuda-graphs must be one of {', '.join(SWITCHES)}, not {self.cuda_graphs!r}")
         for name in ("record_interval", "trajectory_interval", "log_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise InputError(f"{flag(name)} must be at least 1 step")
@@ -211,4 +269,4 @@ class SimulationConfig:
         return parse_margin(self.envelope_margin)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.as_dict()

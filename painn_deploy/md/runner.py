@@ -1,29 +1,18 @@
 """``run_simulation(config)``: molecular dynamics with an exported PaiNN model in OpenMM.
 
-Records the dipole and polarizability along the trajectory, writes checkpoints that ``resume``
-continues bit for bit (CPU/Reference platforms; RPMD from the saved ring polymer, up to rounding),
-and stops with :class:`SimulationInstabilityError` when the trajectory goes bad, keeping the last good
-checkpoint.  Checkpoints carry a SHA-256 checksum and are verified before a resume (a damaged one is refused
-without touching the run's files); the one before the latest is kept as ``checkpoint.prev.chk``.  A new run
-refuses an output directory that holds files (``overwrite`` deletes a previous run's first).  At every log
-interval the configuration is compared with the interatomic distances of the model's training data (the
-artefact's training envelope): a :class:`SimulationWarning` as soon as it leaves them, a stop beyond
-``envelope_margin``.
+Records the dipole and polarizability along the trajectory, writes checkpoints that ``resume`` continues bit for
+bit (CPU/Reference platforms; RPMD from the saved ring polymer, up to rounding), and stops when the trajectory
+goes bad or leaves the model's training data (:mod:`.safety`), keeping the last good checkpoint.  The output
+directory, the checkpoint format and what a resume verifies: :mod:`.rundir`.
 """
 
-import hashlib
-import json
-import logging
 import os
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import openmm
@@ -31,44 +20,23 @@ import torch
 from openmm import unit
 
 from .. import units, versions
-from ..deploy import Artefact, export
-from ..deploy import metadata as md
-from ..deploy.envelope import EnvelopeCheck
-from ..elements import formula, symbol
-from ..errors import CheckpointError, InputError, PainnDeployError, RecordingError, SimulationInstabilityError
-from ..files import atomic_write, file_sha256
+from ..deploy import Artefact
+from ..errors import CheckpointError, InputError, PainnDeployError, RecordingError, SimulationWarning, typed_errors
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
 from ..structures import load_pdb, write_pdb
-from .config import SimulationConfig, flag
-from .outputs import CsvLog, PropertiesFile, TrajectoryFile, dcd_frames
+from .build import build_integrator, choose_platform, quiet_import, replicated_topology, resolve_model
+from .config import SimulationConfig
+from .outputs import CsvLog, PropertiesFile, TrajectoryFile
 from .progress import Progress
-from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, ring_polymer_integrator
+from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory
+from .rundir import CHECKPOINT, RunDirectory
+from .safety import SafetyNet
 from .solution import mixed_system, ml_atoms_by_residue, residue_groups
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources"
-BUNDLED_MODEL = RESOURCES / "ethanol_painn.pt"
-RESUME_MUST_MATCH = (
-    "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
-    "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "backend", "seed",
-    "replicas", "rpmd_integrator", "bead_trajectory",
-)  # fmt: skip
-NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
-CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.chk", "checkpoint.prev.chk"
-CHECKPOINT_FORMAT = 2  # [8-byte header length][JSON header][OpenMM state][SHA-256 of everything before it]
-CHECKPOINT_KEYS = {"step": int, "trajectory_frames": int, "trajectory_bytes": int, "property_frames": int,
-                   "model_sha256": str, "state_bytes": int}  # fmt: skip
-# what a run writes in its output directory (what --overwrite deletes; nothing else there is touched)
-RUN_FILES = ("run.json", "log.csv", "properties.h5", "trajectory.dcd", "trajectory.xtc", "beads.dcd", "beads.xtc",
-             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb")  # fmt: skip
-ENVELOPE_WARN_STEP_ANGSTROM = 0.05  # warn again about a distance once it is this much further out
-
-
-class SimulationWarning(UserWarning):
-    """Something the user should know about a run that goes on (painn-simulate prints it as a warning)."""
 
 
 @dataclass
@@ -88,201 +56,17 @@ class SimulationResult:
         return f"{text}\n{self.envelope}" if self.envelope else text
 
 
-def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: Optional[Path] = None) -> Path:
-    """The exported model to use: ``cfg.model`` (.pt), a checkpoint exported on the fly for the
-    structure (or for ``ml_pdb``, the ML molecule of a solvated one), or the bundled ethanol model when
-    the structure (or the ML molecule) matches it."""
-    if cfg.model is None:
-        if BUNDLED_MODEL.is_file() and Artefact(BUNDLED_MODEL).atomic_numbers == list(atomic_numbers):
-            return BUNDLED_MODEL
-        raise InputError(
-            f"no --model given and the structure ({formula(atomic_numbers)}, {len(atomic_numbers)} atoms) is not the "
-            f"bundled ethanol model's molecule (C2H6O in the atom order of painn_deploy/resources/ethanol.pdb); "
-            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint"
-        )
-    path = Path(cfg.model)
-    if not path.is_file():
-        raise InputError(f"model {path} does not exist")
-    if path.suffix == ".ckpt":
-        exported = output / "model.pt"
-        if cfg.resume and exported.is_file():  # the run's own export of this checkpoint: resume with it as it is
-            try:
-                same = Artefact(exported).metadata.get(md.KEY_CHECKPOINT_SHA256) == file_sha256(path)
-            except CheckpointError:
-                same = False
-            if same:
-                return exported
-        export(path, exported, pdb=str(ml_pdb or cfg.structure))
-        return exported
-    return path
-
-
-def choose_platform(name: str) -> openmm.Platform:
-    """The named OpenMM platform, or the fastest one available (``auto``: CUDA, then CPU)."""
-    available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-    if name == "auto":
-        for candidate in ("CUDA", "CPU", "Reference"):
-            if candidate in available:
-                return openmm.Platform.getPlatformByName(candidate)
-    if name not in available:
-        raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
-    return openmm.Platform.getPlatformByName(name)
-
-
-def quiet_import(name: str):
-    """Import a third-party module without the import-time noise of it and its dependencies, all logged
-    through ``logging`` or warnings and none of it about the run: pymbar (under openmmtools) logs a 9-line "JAX
-    NOT FOUND" banner and a timeseries notice, and ``simtk.openmm`` (imported by openmmtools and openmmtorch)
-    logs a deprecation warning."""
-    import importlib
-
-    if name in sys.modules:
-        return sys.modules[name]
-    disabled = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module(name)
-    finally:
-        logging.disable(disabled)
-
-
-def import_openmmtools():
-    """openmmtools.integrators, quietly (see :func:`quiet_import`)."""
-    return quiet_import("openmmtools.integrators")
-
-
-def build_integrator(cfg: SimulationConfig, layout: Layout):
-    temperature = cfg.temperature_K * unit.kelvin
-    friction = cfg.friction_per_ps / unit.picosecond
-    dt = cfg.timestep_fs * unit.femtosecond
-    if cfg.beads > 1 and cfg.rpmd_integrator == "openmm":
-        integrator = openmm.RPMDIntegrator(cfg.beads, temperature, friction, dt)
-    elif cfg.beads > 1:
-        integrator = ring_polymer_integrator(
-            layout, cfg.temperature_K, cfg.friction_per_ps, cfg.timestep_fs, thermostat=cfg.integrator == "langevin"
-        )
-    elif cfg.integrator == "langevin":
-        integrator = import_openmmtools().BAOABIntegrator(temperature, friction, dt)
-    elif cfg.integrator == "nose-hoover":
-        integrator = openmm.NoseHooverIntegrator(temperature, friction, dt)
-    else:
-        integrator = import_openmmtools().VelocityVerletIntegrator(dt)
-    if hasattr(integrator, "setRandomNumberSeed"):
-        integrator.setRandomNumberSeed(cfg.seed + 1)
-    return integrator
-
-
-def replicated_topology(topology, copies: int):
-    """A topology of ``copies`` copies of ``topology`` (one chain per copy), for trajectories of
-    replicas and beads."""
-    if copies == 1:
-        return topology
-    from openmm import app
-
-    out = app.Topology()
-    for _ in range(copies):
-        chain = out.addChain()
-        for residue in topology.residues():
-            r = out.addResidue(residue.name, chain)
-            for atom in residue.atoms():
-                out.addAtom(atom.name, atom.element, r)
-    return out
-
-
-def _check_writable(output: Path) -> None:
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"cannot write to the output directory {output}: {exc.strerror}; choose another --output"
-        ) from exc
-
-
-def _check_output_free(cfg: SimulationConfig, output: Path) -> None:
-    """A new run (neither --resume nor --overwrite) needs an empty or new output directory: a previous run's
-    files would otherwise be overwritten, or left behind stale (properties.h5 of a run that recorded)."""
-    if cfg.resume or cfg.overwrite or not output.is_dir():
-        return
-    entries = sorted(p.name for p in output.iterdir())
-    if entries:
-        listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
-        what = "a previous run" if any(name in RUN_FILES for name in entries) else "files"
-        raise InputError(
-            f"the output directory {output} already holds {what} ({listing}); give a new --output, --resume to "
-            f"continue that run, or --overwrite to delete its files and start again"
-        )
-
-
-def _write_if_changed(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file, moved onto ``path`` only if the bytes differ (a resumed run leaves its
-    files as they are)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        new = Path(tmp) / path.name
-        write(new)
-        if path.is_file() and path.read_bytes() == new.read_bytes():
-            return
-        atomic_write(path, lambda target: shutil.copyfile(new, target))
-
-
-def _angstrom(box_nm):
-    return None if box_nm is None else np.asarray(box_nm) * units.ANGSTROM_PER_NM
-
-
-def encode_checkpoint(meta: dict, state: bytes) -> bytes:
-    """[8-byte little-endian header length][JSON header][OpenMM state][SHA-256 of all that]."""
-    header = json.dumps(dict(meta, checkpoint_format=CHECKPOINT_FORMAT, state_bytes=len(state))).encode()
-    body = len(header).to_bytes(8, "little") + header + state
-    return body + hashlib.sha256(body).digest()
-
-
-def decode_checkpoint(blob: bytes):
-    """(header, OpenMM state) of a checkpoint, verified: its length, checksum and every header entry.  Raises
-    CheckpointError saying what is wrong."""
-    if len(blob) < 8 + 2 + 32:
-        raise CheckpointError(f"it is {len(blob)} bytes long, too short for a checkpoint")
-    n = int.from_bytes(blob[:8], "little")
-    if n > len(blob) - 8 - 32:
-        raise CheckpointError(f"its header alone should be {n} bytes, but the file has {len(blob)}: truncated")
-    try:
-        meta = json.loads(blob[8 : 8 + n])
-    except ValueError:
-        raise CheckpointError("its header is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("checkpoint_format") != CHECKPOINT_FORMAT:
-        version = meta.get("checkpoint_format") if isinstance(meta, dict) else None
-        raise CheckpointError(
-            f"it is not a checkpoint of format {CHECKPOINT_FORMAT} (format {version}: written by another version of "
-            f"painn-deploy, without a checksum to verify it)"
-        )
-    for key, kind in CHECKPOINT_KEYS.items():
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool) or (kind is int and meta[key] < 0):
-            raise CheckpointError(f"its header entry {key!r} is missing or invalid ({meta.get(key)!r})")
-    expected = 8 + n + meta["state_bytes"] + 32
-    if len(blob) != expected:
-        raise CheckpointError(f"it has {len(blob)} bytes where its header says {expected}: truncated or extended")
-    if hashlib.sha256(blob[:-32]).digest() != blob[-32:]:
-        raise CheckpointError("its SHA-256 checksum does not match its contents: the file was changed or corrupted")
-    return meta, blob[8 + n : -32]
-
-
 class MDRun:
-    """One simulation: set-up, the step loop, outputs and checkpoints."""
+    """One simulation: set-up, the step loop and its outputs."""
 
     def __init__(self, cfg: SimulationConfig):
         self.cfg = cfg
-        self.output = Path(cfg.output)
-        created = self.created = not self.output.exists()
-        _check_output_free(cfg, self.output)
-        _check_writable(self.output)
-        self.written_by_set_up = set()  # files of the output directory the set-up wrote (kept by --overwrite)
+        self.dir = RunDirectory(cfg)
+        self.output = self.dir.path
         try:
             self._set_up()
         except Exception:
-            if created:  # bad input: leave no half-made output directory behind
-                shutil.rmtree(self.output, ignore_errors=True)
+            self.dir.discard_if_created()  # bad input: leave no half-made output directory behind
             raise
 
     def _set_up(self):
@@ -297,9 +81,9 @@ class MDRun:
         if cfg.ml_residues:
             self.ml_atoms = ml_atoms_by_residue(topology, cfg.ml_residues.split(","), cfg.structure)
             ml_z = [z[i] for i in self.ml_atoms]
-            ml_pdb = self.output / "ml_region.pdb"
-            _write_if_changed(ml_pdb, lambda path: write_pdb(path, ml_z, positions_nm[self.ml_atoms], box_nm))
-            self.written_by_set_up.add(ml_pdb.name)
+            ml_pdb = self.dir.write_if_changed(
+                "ml_region.pdb", lambda path: write_pdb(path, ml_z, positions_nm[self.ml_atoms], box_nm)
+            )
             self.artefact = Artefact(resolve_model(cfg, self.output, ml_z, ml_pdb))
             if self.artefact.atom_indices is not None:
                 raise InputError(
@@ -321,10 +105,15 @@ class MDRun:
                     SimulationWarning, stacklevel=2,
                 )  # fmt: skip
         self.model_path = self.artefact.path
-        if self.model_path.parent.resolve() == self.output.resolve():
-            self.written_by_set_up.add(self.model_path.name)
+        if self.dir.owns(self.model_path):
+            self.dir.written_by_set_up.add(self.model_path.name)
         self.periodic = box_nm is not None and (self.artefact.periodic or self.ml_atoms is not None)
-        self._set_up_envelope(positions_nm, box_nm if self.periodic else None)
+        batched_beads = cfg.beads if cfg.rpmd_integrator == "batched" else 1
+        self.layout = Layout(len(z), cfg.replicas, batched_beads)
+        model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
+        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, self.layout, self.periodic,
+                                self.output / CHECKPOINT)  # fmt: skip
+        self.safety.check_start(positions_nm, box_nm if self.periodic else None)
         heads = self.artefact.heads
         for wanted, head in ((cfg.record_dipole, "dipole"), (cfg.record_polarizability, "polarizability")):
             if wanted and head not in heads:
@@ -336,8 +125,6 @@ class MDRun:
         )
         self.platform = choose_platform(cfg.platform)
         on_gpu = self.platform.getName() == "CUDA"
-        batched_beads = cfg.beads if cfg.rpmd_integrator == "batched" else 1
-        self.layout = Layout(len(z), cfg.replicas, batched_beads)
         if self.periodic and self.layout.n_frames > 1:
             raise InputError(
                 "ring polymers and replicas are for molecules: OpenMM wraps periodic positions, which the normal "
@@ -487,158 +274,6 @@ class MDRun:
     def _state(self, **kwargs):
         return self._bead_states(**kwargs)[0] if not self.openmm_rpmd else self.context.getState(**kwargs)
 
-    def _check(self, where: str, energy: float, max_force: float, temperature: float, positions_nm) -> None:
-        cfg = self.cfg
-        reason = None
-        if not np.isfinite(energy):
-            reason = f"the potential energy is {energy}"
-        elif not np.isfinite(max_force) or max_force > cfg.max_force_kj_per_mol_nm:
-            reason = (
-                f"a force of {max_force:.3g} kJ/mol/nm exceeds {cfg.max_force_kj_per_mol_nm:.3g} (exploding forces)"
-            )
-        elif not np.isfinite(temperature) or temperature > cfg.temperature_limit_K:
-            reason = f"the temperature {temperature:.1f} K exceeds {cfg.temperature_limit_K:.0f} K"
-        elif positions_nm is not None and not self.periodic and positions_nm.shape[-2] > 1:
-            from scipy.spatial import cKDTree
-
-            for copy, molecule in enumerate(np.asarray(positions_nm).reshape(-1, positions_nm.shape[-2], 3)):
-                dist, _ = cKDTree(molecule).query(molecule, k=2)
-                far = int(np.argmax(dist[:, 1]))
-                if dist[far, 1] > NEAREST_NEIGHBOUR_LIMIT_NM:
-                    which = f" of replica {copy}" if self.layout.replicas > 1 else ""
-                    reason = (
-                        f"atom {far + 1}{which} is {dist[far, 1]:.2f} nm from every other atom (atoms flying apart)"
-                    )
-                    break
-        if reason:
-            self._stop(where, reason, "check the structure, lower --timestep, or use a model trained on configurations "
-                       "like these")  # fmt: skip
-
-    def _stop(self, where: str, reason: str, advice: str):
-        raise SimulationInstabilityError(
-            f"simulation stopped at step {self.step} ({where}): {reason}. The last good checkpoint "
-            f"{self.output / CHECKPOINT} is kept; {advice}."
-        )
-
-    # ---- the training data's envelope ------------------------------------------------------------------
-    def _set_up_envelope(self, positions_nm: np.ndarray, box_nm) -> None:
-        """The check of the model's atoms against the distances of its training data (the artefact's envelope);
-        the starting structure is checked at once: beyond the margin it is refused."""
-        cfg = self.cfg
-        self.model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
-        z = np.asarray(self.atomic_numbers)
-        model_z = z if self.model_atoms is None else z[np.asarray(self.model_atoms)]
-        self.envelope, self.envelope_warned, self.envelope_checks, self.envelope_outside = None, {}, 0, 0
-        self.envelope_furthest = None
-        envelope = self.artefact.metadata.get(md.KEY_ENVELOPE)
-        if not envelope or not envelope.get("source"):
-            warnings.warn(
-                f"the model {self.artefact.path} does not record the interatomic distances of its training data "
-                f"(exported by an earlier painn-export, or without training frames), so this run cannot warn when it "
-                f"leaves them; export the model again to add the check",
-                SimulationWarning, stacklevel=3,
-            )  # fmt: skip
-            return
-        self.envelope = EnvelopeCheck(envelope, model_z)
-        if envelope["source"] != "training data":
-            warnings.warn(
-                f"the model's record of its training data's distances comes from {envelope.get('frames')}: "
-                f"expect warnings about distances the full training data did cover",
-                SimulationWarning, stacklevel=3,
-            )  # fmt: skip
-        if self.envelope.unseen_pairs:
-            warnings.warn(
-                f"{cfg.structure} has atom pairs ({', '.join(self.envelope.unseen_pairs)}) that never came within "
-                f"the model's cutoff in its training data: the model's forces between them are extrapolated",
-                SimulationWarning, stacklevel=3,
-            )  # fmt: skip
-        frames = positions_nm if self.model_atoms is None else positions_nm[np.asarray(self.model_atoms)]
-        for excursion in self.envelope.excursions(frames * units.ANGSTROM_PER_NM, _angstrom(box_nm)):
-            text = self._describe(excursion)
-            if excursion.beyond > self._allowed(excursion):
-                raise InputError(
-                    f"{cfg.structure}: {text}, beyond the margin of {self._margin_text()} (--envelope-margin): the "
-                    f"model was not trained on such structures. Check the structure, or give --envelope-margin inf "
-                    f"to run it anyway"
-                )
-            warnings.warn(f"the starting structure is outside the model's training data: {text}", SimulationWarning,
-                          stacklevel=3)  # fmt: skip
-
-    def _allowed(self, excursion) -> float:
-        value, fraction = self.cfg.margin
-        return value * excursion.bound if fraction else value
-
-    def _margin_text(self) -> str:
-        value, fraction = self.cfg.margin
-        return f"{value * 100:g}% of the distance" if fraction else f"{value:g} Angstrom"
-
-    def _describe(self, e) -> str:
-        """An excursion in words, with the structure's atom numbers (1-based)."""
-        atoms = [(self.model_atoms[i] if self.model_atoms is not None else i) + 1 for i in e.atoms]
-        elements = [symbol(self.atomic_numbers[a - 1]) for a in atoms]
-        where = ""
-        if getattr(self, "layout", None) is not None and self.layout.n_frames > 1:  # not for the starting structure
-            replica, bead = divmod(e.frame, self.layout.beads)
-            parts = ([f"replica {replica}"] if self.layout.replicas > 1 else []) + (
-                [f"bead {bead}"] if self.layout.beads > 1 else []
-            )
-            where = f" ({', '.join(parts)})"
-        if e.kind == "shortest":
-            return (
-                f"atoms {atoms[0]} ({elements[0]}) and {atoms[1]} ({elements[1]}){where} are {e.distance:.3f} Angstrom "
-                f"apart, {e.beyond:.3f} Angstrom closer than any {e.key} pair in the training data "
-                f"({e.bound:.3f} Angstrom)"
-            )
-        target = e.key.split("->")[1]
-        of, partner = (
-            ("atom", f"atom {atoms[1]}, {elements[1]}") if target == "any" else (f"{target} atom", f"atom {atoms[1]}")
-        )
-        return (
-            f"atom {atoms[0]} ({elements[0]}){where} is {e.distance:.3f} Angstrom from its nearest {of} ({partner}), "
-            f"{e.beyond:.3f} Angstrom further than any {elements[0]} atom's nearest {of} in the training data "
-            f"({e.bound:.3f} Angstrom)"
-        )
-
-    def _check_envelope(self, frames_nm: np.ndarray, box_nm) -> None:
-        """Warn when the frames (the model's atoms, [F, N, 3] nm) leave the training data's distances, with
-        the atoms and by how much; stop beyond the margin."""
-        if self.envelope is None:
-            return
-        self.envelope_checks += 1
-        excursions = self.envelope.excursions(frames_nm * units.ANGSTROM_PER_NM, _angstrom(box_nm))
-        if not excursions:
-            return
-        self.envelope_outside += 1
-        if self.envelope_furthest is None or excursions[0].beyond > self.envelope_furthest[0].beyond:
-            self.envelope_furthest = (excursions[0], self.step)
-        for e in excursions:
-            if e.beyond > self._allowed(e):
-                self._stop("log", f"the configuration left the model's training data: {self._describe(e)}, beyond "
-                           f"the margin of {self._margin_text()} (--envelope-margin)",
-                           "the model has not seen such configurations and its forces there cannot be trusted: lower "
-                           "--temperature or --timestep, use a model trained on data that covers them, or raise "
-                           "--envelope-margin to go on at your own risk")  # fmt: skip
-        for e in excursions:
-            warned = self.envelope_warned.get(e.key)
-            if warned is None or e.beyond >= warned + ENVELOPE_WARN_STEP_ANGSTROM:
-                self.envelope_warned[e.key] = e.beyond
-                warnings.warn(
-                    f"step {self.step}: outside the model's training data: {self._describe(e)}; "
-                    + (f"the run stops {self._allowed(e):.2f} Angstrom beyond" if np.isfinite(self._allowed(e))
-                       else "the run goes on however far it goes")
-                    + " (--envelope-margin)",
-                    SimulationWarning, stacklevel=2,
-                )  # fmt: skip
-
-    def _envelope_summary(self) -> str:
-        if not self.envelope_outside:
-            return ""
-        e, step = self.envelope_furthest
-        return (
-            f"{self.envelope_outside} of {self.envelope_checks} checked configurations (every --log-interval steps) "
-            f"were outside the model's training data; the furthest, at step {step}: {self._describe(e)}"
-        )
-
     def _log_row(self, wall_start: float, steps_since_start: int) -> dict:
         cfg, layout = self.cfg, self.layout
         states = self._bead_states(getEnergy=True, getForces=True, getPositions=True)
@@ -658,13 +293,9 @@ class MDRun:
         quantum = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K) if p > 1 else kinetic
         potential = energy / (copies * p)
         centroids = beads.mean(axis=1)
-        self._check("log", potential, float(np.max(np.abs(bead_forces))), temperature, centroids)
-        if self.envelope is not None:
-            frames = beads.reshape(-1, beads.shape[-2], 3)
-            if self.model_atoms is not None:
-                frames = frames[:, np.asarray(self.model_atoms)]
-            box = states[0].getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
-            self._check_envelope(frames, None if box is None else np.asarray(box))
+        self.safety.check(self.step, "log", potential, float(np.max(np.abs(bead_forces))), temperature, centroids)
+        box = states[0].getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
+        self.safety.check_envelope(self.step, beads.reshape(-1, beads.shape[-2], 3), box)
         elapsed = time.perf_counter() - wall_start
         ns_per_day = steps_since_start * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
         return {
@@ -687,11 +318,17 @@ class MDRun:
         if self.bead_trajectory is not None:
             self.bead_trajectory.write(beads.reshape(-1, 3), box)
 
-    # ---- checkpoints ---------------------------------------------------------------------------------
+    def _write_trajectory(self):
+        states = self._bead_states(getPositions=True)
+        positions = [s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states]
+        beads = np.stack(positions)[None] if self.openmm_rpmd else self.layout.beads_nm(positions[0])
+        box = states[0].getPeriodicBoxVectors() if self.periodic else None
+        self.trajectory.write(beads.mean(axis=1).reshape(-1, 3), box)  # the centroid of every replica
+        if self.bead_trajectory is not None:
+            self.bead_trajectory.write(beads.reshape(-1, 3), box)
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
     def _checkpoint(self):
-        """Write checkpoint.chk atomically, the one before it kept as checkpoint.prev.chk (also atomically: at
-        any moment both files are whole).  The previous one is the checkpoint this process wrote or resumed from,
-        never a file re-read from disk (which may be damaged)."""
         if self.properties is not None:
             self.properties.flush()
         meta = {
@@ -699,7 +336,7 @@ class MDRun:
             **self.trajectory.sync(),
             **(self.bead_trajectory.sync() if self.bead_trajectory is not None else {}),
             "property_frames": self.properties.n_frames if self.properties is not None else 0,
-            "model_sha256": self.model_sha256,
+            "model_sha256": self.artefact.sha256,
         }
         if self.openmm_rpmd:  # OpenMM's context checkpoint does not hold the RPMDIntegrator's beads
             meta["beads"] = [
@@ -711,53 +348,15 @@ class MDRun:
                 }
                 for s in self._bead_states(getPositions=True, getVelocities=True)
             ]
-        state = self.context.createCheckpoint()
-        blob = encode_checkpoint(meta, state)
-        if self.last_checkpoint is not None:
-            previous = self.last_checkpoint
-            atomic_write(self.output / PREVIOUS_CHECKPOINT, lambda tmp: Path(tmp).write_bytes(previous))
-        atomic_write(self.output / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(blob))
-        self.last_checkpoint = blob
+        self.dir.save_checkpoint(meta, self.context.createCheckpoint())
 
-    def _resume_source(self) -> Path:
-        cfg = self.cfg
-        if not cfg.resume_from:
-            return self.output / CHECKPOINT
-        given = Path(cfg.resume_from)
-        if given.is_file() or given.is_absolute():
-            return given
-        return self.output / given
-
-    def _load_checkpoint(self) -> dict:
-        """Verify the checkpoint to resume from (checksum, every part parsed), the run's record and its output
-        files, then restore the state.  Everything is read, nothing written: a refused resume leaves the run as
-        it was."""
-        path = self._resume_source()
-        flag_used = f"--resume-from {self.cfg.resume_from}" if self.cfg.resume_from else "--resume"
-        if not path.is_file():
-            if self.cfg.resume_from:
-                raise InputError(f"{flag_used}: there is no checkpoint {path}")
-            fresh = (
-                "start without --resume"
-                if self.created or not any(self.output.iterdir())
-                else ("start the run again with --overwrite (or in a new --output)")
-            )
-            raise InputError(f"--resume: no checkpoint {path}.{self._previous_hint(path, fresh)}")
-        try:
-            blob = path.read_bytes()
-            meta, state = decode_checkpoint(blob)
-        except (CheckpointError, OSError) as exc:
-            raise CheckpointError(
-                f"{flag_used}: {path} is damaged and cannot be resumed ({exc}); nothing in {self.output} was "
-                f"changed.{self._previous_hint(path, 'start the run again with --overwrite (or in a new --output)')}"
-            ) from None
-        if meta["model_sha256"] != self.model_sha256:
-            raise InputError(f"{flag_used}: {path} was written with another model; use the same --model")
+    def _resume(self) -> dict:
+        """Restore the state of the verified checkpoint (nothing is written before it is verified)."""
+        meta, state, path = self.dir.read_checkpoint(self.artefact.sha256, self.pdb.topology, self.recorded)
+        flag_used = self.dir.resume_flag
         if self.openmm_rpmd and len(meta.get("beads", [])) != self.cfg.beads:
             raise CheckpointError(f"{flag_used}: {path} holds {len(meta.get('beads', []))} ring-polymer beads, not "
                                   f"{self.cfg.beads}; resume with the original --beads")  # fmt: skip
-        self._check_run_record(flag_used)
-        self._check_outputs(meta, path, flag_used)
         try:
             self.context.loadCheckpoint(state)
             if self.openmm_rpmd:
@@ -771,90 +370,11 @@ class MDRun:
                 f"{flag_used}: OpenMM cannot restore {path} ({str(exc).splitlines()[0] if str(exc) else exc!r}): it "
                 f"is from another system or another OpenMM; resume with the original structure and options"
             ) from exc
-        self.last_checkpoint = blob
         return meta
 
-    def _previous_hint(self, damaged: Path, otherwise: str) -> str:
-        """What to do instead: resume from the previous checkpoint if it is intact, else ``otherwise``."""
-        previous = self.output / PREVIOUS_CHECKPOINT
-        if previous.is_file() and previous.resolve() != damaged.resolve():
-            try:
-                step = decode_checkpoint(previous.read_bytes())[0]["step"]
-            except (CheckpointError, OSError):
-                pass
-            else:
-                return (
-                    f" The previous checkpoint {previous} (step {step}) is intact: resume from it with "
-                    f"--resume-from {PREVIOUS_CHECKPOINT} (the steps after {step} are run again)."
-                )
-        return f" There is no intact earlier checkpoint: {otherwise}."
-
-    def _check_run_record(self, flag_used: str) -> None:
-        record = self.output / "run.json"
-        try:
-            previous = json.loads(record.read_text())["config"]
-            if not isinstance(previous, dict):
-                raise TypeError("'config' is not a mapping")
-        except FileNotFoundError:
-            raise InputError(
-                f"{flag_used}: {record} is missing; it records the options the run was started with, which a "
-                f"resumed run must repeat. Restore it, or start again with --overwrite"
-            ) from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(
-                f"{flag_used}: {record} cannot be read ({type(exc).__name__}: {exc}); restore it, or start again "
-                f"with --overwrite"
-            ) from None
-        now = self.cfg.to_dict()
-        changed = [k for k in RESUME_MUST_MATCH if k in previous and previous[k] != now[k]]
-        if changed:
-            listing = ", ".join(f"{flag(k)} ({previous[k]} -> {now[k]})" for k in changed)
-            raise InputError(f"{flag_used} with changed settings: {listing}; resume with the original options")
-
-    def _check_outputs(self, meta: dict, path: Path, flag_used: str) -> None:
-        """The output files hold at least what the checkpoint says was written (resuming cuts them back to it)."""
-        cfg, problems = self.cfg, []
-        for name, copies in (("trajectory", cfg.replicas), ("beads", cfg.replicas * cfg.beads)):
-            if name == "beads" and not cfg.bead_trajectory:
-                continue
-            frames, size = meta.get(f"{name}_frames", 0), meta.get(f"{name}_bytes", 0)
-            file = self.output / f"{name}.{cfg.trajectory_format}"
-            if frames == 0:
-                continue
-            if not file.is_file():
-                problems.append(f"{file.name} is missing (the checkpoint counts {frames} frames)")
-            elif cfg.trajectory_format == "xtc" and file.stat().st_size < size:
-                problems.append(f"{file.name} has {file.stat().st_size} bytes, fewer than the checkpoint's {size}")
-            elif cfg.trajectory_format == "dcd":
-                topology = replicated_topology(self.pdb.topology, copies)  # as TrajectoryFile writes it
-                have = dcd_frames(file, topology.getNumAtoms(), topology.getPeriodicBoxVectors() is not None)
-                if have < frames:
-                    problems.append(f"{file.name} holds {have} frames, fewer than the checkpoint's {frames}")
-        if self.recorded and meta["property_frames"] > 0:
-            import h5py
-
-            file = self.output / "properties.h5"
-            try:
-                with h5py.File(file, "r") as f:
-                    have = min(f[name].shape[0] for name in ("time",) + self.recorded)
-            except (OSError, KeyError) as exc:
-                problems.append(f"{file.name} cannot be read ({exc})")
-            else:
-                if have < meta["property_frames"]:
-                    problems.append(
-                        f"{file.name} holds {have} frames, fewer than the checkpoint's {meta['property_frames']}"
-                    )
-        if problems:
-            raise InputError(
-                f"{flag_used}: the run's files do not match {path} (step {meta['step']}): {'; '.join(problems)}. "
-                f"Restore them, or start again with --overwrite"
-            )
-
-    # ---- the run ---------------------------------------------------------------------------------------
+    # ---- the run -------------------------------------------------------------------------------------------
     def run(self) -> SimulationResult:
-        cfg = self.cfg
-        self.model_sha256 = self.artefact.sha256
-        out = self.output
+        cfg, out = self.cfg, self.output
         attrs = {
             "temperature_K": cfg.temperature_K,
             "timestep_fs": cfg.timestep_fs,
@@ -863,24 +383,24 @@ class MDRun:
             "replicas": cfg.replicas,
             # RPMD gives Kubo-transformed correlation functions (docs/spectra.md)
             "correlation": "kubo" if cfg.beads > 1 else "classical",
-            "model_sha256": self.model_sha256,
+            "model_sha256": self.artefact.sha256,
         }
-        self.last_checkpoint = None  # the bytes of the last checkpoint written or resumed from
+        resume = None
         if cfg.resume:
             try:
-                meta = self._load_checkpoint()
+                resume = self._resume()
             except PainnDeployError:
-                if self.created:  # nothing to resume in a directory made just now: leave none behind
-                    shutil.rmtree(self.output, ignore_errors=True)
+                self.dir.discard_if_created()  # nothing to resume in a directory made just now: leave none behind
                 raise
-            self.step = meta["step"]
-            resume_step, resume_frames = self.step, meta["property_frames"]
+            self.step = resume["step"]
+            resume_step, resume_frames = self.step, resume["property_frames"]
         else:
             if cfg.overwrite:
-                self._remove_previous_run()
+                self.dir.remove_previous_run(keep=(cfg.structure, self.model_path))
             self._set_initial_state()
             if cfg.equilibration_steps:
-                self.integrator.step(cfg.equilibration_steps)
+                with typed_errors():
+                    self.integrator.step(cfg.equilibration_steps)
             resume_step, resume_frames = -1, -1
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", resume_step)
@@ -889,7 +409,6 @@ class MDRun:
             if self.recorded
             else None
         )
-        resume = meta if cfg.resume else None
         self.trajectory = TrajectoryFile(
             out, cfg.trajectory_format, replicated_topology(self.pdb.topology, cfg.replicas), cfg.timestep_fs,
             cfg.trajectory_interval, resume=resume,
@@ -923,17 +442,7 @@ class MDRun:
 
             with h5py.File(out / "properties.h5") as f:
                 frames = f["time"].shape[0]
-        return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self._envelope_summary())
-
-    def _remove_previous_run(self) -> None:
-        """--overwrite: delete the files a previous run left in the output directory (and the temporary files of
-        its atomic writes), except what this run's set-up just wrote and the run's own inputs."""
-        keep = {(self.output / name).resolve() for name in self.written_by_set_up}
-        keep |= {Path(self.cfg.structure).resolve(), self.model_path.resolve()}
-        for path in self.output.iterdir():
-            temporary = path.name.startswith(".") and path.name.endswith(".tmp")
-            if (path.name in RUN_FILES or temporary) and path.is_file() and path.resolve() not in keep:
-                path.unlink()
+        return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
 
     def _loop(self, progress, wall_start, start_step):
         cfg = self.cfg
@@ -945,14 +454,15 @@ class MDRun:
         while self.step < cfg.steps:
             n = min(i - self.step % i for i in intervals)
             n = min(n, cfg.steps - self.step)
-            self.integrator.step(n)
+            with typed_errors():  # an exported model's own errors (e.g. a neighbour list overflow), typed
+                self.integrator.step(n)
             self.step += n
             if self.recorded:
                 self._read_features(n)
             if self.adapter is not None:
                 last = self.adapter.last
                 if not np.isfinite(last["energy"]) or not np.all(np.isfinite(last["forces"])):
-                    self._check("model evaluation", float(last["energy"]), float("nan"), 0.0, None)
+                    self.safety.check(self.step, "model evaluation", float(last["energy"]), float("nan"), 0.0)
             if self.step % cfg.trajectory_interval == 0:
                 self._write_trajectory()
             if self.step % cfg.log_interval == 0 or self.step == cfg.steps:
@@ -965,18 +475,17 @@ class MDRun:
                 self._checkpoint()
 
     def _write_run_record(self):
-        record = {
+        self.dir.write_record({
             "command_line": " ".join(shlex.quote(a) for a in sys.argv),
             "config": self.cfg.to_dict(),
             "model": str(self.model_path),
-            "model_sha256": self.model_sha256,
+            "model_sha256": self.artefact.sha256,
             "model_metadata_heads": self.artefact.heads,
             "platform": self.platform.getName(),
             "backend": self.backend,
             "versions": versions.collect(),
             "seed": self.cfg.seed,
-        }
-        (self.output / "run.json").write_text(json.dumps(record, indent=1))
+        })  # fmt: skip
 
 
 def run_simulation(cfg: SimulationConfig) -> SimulationResult:

@@ -18,8 +18,9 @@ from painn_deploy.errors import (
     UnknownElementError,
 )
 from painn_deploy.files import file_sha256
+from painn_deploy.resources import RESOURCES
 
-from ..conftest import RESOURCES, small_potential, water_like_box
+from ..conftest import small_potential, water_like_box
 
 
 def rewrite_metadata(source, target, **changes):

@@ -16,12 +16,12 @@ import torch
 from painn_deploy.cli.simulate import main
 from painn_deploy.errors import CheckpointError, InputError
 from painn_deploy.md import run_simulation
-from painn_deploy.md.runner import decode_checkpoint, encode_checkpoint
+from painn_deploy.md.rundir import decode_checkpoint, encode_checkpoint
 
 from ..conftest import ETHANOL_PDB, checkpoint_meta
 from .test_runner import config, load_traj, read_log_text, read_properties
 
-pytestmark = pytest.mark.filterwarnings("ignore::painn_deploy.md.runner.SimulationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::painn_deploy.errors.SimulationWarning")
 RECORDED = dict(
     temperature_K=150.0, record_dipole=True, record_interval=2, trajectory_interval=10, log_interval=25,
     checkpoint_interval=50, seed=5,

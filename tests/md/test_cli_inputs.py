@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from painn_deploy.cli.simulate import main
-from painn_deploy.errors import InputError
+from painn_deploy.errors import InputError, SimulationWarning
 from painn_deploy.md import run_simulation
-from painn_deploy.md.runner import SimulationWarning
 from painn_deploy.structures import load_pdb
 
 from ..conftest import ETHANOL_PDB
@@ -39,8 +38,10 @@ def one_thread():
         (["--timestep", "5"], "--timestep 5 is outside (0, 4] fs"),
         (["--seed", "-2"], "--seed must be a non-negative whole number"),
         (["--max-force", "0"], "--max-force must be positive"),
-        (["--steps", "abc"], "argument --steps: 'abc' is not a whole number of steps"),
-        (["--steps", "-5"], "argument --steps: '-5' is not a whole number of steps"),
+        (["--steps", "abc"], "argument --steps: expected a whole number, got 'abc'"),
+        (["--steps", "1.5"], "argument --steps: expected a whole number, got '1.5'"),
+        (["--steps", "-5"], "--steps must be a non-negative whole number, not -5"),
+        (["--integrator", "leapfrog"], "argument --integrator: invalid choice: 'leapfrog'"),
         (["--resume-from", "nothing.chk"], "--resume-from nothing.chk: there is no checkpoint"),
     ],
 )

@@ -13,9 +13,9 @@ from painn_deploy.deploy import Artefact, export
 from painn_deploy.deploy import envelope as envelope_module
 from painn_deploy.deploy.envelope import EnvelopeCheck, training_envelope
 from painn_deploy.deploy.export import training_data_envelope
-from painn_deploy.errors import InputError, SimulationInstabilityError
+from painn_deploy.errors import InputError, SimulationInstabilityError, SimulationWarning
 from painn_deploy.md import SimulationConfig, run_simulation
-from painn_deploy.md.runner import MDRun, SimulationWarning
+from painn_deploy.md.runner import MDRun
 from painn_deploy.model.checkpoint import load_checkpoint
 
 from ..conftest import ETHANOL_NPZ, ETHANOL_PDB, water_like_box
@@ -161,7 +161,7 @@ def test_run_warns_when_it_leaves_the_data_and_stops_beyond_the_margin(exported6
     def narrowed(margin, output):
         run = MDRun(config(exported64, tmp_path / output, steps=400, log_interval=5, checkpoint_interval=5,
                            temperature_K=300.0, envelope_margin=margin))  # fmt: skip
-        run.envelope = EnvelopeCheck(narrow, run.atomic_numbers)
+        run.safety.envelope = EnvelopeCheck(narrow, run.atomic_numbers)
         return run
 
     with pytest.warns(SimulationWarning) as caught:

@@ -10,8 +10,8 @@ from painn_deploy.cli.simulate import main
 from painn_deploy.deploy import load
 from painn_deploy.errors import InputError
 from painn_deploy.md import SimulationConfig, run_simulation
-from painn_deploy.md.runner import BUNDLED_MODEL
 from painn_deploy.openmm.forces import make_whole
+from painn_deploy.resources import BUNDLED_MODEL
 
 from ..conftest import ETHANOL_PDB, simulate_and_kill
 

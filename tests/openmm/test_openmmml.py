@@ -20,9 +20,10 @@ from painn_deploy.errors import (
     from_torchscript,
 )
 from painn_deploy.openmm import PaiNNPotentialImplFactory, create_system
+from painn_deploy.resources import RESOURCES
 from painn_deploy.solvation import forcefield, solvate
 
-from ..conftest import ETHANOL_PDB, RESOURCES
+from ..conftest import ETHANOL_PDB
 
 PLATFORMS = ["Reference", "CPU"]
 BACKENDS = ["python", "torch"]

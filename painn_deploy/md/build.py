@@ -1,0 +1,123 @@
+"""The pieces a run is built from: the model to use, the OpenMM platform and the integrator, and the
+topology that trajectories of replicas and beads are written with."""
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import openmm
+from openmm import unit
+
+from ..deploy import Artefact, export
+from ..deploy import metadata as md
+from ..elements import formula
+from ..errors import CheckpointError, InputError
+from ..files import file_sha256
+from ..resources import BUNDLED_MODEL
+from .config import SimulationConfig
+from .rpmd import Layout, ring_polymer_integrator
+
+
+def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: Optional[Path] = None) -> Path:
+    """The exported model to use: ``cfg.model`` (.pt), a checkpoint exported on the fly for the
+    structure (or for ``ml_pdb``, the ML molecule of a solvated one), or the bundled ethanol model when
+    the structure (or the ML molecule) matches it."""
+    if cfg.model is None:
+        if BUNDLED_MODEL.is_file() and Artefact(BUNDLED_MODEL).atomic_numbers == list(atomic_numbers):
+            return BUNDLED_MODEL
+        raise InputError(
+            f"no --model given and the structure ({formula(atomic_numbers)}, {len(atomic_numbers)} atoms) is not the "
+            f"bundled ethanol model's molecule (C2H6O in the atom order of painn_deploy/resources/ethanol.pdb); "
+            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint"
+        )
+    path = Path(cfg.model)
+    if not path.is_file():
+        raise InputError(f"model {path} does not exist")
+    if path.suffix == ".ckpt":
+        exported = output / "model.pt"
+        if cfg.resume and exported.is_file():  # the run's own export of this checkpoint: resume with it as it is
+            try:
+                same = Artefact(exported).metadata.get(md.KEY_CHECKPOINT_SHA256) == file_sha256(path)
+            except CheckpointError:
+                same = False
+            if same:
+                return exported
+        export(path, exported, pdb=str(ml_pdb or cfg.structure))
+        return exported
+    return path
+
+
+def choose_platform(name: str) -> openmm.Platform:
+    """The named OpenMM platform, or the fastest one available (``auto``: CUDA, then CPU)."""
+    available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name == "auto":
+        for candidate in ("CUDA", "CPU", "Reference"):
+            if candidate in available:
+                return openmm.Platform.getPlatformByName(candidate)
+    if name not in available:
+        raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
+    return openmm.Platform.getPlatformByName(name)
+
+
+def quiet_import(name: str):
+    """Import a third-party module without the import-time noise of it and its dependencies, all logged
+    through ``logging`` or warnings and none of it about the run: pymbar (under openmmtools) logs a 9-line "JAX
+    NOT FOUND" banner and a timeseries notice, and ``simtk.openmm`` (imported by openmmtools and openmmtorch)
+    logs a deprecation warning."""
+    import importlib
+
+    if name in sys.modules:
+        return sys.modules[name]
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(name)
+    finally:
+        logging.disable(disabled)
+
+
+def import_openmmtools():
+    """openmmtools.integrators, quietly (see :func:`quiet_import`)."""
+    return quiet_import("openmmtools.integrators")
+
+
+def build_integrator(cfg: SimulationConfig, layout: Layout):
+    temperature = cfg.temperature_K * unit.kelvin
+    friction = cfg.friction_per_ps / unit.picosecond
+    dt = cfg.timestep_fs * unit.femtosecond
+    if cfg.beads > 1 and cfg.rpmd_integrator == "openmm":
+        integrator = openmm.RPMDIntegrator(cfg.beads, temperature, friction, dt)
+    elif cfg.beads > 1:
+        integrator = ring_polymer_integrator(
+            layout, cfg.temperature_K, cfg.friction_per_ps, cfg.timestep_fs, thermostat=cfg.integrator == "langevin"
+        )
+    elif cfg.integrator == "langevin":
+        integrator = import_openmmtools().BAOABIntegrator(temperature, friction, dt)
+    elif cfg.integrator == "nose-hoover":
+        integrator = openmm.NoseHooverIntegrator(temperature, friction, dt)
+    else:
+        integrator = import_openmmtools().VelocityVerletIntegrator(dt)
+    if hasattr(integrator, "setRandomNumberSeed"):
+        integrator.setRandomNumberSeed(cfg.seed + 1)
+    return integrator
+
+
+def replicated_topology(topology, copies: int):
+    """A topology of ``copies`` copies of ``topology`` (one chain per copy), for trajectories of
+    replicas and beads."""
+    if copies == 1:
+        return topology
+    from openmm import app
+
+    out = app.Topology()
+    for _ in range(copies):
+        chain = out.addChain()
+        for residue in topology.residues():
+            r = out.addResidue(residue.name, chain)
+            for atom in residue.atoms():
+                out.addAtom(atom.name, atom.element, r)
+    return out

@@ -1,0 +1,265 @@
+"""A run's output directory: what a run writes there, its checkpoints, and what is verified before a resume.
+
+A checkpoint is ``[8-byte header length][JSON header][OpenMM state][SHA-256 of everything before it]``.  It is
+written atomically, the one before it kept as ``checkpoint.prev.chk``; a resume verifies the checkpoint, the
+run's record (``run.json``: the options it was started with) and that the output files hold at least what the
+checkpoint counts, reading everything and writing nothing, so that a refused resume leaves the run as it was.
+"""
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..errors import CheckpointError, InputError
+from ..files import atomic_write
+from .config import SimulationConfig, flag
+from .outputs import dcd_frames
+
+CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.chk", "checkpoint.prev.chk"
+CHECKPOINT_FORMAT = 2
+CHECKPOINT_KEYS = {"step": int, "trajectory_frames": int, "trajectory_bytes": int, "property_frames": int,
+                   "model_sha256": str, "state_bytes": int}  # fmt: skip
+# what a run writes in its output directory (what --overwrite deletes; nothing else there is touched)
+RUN_FILES = ("run.json", "log.csv", "properties.h5", "trajectory.dcd", "trajectory.xtc", "beads.dcd", "beads.xtc",
+             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb")  # fmt: skip
+RESUME_MUST_MATCH = (
+    "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
+    "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "backend", "seed",
+    "replicas", "rpmd_integrator", "bead_trajectory",
+)  # fmt: skip
+
+
+def encode_checkpoint(meta: dict, state: bytes) -> bytes:
+    """[8-byte little-endian header length][JSON header][OpenMM state][SHA-256 of all that]."""
+    header = json.dumps(dict(meta, checkpoint_format=CHECKPOINT_FORMAT, state_bytes=len(state))).encode()
+    body = len(header).to_bytes(8, "little") + header + state
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_checkpoint(blob: bytes):
+    """(header, OpenMM state) of a checkpoint, verified: its length, checksum and every header entry.  Raises
+    CheckpointError saying what is wrong."""
+    if len(blob) < 8 + 2 + 32:
+        raise CheckpointError(f"it is {len(blob)} bytes long, too short for a checkpoint")
+    n = int.from_bytes(blob[:8], "little")
+    if n > len(blob) - 8 - 32:
+        raise CheckpointError(f"its header alone should be {n} bytes, but the file has {len(blob)}: truncated")
+    try:
+        meta = json.loads(blob[8 : 8 + n])
+    except ValueError:
+        raise CheckpointError("its header is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("checkpoint_format") != CHECKPOINT_FORMAT:
+        version = meta.get("checkpoint_format") if isinstance(meta, dict) else None
+        raise CheckpointError(
+            f"it is not a checkpoint of format {CHECKPOINT_FORMAT} (format {version}: written by another version of "
+            f"painn-deploy, without a checksum to verify it)"
+        )
+    for key, kind in CHECKPOINT_KEYS.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool) or (kind is int and meta[key] < 0):
+            raise CheckpointError(f"its header entry {key!r} is missing or invalid ({meta.get(key)!r})")
+    expected = 8 + n + meta["state_bytes"] + 32
+    if len(blob) != expected:
+        raise CheckpointError(f"it has {len(blob)} bytes where its header says {expected}: truncated or extended")
+    if hashlib.sha256(blob[:-32]).digest() != blob[-32:]:
+        raise CheckpointError("its SHA-256 checksum does not match its contents: the file was changed or corrupted")
+    return meta, blob[8 + n : -32]
+
+
+class RunDirectory:
+    """The output directory of one run (``cfg.output``)."""
+
+    def __init__(self, cfg: SimulationConfig):
+        self.cfg = cfg
+        self.path = Path(cfg.output)
+        self.created = not self.path.exists()  # made by this run: removed again if the set-up fails
+        self.written_by_set_up = set()  # files the set-up wrote (kept by --overwrite)
+        self.last_checkpoint = None  # the bytes of the last checkpoint written or resumed from
+        self._check_free()
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.path):
+                pass
+        except OSError as exc:
+            raise InputError(
+                f"cannot write to the output directory {self.path}: {exc.strerror}; choose another --output"
+            ) from exc
+
+    def _check_free(self) -> None:
+        """A new run (neither --resume nor --overwrite) needs an empty or new output directory: a previous run's
+        files would otherwise be overwritten, or left behind stale (properties.h5 of a run that recorded)."""
+        cfg = self.cfg
+        if cfg.resume or cfg.overwrite or not self.path.is_dir():
+            return
+        entries = sorted(p.name for p in self.path.iterdir())
+        if entries:
+            listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
+            what = "a previous run" if any(name in RUN_FILES for name in entries) else "files"
+            raise InputError(
+                f"the output directory {self.path} already holds {what} ({listing}); give a new --output, --resume "
+                f"to continue that run, or --overwrite to delete its files and start again"
+            )
+
+    def discard_if_created(self) -> None:
+        """After a failed set-up or a refused resume: leave no directory behind that this run made."""
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def owns(self, path: Path) -> bool:
+        return path.parent.resolve() == self.path.resolve()
+
+    def write_if_changed(self, name: str, write) -> Path:
+        """``write(tmp)`` into a temporary file, moved onto ``name`` only if the bytes differ (a resumed run leaves
+        its files as they are); the file counts as the set-up's."""
+        path = self.path / name
+        self.written_by_set_up.add(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            new = Path(tmp) / name
+            write(new)
+            if not (path.is_file() and path.read_bytes() == new.read_bytes()):
+                atomic_write(path, lambda target: shutil.copyfile(new, target))
+        return path
+
+    def remove_previous_run(self, keep) -> None:
+        """--overwrite: delete the files a previous run left (and the temporary files of its atomic writes),
+        except what this run's set-up just wrote and the paths in ``keep`` (the run's own inputs)."""
+        kept = {(self.path / name).resolve() for name in self.written_by_set_up} | {Path(p).resolve() for p in keep}
+        for path in self.path.iterdir():
+            temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+            if (path.name in RUN_FILES or temporary) and path.is_file() and path.resolve() not in kept:
+                path.unlink()
+
+    def write_record(self, record: dict) -> None:
+        (self.path / "run.json").write_text(json.dumps(record, indent=1))
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------
+    def save_checkpoint(self, meta: dict, state: bytes) -> None:
+        """Write checkpoint.chk atomically, the one before it kept as checkpoint.prev.chk (also atomically: at
+        any moment both files are whole).  The previous one is the checkpoint this process wrote or resumed from,
+        never a file re-read from disk (which may be damaged)."""
+        blob = encode_checkpoint(meta, state)
+        if self.last_checkpoint is not None:
+            previous = self.last_checkpoint
+            atomic_write(self.path / PREVIOUS_CHECKPOINT, lambda tmp: Path(tmp).write_bytes(previous))
+        atomic_write(self.path / CHECKPOINT, lambda tmp: Path(tmp).write_bytes(blob))
+        self.last_checkpoint = blob
+
+    @property
+    def resume_flag(self) -> str:
+        return f"--resume-from {self.cfg.resume_from}" if self.cfg.resume_from else "--resume"
+
+    def _resume_source(self) -> Path:
+        if not self.cfg.resume_from:
+            return self.path / CHECKPOINT
+        given = Path(self.cfg.resume_from)
+        return given if given.is_file() or given.is_absolute() else self.path / given
+
+    def read_checkpoint(self, model_sha256: str, topology, recorded) -> tuple:
+        """(header, OpenMM state, path) of the checkpoint to resume from, verified with the run's record and its
+        output files (``topology`` as the run writes it, ``recorded`` the property names)."""
+        path, flag_used = self._resume_source(), self.resume_flag
+        if not path.is_file():
+            if self.cfg.resume_from:
+                raise InputError(f"{flag_used}: there is no checkpoint {path}")
+            fresh = (
+                "start without --resume"
+                if self.created or not any(self.path.iterdir())
+                else "start the run again with --overwrite (or in a new --output)"
+            )
+            raise InputError(f"--resume: no checkpoint {path}.{self._previous_hint(path, fresh)}")
+        try:
+            blob = path.read_bytes()
+            meta, state = decode_checkpoint(blob)
+        except (CheckpointError, OSError) as exc:
+            raise CheckpointError(
+                f"{flag_used}: {path} is damaged and cannot be resumed ({exc}); nothing in {self.path} was "
+                f"changed.{self._previous_hint(path, 'start the run again with --overwrite (or in a new --output)')}"
+            ) from None
+        if meta["model_sha256"] != model_sha256:
+            raise InputError(f"{flag_used}: {path} was written with another model; use the same --model")
+        self._check_record()
+        self._check_outputs(meta, path, topology, recorded)
+        self.last_checkpoint = blob
+        return meta, state, path
+
+    def _previous_hint(self, damaged: Path, otherwise: str) -> str:
+        """What to do instead: resume from the previous checkpoint if it is intact, else ``otherwise``."""
+        previous = self.path / PREVIOUS_CHECKPOINT
+        if previous.is_file() and previous.resolve() != damaged.resolve():
+            try:
+                step = decode_checkpoint(previous.read_bytes())[0]["step"]
+            except (CheckpointError, OSError):
+                pass
+            else:
+                return (
+                    f" The previous checkpoint {previous} (step {step}) is intact: resume from it with "
+                    f"--resume-from {PREVIOUS_CHECKPOINT} (the steps after {step} are run again)."
+                )
+        return f" There is no intact earlier checkpoint: {otherwise}."
+
+    def _check_record(self) -> None:
+        record, flag_used = self.path / "run.json", self.resume_flag
+        try:
+            previous = json.loads(record.read_text())["config"]
+            if not isinstance(previous, dict):
+                raise TypeError("'config' is not a mapping")
+        except FileNotFoundError:
+            raise InputError(
+                f"{flag_used}: {record} is missing; it records the options the run was started with, which a "
+                f"resumed run must repeat. Restore it, or start again with --overwrite"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{flag_used}: {record} cannot be read ({type(exc).__name__}: {exc}); restore it, or start again "
+                f"with --overwrite"
+            ) from None
+        now = self.cfg.to_dict()
+        changed = [k for k in RESUME_MUST_MATCH if k in previous and previous[k] != now[k]]
+        if changed:
+            listing = ", ".join(f"{flag(k)} ({previous[k]} -> {now[k]})" for k in changed)
+            raise InputError(f"{flag_used} with changed settings: {listing}; resume with the original options")
+
+    def _check_outputs(self, meta: dict, path: Path, topology, recorded) -> None:
+        """The output files hold at least what the checkpoint says was written (resuming cuts them back to it)."""
+        from .build import replicated_topology
+
+        cfg, problems = self.cfg, []
+        for name, copies in (("trajectory", cfg.replicas), ("beads", cfg.replicas * cfg.beads)):
+            if name == "beads" and not cfg.bead_trajectory:
+                continue
+            frames, size = meta.get(f"{name}_frames", 0), meta.get(f"{name}_bytes", 0)
+            file = self.path / f"{name}.{cfg.trajectory_format}"
+            if frames == 0:
+                continue
+            if not file.is_file():
+                problems.append(f"{file.name} is missing (the checkpoint counts {frames} frames)")
+            elif cfg.trajectory_format == "xtc" and file.stat().st_size < size:
+                problems.append(f"{file.name} has {file.stat().st_size} bytes, fewer than the checkpoint's {size}")
+            elif cfg.trajectory_format == "dcd":
+                written = replicated_topology(topology, copies)  # as TrajectoryFile writes it
+                have = dcd_frames(file, written.getNumAtoms(), written.getPeriodicBoxVectors() is not None)
+                if have < frames:
+                    problems.append(f"{file.name} holds {have} frames, fewer than the checkpoint's {frames}")
+        if recorded and meta["property_frames"] > 0:
+            import h5py
+
+            file = self.path / "properties.h5"
+            try:
+                with h5py.File(file, "r") as f:
+                    have = min(f[name].shape[0] for name in ("time",) + tuple(recorded))
+            except (OSError, KeyError) as exc:
+                problems.append(f"{file.name} cannot be read ({exc})")
+            else:
+                if have < meta["property_frames"]:
+                    problems.append(
+                        f"{file.name} holds {have} frames, fewer than the checkpoint's {meta['property_frames']}"
+                    )
+        if problems:
+            raise InputError(
+                f"{self.resume_flag}: the run's files do not match {path} (step {meta['step']}): "
+                f"{'; '.join(problems)}. Restore them, or start again with --overwrite"
+            )

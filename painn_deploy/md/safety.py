@@ -1,0 +1,193 @@
+"""The safety net of a run: it stops with :class:`SimulationInstabilityError` when the trajectory goes bad
+(non-finite energies, exploding forces or temperatures, atoms flying apart), and compares the model's atoms
+with the interatomic distances of its training data (the artefact's training envelope): a
+:class:`SimulationWarning` as soon as they leave them, a stop beyond ``--envelope-margin``."""
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .. import units
+from ..deploy import metadata as md
+from ..deploy.envelope import EnvelopeCheck
+from ..elements import symbol
+from ..errors import InputError, SimulationInstabilityError, SimulationWarning
+from .config import SimulationConfig
+from .rpmd import Layout
+
+NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
+ENVELOPE_WARN_STEP_ANGSTROM = 0.05  # warn again about a distance once it is this much further out
+
+
+def _angstrom(box_nm):
+    return None if box_nm is None else np.asarray(box_nm) * units.ANGSTROM_PER_NM
+
+
+class SafetyNet:
+    """Checks of one run.  ``model_atoms``: the model's atoms among the structure's (None: all of them);
+    ``checkpoint``: the checkpoint a stop keeps, named in its message."""
+
+    def __init__(self, cfg: SimulationConfig, artefact, atomic_numbers, model_atoms: Optional[list], layout: Layout,
+                 periodic: bool, checkpoint: Path):  # fmt: skip
+        self.cfg, self.layout, self.periodic, self.checkpoint = cfg, layout, periodic, checkpoint
+        self.atomic_numbers, self.model_atoms = list(atomic_numbers), model_atoms
+        self.envelope, self.warned, self.checks, self.outside, self.furthest = None, {}, 0, 0, None
+        self.envelope_record = artefact.metadata.get(md.KEY_ENVELOPE)
+        self.artefact_path = artefact.path
+
+    # ---- instabilities -------------------------------------------------------------------------------------
+    def check(self, step: int, where: str, energy: float, max_force: float, temperature: float, positions_nm=None):
+        """Stop when the energy is not finite, a force or the temperature exceeds its limit, or (molecules) an
+        atom of ``positions_nm`` [..., N, 3] has no other atom within NEAREST_NEIGHBOUR_LIMIT_NM."""
+        cfg = self.cfg
+        reason = None
+        if not np.isfinite(energy):
+            reason = f"the potential energy is {energy}"
+        elif not np.isfinite(max_force) or max_force > cfg.max_force_kj_per_mol_nm:
+            reason = (
+                f"a force of {max_force:.3g} kJ/mol/nm exceeds {cfg.max_force_kj_per_mol_nm:.3g} (exploding forces)"
+            )
+        elif not np.isfinite(temperature) or temperature > cfg.temperature_limit_K:
+            reason = f"the temperature {temperature:.1f} K exceeds {cfg.temperature_limit_K:.0f} K"
+        elif positions_nm is not None and not self.periodic and positions_nm.shape[-2] > 1:
+            from scipy.spatial import cKDTree
+
+            for copy, molecule in enumerate(np.asarray(positions_nm).reshape(-1, positions_nm.shape[-2], 3)):
+                dist, _ = cKDTree(molecule).query(molecule, k=2)
+                far = int(np.argmax(dist[:, 1]))
+                if dist[far, 1] > NEAREST_NEIGHBOUR_LIMIT_NM:
+                    which = f" of replica {copy}" if self.layout.replicas > 1 else ""
+                    reason = (
+                        f"atom {far + 1}{which} is {dist[far, 1]:.2f} nm from every other atom (atoms flying apart)"
+                    )
+                    break
+        if reason:
+            self.stop(step, where, reason, "check the structure, lower --timestep, or use a model trained on "
+                      "configurations like these")  # fmt: skip
+
+    def stop(self, step: int, where: str, reason: str, advice: str):
+        raise SimulationInstabilityError(
+            f"simulation stopped at step {step} ({where}): {reason}. The last good checkpoint {self.checkpoint} is "
+            f"kept; {advice}."
+        )
+
+    # ---- the training data's envelope ----------------------------------------------------------------------
+    def check_start(self, positions_nm: np.ndarray, box_nm) -> None:
+        """Set up the envelope check and check the starting structure [N, 3] (all atoms): beyond the margin it
+        is refused."""
+        cfg, envelope = self.cfg, self.envelope_record
+        if not envelope or not envelope.get("source"):
+            warnings.warn(
+                f"the model {self.artefact_path} does not record the interatomic distances of its training data "
+                f"(exported by an earlier painn-export, or without training frames), so this run cannot warn when it "
+                f"leaves them; export the model again to add the check",
+                SimulationWarning, stacklevel=4,
+            )  # fmt: skip
+            return
+        z = np.asarray(self.atomic_numbers)
+        self.envelope = EnvelopeCheck(envelope, z if self.model_atoms is None else z[np.asarray(self.model_atoms)])
+        if envelope["source"] != "training data":
+            warnings.warn(
+                f"the model's record of its training data's distances comes from {envelope.get('frames')}: "
+                f"expect warnings about distances the full training data did cover",
+                SimulationWarning, stacklevel=4,
+            )  # fmt: skip
+        if self.envelope.unseen_pairs:
+            warnings.warn(
+                f"{cfg.structure} has atom pairs ({', '.join(self.envelope.unseen_pairs)}) that never came within "
+                f"the model's cutoff in its training data: the model's forces between them are extrapolated",
+                SimulationWarning, stacklevel=4,
+            )  # fmt: skip
+        frames = positions_nm if self.model_atoms is None else positions_nm[np.asarray(self.model_atoms)]
+        for excursion in self.envelope.excursions(frames * units.ANGSTROM_PER_NM, _angstrom(box_nm)):
+            text = self._describe(excursion, start=True)
+            if excursion.beyond > self._allowed(excursion):
+                raise InputError(
+                    f"{cfg.structure}: {text}, beyond the margin of {self._margin_text()} (--envelope-margin): the "
+                    f"model was not trained on such structures. Check the structure, or give --envelope-margin inf "
+                    f"to run it anyway"
+                )
+            warnings.warn(f"the starting structure is outside the model's training data: {text}", SimulationWarning,
+                          stacklevel=4)  # fmt: skip
+
+    def check_envelope(self, step: int, frames_nm: np.ndarray, box_nm) -> None:
+        """Warn when the frames ([F, N, 3] nm, every atom of every copy) leave the training data's distances, with
+        the atoms and by how much; stop beyond the margin."""
+        if self.envelope is None:
+            return
+        if self.model_atoms is not None:
+            frames_nm = frames_nm[:, np.asarray(self.model_atoms)]
+        self.checks += 1
+        excursions = self.envelope.excursions(frames_nm * units.ANGSTROM_PER_NM, _angstrom(box_nm))
+        if not excursions:
+            return
+        self.outside += 1
+        if self.furthest is None or excursions[0].beyond > self.furthest[0].beyond:
+            self.furthest = (excursions[0], step)
+        for e in excursions:
+            if e.beyond > self._allowed(e):
+                self.stop(step, "log", f"the configuration left the model's training data: {self._describe(e)}, "
+                          f"beyond the margin of {self._margin_text()} (--envelope-margin)",
+                          "the model has not seen such configurations and its forces there cannot be trusted: lower "
+                          "--temperature or --timestep, use a model trained on data that covers them, or raise "
+                          "--envelope-margin to go on at your own risk")  # fmt: skip
+        for e in excursions:
+            warned = self.warned.get(e.key)
+            if warned is None or e.beyond >= warned + ENVELOPE_WARN_STEP_ANGSTROM:
+                self.warned[e.key] = e.beyond
+                allowed = self._allowed(e)
+                warnings.warn(
+                    f"step {step}: outside the model's training data: {self._describe(e)}; "
+                    + (f"the run stops {allowed:.2f} Angstrom beyond" if np.isfinite(allowed)
+                       else "the run goes on however far it goes")
+                    + " (--envelope-margin)",
+                    SimulationWarning, stacklevel=4,
+                )  # fmt: skip
+
+    def summary(self) -> str:
+        """How often and how far the run left the training data's distances ("" when never)."""
+        if not self.outside:
+            return ""
+        e, step = self.furthest
+        return (
+            f"{self.outside} of {self.checks} checked configurations (every --log-interval steps) were outside the "
+            f"model's training data; the furthest, at step {step}: {self._describe(e)}"
+        )
+
+    def _allowed(self, excursion) -> float:
+        value, fraction = self.cfg.margin
+        return value * excursion.bound if fraction else value
+
+    def _margin_text(self) -> str:
+        value, fraction = self.cfg.margin
+        return f"{value * 100:g}% of the distance" if fraction else f"{value:g} Angstrom"
+
+    def _describe(self, e, start: bool = False) -> str:
+        """An excursion in words, with the structure's atom numbers (1-based) and, for a run's copies, the
+        replica and bead."""
+        atoms = [(self.model_atoms[i] if self.model_atoms is not None else i) + 1 for i in e.atoms]
+        elements = [symbol(self.atomic_numbers[a - 1]) for a in atoms]
+        where = ""
+        if not start and self.layout.n_frames > 1:
+            replica, bead = divmod(e.frame, self.layout.beads)
+            parts = ([f"replica {replica}"] if self.layout.replicas > 1 else []) + (
+                [f"bead {bead}"] if self.layout.beads > 1 else []
+            )
+            where = f" ({', '.join(parts)})"
+        if e.kind == "shortest":
+            return (
+                f"atoms {atoms[0]} ({elements[0]}) and {atoms[1]} ({elements[1]}){where} are {e.distance:.3f} Angstrom "
+                f"apart, {e.beyond:.3f} Angstrom closer than any {e.key} pair in the training data "
+                f"({e.bound:.3f} Angstrom)"
+            )
+        target = e.key.split("->")[1]
+        of, partner = (
+            ("atom", f"atom {atoms[1]}, {elements[1]}") if target == "any" else (f"{target} atom", f"atom {atoms[1]}")
+        )
+        return (
+            f"atom {atoms[0]} ({elements[0]}){where} is {e.distance:.3f} Angstrom from its nearest {of} ({partner}), "
+            f"{e.beyond:.3f} Angstrom further than any {elements[0]} atom's nearest {of} in the training data "
+            f"({e.bound:.3f} Angstrom)"
+        )
