@@ -274,17 +274,18 @@ class MDRun:
     def _state(self, **kwargs):
         return self._bead_states(**kwargs)[0] if not self.openmm_rpmd else self.context.getState(**kwargs)
 
+    def _per_bead(self, arrays) -> np.ndarray:
+        """[R, P, N, 3] from the per-state arrays [particles, 3] of :meth:`_bead_states`."""
+        return np.stack(arrays)[None] if self.openmm_rpmd else self.layout.beads_nm(arrays[0])
+
     def _log_row(self, wall_start: float, steps_since_start: int) -> dict:
-        cfg, layout = self.cfg, self.layout
+        cfg = self.cfg
         states = self._bead_states(getEnergy=True, getForces=True, getPositions=True)
         energy = sum(s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states)
         kinetic_total = sum(s.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) for s in states)
         positions = [s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states]
         forces = [s.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer) for s in states]
-        if self.openmm_rpmd:
-            beads, bead_forces = np.stack(positions)[None], np.stack(forces)[None]
-        else:
-            beads, bead_forces = layout.beads_nm(positions[0]), layout.beads_nm(forces[0])
+        beads, bead_forces = self._per_bead(positions), self._per_bead(forces)
         copies, p = beads.shape[0], beads.shape[1]
         # the ring polymer is sampled at P x T: every degree of freedom carries k_B P T / 2, and the physical
         # temperature and kinetic energy are those divided by P (per copy of the molecule)
@@ -312,16 +313,7 @@ class MDRun:
     def _write_trajectory(self):
         states = self._bead_states(getPositions=True)
         positions = [s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states]
-        beads = np.stack(positions)[None] if self.openmm_rpmd else self.layout.beads_nm(positions[0])
-        box = states[0].getPeriodicBoxVectors() if self.periodic else None
-        self.trajectory.write(beads.mean(axis=1).reshape(-1, 3), box)  # the centroid of every replica
-        if self.bead_trajectory is not None:
-            self.bead_trajectory.write(beads.reshape(-1, 3), box)
-
-    def _write_trajectory(self):
-        states = self._bead_states(getPositions=True)
-        positions = [s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states]
-        beads = np.stack(positions)[None] if self.openmm_rpmd else self.layout.beads_nm(positions[0])
+        beads = self._per_bead(positions)
         box = states[0].getPeriodicBoxVectors() if self.periodic else None
         self.trajectory.write(beads.mean(axis=1).reshape(-1, 3), box)  # the centroid of every replica
         if self.bead_trajectory is not None:

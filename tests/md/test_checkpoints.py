@@ -11,7 +11,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from painn_deploy.cli.simulate import main
 from painn_deploy.errors import CheckpointError, InputError
@@ -26,14 +25,6 @@ RECORDED = dict(
     temperature_K=150.0, record_dipole=True, record_interval=2, trajectory_interval=10, log_interval=25,
     checkpoint_interval=50, seed=5,
 )  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def snapshot(folder: Path) -> dict:

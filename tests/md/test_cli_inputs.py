@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
 from painn_deploy.cli.simulate import main
 from painn_deploy.errors import InputError, SimulationWarning
@@ -16,14 +15,6 @@ from painn_deploy.structures import load_pdb
 
 from ..conftest import ETHANOL_PDB
 from .test_runner import config, write_pdb
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from painn_deploy.cli.simulate import main
 from painn_deploy.deploy import Artefact, export
@@ -20,14 +19,6 @@ from painn_deploy.model.checkpoint import load_checkpoint
 
 from ..conftest import ETHANOL_NPZ, ETHANOL_PDB, water_like_box
 from .test_runner import config, pdb_positions_nm, write_pdb
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def stretched(tmp_path, length_angstrom: float):

@@ -34,16 +34,6 @@ N_ATOMS = 9
 DOF = 3 * N_ATOMS - 3  # the driver removes centre-of-mass motion
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models on a shared machine: more intra-op threads only add contention (MDRun also sets
-    torch's thread count, so restore whatever the session had)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def stable_model(tmp_path_factory):
     """A tiny model (float64 export) that keeps ethanol bound at 300 K for thousands of steps."""
