@@ -4,15 +4,17 @@
   forces; CUDA graphs on request).  Plain ``TorchForce("model.pt")`` works too.
 - ``backend="python"``: ``openmm.PythonForce`` calling the model from Python on its device, keeping
   each evaluation's features for the recording heads.
-- OpenMM-ML: ``openmmml.MLPotential("painn", model="model.pt")`` (see :mod:`.mlpotential`).
+- OpenMM-ML: ``openmmml.MLPotential("painn", model="model.pt")`` (:mod:`.mlpotential`, imported by
+  OpenMM-ML through its entry point, not here: the forces do not need OpenMM-ML).
 """
 
+# isort: off
 import torch  # noqa: F401  (must come before openmmtorch, or libnvrtc.so.12 is not found)
 
-try:  # before .mlpotential: importing openmmml loads its potentials, .mlpotential's among them (no import cycle)
-    import openmmml
-except ImportError:  # a dependency, but the forces here do not need it
-    openmmml = None
+# OpenMM-ML imports its potentials' entry points (.mlpotential's among them) when it is imported; importing it
+# here, before .mlpotential, lets ``import painn_deploy.openmm.mlpotential`` come first without an import cycle
+import openmmml  # noqa: F401
+# isort: on
 
 from .forces import (
     ModelForce,
@@ -28,9 +30,6 @@ from .preflight import check_positions
 from .recorder import FeatureRing
 from .serialization import deserialize_system, serialize_system
 
-if openmmml is not None:  # MLPotential("painn", model=...)
-    from .mlpotential import PaiNNPotentialImpl, PaiNNPotentialImplFactory
-
 __all__ = [
     "FeatureRing",
     "ModelForce",
@@ -45,5 +44,3 @@ __all__ = [
     "topology_box_nm",
     "torch_force",
 ]
-if openmmml is not None:
-    __all__ += ["PaiNNPotentialImpl", "PaiNNPotentialImplFactory"]

@@ -19,7 +19,8 @@ from painn_deploy.errors import (
     UnknownElementError,
     from_torchscript,
 )
-from painn_deploy.openmm import PaiNNPotentialImplFactory, create_system
+from painn_deploy.openmm import create_system
+from painn_deploy.openmm.mlpotential import PaiNNPotentialImplFactory
 from painn_deploy.resources import RESOURCES
 from painn_deploy.solvation import forcefield, solvate
 
