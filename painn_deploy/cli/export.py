@@ -4,18 +4,17 @@
     painn-export best.ckpt -o solute.pt --pdb solvated.pdb --atoms 0-8      # ML/MM: the solute's atoms
     painn-export --config export.yaml
 
-Parses the command line (and ``--config``) into an :class:`ExportConfig` and runs
+Parses the command line (and ``--config``) into an :class:`~painn_deploy.deploy.config.ExportConfig` and runs
 :func:`painn_deploy.deploy.export`.  Exit status: 0 on success, 2 for bad input, 1 for a run that failed
 otherwise.
 """
 
 import json
 import sys
-from dataclasses import dataclass
 
-from ..configuration import Config, config_from_arguments, option
+from ..configuration import config_from_arguments
 from ..deploy import export
-from ..errors import InputError
+from ..deploy.config import ExportConfig
 from .common import build_parser as _build_parser
 from .common import run_command
 
@@ -26,56 +25,6 @@ DESCRIPTION = (
     "also come from --config FILE.yaml (keys: the option names with underscores, e.g. neighbor_list); flags "
     "override the file."
 )
-
-
-@dataclass(frozen=True)
-class ExportConfig(Config):
-    """Everything ``painn-export`` does; field names are the keys of a YAML configuration file."""
-
-    checkpoint: str | None = option(
-        None, None, "checkpoint written by painn-train (e.g. runs/ethanol/best.ckpt)", "CKPT", "path"
-    )
-    output: str | None = option(
-        None, "--output", "output TorchScript file (e.g. model.pt)", "MODEL.pt", "path", short="-o"
-    )
-    pdb: str | None = option(
-        None,
-        "--pdb",
-        "export for the particles of this PDB (default: the training molecule); a CRYST1 box makes the model periodic",
-        "SYSTEM.pdb",
-        "path",
-    )
-    dtype: str = option("float32", "--dtype", "precision of the model", kind=("float32", "float64"))
-    neighbor_list: str = option(
-        "auto",
-        "--neighbor-list",
-        "neighbour list inside the model; auto: all pairs up to 30 atoms (measured crossover), else a cell list",
-        kind=("auto", "all_pairs", "cell_list", "static"),
-    )
-    pair_capacity: int = option(
-        0, "--pair-capacity", "maximum number of pairs of the static neighbour list (0: 1.3 x the PDB's)", "N", "int"
-    )
-    periodic: bool | None = option(
-        None,
-        "--periodic",
-        "force a periodic or non-periodic model (default: periodic when the PDB has a box)",
-        kind="switch",
-    )
-    atoms: tuple | None = option(
-        None,
-        "--atoms",
-        "0-based indices of the model's atoms among the PDB's particles, ranges allowed (e.g. 0-8,12): an ML/MM "
-        "model whose other particles come from other forces (default: all particles)",
-        "INDICES",
-        "indices",
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.checkpoint is None or self.output is None:
-            raise InputError("give the checkpoint (CKPT) and the output file (-o MODEL.pt)")
-        if self.pair_capacity < 0:
-            raise InputError(f"--pair-capacity must be 0 or positive, got {self.pair_capacity}")
 
 
 def _report(result) -> None:

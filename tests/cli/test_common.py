@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pytest
 
 from painn_deploy.configuration import Config, load_config_file, option, parse_indices
-from painn_deploy.errors import InputError
+from painn_deploy.errors import InputError, SimulationInstabilityError
 
 COMMANDS = {  # module, the library call its main makes, a valid command line
     "painn-export": ("painn_deploy.cli.export", "export", ["best.ckpt", "-o", "model.pt"]),
@@ -31,6 +31,12 @@ def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
     monkeypatch.setattr(cli, call, bad_input)
     assert cli.main(argv) == 2
     assert capsys.readouterr().err == f"{prog}: error: this structure cannot be used\n"  # one line, no traceback
+    def unstable(*args, **kwargs):  # a PainnDeployError of a run that failed on its way: 1, one line
+        raise SimulationInstabilityError("simulation stopped at step 10")
+
+    monkeypatch.setattr(cli, call, unstable)
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err == f"{prog}: error: simulation stopped at step 10\n"
     monkeypatch.setattr(cli, call, failed_run)
     assert cli.main(argv) == 1
     err = capsys.readouterr().err

@@ -9,7 +9,8 @@ def test_demo_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     """Each step is a library call: the other commands' entry points are not used."""
     import importlib
 
-    from painn_deploy.cli.demo import DemoConfig, main, run_demo
+    from painn_deploy.cli.demo import main
+    from painn_deploy.demo import DemoConfig, run_demo
 
     def not_a_library_call(*args, **kwargs):
         raise AssertionError("painn-demo called another command's main()")
