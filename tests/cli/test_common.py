@@ -31,6 +31,7 @@ def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
     monkeypatch.setattr(cli, call, bad_input)
     assert cli.main(argv) == 2
     assert capsys.readouterr().err == f"{prog}: error: this structure cannot be used\n"  # one line, no traceback
+
     def unstable(*args, **kwargs):  # a PainnDeployError of a run that failed on its way: 1, one line
         raise SimulationInstabilityError("simulation stopped at step 10")
 
