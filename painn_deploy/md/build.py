@@ -101,7 +101,7 @@ def build_integrator(cfg: SimulationConfig, layout: Layout):
         integrator = openmm.NoseHooverIntegrator(temperature, friction, dt)
     else:
         integrator = import_openmmtools().VelocityVerletIntegrator(dt)
-    if hasattr(integrator, "setRandomNumberSeed"):
+    if not isinstance(integrator, openmm.NoseHooverIntegrator):  # deterministic, and the only one without a seed
         integrator.setRandomNumberSeed(cfg.seed + 1)
     return integrator
 

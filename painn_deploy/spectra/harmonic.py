@@ -2,8 +2,9 @@
 
 Model contract (TorchScript from ``torch.jit.load``, or an eager ``torch.nn.Module``):
 
-* ``module(positions_nm [N, 3]) -> energy`` (scalar, kJ/mol), differentiable (twice, or the Hessian
-  comes from finite differences of the forces);
+* ``module(positions_nm [N, 3]) -> energy`` (scalar, kJ/mol), differentiable twice, or else the Hessian
+  comes from central differences of the forces of ``properties()`` on all 6N displaced configurations
+  at once ([6N, N, 3] positions, as exported models take them);
 * ``module.properties(positions_nm) -> Dict[str, Tensor]`` with ``energy`` (kJ/mol), ``forces``
   (kJ/mol/nm) and, when the model predicts them, ``dipole`` [3] (e*nm) and ``polarizability``
   [3, 3] (nm^3).  Their position derivatives are taken by autograd when they are connected to
@@ -125,10 +126,12 @@ def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
                 f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give an exported "
                 "model (.pt, from painn-export) or a painn-train checkpoint (.ckpt)."
             ) from exc
-    if not hasattr(module, "properties"):
-        raise CheckpointError(
-            f"{path}: the model has no 'properties' method; re-export it with the current painn-deploy"
-        )
+        if not hasattr(module, "properties"):  # a user's TorchScript model: the contract, not a format
+            raise CheckpointError(
+                f"{path} is a TorchScript model without painn-deploy metadata and without a 'properties' method; "
+                "give an exported model (.pt, from painn-export), a painn-train checkpoint (.ckpt), or a TorchScript "
+                "model whose properties(positions_nm) returns energy, forces, dipole and polarizability"
+            )
     module.eval()
     return module
 
@@ -242,11 +245,7 @@ def _finite_difference_hessian(module, positions_nm, step_nm: float) -> np.ndarr
     displaced[np.arange(n), np.arange(n)] += step_nm
     displaced[n + np.arange(n), np.arange(n)] -= step_nm
     frames = torch.tensor(displaced.reshape(2 * n, -1, 3), dtype=dtype, device=device)
-    if hasattr(module, "energy_and_forces"):  # painn-deploy models: [B, N, 3] in one call
-        forces = module.energy_and_forces(frames)[1].detach().to("cpu", torch.float64).numpy()
-    else:
-        forces = np.stack([module.properties(f)["forces"].detach().to("cpu", torch.float64).numpy() for f in frames])
-    forces = forces.reshape(2 * n, n)
+    forces = module.properties(frames)["forces"].detach().to("cpu", torch.float64).numpy().reshape(2 * n, n)
     h = -(forces[:n] - forces[n:]) / (2.0 * step_nm)
     return 0.5 * (h + h.T)
 

@@ -166,7 +166,7 @@ def read_properties(path) -> Properties:
             )
         if dipole is None and pol is None:
             raise InputError(f"{path}: neither 'dipole' nor 'polarizability' is recorded; nothing to analyse")
-        attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     attrs = {k: (_text_attr(v) if isinstance(v, bytes) else v) for k, v in attrs.items()}
     temp = attrs.get("temperature_K")
     temp = float(temp) if temp is not None and math.isfinite(float(temp)) else None

@@ -92,23 +92,14 @@ def spectrum_figure(
     return fig
 
 
-def plot_spectra(
-    path,
-    spectra: Sequence,
-    *,
-    labels: Sequence[str] | None = None,
-    title: str = "",
-    ylabel: str | None = None,
-    sticks: tuple[np.ndarray, np.ndarray, str] | None = None,
-    n_runs_note: bool = True,
-) -> Path:
-    """Plot one or more spectra (mean line, +-1 standard error band) on one axis to a PNG file.
+def plot_spectra(path, spectra: Sequence, **options) -> Path:
+    """Plot one or more spectra (mean line, +-1 standard error band) on one axis to a PNG file; ``options``
+    are those of :func:`spectrum_figure` (``labels``, ``title``, ``ylabel``, ``sticks``: optional
+    (wavenumber_cm1, height, axis label) drawn as vertical lines on a second y axis, ``n_runs_note``)."""
+    return _save(spectrum_figure(spectra, **options), path)
 
-    ``sticks``: optional (wavenumber_cm1, height, axis label) drawn as vertical lines on a
-    second y axis (harmonic intensities have different units from line shapes).  Unit text in
-    ``ylabel`` is shown in Unicode (:func:`unicode_units`).
-    """
-    fig = spectrum_figure(spectra, labels=labels, title=title, ylabel=ylabel, sticks=sticks, n_runs_note=n_runs_note)
+
+def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -144,7 +135,4 @@ def plot_harmonic_sticks(path, wavenumber_cm1, ir_km_per_mol, raman_A4_per_amu, 
     axes[-1].set_xlabel("harmonic wavenumber (cm⁻¹)")
     if title:
         axes[0].set_title(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    return _save(fig, path)
