@@ -117,7 +117,14 @@ class PaiNNForceField(nn.Module):
     # ---- the artefact's API ---------------------------------------------------------------------------
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tensor:
         """Potential energy (kJ/mol): the TorchForce contract.  Differentiable with respect to
-        ``positions`` (first derivatives, from the hand-written gradient)."""
+        ``positions`` (first derivatives, from the hand-written gradient).
+
+        Under autograd this costs more than :meth:`energy_and_forces`: the gradient edge reads the positions,
+        so TorchScript's profiling executor runs the whole graph in differentiable subgraphs (plain
+        ``TorchForce("model.pt")``, benchmarks/results/md_speed.md; the README shows the forces contract).
+        Not avoided by evaluating in a ``torch.jit.fork`` task (a graph of its own): the caller's interpreter
+        then resumes on the fork's thread, which can free a result that Python holds after Python began to
+        exit, and abort the process."""
         energy, forces, _, _ = self._evaluate(positions, boxvectors)
         if positions.requires_grad:
             energy = _with_gradient(energy, positions, -forces)
@@ -183,7 +190,8 @@ class PaiNNForceField(nn.Module):
 
         Runs outside autograd, on a copy of the positions made before anything else reads them: openmm-torch
         passes positions that require gradients, and if TorchScript's profiling executor sees any operation
-        on such a tensor, it wraps the whole graph in differentiable subgraphs (ethanol: +25% per call)."""
+        on such a tensor, it wraps the whole graph in differentiable subgraphs (ethanol: +25% per call; the
+        energy contract of :meth:`forward` cannot avoid it)."""
         with torch.no_grad():
             # a copy, not detach() (which torch.jit.freeze removes)
             positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
