@@ -1,7 +1,9 @@
 """B configurations in one call against one call per configuration: energy and forces of the float32
 artefact of a paper-size PaiNN (F=128, 3 blocks, all pairs), module frozen as openmm-torch freezes it,
 1 pinned thread.  Per batch size: ms per call and per frame, and the per-frame cost as a fraction of
-one single-configuration call measured in the same process (median of interleaved rounds).
+one single-configuration call measured in the same process (median of interleaved rounds); the
+floating-point work of the matrix products per frame (PyTorch's profiler count), the rate it runs at,
+and that rate against a large single-precision matrix product on the same core (the core's usable peak).
 
     python benchmarks/batch.py [--rounds 5]
 """
@@ -36,6 +38,22 @@ def worker(molecule: str, rounds: int) -> dict:
     g = torch.Generator().manual_seed(0)
     batches = {b: single + 0.002 * torch.randn((b,) + single.shape, generator=g) for b in BATCHES}
 
+    def matmul_flops(x) -> float:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            module.energy_and_forces(x)
+        return float(sum(e.flops for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm")))
+
+    def gemm_gflops() -> float:
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        for _ in range(3):
+            a @ b
+        t = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        return 2 * 1024**3 * 20 / (time.perf_counter() - t) / 1e9
+
     def per_call(x, calls) -> float:
         for _ in range(3):
             module.energy_and_forces(x)
@@ -44,8 +62,11 @@ def worker(molecule: str, rounds: int) -> dict:
             module.energy_and_forces(x)
         return (time.perf_counter() - t) / calls * 1e3
 
-    out = {"single": [], **{str(b): [] for b in BATCHES}}
+    out = {"single": [], "gemm_gflops": [], **{str(b): [] for b in BATCHES}}
+    out["flops"] = {str(b): matmul_flops(batches[b]) for b in BATCHES}
+    out["cpu_fuser"] = bool(torch._C._llvm_enabled())  # TorchScript's CPU fuser needs the LLVM backend
     for _ in range(rounds):
+        out["gemm_gflops"].append(gemm_gflops())
         out["single"].append(per_call(single, 100))
         for b in BATCHES:
             out[str(b)].append(per_call(batches[b], max(3, 200 // b)))
@@ -62,25 +83,39 @@ def main():
     if args.worker:
         Path(args.out).write_text(json.dumps(worker(args.worker[0], args.rounds)))
         return
-    rows = []
+    rows, fuser = [], True
     for molecule in MOLECULES:
         runs = common.run_worker(Path(__file__), [molecule, "--rounds", args.rounds], 1)
-        single = np.asarray(runs["single"])
+        single, gemm = np.asarray(runs["single"]), float(np.median(runs["gemm_gflops"]))
+        fuser = fuser and runs["cpu_fuser"]
         for b in BATCHES:
             ms = np.asarray(runs[str(b)])
+            mflop = runs["flops"][str(b)] / b / 1e6
+            gflops = mflop / float(np.median(ms / b))
             rows.append({"molecule": molecule, "frames": b, "ms_per_call": float(np.median(ms)),
                          "ms_per_frame": float(np.median(ms / b)), "single_call_ms": float(np.median(single)),
                          "per_frame_vs_single": float(np.median(ms / b / single)),
-                         "per_round": sorted(np.round(ms / b / single, 3).tolist())})  # fmt: skip
+                         "per_round": sorted(np.round(ms / b / single, 3).tolist()), "matmul_mflop_per_frame": mflop,
+                         "gflop_per_s": gflops, "of_gemm_rate": gflops / gemm, "gemm_gflop_per_s": gemm})  # fmt: skip
             print(rows[-1], flush=True)
     notes = (
         "per_frame_vs_single: ms per frame of a batch of B configurations divided by ms of one unbatched call, median "
         "over rounds of the per-round ratio (same process). The frames of a molecule go through the network together "
         "as [B, N, N] arrays (the dense strategy); on the CPU in chunks of about 4 MB per [B, N, N, 3F] tensor, which "
-        "a core's cache holds."
+        "a core's cache holds. matmul_mflop_per_frame: the matrix products' floating-point operations per frame "
+        "(PyTorch's profiler count; the element-wise products are not counted); gflop_per_s: that work over the "
+        "measured time per frame; of_gemm_rate: against a 1024^3 single-precision matrix product on the same core "
+        "(gemm_gflop_per_s), the rate the arithmetic alone could reach. The rest of the time goes to element-wise "
+        "products, sums and copies of [B, N, N, F] pair tensors and to a fixed cost per call (operator dispatch)"
+        + (
+            "."
+            if fuser
+            else ", none of which is fused: this PyTorch build has no LLVM backend for TorchScript's CPU fuser."
+        )
     )
     common.write_table("batch", rows, ["molecule", "frames", "ms_per_call", "ms_per_frame", "single_call_ms",
-                                       "per_frame_vs_single", "per_round"], notes)  # fmt: skip
+                                       "per_frame_vs_single", "per_round", "matmul_mflop_per_frame", "gflop_per_s",
+                                       "of_gemm_rate", "gemm_gflop_per_s"], notes)  # fmt: skip
 
 
 if __name__ == "__main__":
