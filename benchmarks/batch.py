@@ -18,8 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
+from painn_deploy.model import strategy  # noqa: E402
+
 MOLECULES = {"ethanol": "ethanol.pdb", "aspirin": "aspirin.pdb"}
 BATCHES = [1, 4, 16, 64]
+DEFAULT_CHUNK = strategy.DENSE_CHUNK_ELEMENTS
 
 
 def worker(molecule: str, rounds: int) -> dict:
@@ -31,9 +34,14 @@ def worker(molecule: str, rounds: int) -> dict:
 
     tune_malloc()
     z, pos, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
-    module = torch.jit.freeze(
-        torch.jit.script(common.paper_forcefield(z)).eval(), preserved_attrs=["energy_and_forces"]
-    )
+
+    def frozen(chunk_elements: int):
+        strategy.DENSE_CHUNK_ELEMENTS = chunk_elements  # read when the evaluator is built
+        module = torch.jit.script(common.paper_forcefield(z))
+        return torch.jit.freeze(module.eval(), preserved_attrs=["energy_and_forces"])
+
+    chunks = {c: frozen(c) for c in (DEFAULT_CHUNK // 2, 2 * DEFAULT_CHUNK, DEFAULT_CHUNK)}
+    module = chunks[DEFAULT_CHUNK]
     single = torch.tensor(pos, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     batches = {b: single + 0.002 * torch.randn((b,) + single.shape, generator=g) for b in BATCHES}
@@ -54,15 +62,15 @@ def worker(molecule: str, rounds: int) -> dict:
             a @ b
         return 2 * 1024**3 * 20 / (time.perf_counter() - t) / 1e9
 
-    def per_call(x, calls) -> float:
+    def per_call(x, calls, chunk=DEFAULT_CHUNK) -> float:
         for _ in range(3):
-            module.energy_and_forces(x)
+            chunks[chunk].energy_and_forces(x)
         t = time.perf_counter()
         for _ in range(calls):
-            module.energy_and_forces(x)
+            chunks[chunk].energy_and_forces(x)
         return (time.perf_counter() - t) / calls * 1e3
 
-    out = {"single": [], "gemm_gflops": [], **{str(b): [] for b in BATCHES}}
+    out = {"single": [], "gemm_gflops": [], **{str(b): [] for b in BATCHES}, **{f"chunk {c}": [] for c in chunks}}
     out["flops"] = {str(b): matmul_flops(batches[b]) for b in BATCHES}
     out["cpu_fuser"] = bool(torch._C._llvm_enabled())  # TorchScript's CPU fuser needs the LLVM backend
     for _ in range(rounds):
@@ -70,6 +78,8 @@ def worker(molecule: str, rounds: int) -> dict:
         out["single"].append(per_call(single, 100))
         for b in BATCHES:
             out[str(b)].append(per_call(batches[b], max(3, 200 // b)))
+        for c in chunks:
+            out[f"chunk {c}"].append(per_call(batches[BATCHES[-1]], 3, c))
     return out
 
 
@@ -92,18 +102,27 @@ def main():
             ms = np.asarray(runs[str(b)])
             mflop = runs["flops"][str(b)] / b / 1e6
             gflops = mflop / float(np.median(ms / b))
-            rows.append({"molecule": molecule, "frames": b, "ms_per_call": float(np.median(ms)),
-                         "ms_per_frame": float(np.median(ms / b)), "single_call_ms": float(np.median(single)),
+            rows.append({"molecule": molecule, "frames": b, "chunk_elements": DEFAULT_CHUNK,
+                         "ms_per_call": float(np.median(ms)), "ms_per_frame": float(np.median(ms / b)),
+                         "single_call_ms": float(np.median(single)),
                          "per_frame_vs_single": float(np.median(ms / b / single)),
                          "per_round": sorted(np.round(ms / b / single, 3).tolist()), "matmul_mflop_per_frame": mflop,
                          "gflop_per_s": gflops, "of_gemm_rate": gflops / gemm, "gemm_gflop_per_s": gemm})  # fmt: skip
             print(rows[-1], flush=True)
-    notes = (
+        for c in (DEFAULT_CHUNK // 2, 2 * DEFAULT_CHUNK):
+            ms = np.asarray(runs[f"chunk {c}"]) / BATCHES[-1]
+            rows.append({"molecule": molecule, "frames": BATCHES[-1], "chunk_elements": c,
+                         "ms_per_frame": float(np.median(ms)), "per_frame_vs_single": float(np.median(ms / single)),
+                         "per_round": sorted(np.round(ms / single, 3).tolist())})  # fmt: skip
+            print(rows[-1], flush=True)
+    notes = (  # (the chunk's 2 MB: float32, F = 128)
         "per_frame_vs_single: ms per frame of a batch of B configurations divided by ms of one unbatched call, median "
         "over rounds of the per-round ratio (same process). The frames of a molecule go through the network together "
-        "as [B, N, N] arrays (the dense strategy); on the CPU in chunks of about 4 MB per [B, N, N, 3F] tensor, which "
-        "a core's cache holds. matmul_mflop_per_frame: the matrix products' floating-point operations per frame "
-        "(PyTorch's profiler count; the element-wise products are not counted); gflop_per_s: that work over the "
+        f"as [B, N, N] arrays (the dense strategy); on the CPU in chunks of chunk_elements ({DEFAULT_CHUNK}: 2 MB of "
+        "float32) per [B, N, N, 3F] tensor, a core's second-level cache; the last two rows of each molecule time B = 64 "
+        "in chunks of half and twice that, in the same rounds. matmul_mflop_per_frame: the matrix products' "
+        "floating-point operations per frame (PyTorch's profiler count; the element-wise products are not counted); "
+        "gflop_per_s: that work over the "
         "measured time per frame; of_gemm_rate: against a 1024^3 single-precision matrix product on the same core "
         "(gemm_gflop_per_s), the rate the arithmetic alone could reach. The rest of the time goes to element-wise "
         "products, sums and copies of [B, N, N, F] pair tensors and to a fixed cost per call (operator dispatch)"
@@ -113,9 +132,10 @@ def main():
             else ", none of which is fused: this PyTorch build has no LLVM backend for TorchScript's CPU fuser."
         )
     )
-    common.write_table("batch", rows, ["molecule", "frames", "ms_per_call", "ms_per_frame", "single_call_ms",
-                                       "per_frame_vs_single", "per_round", "matmul_mflop_per_frame", "gflop_per_s",
-                                       "of_gemm_rate", "gemm_gflop_per_s"], notes)  # fmt: skip
+    columns = ["molecule", "frames", "chunk_elements", "ms_per_call", "ms_per_frame", "single_call_ms",
+               "per_frame_vs_single", "per_round", "matmul_mflop_per_frame", "gflop_per_s", "of_gemm_rate",
+               "gemm_gflop_per_s"]  # fmt: skip
+    common.write_table("batch", rows, columns, notes)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ STRATEGIES = ("dense", "sparse")
 # a [pairs, 3F] float32 chunk of the paper's model (F = 128) stays below 16 MB, so that glibc serves it
 # from the heap (see painn_deploy.allocator)
 PAIRS_PER_CHUNK = 2**22 // (3 * 128)
-# frames evaluated together on the CPU by the dense strategy: [B, N, N, 3F] tensors of about 4 MB (float32), which
-# a core's cache holds (benchmarks/results/batch.md)
-DENSE_CHUNK_ELEMENTS = 2**20
+# frames evaluated together on the CPU by the dense strategy: [B, N, N, 3F] tensors of about 2 MB (float32), a core's
+# second-level cache (benchmarks/results/batch.md compares half and twice this)
+DENSE_CHUNK_ELEMENTS = 2**19
 
 
 def choose_strategy(neighbor_mode: str) -> str:
