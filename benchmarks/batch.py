@@ -18,11 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import numpy as np  # noqa: E402
 
-from painn_deploy.model import strategy  # noqa: E402
+from painn_deploy.model.strategy import DENSE_CHUNK_ELEMENTS as DEFAULT_CHUNK  # noqa: E402
 
 MOLECULES = {"ethanol": "ethanol.pdb", "aspirin": "aspirin.pdb"}
 BATCHES = [1, 4, 16, 64]
-DEFAULT_CHUNK = strategy.DENSE_CHUNK_ELEMENTS
 
 
 def worker(molecule: str, rounds: int) -> dict:
@@ -36,9 +35,9 @@ def worker(molecule: str, rounds: int) -> dict:
     z, pos, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
 
     def frozen(chunk_elements: int):
-        strategy.DENSE_CHUNK_ELEMENTS = chunk_elements  # read when the evaluator is built
-        module = torch.jit.script(common.paper_forcefield(z))
-        return torch.jit.freeze(module.eval(), preserved_attrs=["energy_and_forces"])
+        model = common.paper_forcefield(z)
+        model.evaluator.dense_chunk_elements = chunk_elements
+        return torch.jit.freeze(torch.jit.script(model).eval(), preserved_attrs=["energy_and_forces"])
 
     chunks = {c: frozen(c) for c in (DEFAULT_CHUNK // 2, 2 * DEFAULT_CHUNK, DEFAULT_CHUNK)}
     module = chunks[DEFAULT_CHUNK]
