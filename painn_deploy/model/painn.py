@@ -136,7 +136,10 @@ class PaiNNMessage(nn.Module):
         grad_basis = torch.matmul(grad_s_i * phi_s, w_s.t()) + torch.matmul(grad_dv_r * phi_r, w_r.t())
         if first:  # v is zero: its message term and its gradient vanish, and s is the embedding
             return grad_s, grad_v, grad_basis, grad_units.reshape(b, n, n, 3)
-        grad_dv_v = torch.sum(tape.v.unsqueeze(1) * grad_v.unsqueeze(2), dim=3)
+        # sum_c v_j,c * grad_v_i,c one component at a time: no [B, N, N, 3, F] temporary
+        grad_dv_v = tape.v[:, :, 0].unsqueeze(1) * grad_v[:, :, 0].unsqueeze(2)
+        for c in range(1, 3):
+            grad_dv_v.addcmul_(tape.v[:, :, c].unsqueeze(1), grad_v[:, :, c].unsqueeze(2))
         grad_basis = grad_basis + torch.matmul(grad_dv_v * phi_v, w_v.t())
         grad_v_in = grad_v + torch.sum(grad_v.unsqueeze(2) * dv_v.unsqueeze(3), dim=1)
         filters_s, filters_v, filters_r = torch.split(filters, f, dim=-1)

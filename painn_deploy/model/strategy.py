@@ -103,7 +103,6 @@ class Evaluator(nn.Module):
         width = 3 * rep.n_features
         basis, units = rep.pair_basis(r_ij, pair_weight)
         weight = rep.filter_weight()
-        filters = torch.matmul(basis, weight)  # [B, N, N, 3F * blocks]
         units_t = units.transpose(2, 3)
         s, v = rep.initial_features(species)
         s = s.expand(b, n, rep.n_features)
@@ -112,7 +111,10 @@ class Evaluator(nn.Module):
         update_tapes: List[UpdateTape] = []
         k = 0
         for message, update in zip(rep.messages, rep.updates):
-            s, v, message_tape = message.dense(s, v, filters[..., k * width : (k + 1) * width], units_t, k == 0)
+            # each block's filters [B, N, N, 3F] when they are needed, and again in the backward pass: all blocks'
+            # filters at once, [B, N, N, 3F * blocks], would outgrow the core's cache that the chunk is sized for
+            filters = torch.matmul(basis, weight[:, k * width : (k + 1) * width])
+            s, v, message_tape = message.dense(s, v, filters, units_t, k == 0)
             s, v, update_tape = update.forward_with_tape(s, v)
             message_tapes.append(message_tape)
             update_tapes.append(update_tape)
@@ -126,9 +128,10 @@ class Evaluator(nn.Module):
             for block_message, block_update in zip(rep.messages, rep.updates):  # (TorchScript: no reversed())
                 if block == k:
                     grad_s, grad_v_mid = block_update.vjp(update_tapes[k], grad_s, grad_v)
+                    block_weight = weight[:, k * width : (k + 1) * width]
                     grad_s, grad_v_in, grad_basis_k, grad_units_k = block_message.dense_vjp(
-                        message_tapes[k], filters[..., k * width : (k + 1) * width],
-                        weight[:, k * width : (k + 1) * width], units, grad_s, grad_v_mid, k == 0,
+                        message_tapes[k], torch.matmul(basis, block_weight), block_weight, units, grad_s, grad_v_mid,
+                        k == 0,
                     )  # fmt: skip
                     grad_basis = grad_basis + grad_basis_k
                     grad_units = grad_units + grad_units_k
