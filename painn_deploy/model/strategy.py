@@ -100,9 +100,7 @@ class Evaluator(nn.Module):
     def dense(self, species: Tensor, r_ij: Tensor, pair_weight: Optional[Tensor]) -> Evaluation:
         rep = self.potential.representation
         b, n = r_ij.shape[0], r_ij.shape[1]
-        width = 3 * rep.n_features
         basis, units = rep.pair_basis(r_ij, pair_weight)
-        weight = rep.filter_weight()
         units_t = units.transpose(2, 3)
         s, v = rep.initial_features(species)
         s = s.expand(b, n, rep.n_features)
@@ -113,7 +111,7 @@ class Evaluator(nn.Module):
         for message, update in zip(rep.messages, rep.updates):
             # each block's filters [B, N, N, 3F] when they are needed, and again in the backward pass: all blocks'
             # filters at once, [B, N, N, 3F * blocks], would outgrow the core's cache that the chunk is sized for
-            filters = torch.matmul(basis, weight[:, k * width : (k + 1) * width])
+            filters = torch.matmul(basis, rep.block_filter_weight(k))
             s, v, message_tape = message.dense(s, v, filters, units_t, k == 0)
             s, v, update_tape = update.forward_with_tape(s, v)
             message_tapes.append(message_tape)
@@ -128,7 +126,7 @@ class Evaluator(nn.Module):
             for block_message, block_update in zip(rep.messages, rep.updates):  # (TorchScript: no reversed())
                 if block == k:
                     grad_s, grad_v_mid = block_update.vjp(update_tapes[k], grad_s, grad_v)
-                    block_weight = weight[:, k * width : (k + 1) * width]
+                    block_weight = rep.block_filter_weight(k)
                     grad_s, grad_v_in, grad_basis_k, grad_units_k = block_message.dense_vjp(
                         message_tapes[k], torch.matmul(basis, block_weight), block_weight, units, grad_s, grad_v_mid,
                         k == 0,
