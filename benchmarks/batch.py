@@ -5,6 +5,10 @@ one single-configuration call measured in the same process (median of interleave
 floating-point work of the matrix products per frame (PyTorch's profiler count), the rate it runs at,
 and that rate against a large single-precision matrix product on the same core (the core's usable peak).
 
+At the largest batch it also times every operation of one batched call again on its own, on the same
+(hot) inputs, and sums them: the time the same operations would take with nothing lost between them.
+As long as the model is this sequence of unfused operations, the batched call cannot beat that sum.
+
     python benchmarks/batch.py [--rounds 5]
 """
 
@@ -22,7 +26,46 @@ from painn_deploy.model.strategy import DENSE_CHUNK_ELEMENTS as DEFAULT_CHUNK  #
 
 MOLECULES = {"ethanol": "ethanol.pdb", "aspirin": "aspirin.pdb"}
 BATCHES = [1, 4, 16, 64]
+TARGETS = {"ethanol": 0.25, "aspirin": 0.35}  # issue 12: ms per frame at B = 64 against one single call
+MATRIX_PRODUCTS = {"matmul", "mm", "bmm", "linear", "addmm"}
+VIEWS = {"unsqueeze", "reshape", "view", "split", "t", "transpose", "narrow", "__getitem__", "expand", "squeeze"}
 COMPARED_CHUNKS = (DEFAULT_CHUNK // 2, 2 * DEFAULT_CHUNK)  # timed at the largest batch beside the default
+
+
+def operations_alone(model, x) -> dict:
+    """ms of one call of the eager ``model`` (the code the artefact scripts) on ``x``, summed over its
+    operations, each run again alone on the same inputs right after the call made it (best of 3): the matrix
+    products, the other operations and their number, and the dispatch cost of one operation (the median time of
+    the views, which do no arithmetic).  In-place operations are counted at their time in the call."""
+    import torch
+
+    sums = {"matrix products": 0.0, "other": 0.0, "operations": 0}
+    views = []
+
+    class Replay(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            start = time.perf_counter()
+            out = func(*args, **kwargs)
+            best = time.perf_counter() - start
+            if not (name.endswith("_") and not name.endswith("__")) and "out" not in kwargs:
+                with torch._C.DisableTorchFunction():
+                    for _ in range(3):
+                        start = time.perf_counter()
+                        func(*args, **kwargs)
+                        best = min(best, time.perf_counter() - start)
+            sums["matrix products" if name in MATRIX_PRODUCTS else "other"] += best * 1e3
+            sums["operations"] += 1
+            if name in VIEWS:
+                views.append(best * 1e3)
+            return out
+
+    with torch.no_grad():
+        model.energy_and_forces(x)
+        with Replay():
+            model.energy_and_forces(x)
+    return {**sums, "dispatch": float(np.median(views))}
 
 
 def worker(molecule: str, rounds: int) -> dict:
@@ -41,6 +84,7 @@ def worker(molecule: str, rounds: int) -> dict:
         return torch.jit.freeze(torch.jit.script(model).eval(), preserved_attrs=["energy_and_forces"])
 
     chunks = {c: frozen(c) for c in COMPARED_CHUNKS + (DEFAULT_CHUNK,)}
+    eager = common.paper_forcefield(z).eval()
     module = chunks[DEFAULT_CHUNK]
     single = torch.tensor(pos, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
@@ -70,7 +114,8 @@ def worker(molecule: str, rounds: int) -> dict:
             chunks[chunk].energy_and_forces(x)
         return (time.perf_counter() - t) / calls * 1e3
 
-    out = {"single": [], "gemm_gflops": [], **{str(b): [] for b in BATCHES}, **{f"chunk {c}": [] for c in chunks}}
+    out = {"single": [], "gemm_gflops": [], "alone": [], **{str(b): [] for b in BATCHES},
+           **{f"chunk {c}": [] for c in chunks}}  # fmt: skip
     out["flops"] = {str(b): matmul_flops(batches[b]) for b in BATCHES}
     out["cpu_fuser"] = bool(torch._C._llvm_enabled())  # TorchScript's CPU fuser needs the LLVM backend
     for _ in range(rounds):
@@ -80,6 +125,7 @@ def worker(molecule: str, rounds: int) -> dict:
             out[str(b)].append(per_call(batches[b], max(3, 200 // b)))
         for c in chunks:
             out[f"chunk {c}"].append(per_call(batches[BATCHES[-1]], 3, c))
+        out["alone"].append(operations_alone(eager, batches[BATCHES[-1]]))
     return out
 
 
@@ -93,7 +139,7 @@ def main():
     if args.worker:
         Path(args.out).write_text(json.dumps(worker(args.worker[0], args.rounds)))
         return
-    rows, fuser = [], True
+    rows, bounds, fuser = [], [], True
     for molecule in MOLECULES:
         runs = common.run_worker(Path(__file__), [molecule, "--rounds", args.rounds], 1)
         single, gemm = np.asarray(runs["single"]), float(np.median(runs["gemm_gflops"]))
@@ -115,6 +161,20 @@ def main():
                          "ms_per_frame": float(np.median(ms)), "per_frame_vs_single": float(np.median(ms / single)),
                          "per_round": sorted(np.round(ms / single, 3).tolist())})  # fmt: skip
             print(rows[-1], flush=True)
+        b = BATCHES[-1]
+        alone = {k: np.asarray([r[k] for r in runs["alone"]]) / b for k in ("matrix products", "other", "operations")}
+        dispatch = np.asarray([r["dispatch"] for r in runs["alone"]])
+        total = alone["matrix products"] + alone["other"] - alone["operations"] * dispatch
+        bounds.append({"molecule": molecule, "frames": b, "operations_per_frame": float(np.median(alone["operations"])),
+                       "dispatch_us": float(np.median(dispatch)) * 1e3,
+                       "matrix_products_ms_per_frame": float(np.median(alone["matrix products"])),
+                       "matrix_products_vs_single": float(np.median(alone["matrix products"] / single)),
+                       "all_operations_ms_per_frame": float(np.median(total)),
+                       "all_operations_vs_single": float(np.median(total / single)),
+                       "per_round": sorted(np.round(total / single, 3).tolist()),
+                       "batched_call_vs_single": float(np.median(np.asarray(runs[str(b)]) / b / single)),
+                       "target_vs_single": TARGETS[molecule]})  # fmt: skip
+        print(bounds[-1], flush=True)
     notes = (  # (the chunk's 2 MB: float32, F = 128)
         "per_frame_vs_single: ms per frame of a batch of B configurations divided by ms of one unbatched call, median "
         "over rounds of the per-round ratio (same process). The frames of a molecule go through the network together "
@@ -135,7 +195,20 @@ def main():
     columns = ["molecule", "frames", "chunk_elements", "ms_per_call", "ms_per_frame", "single_call_ms",
                "per_frame_vs_single", "per_round", "matmul_mflop_per_frame", "gflop_per_s", "of_gemm_rate",
                "gemm_gflop_per_s"]  # fmt: skip
+    bound_notes = (
+        "Every operation of one batched call of the eager model (the code the artefact scripts, same chunks), run "
+        "again alone on the same inputs right after the call made it (best of 3, hot in cache), and summed: "
+        "the time these operations take with nothing lost between them, a floor for the batched call as long as "
+        "the model is this sequence of unfused operations. all_operations: that sum less each operation's dispatch "
+        "cost (dispatch_us: the median time of the views, which do no arithmetic); matrix_products: the matrix "
+        "products alone, dispatch included. _vs_single: against the single call of the same round (median of "
+        "per-round ratios); target_vs_single: issue 12's target for the batched call."
+    )
     common.write_table("batch", rows, columns, notes)
+    bound_columns = ["molecule", "frames", "operations_per_frame", "dispatch_us", "matrix_products_ms_per_frame",
+                     "matrix_products_vs_single", "all_operations_ms_per_frame", "all_operations_vs_single",
+                     "per_round", "batched_call_vs_single", "target_vs_single"]  # fmt: skip
+    common.write_table("batch_bound", bounds, bound_columns, bound_notes)
 
 
 if __name__ == "__main__":
