@@ -4,9 +4,8 @@ PyTorch's CPU tensors come from ``malloc``.  glibc serves a block above its *mma
 (128 kB at start, raised adaptively up to 32 MB) with a fresh ``mmap`` and returns it to the system
 on ``free``; blocks at the top of the heap are returned once more than the *trim threshold* is free.
 A force evaluation allocates and frees the same tensors every step, so both paths make the process
-fault the same pages in again every step: measured, a 21-atom molecule's step runs 1.3x faster and a
-4,608-atom box's several times faster with the settings below (benchmarks/results/md_speed.md and
-scaling.md).  The model keeps each pair tensor of a large system below 16 MB (pairs in chunks) so
+fault the same pages in again every step (benchmarks/results/md_speed.md and scaling.md measure what
+the settings below save).  The model keeps each pair tensor of a large system below 16 MB (pairs in chunks) so
 that, with a fixed 32 MB mmap threshold, every tensor of a step is reused from the heap.
 
 For a plain OpenMM script, the same settings come from the environment before Python starts::

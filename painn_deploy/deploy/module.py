@@ -190,8 +190,8 @@ class PaiNNForceField(nn.Module):
 
         Runs outside autograd, on a copy of the positions made before anything else reads them: openmm-torch
         passes positions that require gradients, and if TorchScript's profiling executor sees any operation
-        on such a tensor, it wraps the whole graph in differentiable subgraphs (ethanol: +25% per call; the
-        energy contract of :meth:`forward` cannot avoid it)."""
+        on such a tensor, it wraps the whole graph in differentiable subgraphs (a cost that
+        benchmarks/results/md_speed.md measures, and that the energy contract of :meth:`forward` cannot avoid)."""
         with torch.no_grad():
             # a copy, not detach() (which torch.jit.freeze removes)
             positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)

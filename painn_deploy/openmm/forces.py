@@ -198,8 +198,8 @@ def _scripted(module) -> bool:
 
 def _positions_nm(state) -> np.ndarray:
     """A state's positions [N, 3] (nm) as a new numpy array.  ``State.getPositions(asNumpy=True)``
-    spends ~0.1 ms (it looks itself up with ``dir()`` and wraps the array in units) in a callback
-    that runs every step; read the array directly where this OpenMM has the method."""
+    looks itself up with ``dir()`` and wraps the array in units, too slow for a callback that runs
+    every step; read the array directly where this OpenMM has the method."""
     try:
         out = np.empty((state._getNumParticles(), 3))
         state._getVectorAsNumpy(openmm.State.Positions, out)
