@@ -4,7 +4,9 @@
    machine's drifts cancel): TorchForce without recording (painn-simulate's default), PythonForce without
    recording, and PythonForce recording dipole and polarizability every step (the feature ring).  The cost
    of recording is the median over rounds of each round's ratio; SchNetPack's MD driver (same model size)
-   in the same run.
+   in the same run.  In each round the same process also times the two pieces that recording adds to a
+   step on their own: the output heads per evaluation (on a full ring, as painn-simulate runs them) and
+   keeping one evaluation in the ring.
 2. Ring polymers: the batched integrator (every bead in one evaluation) against OpenMM's
    ``RPMDIntegrator`` (one evaluation per bead) with the same model, P = 32 and 64 for ethanol, 64 for
    aspirin, alternating in one process; and the batched integrator recording every step.
@@ -19,6 +21,7 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,15 +64,45 @@ def ms_per_step(molecule: str, steps: int, tmp: Path, name: str, **options) -> f
     return 0.5e-6 * 86400 / result.ns_per_day * 1e3
 
 
+def recording_parts(molecule: str, tmp: Path) -> dict:
+    """ms of the output heads per evaluation, run on a full feature ring at once, and of keeping one evaluation
+    in the ring: the pieces painn-simulate's recording adds to a PythonForce step."""
+    import torch
+
+    from painn_deploy.deploy import Artefact
+    from painn_deploy.md.runner import FEATURE_CAPACITY
+    from painn_deploy.openmm.forces import ModelForce
+    from painn_deploy.structures import read_pdb
+
+    adapter = ModelForce(Artefact(model_for(molecule, tmp)).load().module, False, ring_capacity=FEATURE_CAPACITY)
+    _, positions_nm, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
+    _, _, frames, s, v = adapter.module.evaluate(torch.tensor(positions_nm, dtype=torch.float32), None)
+    ring = adapter.ring
+
+    def ms(call, n: int) -> float:
+        call()
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        return (time.perf_counter() - start) / n * 1e3
+
+    append = ms(lambda: ring.append(frames, s, v), 2000)
+    indices = list(range(ring.count - ring.capacity, ring.count))
+    return {"heads per evaluation": ms(lambda: ring.responses(indices), 20) / ring.capacity, "ring append": append}
+
+
 def classical_worker(molecule: str, steps: int, rounds: int) -> dict:
     tmp = Path(tempfile.mkdtemp())
     ms_per_step(molecule, 200, tmp, "warm", record_dipole=True)  # the first run in a process pays one-off costs
     runs = {label: [] for label in CLASSICAL}
+    runs.update({"heads per evaluation": [], "ring append": []})
     for r in range(rounds):
         for label, options in CLASSICAL.items():
             runs[label].append(
                 ms_per_step(molecule, steps, tmp, f"{label}{r}".replace(" ", "_").replace(",", ""), **options)
             )
+        for part, value in recording_parts(molecule, tmp).items():
+            runs[part].append(value)
     return runs
 
 
@@ -131,7 +164,8 @@ def main():
                                 "--steps", args.steps], 1)  # fmt: skip
         spk = peer["ms_per_step_median"] if peer else float("nan")
         base = runs["torch, no recording"]
-        for label, values in runs.items():
+        for label in CLASSICAL:
+            values = runs[label]
             rows.append({"molecule": molecule, "run": label, "ms_per_step": float(np.median(values)),
                          "ratio": median_ratio(values, base), "ratio_to": "torch, no recording",
                          "ratio_per_round": sorted(np.round(np.asarray(values) / np.asarray(base), 3).tolist()),
@@ -140,7 +174,11 @@ def main():
                      "ratio": median_ratio(runs["python, recording"], runs["python, no recording"]),
                      "ratio_per_round": sorted(np.round(np.asarray(runs["python, recording"]) /
                                                         np.asarray(runs["python, no recording"]), 3).tolist())})  # fmt: skip
-        print(rows[-4:], flush=True)
+        for part in ("heads per evaluation", "ring append"):
+            rows.append({"molecule": molecule, "run": f"recording part: {part}", "ms_per_step": float(np.median(runs[part])),
+                         "ratio": median_ratio(runs[part], base), "ratio_to": "torch, no recording",
+                         "ratio_per_round": sorted(np.round(np.asarray(runs[part]) / np.asarray(base), 3).tolist())})  # fmt: skip
+        print(rows[-6:], flush=True)
     for molecule, beads in RPMD:
         steps = max(args.steps // beads * 4, 40)
         runs = common.run_worker(Path(__file__), ["rpmd", molecule, beads, "--steps", steps, "--rounds", 3], 1)
@@ -163,7 +201,9 @@ def main():
         "thread. ms_per_step: median over rounds of the step loop's speed; ratio: median over rounds of each round's "
         "ratio to ratio_to measured in the same round. torch = TorchForce with setOutputsForces (painn-simulate's "
         "default without recording); python = openmm.PythonForce (the only backend that records: the evaluation keeps "
-        "its features and the heads run on 100 steps at once). RPMD 'batched': normal-mode CustomIntegrator, all beads "
+        "its features and the heads run on 100 steps at once). 'recording part' rows: the heads per evaluation (run on "
+        "100 evaluations at once) and keeping one evaluation in the ring, each timed alone in the same round, as ms per "
+        "step and against the TorchForce step. RPMD 'batched': normal-mode CustomIntegrator, all beads "
         "in one evaluation (painn-simulate's default); 'openmm RPMDIntegrator': one TorchForce evaluation per bead."
     )
     columns = ["molecule", "run", "ms_per_step", "ratio", "ratio_to", "ratio_per_round", "schnetpack_ms_per_step",
