@@ -8,6 +8,8 @@ and that rate against a large single-precision matrix product on the same core (
 At the largest batch it also times every operation of one batched call again on its own, on the same
 (hot) inputs, and sums them: the time the same operations would take with nothing lost between them.
 As long as the model is this sequence of unfused operations, the batched call cannot beat that sum.
+What fusing them buys is measured with the same code compiled by TorchInductor (``torch.compile``, one
+graph per chunk of frames; it needs a C++ compiler): one call and the largest batch.
 
     python benchmarks/batch.py [--rounds 5]
 """
@@ -85,6 +87,8 @@ def worker(molecule: str, rounds: int) -> dict:
 
     chunks = {c: frozen(c) for c in COMPARED_CHUNKS + (DEFAULT_CHUNK,)}
     eager = common.paper_forcefield(z).eval()
+    fused = common.paper_forcefield(z).eval()
+    fused.evaluator.dense = torch.compile(fused.evaluator.dense, dynamic=False)  # (a loop of chunks is unrolled)
     module = chunks[DEFAULT_CHUNK]
     single = torch.tensor(pos, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
@@ -106,15 +110,17 @@ def worker(molecule: str, rounds: int) -> dict:
             a @ b
         return 2 * 1024**3 * 20 / (time.perf_counter() - t) / 1e9
 
-    def per_call(x, calls, chunk=DEFAULT_CHUNK) -> float:
+    def per_call(x, calls, chunk=DEFAULT_CHUNK, module=None) -> float:
+        module = module or chunks[chunk]
         for _ in range(3):
-            chunks[chunk].energy_and_forces(x)
+            module.energy_and_forces(x)
         t = time.perf_counter()
         for _ in range(calls):
-            chunks[chunk].energy_and_forces(x)
+            module.energy_and_forces(x)
         return (time.perf_counter() - t) / calls * 1e3
 
-    out = {"single": [], "gemm_gflops": [], "alone": [], **{str(b): [] for b in BATCHES},
+    out = {"single": [], "gemm_gflops": [], "alone": [], "inductor single": [], "inductor batch": [],
+           **{str(b): [] for b in BATCHES},
            **{f"chunk {c}": [] for c in chunks}}  # fmt: skip
     out["flops"] = {str(b): matmul_flops(batches[b]) for b in BATCHES}
     out["cpu_fuser"] = bool(torch._C._llvm_enabled())  # TorchScript's CPU fuser needs the LLVM backend
@@ -126,6 +132,9 @@ def worker(molecule: str, rounds: int) -> dict:
         for c in chunks:
             out[f"chunk {c}"].append(per_call(batches[BATCHES[-1]], 3, c))
         out["alone"].append(operations_alone(eager, batches[BATCHES[-1]]))
+        with torch.no_grad():
+            out["inductor single"].append(per_call(single, 100, module=fused))
+            out["inductor batch"].append(per_call(batches[BATCHES[-1]], 3, module=fused))
     return out
 
 
@@ -165,6 +174,7 @@ def main():
         alone = {k: np.asarray([r[k] for r in runs["alone"]]) / b for k in ("matrix products", "other", "operations")}
         dispatch = np.asarray([r["dispatch"] for r in runs["alone"]])
         total = alone["matrix products"] + alone["other"] - alone["operations"] * dispatch
+        fused_single, fused_batch = np.asarray(runs["inductor single"]), np.asarray(runs["inductor batch"]) / b
         bounds.append({"molecule": molecule, "frames": b, "operations_per_frame": float(np.median(alone["operations"])),
                        "dispatch_us": float(np.median(dispatch)) * 1e3,
                        "matrix_products_ms_per_frame": float(np.median(alone["matrix products"])),
@@ -173,7 +183,10 @@ def main():
                        "all_operations_vs_single": float(np.median(total / single)),
                        "per_round": sorted(np.round(total / single, 3).tolist()),
                        "batched_call_vs_single": float(np.median(np.asarray(runs[str(b)]) / b / single)),
-                       "target_vs_single": TARGETS[molecule]})  # fmt: skip
+                       "target_vs_single": TARGETS[molecule],
+                       "inductor_single_vs_single": float(np.median(fused_single / single)),
+                       "inductor_batch_vs_single": float(np.median(fused_batch / single)),
+                       "inductor_batch_vs_inductor_single": float(np.median(fused_batch / fused_single))})  # fmt: skip
         print(bounds[-1], flush=True)
     notes = (  # (the chunk's 2 MB: float32, F = 128)
         "per_frame_vs_single: ms per frame of a batch of B configurations divided by ms of one unbatched call, median "
@@ -202,12 +215,15 @@ def main():
         "the model is this sequence of unfused operations. all_operations: that sum less each operation's dispatch "
         "cost (dispatch_us: the median time of the views, which do no arithmetic); matrix_products: the matrix "
         "products alone, dispatch included. _vs_single: against the single call of the same round (median of "
-        "per-round ratios); target_vs_single: issue 12's target for the batched call."
+        "per-round ratios); target_vs_single: issue 12's target for the batched call. inductor_: the same eager code "
+        "compiled by TorchInductor (torch.compile, one graph per chunk of frames, fusing the element-wise work), one "
+        "call and the batch per frame, against the TorchScript single call and against its own single call."
     )
     common.write_table("batch", rows, columns, notes)
     bound_columns = ["molecule", "frames", "operations_per_frame", "dispatch_us", "matrix_products_ms_per_frame",
                      "matrix_products_vs_single", "all_operations_ms_per_frame", "all_operations_vs_single",
-                     "per_round", "batched_call_vs_single", "target_vs_single"]  # fmt: skip
+                     "per_round", "batched_call_vs_single", "target_vs_single", "inductor_single_vs_single",
+                     "inductor_batch_vs_single", "inductor_batch_vs_inductor_single"]  # fmt: skip
     common.write_table("batch_bound", bounds, bound_columns, bound_notes)
 
 
