@@ -51,7 +51,8 @@ def operations_alone(model, x) -> dict:
             start = time.perf_counter()
             out = func(*args, **kwargs)
             best = time.perf_counter() - start
-            if not (name.endswith("_") and not name.endswith("__")) and "out" not in kwargs:
+            in_place = (name.endswith("_") and not name.endswith("__")) or name.startswith("__i") or "out" in kwargs
+            if not in_place:
                 with torch._C.DisableTorchFunction():
                     for _ in range(3):
                         start = time.perf_counter()
