@@ -16,6 +16,7 @@ graph per chunk of frames; it needs a C++ compiler): one call and the largest ba
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -88,8 +89,10 @@ def worker(molecule: str, rounds: int) -> dict:
 
     chunks = {c: frozen(c) for c in COMPARED_CHUNKS + (DEFAULT_CHUNK,)}
     eager = common.paper_forcefield(z).eval()
-    fused = common.paper_forcefield(z).eval()
-    fused.evaluator.dense = torch.compile(fused.evaluator.dense, dynamic=False)  # (a loop of chunks is unrolled)
+    fused = None
+    if shutil.which("g++"):  # TorchInductor's CPU code is C++
+        fused = common.paper_forcefield(z).eval()
+        fused.evaluator.dense = torch.compile(fused.evaluator.dense, dynamic=False)  # (a loop of chunks is unrolled)
     module = chunks[DEFAULT_CHUNK]
     single = torch.tensor(pos, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
@@ -133,9 +136,10 @@ def worker(molecule: str, rounds: int) -> dict:
         for c in chunks:
             out[f"chunk {c}"].append(per_call(batches[BATCHES[-1]], 3, c))
         out["alone"].append(operations_alone(eager, batches[BATCHES[-1]]))
-        with torch.no_grad():
-            out["inductor single"].append(per_call(single, 100, module=fused))
-            out["inductor batch"].append(per_call(batches[BATCHES[-1]], 3, module=fused))
+        if fused is not None:
+            with torch.no_grad():
+                out["inductor single"].append(per_call(single, 100, module=fused))
+                out["inductor batch"].append(per_call(batches[BATCHES[-1]], 3, module=fused))
     return out
 
 
@@ -175,7 +179,8 @@ def main():
         alone = {k: np.asarray([r[k] for r in runs["alone"]]) / b for k in ("matrix products", "other", "operations")}
         dispatch = np.asarray([r["dispatch"] for r in runs["alone"]])
         total = alone["matrix products"] + alone["other"] - alone["operations"] * dispatch
-        fused_single, fused_batch = np.asarray(runs["inductor single"]), np.asarray(runs["inductor batch"]) / b
+        fused_single = np.asarray(runs["inductor single"] or [np.nan])  # (nan: no C++ compiler for TorchInductor)
+        fused_batch = np.asarray(runs["inductor batch"] or [np.nan]) / b
         bounds.append({"molecule": molecule, "frames": b, "operations_per_frame": float(np.median(alone["operations"])),
                        "dispatch_us": float(np.median(dispatch)) * 1e3,
                        "matrix_products_ms_per_frame": float(np.median(alone["matrix products"])),
