@@ -49,6 +49,8 @@ def operations_alone(model, x) -> dict:
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             name = getattr(func, "__name__", "")
+            if name == "__get__":  # a property read (shape, dtype), not an operation
+                return func(*args, **kwargs)
             start = time.perf_counter()
             out = func(*args, **kwargs)
             best = time.perf_counter() - start
@@ -92,7 +94,8 @@ def worker(molecule: str, rounds: int) -> dict:
     fused = None
     if shutil.which("g++"):  # TorchInductor's CPU code is C++
         fused = common.paper_forcefield(z).eval()
-        fused.evaluator.dense = torch.compile(fused.evaluator.dense, dynamic=False)  # (a loop of chunks is unrolled)
+        # one graph per chunk of frames: compiled whole, the call's loop over chunks would be unrolled
+        fused.evaluator.dense = torch.compile(fused.evaluator.dense, dynamic=False)
     module = chunks[DEFAULT_CHUNK]
     single = torch.tensor(pos, dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
@@ -115,7 +118,7 @@ def worker(molecule: str, rounds: int) -> dict:
         return 2 * 1024**3 * 20 / (time.perf_counter() - t) / 1e9
 
     def per_call(x, calls, chunk=DEFAULT_CHUNK, module=None) -> float:
-        module = module or chunks[chunk]
+        module = chunks[chunk] if module is None else module
         for _ in range(3):
             module.energy_and_forces(x)
         t = time.perf_counter()

@@ -86,7 +86,7 @@ def recording_parts(molecule: str, tmp: Path) -> dict:
             call()
         return (time.perf_counter() - start) / n * 1e3
 
-    append = ms(lambda: ring.append(frames, s, v), 2000)
+    append = ms(lambda: ring.append(frames, s, v), 2000)  # (and the ring is full)
     indices = list(range(ring.count - ring.capacity, ring.count))
     return {"heads per evaluation": ms(lambda: ring.responses(indices), 20) / ring.capacity, "ring append": append}
 
