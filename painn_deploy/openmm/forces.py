@@ -75,7 +75,8 @@ class ModelForce:
     """The ``openmm.PythonForce`` backend: one batched evaluation of all frames per force call, on
     ``device``, replayed from a CUDA graph when ``cuda_graphs`` (fixed-shape models on CUDA).
 
-    After each call ``last`` holds the energy (kJ/mol) and forces (kJ/mol/nm, numpy).  With
+    After each call ``last`` holds the energy (kJ/mol) and forces (kJ/mol/nm, numpy; the buffer that the next call
+    overwrites).  With
     ``ring_capacity`` > 0 it keeps every evaluation at new positions in ``ring`` (a
     :class:`FeatureRing`, numbered from 0; a repeated force query adds nothing).  ``molecules`` (periodic
     systems whose model atoms are solute molecules: index lists into the model's atoms): each molecule is first
@@ -107,7 +108,9 @@ class ModelForce:
         if ring_capacity > 0:
             heads = torch.jit.freeze(module.eval(), preserved_attrs=["responses"]) if _scripted(module) else module
             self.ring = FeatureRing(module, ring_capacity, n_frames, responses=heads.responses)
-        self._last_positions: Optional[np.ndarray] = None
+        # the positions and forces pass through buffers made at the first call and reused: fresh arrays and
+        # tensors per call cost more than their copies (benchmarks/results/md_throughput.md, python rows)
+        self._positions_np: Optional[np.ndarray] = None
         self.last: dict = {}
         self._graph = None
         if cuda_graphs and self.device.type == "cuda":
@@ -118,28 +121,34 @@ class ModelForce:
         return self.ring.count if self.ring is not None else 0
 
     def __call__(self, state):
-        positions_np = _positions_nm(state)
-        box_np = None
+        positions_np = _positions_nm(state, self._positions_np)
+        if self._positions_np is None:
+            self._positions_np = positions_np
+            self._positions = torch.zeros(positions_np.shape, dtype=self.dtype, device=self.device)
+            self._box = torch.zeros((3, 3), dtype=self.dtype, device=self.device)
+            self._forces_np = np.zeros(positions_np.shape)
+            self._recorded_positions = np.full(positions_np.shape, np.nan)  # (NaN: equal to no positions)
+        box = None
         if self.periodic:
             box_np = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
             if self.molecules is not None:
                 for molecule in self.molecules:
                     positions_np[molecule] = make_whole(positions_np[molecule], box_np)
-        positions = torch.from_numpy(positions_np).to(self.device, self.dtype)
-        box = None if box_np is None else torch.from_numpy(box_np).to(self.device, self.dtype)
-        with typed_errors():
+            box = self._box.copy_(torch.from_numpy(box_np))
+        positions = self._positions.copy_(torch.from_numpy(positions_np))
+        # inference mode: no autograd bookkeeping (version counters, views) in any of the model's operations
+        with typed_errors(), torch.inference_mode():
             if self._graph is not None:
                 energy, forces, frames, s, v = self._graph(positions, box)
             else:
                 energy, forces, frames, s, v = self.module.evaluate(positions, box)
-        if self.ring is not None and (
-            self._last_positions is None or not np.array_equal(self._last_positions, positions_np)
-        ):
-            self.ring.append(frames, s, v)
-            self._last_positions = positions_np
-        forces_np = forces.double().cpu().numpy()
-        self.last = {"energy": float(energy), "forces": forces_np}
-        return self.last["energy"], forces_np
+            # (a repeated force query at the same positions adds nothing)
+            if self.ring is not None and not np.array_equal(self._recorded_positions, positions_np):
+                self.ring.append(frames, s, v)
+                np.copyto(self._recorded_positions, positions_np)
+            torch.from_numpy(self._forces_np).copy_(forces)
+        self.last = {"energy": float(energy), "forces": self._forces_np}
+        return self.last["energy"], self._forces_np
 
     def force(self) -> "openmm.Force":
         f = openmm.PythonForce(self)
@@ -196,16 +205,18 @@ def _scripted(module) -> bool:
     return isinstance(module, torch.jit.ScriptModule)
 
 
-def _positions_nm(state) -> np.ndarray:
-    """A state's positions [N, 3] (nm) as a new numpy array.  ``State.getPositions(asNumpy=True)``
-    looks itself up with ``dir()`` and wraps the array in units, too slow for a callback that runs
-    every step; read the array directly where this OpenMM has the method."""
+def _positions_nm(state, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """A state's positions [N, 3] (nm), written into ``out`` (None: a new array).
+    ``State.getPositions(asNumpy=True)`` looks itself up with ``dir()`` and wraps the array in units, too
+    slow for a callback that runs every step; read the array directly where this OpenMM has the method."""
     try:
-        out = np.empty((state._getNumParticles(), 3))
+        out = np.empty((state._getNumParticles(), 3)) if out is None else out
         state._getVectorAsNumpy(openmm.State.Positions, out)
-        return out
     except AttributeError:
-        return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        out = np.empty(positions.shape) if out is None else out
+        out[:] = positions
+    return out
 
 
 def topology_atomic_numbers(topology: "openmm.app.Topology", where: str = "the topology", atoms=None) -> list:

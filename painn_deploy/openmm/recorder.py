@@ -63,7 +63,7 @@ class FeatureRing:
         slots = torch.as_tensor(indices % self.capacity, device=self.positions.device)
         k, f = len(indices), self.positions.shape[1]
         positions = self.positions.index_select(0, slots).flatten(0, 1)
-        with typed_errors():
+        with typed_errors(), torch.inference_mode():
             out = self.respond(
                 self.s.index_select(0, slots).flatten(0, 1), self.v.index_select(0, slots).flatten(0, 1), positions
             )
