@@ -111,6 +111,7 @@ class ModelForce:
         # the positions and forces pass through buffers made at the first call and reused: fresh arrays and
         # tensors per call cost more than their copies (benchmarks/results/md_throughput.md, python rows)
         self._positions_np: Optional[np.ndarray] = None
+        self._recorded = b""  # the positions of the last evaluation kept in the ring
         self.last: dict = {}
         self._graph = None
         if cuda_graphs and self.device.type == "cuda":
@@ -127,7 +128,6 @@ class ModelForce:
             self._positions = torch.zeros(positions_np.shape, dtype=self.dtype, device=self.device)
             self._box = torch.zeros((3, 3), dtype=self.dtype, device=self.device)
             self._forces_np = np.zeros(positions_np.shape)
-            self._recorded_positions = np.full(positions_np.shape, np.nan)  # (NaN: equal to no positions)
         box = None
         if self.periodic:
             box_np = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
@@ -142,10 +142,12 @@ class ModelForce:
                 energy, forces, frames, s, v = self._graph(positions, box)
             else:
                 energy, forces, frames, s, v = self.module.evaluate(positions, box)
-            # (a repeated force query at the same positions adds nothing)
-            if self.ring is not None and not np.array_equal(self._recorded_positions, positions_np):
+            # a repeated force query at the same positions adds nothing (compared as bytes: numpy's element-wise
+            # comparison here slowed the whole step loop by more than its own cost)
+            key = positions_np.tobytes()
+            if self.ring is not None and key != self._recorded:
                 self.ring.append(frames, s, v)
-                np.copyto(self._recorded_positions, positions_np)
+                self._recorded = key
             torch.from_numpy(self._forces_np).copy_(forces)
         self.last = {"energy": float(energy), "forces": self._forces_np}
         return self.last["energy"], self._forces_np
