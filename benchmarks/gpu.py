@@ -79,20 +79,35 @@ def measure(
         row["energy_err_kj_mol"] = float(np.abs(eager_energy.double().cpu().numpy() - expected["energy"]).max())
         row["force_err_kj_mol_nm"] = float(np.abs(eager_forces.double().cpu().numpy() - expected["forces"]).max())
     if graphs:
-        static_positions = positions.clone()
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                module.energy_and_forces(static_positions, box)
-        torch.cuda.current_stream(device).wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            energy, forces = module.energy_and_forces(static_positions, box)
-        graph.replay()
-        row["graph_vs_eager_max_force_diff"] = float((forces - eager_forces).abs().max())
-        row["graph_ms"] = timed(graph.replay, device, 3, repeats)
+        try:  # a failed capture costs the graph columns, not the eager ones
+            row.update(graph_replay(module, positions, box, device, repeats, eager_forces))
+        except Exception as error:  # noqa: BLE001
+            row["error"] = f"graph: {type(error).__name__}: {first_line(error)}"[:300]
     return row
+
+
+def graph_replay(module, positions, box, device: torch.device, repeats: int, eager_forces) -> dict:
+    """``energy_and_forces`` captured in a CUDA graph on static input buffers: ms per replay, and its largest force
+    difference from the eager call."""
+    static_positions = positions.clone()
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            module.energy_and_forces(static_positions, box)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        _, forces = module.energy_and_forces(static_positions, box)
+    graph.replay()
+    return {
+        "graph_vs_eager_max_force_diff": float((forces - eager_forces).abs().max()),
+        "graph_ms": timed(graph.replay, device, 3, repeats),
+    }
+
+
+def first_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else ""
 
 
 def expected(data, prefix: str = "") -> dict:
@@ -151,6 +166,8 @@ def main(argv=None) -> None:
     for name in ("ethanol", "aspirin"):
         if (inputs / f"{name}.pt").is_file():
             d = np.load(inputs / f"{name}.npz")
+            if "batch_positions_nm" not in d:
+                raise SystemExit(f"{inputs / name}.npz comes from an older gpu_artefacts.py: run it again")
             batch = d["batch_positions_nm"]
             cases.append((name, inputs / f"{name}.pt", d["positions_nm"], None, expected(d)))
             cases.append(
@@ -166,6 +183,8 @@ def main(argv=None) -> None:
             artefact = inputs / f"{data.stem}_{mode}.pt"
             if artefact.is_file():
                 cases.append((f"box {atoms} atoms, {mode}", artefact, d["positions_nm"], d["box_nm"], expected(d)))
+    if not cases:
+        raise SystemExit(f"no inputs in {inputs}: run benchmarks/gpu_artefacts.py first")
     rows = []
     name = Path(args.out) if args.out else HERE / "results" / ("gpu" if device.type == "cuda" else "gpu_cpu")
     for label, artefact, pos, box, reference in cases:
@@ -180,9 +199,12 @@ def main(argv=None) -> None:
         try:  # one failing case (memory, a capture) costs its row, not the run
             row.update(measure(artefact, positions, boxvectors, device, graphs, args.repeats, reference))
         except Exception as error:  # noqa: BLE001
-            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
-            if device.type == "cuda":
+            row["error"] = f"{type(error).__name__}: {first_line(error)}"[:300]
+        if device.type == "cuda":
+            try:
                 torch.cuda.empty_cache()
+            except Exception:  # noqa: BLE001  (a broken CUDA context: the next case reports it)
+                pass
         for column in ("eager_ms", "graph_ms"):
             if row["frames"] > 1 and column in row:
                 row[column.replace("_ms", "_ms_per_frame")] = row[column] / row["frames"]

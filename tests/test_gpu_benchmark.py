@@ -23,7 +23,8 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_gpu_benchmark_runs_with_torch_alone_and_matches_its_reference(tmp_path):
     inputs, result = tmp_path / "inputs", tmp_path / "gpu_cpu"
     prepare = [sys.executable, str(BENCHMARKS / "gpu_artefacts.py"), "--out", str(inputs), "--molecules"]
-    subprocess.run(prepare, check=True, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(prepare, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     run = [sys.executable, "-c", RUN_WITHOUT_PACKAGE, str(BENCHMARKS / "gpu.py"), "--inputs", str(inputs),
            "--device", "cpu", "--repeats", "1", "--out", str(result)]  # fmt: skip
     done = subprocess.run(run, capture_output=True, text=True, timeout=600)

@@ -108,8 +108,8 @@ class ModelForce:
         if ring_capacity > 0:
             heads = torch.jit.freeze(module.eval(), preserved_attrs=["responses"]) if _scripted(module) else module
             self.ring = FeatureRing(module, ring_capacity, n_frames, responses=heads.responses)
-        # the positions and forces pass through buffers made at the first call and reused: fresh arrays and
-        # tensors per call cost more than their copies (benchmarks/results/md_throughput.md, python rows)
+        # positions and forces pass through buffers made at the first call and reused: no allocations per step
+        # outside the model (one adapter serves one System; calls from several threads would share them)
         self._positions_np: Optional[np.ndarray] = None
         self._recorded = b""  # the positions of the last evaluation kept in the ring
         self.last: dict = {}
@@ -123,10 +123,11 @@ class ModelForce:
 
     def __call__(self, state):
         positions_np = _positions_nm(state, self._positions_np)
-        if self._positions_np is None:
+        if positions_np is not self._positions_np:  # the first call: buffers of this System's size
             self._positions_np = positions_np
-            self._positions = torch.zeros(positions_np.shape, dtype=self.dtype, device=self.device)
-            self._box = torch.zeros((3, 3), dtype=self.dtype, device=self.device)
+            with torch.inference_mode(False):  # (ordinary tensors, whatever mode the caller is in)
+                self._positions = torch.zeros(positions_np.shape, dtype=self.dtype, device=self.device)
+                self._box = torch.zeros((3, 3), dtype=self.dtype, device=self.device)
             self._forces_np = np.zeros(positions_np.shape)
         box = None
         if self.periodic:
@@ -144,10 +145,9 @@ class ModelForce:
                 energy, forces, frames, s, v = self.module.evaluate(positions, box)
             # a repeated force query at the same positions adds nothing (compared as bytes: numpy's element-wise
             # comparison here slowed the whole step loop by more than its own cost)
-            key = positions_np.tobytes()
-            if self.ring is not None and key != self._recorded:
+            if self.ring is not None and positions_np.tobytes() != self._recorded:
                 self.ring.append(frames, s, v)
-                self._recorded = key
+                self._recorded = positions_np.tobytes()
             torch.from_numpy(self._forces_np).copy_(forces)
         self.last = {"energy": float(energy), "forces": self._forces_np}
         return self.last["energy"], self._forces_np
@@ -212,11 +212,12 @@ def _positions_nm(state, out: Optional[np.ndarray] = None) -> np.ndarray:
     ``State.getPositions(asNumpy=True)`` looks itself up with ``dir()`` and wraps the array in units, too
     slow for a callback that runs every step; read the array directly where this OpenMM has the method."""
     try:
-        out = np.empty((state._getNumParticles(), 3)) if out is None else out
+        n = state._getNumParticles()
+        out = np.empty((n, 3)) if out is None or len(out) != n else out
         state._getVectorAsNumpy(openmm.State.Positions, out)
     except AttributeError:
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        out = np.empty(positions.shape) if out is None else out
+        out = np.empty(positions.shape) if out is None or out.shape != positions.shape else out
         out[:] = positions
     return out
 
