@@ -100,6 +100,29 @@ def test_python_backend_keeps_the_features_of_each_evaluation(exported64):
     assert np.abs(got["dipole"][0] - got["dipole"][1]).max() > 1e-9  # different steps, different values
 
 
+def test_python_backend_reuses_its_buffers_in_and_out_of_inference_mode(exported64):
+    """The adapter evaluates in inference mode and reuses its positions and forces buffers: a first call made
+    inside the caller's own inference mode must not leave buffers that a later call outside it cannot write,
+    and the forces it hands back are its own buffer, rewritten by each call."""
+    ctx, adapter = context_for(exported64, "python")
+    pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    with torch.inference_mode():
+        e_in, f_in = energy_forces(ctx)
+    kept = adapter.last["forces"]
+    first = kept.copy()
+    moved = pos.copy()
+    moved[0, 0] += 0.001  # (not a translation, to which the model is blind)
+    ctx.setPositions(moved)
+    e_out, f_out = energy_forces(ctx)
+    assert adapter.last["forces"] is kept and not np.array_equal(kept, first)  # the same buffer, rewritten
+    np.testing.assert_array_equal(kept, f_out)
+    ctx.setPositions(pos)
+    e_again, f_again = energy_forces(ctx)
+    assert e_again == e_in
+    np.testing.assert_array_equal(f_again, f_in)
+    assert e_out != e_in
+
+
 def test_feature_ring_refuses_evaluations_it_no_longer_holds(exported64):
     ctx, small = context_for(exported64, "python", ring_capacity=2)
     pos = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
