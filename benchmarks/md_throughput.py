@@ -76,7 +76,8 @@ def recording_parts(molecule: str, tmp: Path) -> dict:
 
     adapter = ModelForce(Artefact(model_for(molecule, tmp)).load().module, False, ring_capacity=FEATURE_CAPACITY)
     _, positions_nm, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
-    _, _, frames, s, v = adapter.module.evaluate(torch.tensor(positions_nm, dtype=torch.float32), None)
+    with torch.inference_mode():  # (as the adapter evaluates and appends)
+        _, _, frames, s, v = adapter.module.evaluate(torch.tensor(positions_nm, dtype=torch.float32), None)
     ring = adapter.ring
 
     def ms(call, n: int) -> float:
@@ -86,7 +87,8 @@ def recording_parts(molecule: str, tmp: Path) -> dict:
             call()
         return (time.perf_counter() - start) / n * 1e3
 
-    append = ms(lambda: ring.append(frames, s, v), 2000)  # (and the ring is full)
+    with torch.inference_mode():
+        append = ms(lambda: ring.append(frames, s, v), 2000)  # (and the ring is full)
     indices = list(range(ring.count - ring.capacity, ring.count))
     return {"heads per evaluation": ms(lambda: ring.responses(indices), 20) / ring.capacity, "ring append": append}
 

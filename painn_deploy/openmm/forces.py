@@ -145,9 +145,11 @@ class ModelForce:
                 energy, forces, frames, s, v = self.module.evaluate(positions, box)
             # a repeated force query at the same positions adds nothing (compared as bytes: numpy's element-wise
             # comparison here slowed the whole step loop by more than its own cost)
-            if self.ring is not None and positions_np.tobytes() != self._recorded:
-                self.ring.append(frames, s, v)
-                self._recorded = positions_np.tobytes()
+            if self.ring is not None:
+                key = positions_np.tobytes()
+                if key != self._recorded:
+                    self.ring.append(frames, s, v)
+                    self._recorded = key
             torch.from_numpy(self._forces_np).copy_(forces)
         self.last = {"energy": float(energy), "forces": self._forces_np}
         return self.last["energy"], self._forces_np
