@@ -90,13 +90,16 @@ def openmm_torch_check(scripted, positions_nm: np.ndarray, box_nm, forces_ref: n
         buffer.seek(0)
         loaded.append(torch.jit.load(buffer))
     box = None if box_nm is None else torch.tensor(box_nm, dtype=dtype)
-    pos = torch.tensor(positions_nm, dtype=dtype, requires_grad=True)
-    torch.jit.freeze(loaded[0].eval())(pos, box).backward()
-    energy_only = pos.grad.negative().double().numpy()
+    energy_contract = torch.jit.freeze(loaded[0].eval())
+    energy_only = []
+    for _ in range(3):  # the first call and later ones run different branches (PaiNNForceField.forward)
+        pos = torch.tensor(positions_nm, dtype=dtype, requires_grad=True)
+        energy_contract(pos, box).backward()
+        energy_only.append(pos.grad.negative().double().numpy())
     frozen = torch.jit.freeze(torch.jit.script(ForcesOutput(loaded[1])).eval())
     outputs_forces = frozen(torch.tensor(positions_nm, dtype=dtype), box)[1].double().numpy()
     return {
-        "energy_contract_max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(energy_only - forces_ref))),
+        "energy_contract_max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(np.stack(energy_only) - forces_ref))),
         "outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm": float(np.max(np.abs(outputs_forces - forces_ref))),
     }
 

@@ -113,19 +113,23 @@ class PaiNNForceField(nn.Module):
         mask = 1.0 - torch.eye(n, dtype=dtype) if neighbor_mode == "all_pairs" else torch.zeros((0, 0), dtype=dtype)
         self.register_buffer("pair_mask", mask)
         self.register_buffer("dtype_marker", torch.zeros((), dtype=dtype))
+        self.called = False  # whether forward ran (see forward)
 
     # ---- the artefact's API ---------------------------------------------------------------------------
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tensor:
         """Potential energy (kJ/mol): the TorchForce contract.  Differentiable with respect to
         ``positions`` (first derivatives, from the hand-written gradient).
 
-        Under autograd this costs more than :meth:`energy_and_forces`: the gradient edge reads the positions,
-        so TorchScript's profiling executor runs the whole graph in differentiable subgraphs (plain
-        ``TorchForce("model.pt")``, benchmarks/results/md_speed.md; the README shows the forces contract).
-        Not avoided by evaluating in a ``torch.jit.fork`` task (a graph of its own): the caller's interpreter
-        then resumes on the fork's thread, which can free a result that Python holds after Python began to
-        exit, and abort the process."""
-        energy, forces, _, _ = self._evaluate(positions, boxvectors)
+        The evaluation appears twice, in a branch for the first call and one for every later call.
+        TorchScript's profiling executor optimises the graph from what the first call showed it.  When the
+        positions require gradients (openmm-torch's energy contract), it groups every operation it saw into
+        differentiable subgraphs, even under ``no_grad``, and each subgraph costs time on every call.  The
+        branch it never saw it leaves as plain operations (benchmarks/results/md_speed.md, ``plain``)."""
+        if self.called:
+            energy, forces, _, _ = self._evaluate(positions, boxvectors)
+        else:
+            energy, forces, _, _ = self._evaluate(positions, boxvectors)
+            self.called = True
         if positions.requires_grad:
             energy = _with_gradient(energy, positions, -forces)
         return energy

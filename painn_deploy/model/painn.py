@@ -16,14 +16,24 @@ from torch import Tensor, nn
 from .radial import SineRBF, cosine_cutoff, cosine_cutoff_derivative, safe_norm, silu_backward
 
 
+def _ungrouped(x: Tensor) -> Tensor:
+    """``x`` through a view, which TorchScript's autodiff does not group with what follows.  Put after
+    ``torch.cat``, it keeps the concatenation (fed by a list) and the products after it out of one
+    differentiable subgraph whose only input is that list: a subgraph without a tensor input is kept even
+    where the executor has no profile, which :meth:`~painn_deploy.deploy.PaiNNForceField.forward` relies on."""
+    return x.view_as(x)
+
+
 class MessageTape(NamedTuple):
     """What a message block's VJP needs: its input v, phi's hidden layer h and output phi [.., N, 3F], and
-    (dense blocks) the pair products x = phi_j * filters_ij [B, N, N, 3F] (empty for pair lists)."""
+    (dense blocks) the v and r groups of the pair products phi_j * filters_ij [B, N, N, F] (empty for pair
+    lists)."""
 
     v: Tensor
     h: Tensor
     phi: Tensor
-    x: Tensor
+    dv_v: Tensor
+    dv_r: Tensor
 
 
 class UpdateTape(NamedTuple):
@@ -33,7 +43,8 @@ class UpdateTape(NamedTuple):
     v_v: Tensor
     norm: Tensor
     h: Tensor
-    a: Tensor
+    a_vv: Tensor
+    a_sv: Tensor
     product: Tensor
 
 
@@ -109,7 +120,7 @@ class PaiNNMessage(nn.Module):
         dv = torch.bmm(unit_vectors_t.reshape(b * n, 3, n), dv_r.reshape(b * n, n, f)).reshape(b, n, 3, f)
         if not first:
             dv = dv + torch.sum(v.unsqueeze(1) * dv_v.unsqueeze(3), dim=2)
-        return s + ds.sum(2), v + dv, MessageTape(v, h, phi, x)
+        return s + ds.sum(2), v + dv, MessageTape(v, h, phi, dv_v, dv_r)
 
     def dense_vjp(
         self,
@@ -128,7 +139,7 @@ class PaiNNMessage(nn.Module):
         b, n, f = grad_s.shape[0], grad_s.shape[1], self.n_features
         phi_s, phi_v, phi_r = torch.split(tape.phi.unsqueeze(1), f, dim=-1)
         w_s, w_v, w_r = torch.split(filter_weight, f, dim=-1)
-        _, dv_v, dv_r = torch.split(tape.x, f, dim=-1)
+        dv_v, dv_r = tape.dv_v, tape.dv_r
         grad_dv_r = torch.bmm(unit_vectors.reshape(b * n, n, 3), grad_v.reshape(b * n, 3, f)).reshape(b, n, n, f)
         grad_units = torch.bmm(dv_r.reshape(b * n, n, f), grad_v.reshape(b * n, 3, f).transpose(1, 2))
         grad_s_i = grad_s.unsqueeze(2)
@@ -151,7 +162,7 @@ class PaiNNMessage(nn.Module):
             ],
             dim=-1,
         )
-        grad_s_in = grad_s + self.atomwise_vjp(tape.h, grad_phi)
+        grad_s_in = grad_s + self.atomwise_vjp(tape.h, _ungrouped(grad_phi))
         return grad_s_in, grad_v_in, grad_basis, grad_units.reshape(b, n, n, 3)
 
 
@@ -174,27 +185,29 @@ class PaiNNUpdate(nn.Module):
         f = self.n_features
         u_v, v_v = torch.split(self.uv(v), f, dim=-1)
         norm = safe_norm(v_v, dim=-2, eps_squared=1e-8)
-        h = self.mlp[0](torch.cat([s, norm], dim=-1))
+        h = self.mlp[0](_ungrouped(torch.cat([s, norm], dim=-1)))
         a = self.mlp[2](self.mlp[1](h))
         a_vv, a_sv, a_ss = torch.split(a, f, dim=-1)
         product = torch.sum(u_v * v_v, dim=-2)
         v = torch.addcmul(v, a_vv.unsqueeze(-2), u_v)
         s = torch.addcmul(s + a_ss, a_sv, product)
-        return s, v, UpdateTape(u_v, v_v, norm, h, a, product)
+        return s, v, UpdateTape(u_v, v_v, norm, h, a_vv, a_sv, product)
 
     def vjp(self, tape: UpdateTape, grad_s: Tensor, grad_v: Optional[Tensor]) -> Tuple[Tensor, Tensor]:
         """The gradients of the inputs s and v from those of the outputs (``grad_v`` None: zero, as for
         the last block under an energy that depends on s only)."""
         f = self.n_features
-        a_vv, a_sv, _ = torch.split(tape.a, f, dim=-1)
+        a_vv, a_sv = tape.a_vv, tape.a_sv
         grad_product = (grad_s * a_sv).unsqueeze(-2)
         grad_u_v = grad_product * tape.v_v
         grad_v_v = grad_product * tape.u_v
         if grad_v is None:  # a_vv gets no gradient: leave its rows out of the product
-            grad_a = torch.cat([grad_s * tape.product, grad_s], dim=-1)
+            grad_a = _ungrouped(torch.cat([grad_s * tape.product, grad_s], dim=-1))
             grad_h = silu_backward(torch.matmul(grad_a, self.mlp[2].weight[f:]), tape.h)
         else:
-            grad_a = torch.cat([torch.sum(grad_v * tape.u_v, dim=-2), grad_s * tape.product, grad_s], dim=-1)
+            grad_a = _ungrouped(
+                torch.cat([torch.sum(grad_v * tape.u_v, dim=-2), grad_s * tape.product, grad_s], dim=-1)
+            )
             grad_h = silu_backward(torch.matmul(grad_a, self.mlp[2].weight), tape.h)
             grad_u_v = torch.addcmul(grad_u_v, grad_v, a_vv.unsqueeze(-2))
         grad_in = torch.matmul(grad_h, self.mlp[0].weight)

@@ -170,7 +170,7 @@ class Evaluator(nn.Module):
                 )
                 ds_sum.index_add_(0, idx_i[start:end], ds)
                 dv_sum.index_add_(0, idx_i[start:end], dv)
-            message_tapes.append(MessageTape(v, h, phi, phi[:0]))
+            message_tapes.append(MessageTape(v, h, phi, phi[:0], phi[:0]))
             s, v, update_tape = update.forward_with_tape(s + ds_sum, v + dv_sum)
             update_tapes.append(update_tape)
             k += 1

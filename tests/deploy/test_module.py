@@ -158,6 +158,30 @@ for _ in range(3):
     torch.testing.assert_close(torch.jit.script(ForcesOutput(module))(pos)[1], module.energy_and_forces(pos)[1])
 
 
+def test_energy_contract_after_its_first_call_runs_no_differentiable_subgraphs():
+    """openmm-torch's energy contract (``TorchForce("model.pt")``): the module frozen as openmm-torch freezes
+    it, called with positions that require gradients.  From the second call on, the executor runs the
+    evaluation as plain operations, without the differentiable subgraphs it wraps around what it profiled
+    (each one a ``<forward op>`` event; one remains, the linear term that carries the gradient).  Every call
+    gives the energy and the forces of ``energy_and_forces``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    module = PaiNNForceField(small_potential(n_features=16, seed=3), ETHANOL_Z, False, "all_pairs", torch.float32)
+    frozen = torch.jit.freeze(torch.jit.script(module).eval())
+    frames = ethanol_frames(4)
+    subgraphs = []
+    for frame in frames:
+        pos = frame.clone().requires_grad_(True)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            energy = frozen(pos)
+        subgraphs.append(sum(e.count for e in prof.key_averages() if e.key == "<forward op>"))
+        energy.backward()
+        ref_energy, ref_forces = module.energy_and_forces(frame)
+        assert float(energy.detach()) == pytest.approx(float(ref_energy), rel=1e-6)
+        torch.testing.assert_close(-pos.grad, ref_forces, rtol=1e-5, atol=1e-4)
+    assert max(subgraphs[1:]) <= 1, subgraphs
+
+
 def test_forces_output_over_frames_and_normal_modes():
     """ForcesOutput over F frames sums the energies and returns every frame's forces; with an orthogonal
     mode matrix the particles are normal-mode coordinates and the forces come back transformed."""
