@@ -171,7 +171,9 @@ class Model:
         buffer = io.BytesIO()
         torch.jit.save(self.module, buffer)
         buffer.seek(0)
-        return Model(torch.jit.load(buffer).to(*args, **kwargs), self.metadata)
+        module = torch.jit.load(buffer).to(*args, **kwargs)
+        module.called = False  # a copy not yet called (PaiNNForceField.forward)
+        return Model(module, self.metadata)
 
 
 def read_metadata(path) -> dict:

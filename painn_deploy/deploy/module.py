@@ -22,6 +22,7 @@ from .. import neighbors, units
 from ..elements import masses_amu, species_index
 from ..errors import InputError
 from ..model import PaiNNPotential
+from ..model.painn import ungrouped
 from ..model.strategy import PAIRS_PER_CHUNK, Evaluator, choose_strategy
 
 
@@ -124,7 +125,9 @@ class PaiNNForceField(nn.Module):
         TorchScript's profiling executor optimises the graph from what the first call showed it.  When the
         positions require gradients (openmm-torch's energy contract), it groups every operation it saw into
         differentiable subgraphs, even under ``no_grad``, and each subgraph costs time on every call.  The
-        branch it never saw it leaves as plain operations (benchmarks/results/md_speed.md, ``plain``)."""
+        branch it never saw it leaves as plain operations (benchmarks/results/md_speed.md, ``plain``).
+        ``called`` is saved with the module, so artefacts are saved with it False.  For ``torch.export``, export
+        :meth:`energy_forces_features`."""
         if self.called:
             energy, forces, _, _ = self._evaluate(positions, boxvectors)
         else:
@@ -195,7 +198,8 @@ class PaiNNForceField(nn.Module):
         Runs outside autograd, on a copy of the positions made before anything else reads them: openmm-torch
         passes positions that require gradients, and if TorchScript's profiling executor sees any operation
         on such a tensor, it wraps the whole graph in differentiable subgraphs (a cost that
-        benchmarks/results/md_speed.md measures, and that the energy contract of :meth:`forward` cannot avoid)."""
+        benchmarks/results/md_speed.md measures; :meth:`forward` avoids it by evaluating in a branch the
+        executor never profiled)."""
         with torch.no_grad():
             # a copy, not detach() (which torch.jit.freeze removes)
             positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
@@ -279,7 +283,8 @@ class PaiNNForceField(nn.Module):
             idx_i_all.append(idx_i + b * n)
             idx_j_all.append(idx_j + b * n)
         weight_all: Optional[Tensor] = torch.cat(weights) if len(weights) > 0 else None
-        return torch.cat(idx_i_all), torch.cat(idx_j_all), torch.cat(r_all), weight_all, torch.stack(overflows)
+        r_ij = ungrouped(torch.cat(r_all))
+        return torch.cat(idx_i_all), torch.cat(idx_j_all), r_ij, weight_all, torch.stack(overflows)
 
 
 def _with_gradient(energy: Tensor, positions: Tensor, gradient: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .radial import SineRBF, cosine_cutoff, cosine_cutoff_derivative, safe_norm, silu_backward
 
 
-def _ungrouped(x: Tensor) -> Tensor:
+def ungrouped(x: Tensor) -> Tensor:
     """``x`` through a view, which TorchScript's autodiff does not group with what follows.  Put after
     ``torch.cat``, it keeps the concatenation (fed by a list) and the products after it out of one
     differentiable subgraph whose only input is that list: a subgraph without a tensor input is kept even
@@ -162,7 +162,7 @@ class PaiNNMessage(nn.Module):
             ],
             dim=-1,
         )
-        grad_s_in = grad_s + self.atomwise_vjp(tape.h, _ungrouped(grad_phi))
+        grad_s_in = grad_s + self.atomwise_vjp(tape.h, ungrouped(grad_phi))
         return grad_s_in, grad_v_in, grad_basis, grad_units.reshape(b, n, n, 3)
 
 
@@ -185,7 +185,7 @@ class PaiNNUpdate(nn.Module):
         f = self.n_features
         u_v, v_v = torch.split(self.uv(v), f, dim=-1)
         norm = safe_norm(v_v, dim=-2, eps_squared=1e-8)
-        h = self.mlp[0](_ungrouped(torch.cat([s, norm], dim=-1)))
+        h = self.mlp[0](ungrouped(torch.cat([s, norm], dim=-1)))
         a = self.mlp[2](self.mlp[1](h))
         a_vv, a_sv, a_ss = torch.split(a, f, dim=-1)
         product = torch.sum(u_v * v_v, dim=-2)
@@ -202,18 +202,16 @@ class PaiNNUpdate(nn.Module):
         grad_u_v = grad_product * tape.v_v
         grad_v_v = grad_product * tape.u_v
         if grad_v is None:  # a_vv gets no gradient: leave its rows out of the product
-            grad_a = _ungrouped(torch.cat([grad_s * tape.product, grad_s], dim=-1))
+            grad_a = ungrouped(torch.cat([grad_s * tape.product, grad_s], dim=-1))
             grad_h = silu_backward(torch.matmul(grad_a, self.mlp[2].weight[f:]), tape.h)
         else:
-            grad_a = _ungrouped(
-                torch.cat([torch.sum(grad_v * tape.u_v, dim=-2), grad_s * tape.product, grad_s], dim=-1)
-            )
+            grad_a = ungrouped(torch.cat([torch.sum(grad_v * tape.u_v, dim=-2), grad_s * tape.product, grad_s], dim=-1))
             grad_h = silu_backward(torch.matmul(grad_a, self.mlp[2].weight), tape.h)
             grad_u_v = torch.addcmul(grad_u_v, grad_v, a_vv.unsqueeze(-2))
         grad_in = torch.matmul(grad_h, self.mlp[0].weight)
         grad_s_in = grad_s + grad_in[..., :f]
         grad_v_v = torch.addcmul(grad_v_v, (grad_in[..., f:] / tape.norm).unsqueeze(-2), tape.v_v)
-        grad_v_in = torch.matmul(torch.cat([grad_u_v, grad_v_v], dim=-1), self.uv.weight)
+        grad_v_in = torch.matmul(ungrouped(torch.cat([grad_u_v, grad_v_v], dim=-1)), self.uv.weight)
         if grad_v is not None:
             grad_v_in = grad_v_in + grad_v
         return grad_s_in, grad_v_in

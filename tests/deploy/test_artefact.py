@@ -52,7 +52,19 @@ def test_older_formats_are_refused_with_export_again(exported64, tmp_path, versi
 
 
 def test_the_bundled_model_is_current():
-    assert Artefact(RESOURCES / "ethanol_painn.pt").metadata["format_version"] == FORMAT_VERSION
+    artefact = Artefact(RESOURCES / "ethanol_painn.pt")
+    assert artefact.metadata["format_version"] == FORMAT_VERSION
+    assert not artefact.load().module.called  # its energy contract's first call is still to come
+
+
+def test_exported_and_copied_models_have_not_been_called(exported32):
+    """``called`` chooses the branch of the energy contract the profiling executor sees first
+    (PaiNNForceField.forward): an export and a copy made by ``Model.to`` start with it False."""
+    model = Artefact(exported32).load()
+    assert not model.module.called
+    model(torch.tensor(np.load(RESOURCES / "ethanol_gfn2xtb_subset.npz")["coords"][0] * 0.1, dtype=torch.float32))
+    assert model.module.called
+    assert not model.to(torch.float64).module.called
 
 
 def test_files_that_are_not_artefacts(exported32, tmp_path):

@@ -158,28 +158,40 @@ for _ in range(3):
     torch.testing.assert_close(torch.jit.script(ForcesOutput(module))(pos)[1], module.energy_and_forces(pos)[1])
 
 
-def test_energy_contract_after_its_first_call_runs_no_differentiable_subgraphs():
+@pytest.mark.parametrize("mode", ["all_pairs", "cell_list", "static"])
+def test_energy_contract_after_its_first_call_runs_no_differentiable_subgraphs(mode):
     """openmm-torch's energy contract (``TorchForce("model.pt")``): the module frozen as openmm-torch freezes
     it, called with positions that require gradients.  From the second call on, the executor runs the
     evaluation as plain operations, without the differentiable subgraphs it wraps around what it profiled
-    (each one a ``<forward op>`` event; one remains, the linear term that carries the gradient).  Every call
+    (each one a ``<forward op>`` event); one remains, the linear term that carries the gradient.  Every call
     gives the energy and the forces of ``energy_and_forces``."""
     from torch.profiler import ProfilerActivity, profile
 
-    module = PaiNNForceField(small_potential(n_features=16, seed=3), ETHANOL_Z, False, "all_pairs", torch.float32)
+    pot = small_potential(n_features=16, seed=3)
+    if mode == "all_pairs":
+        module, box = PaiNNForceField(pot, ETHANOL_Z, False, mode, torch.float32), None
+        frames = ethanol_frames(4)
+    else:
+        z, frame, box = small_box()
+        frames = frame + 0.005 * torch.randn((4,) + frame.shape, generator=torch.Generator().manual_seed(1))
+        if mode == "static":
+            cells, per_cell = static_grid(box * 10, frame * 10, 5.0)
+            module = PaiNNForceField(pot, z, True, "static", torch.float32, pair_capacity=8000, static_cells=cells,
+                                     atoms_per_cell=per_cell)  # fmt: skip
+        else:
+            module = PaiNNForceField(pot, z, True, mode, torch.float32)
     frozen = torch.jit.freeze(torch.jit.script(module).eval())
-    frames = ethanol_frames(4)
     subgraphs = []
     for frame in frames:
         pos = frame.clone().requires_grad_(True)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            energy = frozen(pos)
+            energy = frozen(pos, box)
         subgraphs.append(sum(e.count for e in prof.key_averages() if e.key == "<forward op>"))
         energy.backward()
-        ref_energy, ref_forces = module.energy_and_forces(frame)
+        ref_energy, ref_forces = module.energy_and_forces(frame, box)
         assert float(energy.detach()) == pytest.approx(float(ref_energy), rel=1e-6)
         torch.testing.assert_close(-pos.grad, ref_forces, rtol=1e-5, atol=1e-4)
-    assert max(subgraphs[1:]) <= 1, subgraphs
+    assert subgraphs[1:] == [1, 1, 1], subgraphs
 
 
 def test_forces_output_over_frames_and_normal_modes():
