@@ -1,7 +1,7 @@
 """The C allocator settings (painn_deploy.allocator) and the chunked pairs of large systems: a
 periodic model's tensors are reused from the heap step after step instead of being faulted in from
 fresh pages (measured: 0-8,000 page faults per steady-state evaluation of 576 atoms, against 36,000
-without the settings and 313,000 without the chunks)."""
+without the settings and about 200,000 without the chunks)."""
 
 import subprocess
 import sys
@@ -56,9 +56,11 @@ def page_faults(tmp_path, mode: str):
 def test_steady_state_evaluations_reuse_their_memory(tmp_path):
     cold, steady = page_faults(tmp_path, "chunked")
     assert cold > 10_000 and steady < 0.1 * cold, (cold, steady)
-    # control: tensors above glibc's largest mmap threshold are faulted in again every evaluation
+    # control: tensors above glibc's largest mmap threshold are faulted in again every evaluation.  Each
+    # unchunked [pairs, 3F] float32 tensor is 54 MB, 13,000 pages; a steady evaluation faults in more than ten
+    # of them again (the first evaluation is the executor's profiling run, which allocates more: no yardstick)
     cold, steady = page_faults(tmp_path, "unchunked")
-    assert steady > 0.5 * cold, (cold, steady)
+    assert steady > 10 * 13_000, (cold, steady)
 
 
 def test_create_force_tunes_the_allocator(exported32):
