@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import RecordingError, typed_errors
+from ..model.strategy import DENSE_CHUNK_ELEMENTS
 
 RING_BYTES = 64 * 2**20  # features kept for one call of the output heads
 
@@ -57,14 +58,21 @@ class FeatureRing:
 
     def responses(self, indices) -> dict:
         """Dipole [K, F, 3] (e*nm) and polarizability [K, F, 3, 3] (nm^3), numpy, of the evaluations
-        ``indices``, in one call of the output heads."""
+        ``indices``: the output heads on many evaluations at once, on the CPU in chunks whose feature tensors
+        stay in a core's cache (:data:`~painn_deploy.model.strategy.DENSE_CHUNK_ELEMENTS`, as the dense
+        evaluation; benchmarks/results/md_throughput.md times the heads)."""
         indices = np.asarray(indices, dtype=np.int64)
         self.check(indices)
         slots = torch.as_tensor(indices % self.capacity, device=self.positions.device)
         k, f = len(indices), self.positions.shape[1]
-        positions = self.positions.index_select(0, slots).flatten(0, 1)
+        chunk = max(k, 1) if self.v.device.type != "cpu" else max(1, DENSE_CHUNK_ELEMENTS // self.v[0].numel())
+        parts = []
         with typed_errors(), torch.inference_mode():
-            out = self.respond(
-                self.s.index_select(0, slots).flatten(0, 1), self.v.index_select(0, slots).flatten(0, 1), positions
-            )
-        return {name: value.reshape((k, f) + value.shape[1:]).double().cpu().numpy() for name, value in out.items()}
+            for start in range(0, max(k, 1), chunk):  # (k = 0: one empty call, for the output shapes)
+                part = slots[start : start + chunk]
+                s, v = self.s.index_select(0, part).flatten(0, 1), self.v.index_select(0, part).flatten(0, 1)
+                parts.append(self.respond(s, v, self.positions.index_select(0, part).flatten(0, 1)))
+        return {
+            name: torch.cat([p[name] for p in parts]).reshape((k, f) + parts[0][name].shape[1:]).double().cpu().numpy()
+            for name in parts[0]
+        }

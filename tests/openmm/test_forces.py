@@ -72,10 +72,12 @@ def test_backends_agree(exported64, platform):
     np.testing.assert_allclose(f_t, f_p, rtol=tol, atol=tol * 1e3)
 
 
-def test_python_backend_keeps_the_features_of_each_evaluation(exported64):
+def test_python_backend_keeps_the_features_of_each_evaluation(exported64, monkeypatch):
     """The PythonForce adapter's feature ring: each evaluation at new positions is kept (a repeated force
-    query adds nothing), and the heads on its features give the dipole and polarizability of its positions."""
+    query adds nothing), and the heads on its features give the dipole and polarizability of its positions,
+    in one call of the heads or in chunks of evaluations (as on the CPU for many beads)."""
     from painn_deploy.deploy import load
+    from painn_deploy.openmm import recorder
 
     ctx, adapter = context_for(exported64, "python", ring_capacity=100)
     e_plain, f_plain = energy_forces(context_for(exported64, "torch")[0])
@@ -98,6 +100,11 @@ def test_python_backend_keeps_the_features_of_each_evaluation(exported64):
         np.testing.assert_allclose(got["dipole"][k, 0], ref["dipole"].numpy(), rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(got["polarizability"][k, 0], ref["polarizability"].numpy(), rtol=1e-12, atol=1e-15)
     assert np.abs(got["dipole"][0] - got["dipole"][1]).max() > 1e-9  # different steps, different values
+    monkeypatch.setattr(recorder, "DENSE_CHUNK_ELEMENTS", 2 * adapter.ring.v[0].numel())  # two evaluations a chunk
+    chunked = adapter.ring.responses([1, 3, 5])
+    for key, value in got.items():
+        np.testing.assert_allclose(chunked[key], value, rtol=1e-12, atol=1e-15)
+    assert adapter.ring.responses([])["dipole"].shape == (0, 1, 3)
 
 
 def test_python_backend_reuses_its_buffers_in_and_out_of_inference_mode(exported64):
