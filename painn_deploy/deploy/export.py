@@ -245,7 +245,6 @@ def export(
         md.KEY_CHECKPOINT_SHA256: file_sha256(Path(checkpoint)),
         md.KEY_ENVELOPE: training_data_envelope(record, checkpoint, data),
     }
-    scripted.called = False  # the artefact's first call is its first (PaiNNForceField.forward)
     atomic_write(
         output, lambda tmp: torch.jit.save(scripted, tmp, _extra_files={md.METADATA_FILE: json.dumps(meta, indent=1)})
     )

@@ -31,6 +31,14 @@ PAIRS_PER_CHUNK = 2**22 // (3 * 128)
 DENSE_CHUNK_ELEMENTS = 2**19
 
 
+def frames_per_chunk(n_frames: int, elements_per_frame: int, device: torch.device, chunk_elements: int) -> int:
+    """How many of ``n_frames`` frames to process together: all of them on a GPU; on the CPU as many as keep a
+    tensor of ``elements_per_frame`` per frame within ``chunk_elements`` (a core's cache), at least one."""
+    if device.type != "cpu":
+        return max(n_frames, 1)
+    return max(1, chunk_elements // elements_per_frame)
+
+
 def choose_strategy(neighbor_mode: str) -> str:
     """``dense`` for the all-pairs neighbour mode (molecules), ``sparse`` for pair lists."""
     return "dense" if neighbor_mode == "all_pairs" else "sparse"
@@ -81,10 +89,9 @@ class Evaluator(nn.Module):
     ) -> Evaluation:
         if self.strategy == "sparse":
             return self.sparse(species, r_ij, idx_i, idx_j, pair_weight, n_frames)
-        chunk = n_frames
-        if r_ij.device.type == "cpu":  # frames in chunks whose [B, N, N, 3F] tensors stay in a core's cache
-            pair_elements = r_ij.shape[1] * r_ij.shape[2] * 3 * self.potential.representation.n_features
-            chunk = max(1, self.dense_chunk_elements // pair_elements)
+        # frames in chunks whose [B, N, N, 3F] tensors stay in a core's cache
+        pair_elements = r_ij.shape[1] * r_ij.shape[2] * 3 * self.potential.representation.n_features
+        chunk = frames_per_chunk(n_frames, pair_elements, r_ij.device, self.dense_chunk_elements)
         if chunk >= n_frames:
             return self.dense(species, r_ij, pair_weight)
         parts: List[Evaluation] = []

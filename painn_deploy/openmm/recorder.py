@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import RecordingError, typed_errors
-from ..model.strategy import DENSE_CHUNK_ELEMENTS
+from ..model.strategy import DENSE_CHUNK_ELEMENTS, frames_per_chunk
 
 RING_BYTES = 64 * 2**20  # features kept for one call of the output heads
 
@@ -65,7 +65,7 @@ class FeatureRing:
         self.check(indices)
         slots = torch.as_tensor(indices % self.capacity, device=self.positions.device)
         k, f = len(indices), self.positions.shape[1]
-        chunk = max(k, 1) if self.v.device.type != "cpu" else max(1, DENSE_CHUNK_ELEMENTS // self.v[0].numel())
+        chunk = frames_per_chunk(k, self.v[0].numel(), self.v.device, DENSE_CHUNK_ELEMENTS)
         parts = []
         with typed_errors(), torch.inference_mode():
             for start in range(0, max(k, 1), chunk):  # (k = 0: one empty call, for the output shapes)
