@@ -5,6 +5,21 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
+MODEL_FILE_FIX = "give an exported model (.pt, from painn-export) or a painn-train checkpoint (.ckpt)"
+
+
+def require_file(path, what: str, fix: str, error: type = InputError) -> Path:
+    """``path`` as a Path if it is a file; otherwise ``error`` naming the ``what``, where it was looked for, and
+    the ``fix``."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "is a directory, not a file" if path.is_dir() else "does not exist"
+        where = "" if path.is_absolute() else f" (in {Path.cwd()})"
+        raise error(f"{what} {path} {problem}{where}; {fix}")
+    return path
+
 
 def atomic_write(path, write) -> None:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto

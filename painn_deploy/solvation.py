@@ -18,6 +18,7 @@ import torch  # noqa: F401  (before openmm: see painn_deploy/__init__.py)
 from openmm import app, unit
 
 from .errors import InputError
+from .files import require_file
 from .resources import FORCEFIELDS
 
 ETHANOL_FORCEFIELD = FORCEFIELDS / "ethanol_oplsaa.xml"
@@ -75,9 +76,7 @@ def solvate(
         padding_nm = 1.0
     if n_waters is not None and int(n_waters) < 1:
         raise InputError(f"n_waters must be at least 1, not {n_waters}")
-    pdb_path = Path(pdb_path)
-    if not pdb_path.is_file():
-        raise InputError(f"{pdb_path} does not exist")
+    pdb_path = require_file(pdb_path, "structure file", "give a PDB file of the solute")
     pdb = app.PDBFile(str(pdb_path))
     ff = forcefield(forcefield_files, water_model)
     check_templates(ff, pdb.topology, str(pdb_path))

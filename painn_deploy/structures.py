@@ -8,6 +8,7 @@ import numpy as np
 from . import units
 from .elements import masses_amu, symbol
 from .errors import InputError
+from .files import require_file
 
 
 def load_pdb(pdb_path):
@@ -15,8 +16,9 @@ def load_pdb(pdb_path):
     [3, 3] in nm or None).  Atoms without an element are an error naming the atom."""
     from openmm import app, unit
 
-    if not Path(pdb_path).is_file():
-        raise InputError(f"structure file {pdb_path} does not exist")
+    require_file(
+        pdb_path, "structure file", "give a PDB file (painn_deploy/resources/ holds ethanol.pdb and aspirin.pdb)"
+    )
     check_element_columns(pdb_path)
     try:
         pdb = app.PDBFile(str(pdb_path))

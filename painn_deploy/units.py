@@ -49,6 +49,8 @@ M_PER_NM = 1e-9
 #: Mass of 1 amu in kg, as 1 g/mol / N_A (the convention behind "1 kJ/mol/(nm^2 amu) = 1 ps^-2";
 #: differs from the CODATA dalton by 3.5e-10 relative).
 AMU_KG = 1e-3 / AVOGADRO_PER_MOL
+#: Density (g/cm^3) of 1 amu per nm^3.
+AMU_PER_NM3_TO_G_PER_CM3 = AMU_KG * 1e3 / 1e-21
 #: 1 e*nm in C*m.
 E_NM_TO_C_M = ELEMENTARY_CHARGE_C * M_PER_NM
 #: 1 nm^3 in Angstrom^3 and 1 nm^2 in Angstrom^2.

@@ -132,7 +132,7 @@ def simulate_and_kill(args: list, output: Path, min_step: int = 200, timeout_s: 
                 lines = log.read_text().splitlines()
                 last = (
                     int(lines[-1].split(",")[0])
-                    if len(lines) > 1 and lines[-1].count(",") == len(_log_columns()) - 1
+                    if len(lines) > 1 and lines[-1].count(",") == lines[0].count(",")  # a whole row
                     else 0
                 )
                 if step >= min_step and last > step:
@@ -147,9 +147,3 @@ def simulate_and_kill(args: list, output: Path, min_step: int = 200, timeout_s: 
             proc.wait()
     assert proc.returncode == 0, (output.parent / f"{output.name}.stderr").read_text()[-2000:]
     return None
-
-
-def _log_columns():
-    from painn_deploy.md.outputs import LOG_COLUMNS
-
-    return LOG_COLUMNS

@@ -10,6 +10,7 @@ success, 2 for bad input, 1 for a run that failed otherwise.  Formulas and units
 """
 
 import sys
+from pathlib import Path
 
 from ..configuration import config_from_arguments
 from ..spectra.config import DESCRIPTION, SpectrumConfig
@@ -33,7 +34,9 @@ def _report(result) -> None:
         print(f"notice: {notice}")
     print(result.summary())
     if result.written:
-        print(f"wrote {len(result.written)} files to {result.config.output}/ (CSV: wavenumber_cm-1, intensity, stderr)")
+        print(
+            f"wrote {len(result.written)} files to {Path(result.config.output)}/ (CSV: wavenumber_cm-1, intensity, stderr)"
+        )
 
 
 def main(argv=None) -> int:

@@ -11,9 +11,10 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
-from ..files import file_sha256
+from ..files import file_sha256, require_file
 
 NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
+DATA_FILE_FIX = "give reference data: an .npz (nuclear_charges, coords, energies, ...) or a file ASE reads (.xyz)"
 
 
 @dataclass
@@ -81,9 +82,7 @@ def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     """Read an rMD17-style npz (``nuclear_charges``, ``coords``, ``energies``, ``forces``, optional
     ``dipoles``, ``polarizabilities``) and convert to model units."""
     file_units = file_units or FileUnits()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"data file {path} does not exist")
+    path = require_file(path, "data file", DATA_FILE_FIX)
     arrays = _read_npz(path)
     for key in ("nuclear_charges", "coords"):
         if key not in arrays:
@@ -151,9 +150,7 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
     import ase.io
 
     file_units = file_units or FileUnits(length="Angstrom", energy="eV")
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"data file {path} does not exist")
+    path = require_file(path, "data file", DATA_FILE_FIX)
     try:
         frames = ase.io.read(str(path), index=index)
     except Exception as exc:  # ASE raises many kinds on unreadable files

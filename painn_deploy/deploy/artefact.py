@@ -10,7 +10,6 @@ typed exceptions.
 import json
 import zipfile
 from functools import cached_property
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 
 from .. import elements
 from ..errors import BoxTooSmallError, CheckpointError, InputError, TopologyMismatchError, typed_errors
-from ..files import file_sha256
+from ..files import file_sha256, require_file
 from . import metadata as md
 
 EXPORT_AGAIN = "export it again with painn-export (from the painn-train checkpoint)"
@@ -28,9 +27,7 @@ class Artefact:
     """An exported model file: ``metadata`` (dict), ``sha256``, and the module from :meth:`load`."""
 
     def __init__(self, path):
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise CheckpointError(f"exported model {self.path} does not exist; create it with painn-export")
+        self.path = require_file(path, "exported model", "create it with painn-export", CheckpointError)
         self.metadata = read_metadata(self.path)
         version = self.metadata.get(md.KEY_FORMAT_VERSION)
         if self.metadata.get(md.KEY_FORMAT) != md.FORMAT or version != md.FORMAT_VERSION:
@@ -126,7 +123,8 @@ class Artefact:
 class Model:
     """A loaded artefact for Python callers: the scripted module's methods (see
     :class:`~painn_deploy.deploy.module.PaiNNForceField`), raising the package's typed exceptions.
-    ``module`` is the TorchScript module itself (for ``TorchForce``, ``torch.jit.freeze``)."""
+    Positions and box vectors may be tensors, arrays or OpenMM quantities (nm when unitless); outputs are
+    tensors.  ``module`` is the TorchScript module itself (for ``TorchForce``, ``torch.jit.freeze``)."""
 
     def __init__(self, module, metadata: dict):
         self.module = module
@@ -134,23 +132,36 @@ class Model:
 
     def __call__(self, positions, boxvectors=None):
         with typed_errors():
-            return self.module(positions, boxvectors)
+            return self.module(*self._inputs(positions, boxvectors))
 
     def energy_and_forces(self, positions, boxvectors=None):
         with typed_errors():
-            return self.module.energy_and_forces(positions, boxvectors)
+            return self.module.energy_and_forces(*self._inputs(positions, boxvectors))
 
     def energy_forces_features(self, positions, boxvectors=None):
         with typed_errors():
-            return self.module.energy_forces_features(positions, boxvectors)
+            return self.module.energy_forces_features(*self._inputs(positions, boxvectors))
 
     def responses(self, s, v, positions):
         with typed_errors():
-            return self.module.responses(s, v, positions)
+            return self.module.responses(s, v, self._nm(positions))
 
     def properties(self, positions, boxvectors=None):
         with typed_errors():
-            return self.module.properties(positions, boxvectors)
+            return self.module.properties(*self._inputs(positions, boxvectors))
+
+    def _inputs(self, positions, boxvectors):
+        return self._nm(positions), None if boxvectors is None else self._nm(boxvectors)
+
+    def _nm(self, x) -> torch.Tensor:
+        """``x`` as a tensor: tensors as they are, arrays and OpenMM quantities in the model's dtype and device."""
+        if isinstance(x, torch.Tensor):
+            return x
+        if hasattr(x, "value_in_unit"):
+            from openmm import unit
+
+            x = x.value_in_unit(unit.nanometer)
+        return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=self.dtype, device=self.device)
 
     @property
     def dtype(self) -> torch.dtype:

@@ -1,9 +1,6 @@
 """The pieces a run is built from: the model to use, the OpenMM platform and the integrator, and the
 topology that trajectories of replicas and beads are written with."""
 
-import logging
-import sys
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +11,8 @@ from ..deploy import Artefact, export
 from ..deploy import metadata as md
 from ..elements import formula
 from ..errors import CheckpointError, InputError
-from ..files import file_sha256
+from ..files import MODEL_FILE_FIX, file_sha256, require_file
+from ..openmm.forces import quiet_import
 from ..resources import BUNDLED_MODEL
 from .config import SimulationConfig
 from .rpmd import Layout, ring_polymer_integrator
@@ -32,9 +30,7 @@ def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: O
             f"bundled ethanol model's molecule (C2H6O in the atom order of painn_deploy/resources/ethanol.pdb); "
             f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint"
         )
-    path = Path(cfg.model)
-    if not path.is_file():
-        raise InputError(f"model {path} does not exist")
+    path = require_file(cfg.model, "model", MODEL_FILE_FIX)
     if path.suffix == ".ckpt":
         exported = output / "model.pt"
         if cfg.resume and exported.is_file():  # the run's own export of this checkpoint: resume with it as it is
@@ -59,25 +55,6 @@ def choose_platform(name: str) -> openmm.Platform:
     if name not in available:
         raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
     return openmm.Platform.getPlatformByName(name)
-
-
-def quiet_import(name: str):
-    """Import a third-party module without the import-time noise of it and its dependencies, all logged
-    through ``logging`` or warnings and none of it about the run: pymbar (under openmmtools) logs a 9-line "JAX
-    NOT FOUND" banner and a timeseries notice, and ``simtk.openmm`` (imported by openmmtools and openmmtorch)
-    logs a deprecation warning."""
-    import importlib
-
-    if name in sys.modules:
-        return sys.modules[name]
-    disabled = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return importlib.import_module(name)
-    finally:
-        logging.disable(disabled)
 
 
 def import_openmmtools():

@@ -1,6 +1,7 @@
 """Output files of a simulation, each resumable without gaps or duplicated frames.
 
-- ``log.csv``: step, time, energies, temperature and speed;
+- ``log.csv``: step, time, energies, temperature and speed; ring polymers add the quantum kinetic energy,
+  periodic systems the volume and density;
 - ``properties.h5``: ``time`` (ps), ``dipole`` (e*nm), ``polarizability`` (nm^3), units as attributes,
   flushed at every checkpoint;
 - ``trajectory.dcd`` or ``trajectory.xtc``: OpenMM's DCD or XTC writer (mdtraj, MDAnalysis and VMD
@@ -25,14 +26,23 @@ LOG_COLUMNS = (
     "kinetic_kj_per_mol",
     "total_kj_per_mol",
     "temperature_K",
-    "quantum_kinetic_kj_per_mol",
     "speed_ns_per_day",
 )
+RING_POLYMER_LOG_COLUMNS = ("quantum_kinetic_kj_per_mol",)  # the centroid-virial estimator
+PERIODIC_LOG_COLUMNS = ("volume_nm3", "density_g_per_cm3")
+
+
+def log_columns(ring_polymer: bool, periodic: bool) -> tuple:
+    """log.csv's columns: :data:`LOG_COLUMNS`, with the quantum kinetic energy of ring polymers and the box of
+    periodic systems before the speed."""
+    extra = (RING_POLYMER_LOG_COLUMNS if ring_polymer else ()) + (PERIODIC_LOG_COLUMNS if periodic else ())
+    return LOG_COLUMNS[:-1] + extra + LOG_COLUMNS[-1:]
 
 
 class CsvLog:
-    def __init__(self, path: Path, resume_step: int = -1):
+    def __init__(self, path: Path, columns: tuple = LOG_COLUMNS, resume_step: int = -1):
         self.path = path
+        self.columns = columns
         if resume_step >= 0 and path.exists():
             with open(path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
@@ -44,7 +54,7 @@ class CsvLog:
 
     def _open(self, mode):
         self.file = open(self.path, mode, newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        self.writer = csv.DictWriter(self.file, fieldnames=self.columns, lineterminator="\n")
         self.writer.writeheader()
 
     def write(self, row: dict) -> None:

@@ -25,9 +25,9 @@ from ..errors import CheckpointError, InputError, PainnDeployError, RecordingErr
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
 from ..structures import load_pdb, write_pdb
-from .build import build_integrator, choose_platform, quiet_import, replicated_topology, resolve_model
+from .build import build_integrator, choose_platform, replicated_topology, resolve_model
 from .config import SimulationConfig
-from .outputs import CsvLog, PropertiesFile, TrajectoryFile
+from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory
 from .rundir import CHECKPOINT, RunDirectory
@@ -71,7 +71,6 @@ class MDRun:
 
     def _set_up(self):
         cfg = self.cfg
-        quiet_import("simtk.openmm")  # imported by openmmtorch (create_system), with a deprecation warning
         self.pdb, z, positions_nm, box_nm = load_pdb(cfg.structure)
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
@@ -153,6 +152,10 @@ class MDRun:
                 self.artefact, topology, self.backend, ring_capacity=ring, cuda_graphs=cuda_graphs, device=device,
                 n_frames=self.layout.n_frames, modes=self.layout.modes(),
             )  # fmt: skip
+        self.masses_amu = np.array(
+            [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]
+        )
+        self.mass_amu = float(self.masses_amu.sum())  # the box's contents, for the density of periodic runs
         self.integrator = build_integrator(cfg, self.layout)
         # the CPU platform sums forces in thread order unless told not to; with several threads its PME still differs
         # in the last bits from process to process, so a bit-for-bit resume of a solvated system needs --threads 1
@@ -183,16 +186,10 @@ class MDRun:
         self.context.setVelocitiesToTemperature(cfg.temperature_K * cfg.beads * unit.kelvin, cfg.seed + 1)
         if self.openmm_rpmd:
             rng = np.random.default_rng(cfg.seed)
-            masses = np.array(
-                [
-                    self.system.getParticleMass(i).value_in_unit(unit.dalton)
-                    for i in range(self.system.getNumParticles())
-                ]
-            )
-            sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K * cfg.beads / masses)[:, None]
+            sigma = np.sqrt(units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K * cfg.beads / self.masses_amu)[:, None]
             for k in range(cfg.beads):
                 self.integrator.setPositions(k, positions * unit.nanometer)
-                self.integrator.setVelocities(k, rng.normal(size=(len(masses), 3)) * sigma)
+                self.integrator.setVelocities(k, rng.normal(size=(len(self.masses_amu), 3)) * sigma)
 
     @property
     def openmm_rpmd(self) -> bool:
@@ -291,24 +288,28 @@ class MDRun:
         # temperature and kinetic energy are those divided by P (per copy of the molecule)
         temperature = 2.0 * kinetic_total / (copies * p * self.dof * units.BOLTZMANN_KJ_PER_MOL_K * p)
         kinetic = kinetic_total / (copies * p * p)
-        quantum = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K) if p > 1 else kinetic
         potential = energy / (copies * p)
         centroids = beads.mean(axis=1)
         self.safety.check(self.step, "log", potential, float(np.max(np.abs(bead_forces))), temperature, centroids)
         box = states[0].getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) if self.periodic else None
         self.safety.check_envelope(self.step, beads.reshape(-1, beads.shape[-2], 3), box)
         elapsed = time.perf_counter() - wall_start
-        ns_per_day = steps_since_start * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0
-        return {
+        row = {
             "step": self.step,
             "time_ps": self.step * self.dt_ps,
             "potential_kj_per_mol": potential,
             "kinetic_kj_per_mol": kinetic,
             "total_kj_per_mol": potential + kinetic,
             "temperature_K": temperature,
-            "quantum_kinetic_kj_per_mol": quantum,
-            "speed_ns_per_day": ns_per_day,
+            "speed_ns_per_day": steps_since_start * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0,
         }
+        if p > 1:
+            row["quantum_kinetic_kj_per_mol"] = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K)
+        if box is not None:
+            volume_nm3 = float(abs(np.linalg.det(np.asarray(box))))
+            row["volume_nm3"] = volume_nm3
+            row["density_g_per_cm3"] = self.mass_amu / volume_nm3 * units.AMU_PER_NM3_TO_G_PER_CM3
+        return row
 
     def _write_trajectory(self):
         states = self._bead_states(getPositions=True)
@@ -386,6 +387,12 @@ class MDRun:
                 raise
             self.step = resume["step"]
             resume_step, resume_frames = self.step, resume["property_frames"]
+            if self.step >= cfg.steps:
+                warnings.warn(
+                    f"the run already has {self.step} steps, as many as --steps {cfg.steps} asks for: nothing to do. "
+                    "Give a larger --steps to continue it.",
+                    SimulationWarning, stacklevel=2,
+                )  # fmt: skip
         else:
             if cfg.overwrite:
                 self.dir.remove_previous_run(keep=(cfg.structure, self.model_path))
@@ -395,7 +402,7 @@ class MDRun:
                     self.integrator.step(cfg.equilibration_steps)
             resume_step, resume_frames = -1, -1
             self._write_run_record()
-        self.log = CsvLog(out / "log.csv", resume_step)
+        self.log = CsvLog(out / "log.csv", log_columns(cfg.beads > 1, self.periodic), resume_step)
         self.properties = (
             PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames, cfg.replicas)
             if self.recorded

@@ -1,10 +1,9 @@
 """Reading the trained model out of a painn-train checkpoint (no Lightning needed)."""
 
-from pathlib import Path
-
 import torch
 
 from ..errors import CheckpointError
+from ..files import require_file
 from .potential import PaiNNConfig, PaiNNPotential
 
 FORMAT_VERSION = 1  # of the checkpoint's "painn" record
@@ -12,9 +11,7 @@ FORMAT_VERSION = 1  # of the checkpoint's "painn" record
 
 def load_checkpoint(path) -> dict:
     """Read the ``"painn"`` entry of a checkpoint, or raise :class:`CheckpointError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    path = require_file(path, "checkpoint", "give a checkpoint that painn-train wrote (.ckpt)", CheckpointError)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:

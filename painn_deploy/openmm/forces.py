@@ -11,7 +11,11 @@ Both take a System of ``n_frames`` copies of the model's particles (ring-polymer
 modes, replicas) and evaluate all of them in one batched call.
 """
 
+import importlib
+import logging
 import re
+import sys
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -30,19 +34,36 @@ CUDA_GRAPH_WARMUP_STEPS = 10
 
 
 def import_openmmtorch():
-    """``import openmmtorch`` after torch (the order its shared libraries need).
+    """``import openmmtorch`` after torch (the order its shared libraries need), quietly (see
+    :func:`quiet_import`).
 
     If ``openmm`` was imported before ``torch`` (in the user's script), OpenMM failed to load the
     openmm-torch platform plugins (libnvrtc.so.12 not found); load them again now that torch is in.
     """
-    import openmmtorch
-
+    openmmtorch = quiet_import("openmmtorch")
     for failure in openmm.Platform.getPluginLoadFailures():
         match = re.search(r"library (\S+OpenMMTorch\w*\.so)", failure)
         if match and "OpenCL" not in match.group(1) and match.group(1) not in _RELOADED:
             openmm.Platform.loadPluginLibrary(match.group(1))
             _RELOADED.add(match.group(1))
     return openmmtorch
+
+
+def quiet_import(name: str):
+    """Import a third-party module without the import-time noise of it and its dependencies, all logged
+    through ``logging`` or warnings and none of it about the run: pymbar (under openmmtools) logs a 9-line "JAX
+    NOT FOUND" banner and a timeseries notice, and ``simtk.openmm`` (imported by openmmtools and openmmtorch)
+    logs a deprecation warning on the root logger."""
+    if name in sys.modules:
+        return sys.modules[name]
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return importlib.import_module(name)
+    finally:
+        logging.disable(disabled)
 
 
 _RELOADED: set = set()

@@ -61,6 +61,7 @@ from ..errors import (
     TopologyMismatchError,
     UnknownElementError,
 )
+from ..files import MODEL_FILE_FIX, require_file
 from ..model.checkpoint import load_checkpoint
 from .forces import ModelForce, topology_atomic_numbers, torch_force
 
@@ -412,10 +413,7 @@ def _nm(x: Tensor) -> str:
 
 def open_model(path: Path):
     """``(artefact, None)`` for an exported model, ``(None, record)`` for a painn-train checkpoint."""
-    if not path.is_file():
-        raise CheckpointError(
-            f"model {path} does not exist; give an exported model (painn-export) or a painn-train checkpoint"
-        )
+    require_file(path, "model", MODEL_FILE_FIX, CheckpointError)
     if path.suffix == ".ckpt":
         return None, load_checkpoint(path)
     try:

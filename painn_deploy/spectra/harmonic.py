@@ -57,6 +57,7 @@ from scipy.optimize import minimize as sp_minimize
 from .. import units
 from ..elements import masses_amu as element_masses
 from ..errors import CheckpointError, InputError
+from ..files import MODEL_FILE_FIX, require_file
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
 
 #: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
@@ -90,11 +91,7 @@ def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
     """
     from ..deploy.artefact import Artefact, read_metadata
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"model {path} does not exist; give an exported model (.pt) or a painn-train checkpoint (.ckpt)"
-        )
+    path = require_file(path, "model", MODEL_FILE_FIX, CheckpointError)
     if path.suffix == ".ckpt":
         return _checkpoint_model(path, atomic_numbers, where).to(device).eval()
     try:

@@ -26,7 +26,7 @@ import numpy as np
 from .. import units
 from ..errors import InputError
 from .quantum import CORRELATIONS
-from .vibrational import SpectrumWarning
+from .vibrational import SpectrumWarning, require_frames
 
 SPECTRUM_COLUMNS = ("wavenumber_cm-1", "intensity", "stderr")
 MODES_COLUMNS = ("mode", "wavenumber_cm-1", "ir_intensity_km_per_mol", "raman_activity_A4_per_amu")
@@ -150,6 +150,7 @@ def read_properties(path) -> Properties:
         )
         if t.ndim != 1:
             raise InputError(f"{path}: 'time' must be 1-D [T], got shape {t.shape}")
+        require_frames(t.shape[0], str(path))
         dipole = pol = None
         if "dipole" in f:
             ds = f["dipole"]

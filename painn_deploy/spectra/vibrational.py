@@ -89,6 +89,9 @@ DEFAULT_WMAX_CM1 = 4000.0
 DEFAULT_RESOLUTION_CM1 = 10.0
 #: Minimum number of lags in the correlation function.
 MIN_LAGS = 4
+#: A coarser resolution (kernel FWHM, cm^-1) than this merges neighbouring fundamentals, which in organic
+#: molecules are often tens of cm^-1 apart: such a spectrum is computed with a warning.
+COARSE_RESOLUTION_CM1 = 50.0
 #: Depolarisation ratios are only reported where I_par exceeds this fraction of its maximum.
 DEPOLARIZATION_THRESHOLD = 1e-3
 
@@ -276,6 +279,28 @@ def nyquist_cm1(dt_ps: float) -> float:
     return 1.0 / (2.0 * dt_ps * units.SPEED_OF_LIGHT_CM_PER_PS)
 
 
+def require_frames(n_frames: int, where: str, window: str = "hann") -> None:
+    """InputError, with the run length that helps, if ``where`` has too few frames for a spectrum."""
+    if n_frames < 2 * MIN_LAGS:
+        raise InputError(
+            f"{where} has {n_frames} frames; a spectrum needs at least {2 * MIN_LAGS}. {_run_longer(window)}"
+        )
+
+
+def _run_longer(window: str) -> str:
+    return (
+        f"Run at least {run_length_for_resolution(COARSE_RESOLUTION_CM1, window):.3g} ps for a resolution of "
+        f"{COARSE_RESOLUTION_CM1:g} cm^-1, {run_length_for_resolution(DEFAULT_RESOLUTION_CM1, window):.3g} ps for "
+        f"the default {DEFAULT_RESOLUTION_CM1:g} cm^-1."
+    )
+
+
+def run_length_for_resolution(resolution_cm1: float, window: str = "hann") -> float:
+    """The shortest run (ps) whose default analysis (correlations to a quarter of the run) reaches the given
+    resolution (FWHM, cm^-1)."""
+    return 4.0 * max_corr_time_for_resolution(resolution_cm1, window)
+
+
 def max_corr_time_for_resolution(resolution_cm1: float, window: str = "hann") -> float:
     """Maximum correlation time (ps) whose lag-window kernel has the given FWHM (cm^-1)."""
     if not resolution_cm1 > 0:
@@ -286,8 +311,9 @@ def max_corr_time_for_resolution(resolution_cm1: float, window: str = "hann") ->
 def sampling_interval(time_ps, where: str = "the time series") -> float:
     """Sampling interval (ps) of equally spaced times; InputError if they are not."""
     t = np.asarray(time_ps, dtype=np.float64)
-    if t.ndim != 1 or t.shape[0] < 2:
-        raise InputError(f"{where}: time must be a 1-D array of at least 2 frames, got shape {t.shape}")
+    if t.ndim != 1:
+        raise InputError(f"{where}: time must be a 1-D array, got shape {t.shape}")
+    require_frames(t.shape[0], where)
     if not np.all(np.isfinite(t)):
         raise InputError(f"{where}: time contains NaN or infinite values")
     dt = (t[-1] - t[0]) / (t.shape[0] - 1)
@@ -384,10 +410,15 @@ def resolve_settings(
 
     shortest = int(min(n_frames))
     length_ps = (shortest - 1) * dt_ps
-    if shortest < 2 * MIN_LAGS:
-        raise InputError(f"the shortest run has {shortest} frames; at least {2 * MIN_LAGS} are needed for a spectrum")
+    require_frames(shortest, "the shortest run", window)
     if max_corr_time_ps is None and resolution_cm1 is None:
         tau = min(max_corr_time_for_resolution(DEFAULT_RESOLUTION_CM1, window), length_ps / 4.0)
+        fwhm = KERNEL_FWHM_BINS[window] / (2.0 * units.SPEED_OF_LIGHT_CM_PER_PS * tau)
+        if wmax_cm1 - wmin_cm1 > fwhm > COARSE_RESOLUTION_CM1:
+            _warn(
+                f"the shortest run ({length_ps:.4g} ps) resolves only {fwhm:.3g} cm^-1 (FWHM): bands closer than "
+                f"that merge. {_run_longer(window)}"
+            )
     else:
         if resolution_cm1 is not None:
             tau = max_corr_time_for_resolution(resolution_cm1, window)
@@ -411,6 +442,12 @@ def resolve_settings(
                 f"least {2 * tau:.4g} ps or ask for a coarser resolution."
             )
     n_lags = int(round(tau / dt_ps)) + 1
+    fwhm = KERNEL_FWHM_BINS[window] / (2.0 * units.SPEED_OF_LIGHT_CM_PER_PS * (n_lags - 1) * dt_ps)
+    if fwhm >= wmax_cm1 - wmin_cm1:
+        raise InputError(
+            f"the shortest run ({length_ps:.4g} ps) is far too short for a spectrum: its resolution, {fwhm:.3g} "
+            f"cm^-1 (FWHM), is wider than the range {wmin_cm1:g}-{wmax_cm1:g} cm^-1. {_run_longer(window)}"
+        )
     if n_lags < MIN_LAGS + 1:
         raise InputError(
             f"the maximum correlation time {tau:.4g} ps is only {n_lags - 1} sampling intervals of "

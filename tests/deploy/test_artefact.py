@@ -125,3 +125,19 @@ def test_errors_inside_torchscript_reach_python_as_typed_exceptions(tmp_path, ex
         model.energy_and_forces(pos, box)
     with pytest.raises(BoxTooSmallError, match="twice the model cutoff"):
         model.energy_and_forces(pos, box * 0.3)
+
+
+def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethanol):
+    from openmm import unit
+
+    model = load(exported64)
+    positions_nm = ethanol[1][0] * 0.1
+    reference = model.properties(torch.tensor(positions_nm))
+    as_array = model.properties(np.asarray(positions_nm))
+    as_list = model.properties(np.asarray(positions_nm).tolist())
+    in_angstrom = model.properties(unit.Quantity(np.asarray(positions_nm) * 10.0, unit.angstrom))
+    for got in (as_array, as_list, in_angstrom):
+        torch.testing.assert_close(got["forces"], reference["forces"], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got["energy"], reference["energy"], rtol=1e-12, atol=1e-12)
+    energy, forces = model.energy_and_forces(np.stack([positions_nm, positions_nm]))  # batched arrays too
+    torch.testing.assert_close(forces[1], reference["forces"], rtol=1e-12, atol=1e-12)

@@ -118,3 +118,17 @@ def test_a_langevin_run_is_quiet_and_leaves_no_temporary_folders(exported32, tmp
     noise = [line for line in out.stderr.splitlines() if not line.startswith("painn-simulate: warning: ")]
     assert noise == [], noise
     assert b"\r" not in (tmp_path / "run" / "log.csv").read_bytes()
+
+
+def test_create_system_from_python_is_quiet(exported32):
+    """openmmtorch imports simtk.openmm, which logs a deprecation warning on the root logger: not the
+    caller's concern, whether the force comes from painn-simulate or from the Python API."""
+    script = textwrap.dedent(f"""
+        from openmm.app import PDBFile
+        from painn_deploy.openmm import create_system
+        system, _ = create_system({str(exported32)!r}, PDBFile({str(ETHANOL_PDB)!r}).topology)
+        print("PARTICLES", system.getNumParticles())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "PARTICLES 9" in out.stdout, out.stderr[-2000:]
+    assert out.stderr == "", out.stderr

@@ -19,9 +19,15 @@ import torch
 from painn_deploy import units
 from painn_deploy.cli.simulate import build_parser, main
 from painn_deploy.deploy import load
-from painn_deploy.errors import InputError, SimulationInstabilityError, TopologyMismatchError, UnitsError
+from painn_deploy.errors import (
+    InputError,
+    SimulationInstabilityError,
+    SimulationWarning,
+    TopologyMismatchError,
+    UnitsError,
+)
 from painn_deploy.md import SimulationConfig, nyquist_limit_fs, run_simulation
-from painn_deploy.md.outputs import LOG_COLUMNS
+from painn_deploy.md.outputs import LOG_COLUMNS, log_columns
 from painn_deploy.md.runner import MDRun
 from painn_deploy.resources import RESOURCES
 
@@ -64,18 +70,19 @@ def config(model, output, **kwargs) -> SimulationConfig:
     return SimulationConfig(**base)
 
 
-def read_log(path: Path) -> dict:
+def read_log(path: Path, columns: tuple = LOG_COLUMNS) -> dict:
+    """log.csv's columns as arrays; it must have exactly ``columns`` (a classical molecule's by default)."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-        assert tuple(reader.fieldnames) == LOG_COLUMNS
-    return {k: np.array([float(r[k]) for r in rows]) for k in LOG_COLUMNS}
+        assert tuple(reader.fieldnames) == columns
+    return {k: np.array([float(r[k]) for r in rows]) for k in columns}
 
 
 def read_log_text(path: Path) -> list:
     """The log's rows without the wall-clock speed column (the only column allowed to differ)."""
     with open(path, newline="") as f:
-        return [tuple(r[k] for k in LOG_COLUMNS if k != "speed_ns_per_day") for r in csv.DictReader(f)]
+        return [tuple(v for k, v in r.items() if k != "speed_ns_per_day") for r in csv.DictReader(f)]
 
 
 def read_properties(path: Path) -> dict:
@@ -553,12 +560,14 @@ def test_openmm_rpmd_integrator_runs_and_resumes_its_beads(exported64, tmp_path)
     first.run()
     saved = [first.integrator.getState(k, getPositions=True, getVelocities=True) for k in range(4)]
     resumed = MDRun(config(exported64, tmp_path / "b", steps=20, resume=True, **kw))
-    resumed.run()
+    with pytest.warns(SimulationWarning, match="already has 20 steps, as many as --steps 20 asks for: nothing to do"):
+        resumed.run()
     for k in range(4):
         state = resumed.integrator.getState(k, getPositions=True, getVelocities=True)
         assert np.array_equal(state.getPositions(asNumpy=True)._value, saved[k].getPositions(asNumpy=True)._value)
         assert np.array_equal(state.getVelocities(asNumpy=True)._value, saved[k].getVelocities(asNumpy=True)._value)
-    temperature = read_log(tmp_path / "b" / "log.csv")["temperature_K"]
+    log = read_log(tmp_path / "b" / "log.csv", log_columns(ring_polymer=True, periodic=False))
+    temperature = log["temperature_K"]
     assert np.all((temperature > 30.0) & (temperature < 1000.0))
 
 

@@ -1,6 +1,8 @@
 """painn-simulate of a solute in water (ML ethanol, MM TIP3P water, PME, mechanical embedding through
 OpenMM-ML): recording, barostat, resume after SIGKILL, bad input."""
 
+import csv
+
 import h5py
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from painn_deploy.cli.simulate import main
 from painn_deploy.deploy import load
 from painn_deploy.errors import InputError
 from painn_deploy.md import SimulationConfig, run_simulation
+from painn_deploy.md.outputs import log_columns
 from painn_deploy.openmm.forces import make_whole
 from painn_deploy.resources import BUNDLED_MODEL
 
@@ -65,6 +68,16 @@ def test_npt_run_records_the_ml_dipole_of_each_frame(solvated, tmp_path):
     assert np.abs(np.diff(dipole, axis=0)).max() > 1e-5  # the comparison tells neighbouring steps apart
     volumes = np.abs(np.linalg.det(traj.unitcell_vectors))
     assert volumes.max() - volumes.min() > 1e-4  # the barostat moved the box
+    # log.csv follows the box: its volume at each logged step is the trajectory's, and the density about water's
+    with open(out / "log.csv", newline="") as f:
+        log = list(csv.DictReader(f))
+    assert tuple(log[0]) == log_columns(ring_polymer=False, periodic=True)
+    logged = np.array([float(r["volume_nm3"]) for r in log])
+    np.testing.assert_allclose(logged, volumes[[int(r["step"]) - 1 for r in log]], rtol=1e-5)
+    mass_amu = sum(a.element.mass for a in traj.topology.atoms)  # mdtraj: amu
+    density = np.array([float(r["density_g_per_cm3"]) for r in log])
+    np.testing.assert_allclose(density, mass_amu * 1.66053906660e-24 / (logged * 1e-21), rtol=1e-6)
+    assert np.all((density > 0.8) & (density < 1.1))  # Modeller packs a little loosely; 300 steps compress it
 
 
 def test_solvated_run_resumes_after_sigkill(solvated, tmp_path):

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import warnings
 
 import h5py
 import numpy as np
@@ -321,6 +322,33 @@ def test_short_trajectory_warnings():
         ir_spectrum(t, dip, 300.0, max_corr_time_ps=0.2, resolution_cm1=20.0)
     with pytest.raises(InputError, match="at least"):
         ir_spectrum(t[:5], dip[:5], 300.0)
+
+
+def test_runs_too_short_for_a_useful_resolution_warn_and_far_too_short_ones_are_refused(tmp_path):
+    def dipole(n):
+        t = np.arange(n) * DT
+        dip = np.zeros((n, 3))
+        dip[:, 0] = _cos(1500.0, t)
+        return t, dip
+
+    # the default analysis correlates a quarter of the run: 1 ps resolves only ~130 cm^-1
+    with pytest.warns(SpectrumWarning, match="resolves only .* Run at least 2.67 ps"):
+        ir_spectrum(*dipole(1000), 300.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpectrumWarning)
+        s = ir_spectrum(*dipole(3000), 300.0)  # 3 ps: finer than the 50 cm^-1 that merges bands
+    assert s.metadata["resolution_fwhm_cm1"] < 50.0
+    # 20 fs: the line shape is wider than the whole range
+    with pytest.raises(InputError, match="far too short for a spectrum.*wider than the range 0-4000"):
+        ir_spectrum(*dipole(20), 300.0)
+    with pytest.warns(SpectrumWarning, match="too short for the requested resolution"):
+        with pytest.raises(InputError, match="far too short"):  # correlated over the whole run, still too wide
+            ir_spectrum(*dipole(8), 300.0, resolution_cm1=10.0)
+    # a file with too few frames is named, with the run length that helps, whatever its count
+    for n in (0, 3):
+        path = _write_h5(tmp_path / f"frames{n}.h5", *dipole(n))
+        with pytest.raises(InputError, match=f"frames{n}.h5 has {n} frames; a spectrum needs at least 8. Run at least"):
+            read_properties(path)
 
 
 def test_bad_time_series_are_refused():
