@@ -246,7 +246,7 @@ class SpectrumSettings:
     @property
     def resolution_cm1(self) -> float:
         """FWHM of the line-shape kernel of the lag window (cm^-1)."""
-        return KERNEL_FWHM_BINS[self.window] / (2.0 * units.SPEED_OF_LIGHT_CM_PER_PS * self.max_corr_time_ps)
+        return resolution_for_max_corr_time(self.max_corr_time_ps, self.window)
 
     @property
     def grid_spacing_cm1(self) -> float:
@@ -299,6 +299,11 @@ def run_length_for_resolution(resolution_cm1: float, window: str = "hann") -> fl
     """The shortest run (ps) whose default analysis (correlations to a quarter of the run) reaches the given
     resolution (FWHM, cm^-1)."""
     return 4.0 * max_corr_time_for_resolution(resolution_cm1, window)
+
+
+def resolution_for_max_corr_time(max_corr_time_ps: float, window: str = "hann") -> float:
+    """FWHM (cm^-1) of the lag-window kernel of a maximum correlation time (ps)."""
+    return KERNEL_FWHM_BINS[window] / (2.0 * units.SPEED_OF_LIGHT_CM_PER_PS * max_corr_time_ps)
 
 
 def max_corr_time_for_resolution(resolution_cm1: float, window: str = "hann") -> float:
@@ -413,7 +418,7 @@ def resolve_settings(
     require_frames(shortest, "the shortest run", window)
     if max_corr_time_ps is None and resolution_cm1 is None:
         tau = min(max_corr_time_for_resolution(DEFAULT_RESOLUTION_CM1, window), length_ps / 4.0)
-        fwhm = KERNEL_FWHM_BINS[window] / (2.0 * units.SPEED_OF_LIGHT_CM_PER_PS * tau)
+        fwhm = resolution_for_max_corr_time(tau, window)
         if wmax_cm1 - wmin_cm1 > fwhm > COARSE_RESOLUTION_CM1:
             _warn(
                 f"the shortest run ({length_ps:.4g} ps) resolves only {fwhm:.3g} cm^-1 (FWHM): bands closer than "
@@ -442,16 +447,19 @@ def resolve_settings(
                 f"least {2 * tau:.4g} ps or ask for a coarser resolution."
             )
     n_lags = int(round(tau / dt_ps)) + 1
-    fwhm = KERNEL_FWHM_BINS[window] / (2.0 * units.SPEED_OF_LIGHT_CM_PER_PS * (n_lags - 1) * dt_ps)
-    if fwhm >= wmax_cm1 - wmin_cm1:
-        raise InputError(
-            f"the shortest run ({length_ps:.4g} ps) is far too short for a spectrum: its resolution, {fwhm:.3g} "
-            f"cm^-1 (FWHM), is wider than the range {wmin_cm1:g}-{wmax_cm1:g} cm^-1. {_run_longer(window)}"
-        )
     if n_lags < MIN_LAGS + 1:
         raise InputError(
             f"the maximum correlation time {tau:.4g} ps is only {n_lags - 1} sampling intervals of "
             f"{dt_ps:.4g} ps; at least {MIN_LAGS} are needed. Use a longer correlation time or run."
+        )
+    fwhm = resolution_for_max_corr_time((n_lags - 1) * dt_ps, window)
+    if fwhm >= wmax_cm1 - wmin_cm1:
+        wider = f"{fwhm:.3g} cm^-1 (FWHM), wider than the range {wmin_cm1:g}-{wmax_cm1:g} cm^-1"
+        if max_corr_time_ps is not None and tau == max_corr_time_ps:  # the setting, not the run, limits it
+            raise InputError(f"the maximum correlation time {tau:g} ps resolves only {wider}: give a longer one")
+        raise InputError(
+            f"the shortest run ({length_ps:.4g} ps) is far too short for a spectrum: it resolves only {wider}. "
+            f"{_run_longer(window)}"
         )
     return SpectrumSettings(
         dt_ps=float(dt_ps),
