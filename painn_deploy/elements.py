@@ -3,6 +3,7 @@
 Symbols and standard atomic masses come from ASE (IUPAC 2016 values).
 """
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -40,6 +41,13 @@ def formula(atomic_numbers: Iterable[int]) -> str:
     first = [k for k in ("C", "H") if k in counts] if "C" in counts else []  # Hill order
     order = first + sorted(k for k in counts if k not in first)
     return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+
+def empirical_formula(atomic_numbers: Iterable[int]) -> str:
+    """The formula with the counts divided by their greatest common divisor: ``C2H6O`` for 64 ethanols."""
+    z = [int(x) for x in atomic_numbers]
+    divisor = math.gcd(*(z.count(x) for x in set(z))) if z else 1
+    return formula(x for x in sorted(set(z)) for _ in range(z.count(x) // divisor))
 
 
 def check_known(atomic_numbers: Iterable[int], known: Sequence[int], where: str) -> None:

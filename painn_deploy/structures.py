@@ -23,7 +23,10 @@ def load_pdb(pdb_path):
     try:
         pdb = app.PDBFile(str(pdb_path))
     except Exception as exc:  # openmm raises plain Exceptions of several kinds on bad PDBs
-        raise InputError(f"cannot read {pdb_path} as a PDB file: {exc}") from exc
+        raise InputError(
+            f"cannot read {pdb_path} as a PDB file ({type(exc).__name__}: {exc}); give a PDB file with ATOM or HETATM "
+            "records and element columns (OpenMM's PDBFile or Modeller write such files)"
+        ) from exc
     z = []
     for atom in pdb.topology.atoms():
         if atom.element is None:

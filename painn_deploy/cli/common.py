@@ -27,9 +27,23 @@ def build_parser(prog: str, description: str, config_cls, config_help: str | Non
     return add_arguments(parser, config_cls, config_help)
 
 
-def _print_warnings(caught) -> None:
+def _print_warnings(prog: str, caught) -> None:
     for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
+def _show_as_they_happen(prog: str):
+    """``warnings.showwarning`` for long runs: the package's warnings as ``PROG: warning: ...`` lines when they are
+    issued, any other as Python shows it."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.split(".")[0] == "painn_deploy":
+            print(f"{prog}: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def run_command(
@@ -42,8 +56,8 @@ def run_command(
 ) -> int:
     """Parse ``argv``, call ``execute(args)`` and ``report(result)``; return the exit status (0, 1 or 2).
 
-    With ``capture_warnings`` the warnings issued on the way are printed once each, as ``warning: ...``
-    lines before the report or the error (long runs leave them to Python, printed as they happen).
+    With ``capture_warnings`` the warnings issued on the way are printed once each, as ``PROG: warning: ...``
+    lines before the report or the error; without (long runs), the package's warnings are printed so as they happen.
     """
     try:
         args = parser.parse_args(argv)
@@ -56,17 +70,19 @@ def run_command(
                 warnings.simplefilter("always")
                 result = execute(args)
         else:
-            result = execute(args)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_as_they_happen(prog)
+                result = execute(args)
     except PainnDeployError as exc:
-        _print_warnings(caught)
+        _print_warnings(prog, caught)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except Exception as exc:  # a failed run (I/O, a bug): the traceback for the report, then one line
-        _print_warnings(caught)
+        _print_warnings(prog, caught)
         traceback.print_exc()
         print(f"{prog}: error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return FAILED_RUN
-    _print_warnings(caught)
+    _print_warnings(prog, caught)
     if report is not None:
         report(result)
     return 0

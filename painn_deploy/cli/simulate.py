@@ -6,7 +6,6 @@ on its way (an unstable trajectory, properties that cannot be recorded).
 """
 
 import sys
-import warnings
 
 # light imports only: --help must not wait for torch and OpenMM (the run imports them)
 from ..configuration import config_from_arguments
@@ -28,26 +27,11 @@ def build_parser():
     return _build_parser(PROG, DESCRIPTION, SimulationConfig)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings about the run, printed as they happen (a run is long); others as Python prints them."""
-    from ..errors import SimulationWarning
-
-    if issubclass(category, SimulationWarning):
-        print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
-    else:
-        _default_show_warning(message, category, filename, lineno, file, line)
-
-
-_default_show_warning = warnings.showwarning
-
-
 def _execute(args):
     cfg = config_from_arguments(SimulationConfig, args)
     from ..md.runner import run_simulation  # torch, OpenMM
 
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        return run_simulation(cfg)
+    return run_simulation(cfg)
 
 
 def main(argv=None) -> int:

@@ -9,8 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from .. import units
-from ..errors import InputError
+from .. import elements, units
+from ..errors import InputError, UnknownElementError
 from ..files import file_sha256, require_file
 
 NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
@@ -94,7 +94,7 @@ def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
         if key in arrays:
             setattr(data, name, np.asarray(arrays[key], dtype=np.float64) * f[name])
     data.sha256 = file_sha256(path)
-    _check_shapes(data)
+    _check_dataset(data)
     return data
 
 
@@ -191,7 +191,7 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
         if v is not None:
             setattr(data, name, v * f[name])
     data.sha256 = file_sha256(path) if path.is_file() else ""
-    _check_shapes(data)
+    _check_dataset(data)
     return data
 
 
@@ -203,8 +203,15 @@ def load(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     return load_ase(path, file_units)
 
 
-def _check_shapes(d: MoleculeDataset) -> None:
+def _check_dataset(d: MoleculeDataset) -> None:
     m, n = d.positions.shape[:2]
+    for z in sorted(set(int(x) for x in d.atomic_numbers)):
+        try:
+            elements.symbol(z)
+        except UnknownElementError as exc:
+            raise InputError(
+                f"{d.source}: {exc}; nuclear_charges must hold atomic numbers (1 for H, 6 for C, ...)"
+            ) from None
     expected = {"energy": (m,), "forces": (m, n, 3), "dipole": (m, 3), "polarizability": (m, 3, 3)}
     if d.positions.shape != (m, len(d.atomic_numbers), 3):
         raise InputError(
@@ -222,7 +229,10 @@ def make_split(n_frames: int, n_train: int, n_val: int, mode: str = "contiguous"
     """Indices {train, val, test}.  ``contiguous``: consecutive blocks (train first, then
     validation, then test), as correlated MD frames need; ``random``: a seeded permutation."""
     if n_train + n_val >= n_frames:
-        raise InputError(f"n_train + n_val = {n_train + n_val} leaves no test frames out of {n_frames}")
+        raise InputError(
+            f"n_train + n_val = {n_train + n_val} leaves no test frames out of {n_frames}; lower --n-train or "
+            f"--n-val to at most {n_frames - 1} together"
+        )
     if mode == "contiguous":
         order = np.arange(n_frames)
     elif mode == "random":

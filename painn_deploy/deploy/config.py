@@ -1,6 +1,7 @@
 """Configuration of ``painn-export``: one frozen dataclass, from a YAML file and/or the command line."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..configuration import Config, option
 from ..errors import InputError
@@ -47,10 +48,20 @@ class ExportConfig(Config):
         "INDICES",
         "indices",
     )
+    data: str | None = option(
+        None, "--data", "the training data file, when it is no longer where the checkpoint says (for the model's "
+        "training envelope, which painn-simulate checks runs against)", "FILE", "path",
+    )  # fmt: skip
+    overwrite: bool = option(False, "--overwrite", "replace an existing output file", kind="bool")
 
     def __post_init__(self):
         super().__post_init__()
         if self.checkpoint is None or self.output is None:
             raise InputError("give the checkpoint (CKPT) and the output file (-o MODEL.pt)")
+        output = Path(self.output)
+        if output.is_dir():
+            raise InputError(f"the output {output} is a directory; give a file name, e.g. {output / 'model.pt'}")
+        if output.exists() and not self.overwrite:
+            raise InputError(f"{output} already exists; give another -o, or --overwrite to replace it")
         if self.pair_capacity < 0:
             raise InputError(f"--pair-capacity must be 0 or positive, got {self.pair_capacity}")

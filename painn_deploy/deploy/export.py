@@ -2,6 +2,7 @@
 
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import elements, neighbors, units, versions
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, SimulationWarning
 from ..files import atomic_write, file_sha256
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..model.strategy import choose_strategy
@@ -63,9 +64,14 @@ def build_forcefield(
         pos = torch.tensor(np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
         box = torch.tensor(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
         cells, per_cell = neighbors.static_grid(box, pos, potential.config.cutoff_angstrom)
+        n_pairs = int(neighbors.cell_list_pairs(pos, box, potential.config.cutoff_angstrom)[0].shape[0])
         if pair_capacity <= 0:
-            i, _ = neighbors.cell_list_pairs(pos, box, potential.config.cutoff_angstrom)
-            pair_capacity = int(1.3 * int(i.shape[0]))  # room for density fluctuations; padding costs time
+            pair_capacity = int(1.3 * n_pairs)  # room for density fluctuations; padding costs time
+        elif pair_capacity < n_pairs:
+            raise InputError(
+                f"--pair-capacity {pair_capacity} is smaller than the {n_pairs} pairs of the structure itself; give "
+                f"more (0: 1.3 x its pairs, {int(1.3 * n_pairs)}, room for the box to breathe)"
+            )
     return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity,
                            static_cells=cells, atoms_per_cell=per_cell, atom_indices=atoms,
                            n_particles=n_particles)  # fmt: skip
@@ -204,6 +210,14 @@ def export(
     report = validation_report(record, scripted, eager, positions_nm, box_nm, dtype)
     config = record["config"]
     model_z = [z[a] for a in atoms] if atoms is not None else z
+    trained, exported = elements.empirical_formula(record["atomic_numbers"]), elements.empirical_formula(model_z)
+    if exported != trained:
+        warnings.warn(
+            f"the model's atoms ({elements.formula(model_z)}) are not copies of its training molecule ({trained}): "
+            "it was not trained on this chemistry, so treat its energies and forces as untested (painn-simulate's "
+            "training-envelope check flags distances it has not seen)",
+            SimulationWarning, stacklevel=2,
+        )  # fmt: skip
     mode = choose_neighbor_mode(len(model_z), neighbor_mode)
     meta = {
         md.KEY_FORMAT: md.FORMAT,
@@ -301,13 +315,19 @@ def training_data_envelope(record: dict, checkpoint, data: Optional[str] = None)
             envelope, source="training data", frames=described, data_sha256=(record.get("data") or {}).get("sha256")
         )
     examples = np.asarray(record.get("example_frames_angstrom") or [], dtype=np.float64)
+    warnings.warn(
+        f"{described}, so the model's training envelope comes from the {len(examples)} example frames stored in "
+        "the checkpoint: painn-simulate will warn about configurations like those the model was trained on. Give "
+        "the training data to painn-export with --data FILE.",
+        SimulationWarning, stacklevel=2,
+    )  # fmt: skip
     if not len(examples):
         return {"source": None, "frames": f"{described}, and the checkpoint stores no example frames"}
     envelope = training_envelope(record["atomic_numbers"], examples, cutoff)
     return dict(
         envelope, source="example frames",
-        frames=f"the {len(examples)} example frames stored in the checkpoint ({described}; give it to the export "
-        f"for the full envelope)",
+        frames=f"the {len(examples)} example frames stored in the checkpoint ({described}; painn-export --data "
+        f"gives the full envelope)",
     )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from .. import units
 from ..errors import InputError
 from .quantum import CORRELATIONS
-from .vibrational import SpectrumWarning, require_frames
+from .vibrational import SpectrumWarning, sampling_interval
 
 SPECTRUM_COLUMNS = ("wavenumber_cm-1", "intensity", "stderr")
 MODES_COLUMNS = ("mode", "wavenumber_cm-1", "ir_intensity_km_per_mol", "raman_activity_A4_per_amu")
@@ -97,16 +97,18 @@ class Properties:
         ]
 
 
-def _units_attr(ds, path: str, name: str, example: str) -> str:
+def _read_quantity(f, name: str, table: dict[str, float], path) -> np.ndarray:
+    """Dataset ``name`` of the open file in the unit of ``table``'s factors, from its 'units' attribute."""
+    ds = f[name]
     unit = ds.attrs.get("units")
     if unit is None:
         raise InputError(
-            f"{path}: dataset '{name}' has no 'units' attribute, so its unit is unknown. Add it, e.g. "
-            f"h5py.File(path, 'a')['{name}'].attrs['units'] = '{example}'"
+            f"{path}: dataset '{name}' has no 'units' attribute, so its unit is unknown. Add one of "
+            f"{', '.join(table)}, e.g. h5py.File(path, 'a')['{name}'].attrs['units'] = '{next(iter(table))}'"
         )
     if isinstance(unit, bytes):
         unit = unit.decode()
-    return str(unit)
+    return np.asarray(ds[()], dtype=np.float64) * _factor(table, str(unit), name, path)
 
 
 def _replica_count(data: np.ndarray, trailing: tuple[int, ...], name: str, n_frames: int, path: str) -> int | None:
@@ -144,27 +146,12 @@ def read_properties(path) -> Properties:
     with f:
         if "time" not in f:
             raise InputError(f"{path}: no 'time' dataset; a property file needs time [T] in ps")
-        tds = f["time"]
-        t = np.asarray(tds[()], dtype=np.float64) * _factor(
-            _TIME_TO_PS, _units_attr(tds, path, "time", "ps"), "time", path
-        )
+        t = _read_quantity(f, "time", _TIME_TO_PS, path)
         if t.ndim != 1:
             raise InputError(f"{path}: 'time' must be 1-D [T], got shape {t.shape}")
-        require_frames(t.shape[0], str(path))
-        dipole = pol = None
-        if "dipole" in f:
-            ds = f["dipole"]
-            dipole = np.asarray(ds[()], dtype=np.float64) * _factor(
-                _DIPOLE_TO_E_NM, _units_attr(ds, path, "dipole", "e*nm"), "dipole", path
-            )
-        if "polarizability" in f:
-            ds = f["polarizability"]
-            pol = np.asarray(ds[()], dtype=np.float64) * _factor(
-                _POLARIZABILITY_TO_NM3,
-                _units_attr(ds, path, "polarizability", "nm^3"),
-                "polarizability",
-                path,
-            )
+        sampling_interval(t, str(path))  # enough frames, equally spaced
+        dipole = _read_quantity(f, "dipole", _DIPOLE_TO_E_NM, path) if "dipole" in f else None
+        pol = _read_quantity(f, "polarizability", _POLARIZABILITY_TO_NM3, path) if "polarizability" in f else None
         if dipole is None and pol is None:
             raise InputError(f"{path}: neither 'dipole' nor 'polarizability' is recorded; nothing to analyse")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}

@@ -540,9 +540,14 @@ def _select(omega: np.ndarray, s: SpectrumSettings) -> np.ndarray:
     return (nu >= s.wmin_cm1 - 1e-9) & (nu <= s.wmax_cm1 + 1e-9)
 
 
-def _check_aliasing(nu: np.ndarray, spectra: np.ndarray, nyq: float, what: str) -> None:
+def _check_aliasing(nu: np.ndarray, spectra: np.ndarray, s: SpectrumSettings, what: str) -> None:
     """Warn when the classical line shape omega^2 I(omega) (Hann window) of the runs is still
-    above 5% of its maximum in the top 10% of the band below Nyquist (likely aliased)."""
+    above 5% of its maximum in the top 10% of the band below Nyquist (likely aliased).  Not for runs
+    resolved coarser than :data:`COARSE_RESOLUTION_CM1`, already warned about: the sidelobes of so wide a
+    lag-window kernel, weighted by omega^2, reach Nyquist without any aliasing."""
+    if s.resolution_cm1 > COARSE_RESOLUTION_CM1:
+        return
+    nyq = s.nyquist_cm1
     mean = np.abs(spectra).mean(axis=0)
     top = nu >= 0.9 * nyq
     if mean.max() > 0 and top.any() and mean[top].max() > 0.05 * mean.max():
@@ -634,7 +639,7 @@ def ir_spectrum(
         check.append(smooth)
     per_run = np.array(per_run)
     nu = omega / RAD_PER_PS_PER_CM1
-    _check_aliasing(nu, np.array(check), s.nyquist_cm1, "IR")
+    _check_aliasing(nu, np.array(check), s, "IR")
     sel = _select(omega, s)
     return _spectrum(
         "ir",
@@ -685,7 +690,7 @@ def raman_spectra(
     par_runs = iso_runs + 4.0 / 45.0 * aniso_runs
     perp_runs = aniso_runs / 15.0
     act_runs = 45.0 * iso_runs + 7.0 * aniso_runs
-    _check_aliasing(nu, np.array(check), s.nyquist_cm1, "Raman")
+    _check_aliasing(nu, np.array(check), s, "Raman")
     sel = _select(omega, s)
     nu = nu[sel]
     iso = _spectrum("raman_isotropic", nu, iso_runs[:, sel], RAMAN_UNITS, "isotropic Raman, C_iso = <da(0) da(t)>", s)

@@ -133,7 +133,6 @@ def train(cfg: TrainConfig) -> dict:
             raise InputError(f"--resume: no {last} to continue from; start a new run without --resume")
         if not cfg.resume and (output / "best.ckpt").exists():
             raise InputError(f"{output} already holds a trained model; use --resume to continue or another --output")
-        output.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_data(cfg)
     elements = sorted(set(int(z) for z in data.atomic_numbers))
@@ -151,7 +150,8 @@ def train(cfg: TrainConfig) -> dict:
         )
     )
     apply_statistics(model, stats)
-    if main_process:
+    if main_process:  # the data and options are usable: only now is the output folder made
+        output.mkdir(parents=True, exist_ok=True)
         (output / "config.yaml").write_text(_yaml(cfg.to_dict()))
         data_io.save_split(split, output / "split.npz")
 

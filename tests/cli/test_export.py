@@ -48,3 +48,29 @@ def test_config_file_flags_and_ml_atoms(trained_checkpoint, tmp_path, capsys):
     assert main([]) == 2
     assert "give the checkpoint (CKPT) and the output file" in capsys.readouterr().err
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_an_existing_output_is_kept_and_a_too_small_pair_capacity_is_named(trained_checkpoint, tmp_path, capsys):
+    from painn_deploy.cli.export import main
+    from painn_deploy.structures import read_pdb, write_pdb
+
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"a model the user wants to keep")
+    for argv, message in (
+        ([str(trained_checkpoint), "-o", str(out)], "model.pt already exists; give another -o, or --overwrite"),
+        ([str(trained_checkpoint), "-o", str(tmp_path)], "is a directory; give a file name, e.g."),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert out.read_bytes() == b"a model the user wants to keep"
+    assert main([str(trained_checkpoint), "-o", str(out), "--overwrite"]) == 0
+    assert load_metadata(out)["n_particles"] == 9
+
+    z, pos, _ = read_pdb(ETHANOL_PDB)
+    write_pdb(tmp_path / "box.pdb", z, pos, np.eye(3) * 1.5)
+    static = [str(trained_checkpoint), "-o", str(tmp_path / "s.pt"), "--pdb", str(tmp_path / "box.pdb")]
+    assert main(static + ["--neighbor-list", "static", "--pair-capacity", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--pair-capacity 3 is smaller than the 72 pairs of the structure itself" in err and "Traceback" not in err
+    assert not (tmp_path / "s.pt").exists()

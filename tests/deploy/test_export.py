@@ -1,11 +1,13 @@
 """The exported TorchScript artefact against the eager model, its metadata and neighbour lists."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from painn_deploy.deploy import build_forcefield, export, load, load_metadata
-from painn_deploy.errors import CheckpointError, UnknownElementError
+from painn_deploy.errors import CheckpointError, SimulationWarning, UnknownElementError
 from painn_deploy.model.checkpoint import load_checkpoint
 
 from ..conftest import ETHANOL_PDB
@@ -79,6 +81,19 @@ def test_export_for_a_pdb(trained_checkpoint, tmp_path):
     pos = torch.tensor(np.load(ETHANOL_PDB.parent / "ethanol_gfn2xtb_subset.npz")["coords"][0] * 0.1)
     torch.testing.assert_close(load(tmp_path / "c.pt").properties(pos)["forces"], load(path).properties(pos)["forces"],
                                rtol=0, atol=1e-3)  # fmt: skip
+
+
+def test_export_warns_for_another_molecule_but_not_for_copies_of_its_own(trained_checkpoint, tmp_path):
+    from painn_deploy.structures import read_pdb, write_pdb
+
+    z, pos, _ = read_pdb(ETHANOL_PDB)
+    write_pdb(tmp_path / "two.pdb", [*z, *z], np.concatenate([pos, np.asarray(pos) + 0.6]))
+    write_pdb(tmp_path / "methanol_like.pdb", list(z[:3]) + list(z[-3:]), np.asarray(pos)[[0, 1, 2, 6, 7, 8]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimulationWarning)
+        export(trained_checkpoint, tmp_path / "two.pt", pdb=str(tmp_path / "two.pdb"))  # two ethanols: C2H6O
+    with pytest.warns(SimulationWarning, match=r"atoms \(C2H3O\) are not copies of its training molecule \(C2H6O\)"):
+        export(trained_checkpoint, tmp_path / "other.pt", pdb=str(tmp_path / "methanol_like.pdb"))
 
 
 def test_export_rejects_unknown_elements(trained_checkpoint, tmp_path):

@@ -95,7 +95,8 @@ def test_export_records_the_envelope_and_which_frames_it_came_from(exported32, t
     # the data file gone: the checkpoint's example frames, said so
     record = load_checkpoint(trained_checkpoint)
     moved = dict(record, train_config=dict(record["train_config"], data=str(tmp_path / "moved.npz")))
-    fallback = training_data_envelope(moved, trained_checkpoint)
+    with pytest.warns(SimulationWarning, match="moved.npz was not found, so .* 3 example frames .* with --data FILE"):
+        fallback = training_data_envelope(moved, trained_checkpoint)
     assert fallback["source"] == "example frames" and fallback["n_frames"] == 3
     assert "moved.npz was not found" in fallback["frames"]
     # another file with the same name is not the training data (SHA-256)
@@ -112,6 +113,11 @@ def test_export_records_the_envelope_and_which_frames_it_came_from(exported32, t
     meta = export(trained_checkpoint, tmp_path / "m.pt", data=str(relocated))
     assert meta["training_envelope"]["source"] == "training data"
     assert meta["training_envelope"]["shortest_angstrom"] == envelope["shortest_angstrom"]
+    # ... and from the command line
+    from painn_deploy.cli.export import main
+
+    assert main([str(trained_checkpoint), "-o", str(tmp_path / "cli.pt"), "--data", str(relocated)]) == 0
+    assert Artefact(tmp_path / "cli.pt").metadata["training_envelope"]["source"] == "training data"
 
 
 # ---- in a run ---------------------------------------------------------------------------------------------------

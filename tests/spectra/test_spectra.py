@@ -352,6 +352,10 @@ def test_runs_too_short_for_a_useful_resolution_warn_and_far_too_short_ones_are_
         path = _write_h5(tmp_path / f"frames{n}.h5", *dipole(n))
         with pytest.raises(InputError, match=f"frames{n}.h5 has {n} frames; a spectrum needs at least 8. Run at least"):
             read_properties(path)
+    t, dip = dipole(3000)
+    t[1500:] += 0.01  # a restart appended to the file
+    with pytest.raises(InputError, match="gap.h5: frames are not equally spaced"):
+        read_properties(_write_h5(tmp_path / "gap.h5", t, dip))
 
 
 def test_bad_time_series_are_refused():

@@ -69,6 +69,12 @@ def test_bad_units_and_files_are_reported(tmp_path):
     broken.write_bytes(ETHANOL_NPZ.read_bytes()[:1000])
     with pytest.raises(InputError, match="is the file complete"):
         data_io.load_npz(broken)
+    unknown = dict(np.load(ETHANOL_NPZ))
+    unknown["nuclear_charges"] = unknown["nuclear_charges"].copy()
+    unknown["nuclear_charges"][3] = 150
+    np.savez(tmp_path / "unknown.npz", **unknown)
+    with pytest.raises(InputError, match="unknown.npz: atomic number 150 is not a chemical element; nuclear_charges"):
+        data_io.load_npz(tmp_path / "unknown.npz")
 
 
 def test_splits():
@@ -289,6 +295,7 @@ def test_missing_target_in_data(tmp_path):
     np.savez(path, **d)
     with pytest.raises(InputError, match="has no dipole data"):
         train(TrainConfig(data=str(path), output=str(tmp_path / "o"), targets="energy,forces,dipole", **TINY))
+    assert not (tmp_path / "o").exists()  # a refused run leaves no output folder behind
 
 
 def test_cli_documents_every_option_and_accepts_the_issue_invocation(capsys):
