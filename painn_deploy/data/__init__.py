@@ -190,7 +190,7 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
         v = collect(name, shape)
         if v is not None:
             setattr(data, name, v * f[name])
-    data.sha256 = file_sha256(path) if path.is_file() else ""
+    data.sha256 = file_sha256(path)
     _check_dataset(data)
     return data
 
@@ -204,7 +204,17 @@ def load(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
 
 
 def _check_dataset(d: MoleculeDataset) -> None:
+    if np.ndim(d.atomic_numbers) != 1:
+        raise InputError(
+            f"{d.source}: nuclear_charges have shape {np.shape(d.atomic_numbers)}, expected (atoms,): one atomic "
+            "number per atom, the same for every frame"
+        )
     m, n = d.positions.shape[:2]
+    expected = {"energy": (m,), "forces": (m, n, 3), "dipole": (m, 3), "polarizability": (m, 3, 3)}
+    if d.positions.shape != (m, len(d.atomic_numbers), 3):
+        raise InputError(
+            f"{d.source}: coords have shape {d.positions.shape}, expected (frames, {len(d.atomic_numbers)}, 3)"
+        )
     for z in sorted(set(int(x) for x in d.atomic_numbers)):
         try:
             elements.symbol(z)
@@ -212,11 +222,6 @@ def _check_dataset(d: MoleculeDataset) -> None:
             raise InputError(
                 f"{d.source}: {exc}; nuclear_charges must hold atomic numbers (1 for H, 6 for C, ...)"
             ) from None
-    expected = {"energy": (m,), "forces": (m, n, 3), "dipole": (m, 3), "polarizability": (m, 3, 3)}
-    if d.positions.shape != (m, len(d.atomic_numbers), 3):
-        raise InputError(
-            f"{d.source}: coords have shape {d.positions.shape}, expected (frames, {len(d.atomic_numbers)}, 3)"
-        )
     for name, shape in expected.items():
         v = d.target(name)
         if v is not None and v.shape != shape:

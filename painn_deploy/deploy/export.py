@@ -210,10 +210,10 @@ def export(
     report = validation_report(record, scripted, eager, positions_nm, box_nm, dtype)
     config = record["config"]
     model_z = [z[a] for a in atoms] if atoms is not None else z
-    trained, exported = elements.empirical_formula(record["atomic_numbers"]), elements.empirical_formula(model_z)
-    if exported != trained:
+    if elements.empirical_formula(model_z) != elements.empirical_formula(record["atomic_numbers"]):
         warnings.warn(
-            f"the model's atoms ({elements.formula(model_z)}) are not copies of its training molecule ({trained}): "
+            f"the model's atoms ({elements.formula(model_z)}) are not copies of its training molecule "
+            f"({elements.formula(record['atomic_numbers'])}): "
             "it was not trained on this chemistry, so treat its energies and forces as untested (painn-simulate's "
             "training-envelope check flags distances it has not seen)",
             SimulationWarning, stacklevel=2,
@@ -315,14 +315,20 @@ def training_data_envelope(record: dict, checkpoint, data: Optional[str] = None)
             envelope, source="training data", frames=described, data_sha256=(record.get("data") or {}).get("sha256")
         )
     examples = np.asarray(record.get("example_frames_angstrom") or [], dtype=np.float64)
+    export_with_data = "Export the checkpoint with painn-export --data FILE (the training data) and use that model."
+    if not len(examples):
+        warnings.warn(
+            f"{described}, and the checkpoint stores no example frames: the model has no training envelope, so "
+            f"painn-simulate cannot tell when a run leaves its training data. {export_with_data}",
+            SimulationWarning, stacklevel=2,
+        )  # fmt: skip
+        return {"source": None, "frames": f"{described}, and the checkpoint stores no example frames"}
     warnings.warn(
         f"{described}, so the model's training envelope comes from the {len(examples)} example frames stored in "
-        "the checkpoint: painn-simulate will warn about configurations like those the model was trained on. Give "
-        "the training data to painn-export with --data FILE.",
+        f"the checkpoint: painn-simulate will warn about configurations like those the model was trained on. "
+        f"{export_with_data}",
         SimulationWarning, stacklevel=2,
     )  # fmt: skip
-    if not len(examples):
-        return {"source": None, "frames": f"{described}, and the checkpoint stores no example frames"}
     envelope = training_envelope(record["atomic_numbers"], examples, cutoff)
     return dict(
         envelope, source="example frames",

@@ -44,8 +44,8 @@ class CsvLog:
         self.path = path
         self.columns = columns
         if resume_step >= 0 and path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            with open(path, newline="") as f:  # (a log of an earlier version may have other columns)
+                rows = [{k: r.get(k, "") for k in columns} for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
             self._open("w")
             self.writer.writerows(rows)
         else:

@@ -389,7 +389,7 @@ class MDRun:
             resume_step, resume_frames = self.step, resume["property_frames"]
             if self.step >= cfg.steps:
                 warnings.warn(
-                    f"the run already has {self.step} steps, as many as --steps {cfg.steps} asks for: nothing to do. "
+                    f"the run already has {self.step} steps, at least as many as --steps {cfg.steps} asks for: nothing to do. "
                     "Give a larger --steps to continue it.",
                     SimulationWarning, stacklevel=2,
                 )  # fmt: skip

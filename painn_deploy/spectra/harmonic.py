@@ -120,8 +120,7 @@ def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
             module = torch.jit.load(str(path), map_location=device)
         except (RuntimeError, ValueError, OSError) as exc:
             raise CheckpointError(
-                f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}). Give an exported "
-                "model (.pt, from painn-export) or a painn-train checkpoint (.ckpt)."
+                f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}); {MODEL_FILE_FIX}"
             ) from exc
         if not hasattr(module, "properties"):  # a user's TorchScript model: the contract, not a format
             raise CheckpointError(

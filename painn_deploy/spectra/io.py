@@ -97,14 +97,15 @@ class Properties:
         ]
 
 
-def _read_quantity(f, name: str, table: dict[str, float], path) -> np.ndarray:
-    """Dataset ``name`` of the open file in the unit of ``table``'s factors, from its 'units' attribute."""
+def _read_quantity(f, name: str, table: dict[str, float], path, own_unit: str) -> np.ndarray:
+    """Dataset ``name`` of the open file in the unit of ``table``'s factors (``own_unit``, painn-simulate's),
+    from its 'units' attribute."""
     ds = f[name]
     unit = ds.attrs.get("units")
     if unit is None:
         raise InputError(
             f"{path}: dataset '{name}' has no 'units' attribute, so its unit is unknown. Add one of "
-            f"{', '.join(table)}, e.g. h5py.File(path, 'a')['{name}'].attrs['units'] = '{next(iter(table))}'"
+            f"{', '.join(table)}, e.g. h5py.File(path, 'a')['{name}'].attrs['units'] = '{own_unit}'"
         )
     if isinstance(unit, bytes):
         unit = unit.decode()
@@ -146,12 +147,14 @@ def read_properties(path) -> Properties:
     with f:
         if "time" not in f:
             raise InputError(f"{path}: no 'time' dataset; a property file needs time [T] in ps")
-        t = _read_quantity(f, "time", _TIME_TO_PS, path)
+        t = _read_quantity(f, "time", _TIME_TO_PS, path, "ps")
         if t.ndim != 1:
             raise InputError(f"{path}: 'time' must be 1-D [T], got shape {t.shape}")
         sampling_interval(t, str(path))  # enough frames, equally spaced
-        dipole = _read_quantity(f, "dipole", _DIPOLE_TO_E_NM, path) if "dipole" in f else None
-        pol = _read_quantity(f, "polarizability", _POLARIZABILITY_TO_NM3, path) if "polarizability" in f else None
+        dipole = _read_quantity(f, "dipole", _DIPOLE_TO_E_NM, path, "e*nm") if "dipole" in f else None
+        pol = (
+            _read_quantity(f, "polarizability", _POLARIZABILITY_TO_NM3, path, "nm^3") if "polarizability" in f else None
+        )
         if dipole is None and pol is None:
             raise InputError(f"{path}: neither 'dipole' nor 'polarizability' is recorded; nothing to analyse")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}

@@ -416,6 +416,7 @@ def resolve_settings(
     shortest = int(min(n_frames))
     length_ps = (shortest - 1) * dt_ps
     require_frames(shortest, "the shortest run", window)
+    run_limits = True  # whether the run's length, not a setting, limits tau
     if max_corr_time_ps is None and resolution_cm1 is None:
         tau = min(max_corr_time_for_resolution(DEFAULT_RESOLUTION_CM1, window), length_ps / 4.0)
         fwhm = resolution_for_max_corr_time(tau, window)
@@ -431,6 +432,7 @@ def resolve_settings(
         else:
             tau = float(max_corr_time_ps)
             what = f"the maximum correlation time {tau:g} ps"
+        run_limits = tau > length_ps
         if not tau > 0:
             raise InputError(f"the maximum correlation time must be positive (ps), got {tau}")
         if tau > length_ps:
@@ -455,8 +457,9 @@ def resolve_settings(
     fwhm = resolution_for_max_corr_time((n_lags - 1) * dt_ps, window)
     if fwhm >= wmax_cm1 - wmin_cm1:
         wider = f"{fwhm:.3g} cm^-1 (FWHM), wider than the range {wmin_cm1:g}-{wmax_cm1:g} cm^-1"
-        if max_corr_time_ps is not None and tau == max_corr_time_ps:  # the setting, not the run, limits it
-            raise InputError(f"the maximum correlation time {tau:g} ps resolves only {wider}: give a longer one")
+        if not run_limits:
+            setting = "--resolution-cm1" if resolution_cm1 is not None else "--max-corr-time-ps"
+            raise InputError(f"{setting} gives a resolution of only {wider}: ask for a finer one")
         raise InputError(
             f"the shortest run ({length_ps:.4g} ps) is far too short for a spectrum: it resolves only {wider}. "
             f"{_run_longer(window)}"
@@ -542,9 +545,9 @@ def _select(omega: np.ndarray, s: SpectrumSettings) -> np.ndarray:
 
 def _check_aliasing(nu: np.ndarray, spectra: np.ndarray, s: SpectrumSettings, what: str) -> None:
     """Warn when the classical line shape omega^2 I(omega) (Hann window) of the runs is still
-    above 5% of its maximum in the top 10% of the band below Nyquist (likely aliased).  Not for runs
-    resolved coarser than :data:`COARSE_RESOLUTION_CM1`, already warned about: the sidelobes of so wide a
-    lag-window kernel, weighted by omega^2, reach Nyquist without any aliasing."""
+    above 5% of its maximum in the top 10% of the band below Nyquist (likely aliased).  Not for spectra
+    resolved coarser than :data:`COARSE_RESOLUTION_CM1`: the sidelobes of so wide a lag-window kernel,
+    weighted by omega^2, reach Nyquist without any aliasing (the default analysis warns about such runs)."""
     if s.resolution_cm1 > COARSE_RESOLUTION_CM1:
         return
     nyq = s.nyquist_cm1

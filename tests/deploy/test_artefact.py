@@ -141,3 +141,15 @@ def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethano
         torch.testing.assert_close(got["energy"], reference["energy"], rtol=1e-12, atol=1e-12)
     energy, forces = model.energy_and_forces(np.stack([positions_nm, positions_nm]))  # batched arrays too
     torch.testing.assert_close(forces[1], reference["forces"], rtol=1e-12, atol=1e-12)
+    # a periodic model: box vectors as an array and as a quantity too
+    from painn_deploy.deploy import PaiNNForceField
+    from painn_deploy.deploy.artefact import Model
+
+    z, pos, box = water_like_box(n_side=3, spacing_nm=0.5)
+    module = PaiNNForceField(small_potential(n_features=8), z, True, "cell_list", torch.float64)
+    periodic = Model(torch.jit.script(module), {})
+    energy, forces = periodic.energy_and_forces(torch.tensor(pos), torch.tensor(box))
+    for box_given in (np.asarray(box), unit.Quantity(np.asarray(box) * 10.0, unit.angstrom)):
+        e, f = periodic.energy_and_forces(np.asarray(pos), box_given)
+        torch.testing.assert_close(f, forces, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(periodic.energy_and_forces(np.asarray(pos), np.asarray(box) * 1.05)[0], energy)

@@ -178,3 +178,19 @@ def test_a_previous_run_is_not_overwritten_without_overwrite(exported64, tmp_pat
         run_simulation(config(exported64, other, steps=10))
     with pytest.raises(InputError, match="give one of them"):
         config(exported64, out, steps=10, resume=True, overwrite=True)
+
+
+def test_a_log_with_other_columns_is_resumed_with_the_current_ones(tmp_path):
+    """A log written by another version (here with a column classical runs no longer have) keeps its rows up
+    to the checkpoint, in the current columns, and is never left truncated."""
+    from painn_deploy.md.outputs import LOG_COLUMNS, CsvLog
+
+    old = ("step", "time_ps", "potential_kj_per_mol", "kinetic_kj_per_mol", "total_kj_per_mol", "temperature_K",
+           "quantum_kinetic_kj_per_mol", "speed_ns_per_day")  # fmt: skip
+    rows = [[str(step), "0.05", "-1.0", "2.0", "1.0", "300.0", "2.0", "30.0"] for step in (100, 200)]
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(",".join(r) for r in [list(old), *rows]) + "\n")
+    log = CsvLog(path, LOG_COLUMNS, resume_step=100)
+    log.close()
+    lines = path.read_text().splitlines()
+    assert lines == [",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0"]

@@ -95,7 +95,9 @@ def test_export_records_the_envelope_and_which_frames_it_came_from(exported32, t
     # the data file gone: the checkpoint's example frames, said so
     record = load_checkpoint(trained_checkpoint)
     moved = dict(record, train_config=dict(record["train_config"], data=str(tmp_path / "moved.npz")))
-    with pytest.warns(SimulationWarning, match="moved.npz was not found, so .* 3 example frames .* with --data FILE"):
+    with pytest.warns(
+        SimulationWarning, match="moved.npz was not found, so .* 3 example frames .* painn-export --data FILE"
+    ):
         fallback = training_data_envelope(moved, trained_checkpoint)
     assert fallback["source"] == "example frames" and fallback["n_frames"] == 3
     assert "moved.npz was not found" in fallback["frames"]

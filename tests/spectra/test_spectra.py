@@ -345,8 +345,10 @@ def test_runs_too_short_for_a_useful_resolution_warn_and_far_too_short_ones_are_
         with pytest.raises(InputError, match="far too short"):  # correlated over the whole run, still too wide
             ir_spectrum(*dipole(8), 300.0, resolution_cm1=10.0)
     # a long run with a correlation time too short for any resolution: the setting is named, not the run
-    with pytest.raises(InputError, match="maximum correlation time 0.004 ps resolves only .* give a longer one"):
+    with pytest.raises(InputError, match="--max-corr-time-ps gives a resolution of only .* ask for a finer one"):
         ir_spectrum(*dipole(3000), 300.0, max_corr_time_ps=0.004)
+    with pytest.raises(InputError, match="--resolution-cm1 gives a resolution of only .* ask for a finer one"):
+        ir_spectrum(*dipole(3000), 300.0, resolution_cm1=5000.0)
     # a file with too few frames is named, with the run length that helps, whatever its count
     for n in (0, 3):
         path = _write_h5(tmp_path / f"frames{n}.h5", *dipole(n))

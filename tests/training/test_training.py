@@ -75,6 +75,10 @@ def test_bad_units_and_files_are_reported(tmp_path):
     np.savez(tmp_path / "unknown.npz", **unknown)
     with pytest.raises(InputError, match="unknown.npz: atomic number 150 is not a chemical element; nuclear_charges"):
         data_io.load_npz(tmp_path / "unknown.npz")
+    unknown["nuclear_charges"] = np.tile(unknown["nuclear_charges"], (2, 1))  # per frame
+    np.savez(tmp_path / "per_frame.npz", **unknown)
+    with pytest.raises(InputError, match=r"nuclear_charges have shape \(2, 9\), expected \(atoms,\)"):
+        data_io.load_npz(tmp_path / "per_frame.npz")
 
 
 def test_splits():
