@@ -16,6 +16,7 @@ from dataclasses import asdict, field, fields
 from pathlib import Path
 
 from .errors import InputError
+from .files import require_file
 
 #: Kinds of option: how a value is checked and converted, and how its flag parses.
 #: float, int, str, path (a file name, or None), bool (a flag that flips the default), switch
@@ -179,9 +180,9 @@ def load_config_file(path) -> dict:
     """The mapping of a YAML configuration file (InputError if missing, malformed or not a mapping)."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such configuration file")
+    path = require_file(
+        path, "configuration file", "give a YAML file of options (keys: the option names with underscores)"
+    )
     try:
         values = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

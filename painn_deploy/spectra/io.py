@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
+from ..files import require_file
 from .quantum import CORRELATIONS
 from .vibrational import SpectrumWarning, sampling_interval
 
@@ -138,8 +139,9 @@ def read_properties(path) -> Properties:
     import h5py
 
     path = str(path)
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such property file (expected the HDF5 file written by the MD run)")
+    require_file(
+        path, "property file", "give the properties.h5 of a run with --record-dipole or --record-polarizability"
+    )
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -224,9 +226,7 @@ def _write_csv(path, header, rows) -> Path:
 
 
 def _read_csv(path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such CSV file")
+    path = require_file(path, "CSV file", "give a CSV written by painn-spectrum or painn-harmonic")
     with path.open(newline="") as fh:
         rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
     if not rows:

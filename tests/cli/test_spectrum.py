@@ -80,7 +80,7 @@ def test_config_errors_name_the_problem(tmp_path, capsys):
     assert main(["--config", str(cfg)]) == 2
     assert "must be a mapping" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "no such configuration file" in capsys.readouterr().err
+    assert "missing.yaml does not exist" in capsys.readouterr().err
     assert main([]) == 2
     assert "no property files given" in capsys.readouterr().err
     with pytest.raises(InputError, match="window"):

@@ -421,7 +421,7 @@ def test_unit_attributes(tmp_path):
         read_properties(_write_h5(tmp_path / "none.h5", d["t"], d["dipole"], dip_units=None))
     with pytest.raises(InputError, match="neither"):
         read_properties(_write_h5(tmp_path / "empty.h5", d["t"]))
-    with pytest.raises(InputError, match="no such"):
+    with pytest.raises(InputError, match="property file .*missing.h5 does not exist; give the properties.h5"):
         read_properties(tmp_path / "missing.h5")
 
 
