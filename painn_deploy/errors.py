@@ -53,6 +53,12 @@ class RecordingError(PainnDeployError, RuntimeError):
     exit_status = 1
 
 
+class RunInterrupted(PainnDeployError):
+    """A run stopped on request (Ctrl-C, or SIGTERM from a batch scheduler) after writing a checkpoint."""
+
+    exit_status = 130  # the shell's status for a process stopped by Ctrl-C
+
+
 class SimulationWarning(UserWarning):
     """Something the user should know about a run that goes on (painn-simulate prints it as a warning)."""
 

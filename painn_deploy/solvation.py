@@ -46,11 +46,25 @@ def check_templates(ff: "app.ForceField", topology: "app.Topology", where: str =
     names = sorted({r.name for r in unmatched})
     first = unmatched[0]
     atoms = " ".join(a.name for a in first.atoms())
+    no_bonds = len(list(first.atoms())) > 1 and not any(
+        a.residue is first and b.residue is first for a, b in topology.bonds()
+    )
+    known = first.name in getattr(ff, "_templates", {})  # (ForceField keeps its templates by name here)
+    if no_bonds and known:  # templates match residues by their bonds
+        cause = (
+            "the force field defines it, but it has no bonds here: a PDB needs CONECT records for a residue that "
+            "is not a standard one (OpenMM's PDBFile and Modeller write them)"
+        )
+    else:
+        cause = (
+            "give an OpenMM force-field XML that defines it (--forcefield-file on the command line, "
+            "forcefield_files=[...] in Python; e.g. from openmmforcefields' GAFF or SMIRNOFF template generators)"
+            + (", and CONECT records for its bonds in the PDB" if no_bonds else "")
+        )
     raise InputError(
         f"{where}: the force field has no template for residue {', '.join(names)} (first: residue {first.name} "
-        f"{first.id} of chain {first.chain.id}, atoms {atoms}); give an OpenMM force-field XML that defines it "
-        f"with forcefield_files=[...] (e.g. from openmmforcefields' GAFF or SMIRNOFF template generators). "
-        f"Bundled: ethanol as residue EOH ({ETHANOL_FORCEFIELD.name})."
+        f"{first.id} of chain {first.chain.id}, atoms {atoms}); {cause}. Bundled: ethanol as residue EOH "
+        f"({ETHANOL_FORCEFIELD.name})."
     )
 
 

@@ -5,7 +5,7 @@ Exit status of every command: 0 on success; 2 for bad input (an argparse error, 
 was run); 1 for a run that failed on its way (an unstable trajectory, an overflowing neighbour list: errors
 whose ``exit_status`` is 1).  Both are reported as one line ``PROG: error: ...``, never with a traceback.  An
 unexpected exception (a bug, a full disk) also exits with 1, after its traceback and one line
-``PROG: error: the run failed: ...``.
+``PROG: error: the run failed: ...``.  Ctrl-C exits with 130 (painn-simulate first writes a checkpoint).
 """
 
 import argparse
@@ -19,6 +19,7 @@ from ..errors import PainnDeployError
 
 BAD_INPUT = 2
 FAILED_RUN = 1
+INTERRUPTED = 130  # the shell's status for Ctrl-C
 
 
 def build_parser(prog: str, description: str, config_cls, config_help: str | None = None) -> argparse.ArgumentParser:
@@ -77,6 +78,10 @@ def run_command(
         _print_warnings(prog, caught)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:  # Ctrl-C where nothing finishes the work first (painn-simulate checkpoints)
+        _print_warnings(prog, caught)
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except Exception as exc:  # a failed run (I/O, a bug): the traceback for the report, then one line
         _print_warnings(prog, caught)
         traceback.print_exc()

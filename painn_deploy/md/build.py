@@ -52,9 +52,10 @@ def choose_platform(name: str) -> openmm.Platform:
         for candidate in ("CUDA", "CPU", "Reference"):
             if candidate in available:
                 return openmm.Platform.getPlatformByName(candidate)
-    if name not in available:
+    matching = [p for p in available if p.lower() == name.lower()]  # (OpenMM's names are case-sensitive)
+    if not matching:
         raise InputError(f"OpenMM platform {name!r} is not available here (available: {', '.join(available)})")
-    return openmm.Platform.getPlatformByName(name)
+    return openmm.Platform.getPlatformByName(matching[0])
 
 
 def import_openmmtools():

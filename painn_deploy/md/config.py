@@ -83,8 +83,8 @@ class SimulationConfig(Config):
         "independent thermostat noise); properties.h5 gets a replica axis", "R", "int",
     )  # fmt: skip
     bead_trajectory: bool = option(
-        False, "--bead-trajectory", "also write every bead's positions (beads.dcd); trajectory.dcd holds the "
-        "centroids", kind="bool",
+        False, "--bead-trajectory", "also write every bead's positions (beads.dcd: replicas x beads x atoms per "
+        "frame, in that order); trajectory.dcd holds the centroids", kind="bool",
     )  # fmt: skip
     ml_residues: str = option(
         "", "--ml-residues", "a solute in solvent: residue names (comma-separated) the model describes; every other "
@@ -223,6 +223,9 @@ class SimulationConfig(Config):
             raise InputError(f"--pressure must be positive (bar), or 0 for constant volume, not {self.pressure_bar}")
         if self.pressure_bar > 0 and not self.ml_residues:
             raise InputError("--pressure (NPT) is for solvated systems: give --ml-residues")
+        if self.beads == 1 and (self.rpmd_integrator == "openmm" or self.bead_trajectory):
+            what = "--bead-trajectory" if self.bead_trajectory else "--rpmd-integrator openmm"
+            raise InputError(f"{what} is for ring polymers: give --beads P (P > 1), or drop it")
         if self.beads > 1 and self.rpmd_integrator == "openmm":
             if self.records:
                 raise InputError(

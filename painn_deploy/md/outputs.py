@@ -156,6 +156,7 @@ def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> 
 class TrajectoryFile:
     """``trajectory.dcd`` or ``trajectory.xtc`` in ``output``, written with OpenMM's writers.
 
+    Frame k is step (k + 1) x ``interval`` (written after the steps), and the files say so.
     ``sync()`` makes the frames written so far durable and returns what a checkpoint must remember
     (frames and bytes); ``resume`` (that dict) cuts the file back to it before appending.
     Positions in nm, box vectors as OpenMM Vec3s (or None).
@@ -183,7 +184,7 @@ class TrajectoryFile:
                     self.path, topology.getNumAtoms(), topology.getPeriodicBoxVectors() is not None, self.frames
                 )
             self.file = open(self.path, "r+b" if append else "wb")
-            self.writer = app.DCDFile(self.file, topology, dt, 0, interval, append=append)
+            self.writer = app.DCDFile(self.file, topology, dt, interval, interval, append=append)
         else:
             self.file = None
             if append and self.frames > 0:  # XTC frames have no fixed size: cut at the checkpoint's byte length
@@ -191,7 +192,7 @@ class TrajectoryFile:
             else:  # OpenMM's XTC writer creates the file at the first frame and cannot append to an empty one
                 self.path.unlink(missing_ok=True)
                 append = False
-            self.writer = app.XTCFile(str(self.path), topology, dt, 0, interval, append=append)
+            self.writer = app.XTCFile(str(self.path), topology, dt, interval, interval, append=append)
 
     def write(self, positions_nm: np.ndarray, box_vectors=None) -> None:
         from openmm import unit

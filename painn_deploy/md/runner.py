@@ -8,7 +8,9 @@ directory, the checkpoint format and what a resume verifies: :mod:`.rundir`.
 
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,7 +23,15 @@ from openmm import unit
 
 from .. import units, versions
 from ..deploy import Artefact
-from ..errors import CheckpointError, InputError, PainnDeployError, RecordingError, SimulationWarning, typed_errors
+from ..errors import (
+    CheckpointError,
+    InputError,
+    PainnDeployError,
+    RecordingError,
+    RunInterrupted,
+    SimulationWarning,
+    typed_errors,
+)
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
 from ..structures import load_pdb, write_pdb
@@ -444,6 +454,31 @@ class MDRun:
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
 
     def _loop(self, progress, wall_start, start_step):
+        """The steps, in blocks that end where an output is due.  Ctrl-C or SIGTERM (a batch scheduler's
+        notice) ends the run at the next log step, with a checkpoint there; a second one stops at once.  (At a log
+        step the state has been checked, and reading its energy, which advances a CustomIntegrator's random
+        numbers, happens as in an uninterrupted run: the resumed run continues as that one would.)"""
+        requested = []
+
+        def stop(signum, frame):
+            if requested:
+                raise KeyboardInterrupt
+            requested.append(signal.Signals(signum).name)
+            print(
+                f"stopping at the next log step (every {self.cfg.log_interval} steps) with a checkpoint; again to "
+                "stop at once", file=sys.stderr, flush=True,
+            )  # fmt: skip
+
+        handled = (signal.SIGINT, signal.SIGTERM)
+        main_thread = threading.current_thread() is threading.main_thread()  # (signals reach the main thread only)
+        previous = {s: signal.signal(s, stop) for s in handled} if main_thread else {}
+        try:
+            self._steps(progress, wall_start, start_step, requested)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _steps(self, progress, wall_start, start_step, requested: list):
         cfg = self.cfg
         intervals = [cfg.log_interval, cfg.trajectory_interval, cfg.checkpoint_interval]
         if self.recorded:  # read the features before the ring wraps (and at every barostat move)
@@ -468,10 +503,16 @@ class MDRun:
                 row = self._log_row(wall_start, self.step - start_step)
                 self.log.write(row)
                 progress.update(self.step, row["speed_ns_per_day"], row["temperature_K"])
-            if self.step % cfg.checkpoint_interval == 0 or self.step == cfg.steps:
+            stopping = bool(requested) and self.step % cfg.log_interval == 0
+            if self.step % cfg.checkpoint_interval == 0 or self.step == cfg.steps or stopping:
                 if self.step % cfg.log_interval != 0 and self.step != cfg.steps:
                     self._log_row(wall_start, self.step - start_step)  # never checkpoint an unchecked state
                 self._checkpoint()
+            if stopping and self.step < cfg.steps:
+                raise RunInterrupted(
+                    f"stopped by {requested[0]} at step {self.step} of {cfg.steps}, with a checkpoint there: continue "
+                    "the run with --resume"
+                )
 
     def _write_run_record(self):
         self.dir.write_record({

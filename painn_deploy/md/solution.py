@@ -8,6 +8,7 @@ them.  The MM region uses OpenMM's own forces (PME) and platforms."""
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
+import numpy as np
 import openmm
 from openmm import app, unit
 
@@ -72,6 +73,14 @@ def mixed_system(
     periodic = topology.getPeriodicBoxVectors() is not None
     if pressure_bar > 0 and not periodic:
         raise InputError("--pressure needs a periodic system: give a PDB with a CRYST1 box (a solvated structure)")
+    if periodic:
+        box = np.asarray(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+        half = 0.5 * float(min(np.diag(box)))  # PME: the cutoff may be at most half the narrowest box width
+        if cutoff_nm > half:
+            raise InputError(
+                f"--mm-cutoff {cutoff_nm:g} nm is more than half the box ({2 * half:.3g} nm wide) of {where}: lower "
+                f"--mm-cutoff to at most {half:.3g} nm, or solvate with more padding"
+            )
     mm_system = ff.createSystem(
         topology,
         nonbondedMethod=app.PME if periodic else app.NoCutoff,

@@ -6,6 +6,10 @@ leave the tiny model's training distances at once: warnings only, see test_runne
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -194,3 +198,32 @@ def test_a_log_with_other_columns_is_resumed_with_the_current_ones(tmp_path):
     log.close()
     lines = path.read_text().splitlines()
     assert lines == [",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_with_a_checkpoint_that_resumes(exported64, tmp_path, signum):
+    """Ctrl-C, or a batch scheduler's SIGTERM, finishes the current block of steps, writes a checkpoint there
+    and exits 130 with one line; --resume then completes the run as if uninterrupted."""
+    out, reference = tmp_path / "stopped", tmp_path / "reference"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "painn_deploy.cli.simulate", *cli_args(exported64, out, 100_000)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        log = out / "log.csv"
+        if log.is_file() and len(log.read_text().splitlines()) > 3:  # past the first checkpoint (step 50)
+            break
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and f"stopped by {signal.Signals(signum).name} at step" in err
+    stopped_at = int(err.split(" at step ")[1].split()[0])
+    assert 50 < stopped_at < 100_000 and checkpoint_meta(out / "checkpoint.chk")["step"] == stopped_at
+    steps = stopped_at + 60
+    assert main(cli_args(exported64, out, steps, "--resume")) == 0
+    assert main(cli_args(exported64, reference, steps)) == 0
+    assert read_log_text(out / "log.csv") == read_log_text(reference / "log.csv")
+    assert np.array_equal(
+        read_properties(out / "properties.h5")["dipole"], read_properties(reference / "properties.h5")["dipole"]
+    )

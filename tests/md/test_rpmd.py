@@ -314,6 +314,9 @@ def test_unsupported_combinations_fail_before_anything_is_written(exported64, tr
         config(exported64, tmp_path / "x", beads=4, rpmd_integrator="openmm", record_dipole=True)
     with pytest.raises(InputError, match="Nose-Hoover is not available"):
         config(exported64, tmp_path / "x", beads=4, integrator="nose-hoover")
+    for option in (dict(bead_trajectory=True), dict(rpmd_integrator="openmm")):  # once ignored without beads
+        with pytest.raises(InputError, match="is for ring polymers: give --beads P"):
+            config(exported64, tmp_path / "x", **option)
     from painn_deploy.deploy import export
 
     boxed = tmp_path / "boxed.pdb"

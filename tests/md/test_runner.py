@@ -9,6 +9,7 @@ Everything runs on one core with one torch thread.
 
 import csv
 import json
+import struct
 from pathlib import Path
 
 import h5py
@@ -153,6 +154,9 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
 
     traj = load_traj(out)
     assert (traj.n_frames, traj.n_atoms) == (12, N_ATOMS)
+    # the first frame is step 5, written after the steps: the DCD header's ISTART and NSAVC say so
+    header = (out / "trajectory.dcd").read_bytes()[:24]
+    assert header[4:8] == b"CORD" and struct.unpack("<3i", header[8:20]) == (12, 5, 5)
     assert np.all(np.isfinite(traj.xyz))
     # nm, not Angstrom: 5 steps of 0.5 fs move no atom by more than 0.02 nm
     assert np.abs(traj.xyz[0] - pdb_positions_nm()).max() < 0.02
@@ -411,6 +415,8 @@ def test_resume_in_process_is_bit_for_bit(stable_model, tmp_path, options):
     reference = (tmp_path / "a" / trajectory.name).read_bytes()
     if trajectory.suffix == ".xtc":
         assert trajectory.read_bytes() == reference
+        # each frame's time is that of the step after which it was written, across the resume too
+        np.testing.assert_allclose(load_traj(tmp_path / "b").time, np.arange(1, 31) * 10 * 0.5e-3, atol=1e-6)
     else:  # a DCD header holds its creation time: compare sizes here, positions below
         assert trajectory.stat().st_size == len(reference)
     assert read_log_text(tmp_path / "a" / "log.csv") == read_log_text(tmp_path / "b" / "log.csv")

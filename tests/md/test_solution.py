@@ -129,3 +129,6 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
     odd.write_text(text)
     with pytest.raises(InputError, match="no template for residue XYZ"):
         run_simulation(SimulationConfig(ml_residues="EOH", **{**base, "structure": str(odd)}))
+    # PME's cutoff can be at most half the box: named, with the limit (was OpenMM's exception, exit 1)
+    with pytest.raises(InputError, match=r"--mm-cutoff 1.5 nm is more than half the box .* at most 1\.\d+ nm"):
+        run_simulation(SimulationConfig(ml_residues="EOH", mm_cutoff_nm=1.5, **base))

@@ -282,3 +282,20 @@ def test_cuda_device(model64):
     e_cuda, f_cuda = energy_forces(context(cuda, positions))
     assert e_cuda == pytest.approx(e_cpu, rel=1e-10)
     np.testing.assert_allclose(f_cuda, f_cpu, rtol=0, atol=1e-6)
+
+
+def test_a_known_residue_without_bonds_is_named_as_missing_conect_records():
+    """Templates match residues by their bonds: an EOH residue read from a PDB without CONECT records has none,
+    and the force field's EOH template then seems missing. The message says what is missing instead."""
+    from openmm import app
+
+    from painn_deploy.solvation import check_templates, forcefield
+
+    pdb = app.PDBFile(str(RESOURCES / "ethanol.pdb"))
+    topology = app.Topology()
+    residue = topology.addResidue("EOH", topology.addChain())
+    for atom in pdb.topology.atoms():
+        topology.addAtom(atom.name, atom.element, residue)
+    with pytest.raises(InputError, match="the force field defines it, but it has no bonds here: a PDB needs CONECT"):
+        check_templates(forcefield([], "tip3p"), topology, "no_bonds.pdb")
+    check_templates(forcefield([], "tip3p"), pdb.topology, "ethanol.pdb")  # with its CONECT records: matched
