@@ -54,9 +54,12 @@ class RecordingError(PainnDeployError, RuntimeError):
 
 
 class RunInterrupted(PainnDeployError):
-    """A run stopped on request (Ctrl-C, or SIGTERM from a batch scheduler) after writing a checkpoint."""
+    """A run stopped on request (Ctrl-C, or SIGTERM from a batch scheduler) after writing a checkpoint.
+    ``exit_status``: 128 + the signal's number, as the shell reports a process the signal stopped."""
 
-    exit_status = 130  # the shell's status for a process stopped by Ctrl-C
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_status = 128 + int(signum)
 
 
 class SimulationWarning(UserWarning):

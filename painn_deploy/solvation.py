@@ -52,7 +52,8 @@ def check_templates(ff: "app.ForceField", topology: "app.Topology", where: str =
     known = first.name in getattr(ff, "_templates", {})  # (ForceField keeps its templates by name here)
     if no_bonds and known:  # templates match residues by their bonds
         cause = (
-            "the force field defines it, but it has no bonds here: a PDB needs CONECT records for a residue that "
+            "the force field has a template of that name, but the residue has no bonds here: a PDB needs CONECT "
+            "records for a residue that "
             "is not a standard one (OpenMM's PDBFile and Modeller write them)"
         )
     else:
@@ -62,7 +63,7 @@ def check_templates(ff: "app.ForceField", topology: "app.Topology", where: str =
             + (", and CONECT records for its bonds in the PDB" if no_bonds else "")
         )
     raise InputError(
-        f"{where}: the force field has no template for residue {', '.join(names)} (first: residue {first.name} "
+        f"{where}: no force-field template matches residue {', '.join(names)} (first: residue {first.name} "
         f"{first.id} of chain {first.chain.id}, atoms {atoms}); {cause}. Bundled: ethanol as residue EOH "
         f"({ETHANOL_FORCEFIELD.name})."
     )

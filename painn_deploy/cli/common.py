@@ -5,7 +5,8 @@ Exit status of every command: 0 on success; 2 for bad input (an argparse error, 
 was run); 1 for a run that failed on its way (an unstable trajectory, an overflowing neighbour list: errors
 whose ``exit_status`` is 1).  Both are reported as one line ``PROG: error: ...``, never with a traceback.  An
 unexpected exception (a bug, a full disk) also exits with 1, after its traceback and one line
-``PROG: error: the run failed: ...``.  Ctrl-C exits with 130 (painn-simulate first writes a checkpoint).
+``PROG: error: the run failed: ...``.  Ctrl-C exits with 130, as the shell reports it; painn-simulate first
+writes a checkpoint, and does so on SIGTERM too (exit 143).
 """
 
 import argparse
@@ -55,7 +56,7 @@ def run_command(
     report: Callable | None = None,
     capture_warnings: bool = True,
 ) -> int:
-    """Parse ``argv``, call ``execute(args)`` and ``report(result)``; return the exit status (0, 1 or 2).
+    """Parse ``argv``, call ``execute(args)`` and ``report(result)``; return the exit status (above).
 
     With ``capture_warnings`` the warnings issued on the way are printed once each, as ``PROG: warning: ...``
     lines before the report or the error; without (long runs), the package's warnings are printed so as they happen.

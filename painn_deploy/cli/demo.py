@@ -2,7 +2,7 @@
 
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.demo.DemoConfig` and runs
 :func:`~painn_deploy.demo.run_demo`: train a small model, export it, NVT MD recording dipole and polarizability,
-IR and Raman plots.  Exit status: 0 on success, 2 for bad input, 1 for a run that failed.
+IR and Raman plots.  Exit status: :mod:`painn_deploy.cli.common`.
 """
 
 import sys
@@ -21,7 +21,7 @@ DESCRIPTION = (
 
 
 def main(argv=None) -> int:
-    """Entry point of ``painn-demo``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    """Entry point of ``painn-demo``; returns the exit status (:mod:`painn_deploy.cli.common`)."""
     parser = _build_parser(PROG, DESCRIPTION, DemoConfig)
     execute = lambda args: run_demo(config_from_arguments(DemoConfig, args))  # noqa: E731
     return run_command(PROG, parser, argv, execute, capture_warnings=False)

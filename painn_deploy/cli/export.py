@@ -5,8 +5,7 @@
     painn-export --config export.yaml
 
 Parses the command line (and ``--config``) into an :class:`~painn_deploy.deploy.config.ExportConfig` and runs
-:func:`painn_deploy.deploy.export`.  Exit status: 0 on success, 2 for bad input, 1 for a run that failed
-otherwise.
+:func:`painn_deploy.deploy.export`.  Exit status: :mod:`painn_deploy.cli.common`.
 """
 
 import json
@@ -36,7 +35,7 @@ def _report(result) -> None:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``painn-export``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    """Entry point of ``painn-export``; returns the exit status (:mod:`painn_deploy.cli.common`)."""
 
     def execute(args):
         c = config_from_arguments(ExportConfig, args)

@@ -7,8 +7,7 @@
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.spectra.harmonic_pipeline.HarmonicConfig`
 and runs :func:`~painn_deploy.spectra.harmonic_pipeline.compute_harmonic`, which writes modes.csv, harmonic.json,
 minimized.pdb and modes.png.  ``painn-spectrum --sticks harmonic/modes.csv`` overlays the sticks on MD spectra.
-Exit status: 0 on success, 2 for bad input, 1 for a run that failed otherwise.  Formulas and units:
-docs/spectra.md.
+Exit status: :mod:`painn_deploy.cli.common`.  Formulas and units: docs/spectra.md.
 """
 
 import sys
@@ -28,7 +27,7 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    """Entry point of ``painn-harmonic``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    """Entry point of ``painn-harmonic``; returns the exit status (:mod:`painn_deploy.cli.common`)."""
     execute = lambda args: compute_harmonic(config_from_arguments(HarmonicConfig, args))  # noqa: E731
     return run_command(PROG, build_parser(), argv, execute, lambda run: print(run.summary()))
 

@@ -1,8 +1,7 @@
 """``painn-simulate``: molecular dynamics in OpenMM with an exported PaiNN model.
 
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.md.SimulationConfig` and runs
-:func:`~painn_deploy.md.run_simulation`.  Exit status: 0 done; 2 bad input (nothing run); 1 a run that failed
-on its way (an unstable trajectory, properties that cannot be recorded).
+:func:`~painn_deploy.md.run_simulation`.  Exit status: :mod:`painn_deploy.cli.common`.
 """
 
 import sys
@@ -35,7 +34,7 @@ def _execute(args):
 
 
 def main(argv=None) -> int:
-    """Entry point of ``painn-simulate``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    """Entry point of ``painn-simulate``; returns the exit status (:mod:`painn_deploy.cli.common`)."""
     return run_command(PROG, build_parser(), argv, _execute, lambda result: print(result.summary()),
                        capture_warnings=False)  # fmt: skip
 

@@ -5,8 +5,8 @@
 
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.spectra.SpectrumConfig`
 and runs :func:`~painn_deploy.spectra.compute_spectra`, which writes one CSV per spectrum
-(columns wavenumber_cm-1, intensity, stderr), PNG plots and metadata.json.  Exit status: 0 on
-success, 2 for bad input, 1 for a run that failed otherwise.  Formulas and units: docs/spectra.md.
+(columns wavenumber_cm-1, intensity, stderr), PNG plots and metadata.json.  Exit status:
+:mod:`painn_deploy.cli.common`.  Formulas and units: docs/spectra.md.
 """
 
 import sys
@@ -40,7 +40,7 @@ def _report(result) -> None:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``painn-spectrum``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    """Entry point of ``painn-spectrum``; returns the exit status (:mod:`painn_deploy.cli.common`)."""
     execute = lambda args: compute_spectra(config_from_arguments(SpectrumConfig, args))  # noqa: E731
     return run_command(PROG, build_parser(), argv, execute, _report)
 

@@ -5,8 +5,7 @@
     painn-train --test-only runs/ethanol/best.ckpt          # test errors of a checkpoint
 
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.training.TrainConfig` and runs
-:func:`~painn_deploy.training.train`.  Exit status: 0 on success, 2 for bad input, 1 for a run that
-failed otherwise.
+:func:`~painn_deploy.training.train`.  Exit status: :mod:`painn_deploy.cli.common`.
 """
 
 import json
@@ -53,7 +52,7 @@ def _report(summary: dict) -> None:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``painn-train``; returns the exit status (0 ok, 2 bad input, 1 failed run)."""
+    """Entry point of ``painn-train``; returns the exit status (:mod:`painn_deploy.cli.common`)."""
     return run_command(PROG, build_parser(), argv, _execute, _report, capture_warnings=False)
 
 

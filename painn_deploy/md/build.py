@@ -48,7 +48,7 @@ def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: O
 def choose_platform(name: str) -> openmm.Platform:
     """The named OpenMM platform, or the fastest one available (``auto``: CUDA, then CPU)."""
     available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-    if name == "auto":
+    if name.lower() == "auto":
         for candidate in ("CUDA", "CPU", "Reference"):
             if candidate in available:
                 return openmm.Platform.getPlatformByName(candidate)

@@ -118,7 +118,12 @@ class SimulationConfig(Config):
         kind=TRAJECTORY_FORMATS,
     )  # fmt: skip
     log_interval: int = option(
-        100, "--log-interval", "steps between log lines (log.csv) and stability checks", "STEPS", "int"
+        100,
+        "--log-interval",
+        "steps between log lines (log.csv) and stability checks (Ctrl-C stops a run at the "
+        "next of these or of the checkpoints)",
+        "STEPS",
+        "int",
     )
     checkpoint_interval: int = option(10000, "--checkpoint-interval", "steps between checkpoints", "STEPS", "int")
     equilibration_steps: int = option(

@@ -139,8 +139,9 @@ def dcd_frames(path: Path, n_atoms: int, periodic: bool) -> int:
     return min(n_frames, whole)
 
 
-def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> None:
-    """Cut an OpenMM DCD file back to its first ``keep_frames`` frames (for resuming)."""
+def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> int:
+    """Cut an OpenMM DCD file back to its first ``keep_frames`` frames (for resuming); returns the step of its
+    first frame (the header's ISTART)."""
     with open(path, "r+b") as f:
         n_frames, header, frame_bytes, whole = _dcd_layout(f, n_atoms, periodic)
         keep = min(keep_frames, n_frames, whole)  # a partly written frame is dropped
@@ -151,12 +152,14 @@ def truncate_dcd(path: Path, n_atoms: int, periodic: bool, keep_frames: int) -> 
         first, interval = struct.unpack("<ii", f.read(8))
         f.seek(20)
         f.write(struct.pack("<i", first + max(keep - 1, 0) * interval))
+    return first
 
 
 class TrajectoryFile:
     """``trajectory.dcd`` or ``trajectory.xtc`` in ``output``, written with OpenMM's writers.
 
-    Frame k is step (k + 1) x ``interval`` (written after the steps), and the files say so.
+    Frame k is step (k + 1) x ``interval`` (written after the steps), and the files say so; a file appended to
+    keeps the numbering it was started with.
     ``sync()`` makes the frames written so far durable and returns what a checkpoint must remember
     (frames and bytes); ``resume`` (that dict) cuts the file back to it before appending.
     Positions in nm, box vectors as OpenMM Vec3s (or None).
@@ -178,21 +181,25 @@ class TrajectoryFile:
         append = resume is not None
         if append:
             self.frames = resume[f"{name}_frames"]
+        first_step = interval
         if fmt == "dcd":
             if append:
-                truncate_dcd(
+                first_step = truncate_dcd(
                     self.path, topology.getNumAtoms(), topology.getPeriodicBoxVectors() is not None, self.frames
                 )
             self.file = open(self.path, "r+b" if append else "wb")
-            self.writer = app.DCDFile(self.file, topology, dt, interval, interval, append=append)
+            self.writer = app.DCDFile(self.file, topology, dt, first_step, interval, append=append)
         else:
+            from openmm.app.internal.xtc_utils import read_xtc
+
             self.file = None
             if append and self.frames > 0:  # XTC frames have no fixed size: cut at the checkpoint's byte length
                 os.truncate(self.path, resume[f"{name}_bytes"])
+                first_step = int(read_xtc(str(self.path).encode())[3][0])
             else:  # OpenMM's XTC writer creates the file at the first frame and cannot append to an empty one
                 self.path.unlink(missing_ok=True)
                 append = False
-            self.writer = app.XTCFile(str(self.path), topology, dt, interval, interval, append=append)
+            self.writer = app.XTCFile(str(self.path), topology, dt, first_step, interval, append=append)
 
     def write(self, positions_nm: np.ndarray, box_vectors=None) -> None:
         from openmm import unit

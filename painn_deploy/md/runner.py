@@ -75,8 +75,8 @@ class MDRun:
         self.output = self.dir.path
         try:
             self._set_up()
-        except Exception:
-            self.dir.discard_if_created()  # bad input: leave no half-made output directory behind
+        except BaseException:  # bad input, or Ctrl-C: leave no half-made output directory behind
+            self.dir.discard_if_created()
             raise
 
     def _set_up(self):
@@ -377,6 +377,39 @@ class MDRun:
 
     # ---- the run -------------------------------------------------------------------------------------------
     def run(self) -> SimulationResult:
+        """Set up the initial state (or resume), step and write the outputs.
+
+        Ctrl-C or SIGTERM (a batch scheduler's notice) asks the run to stop at the next log or checkpoint step, with
+        a checkpoint there; a second one stops at once.  At those steps the state has been checked and its energy
+        read, which advances a CustomIntegrator's random numbers, just as in an uninterrupted run: the resumed run
+        continues as that one would."""
+        requested: list = []
+
+        def stop(signum, frame):
+            requested.append(signal.Signals(signum))
+            if len(requested) > 1:
+                raise KeyboardInterrupt
+            print(
+                f"{requested[0].name}: stopping at the next log or checkpoint step, with a checkpoint there; again to "
+                "stop at once", file=sys.stderr, flush=True,
+            )  # fmt: skip
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # (signals reach the main thread only)
+            for s in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(s) not in (signal.SIG_IGN, None):  # an ignored signal stays ignored
+                    previous[s] = signal.signal(s, stop)
+        try:
+            return self._run(requested)
+        except openmm.OpenMMException:
+            if len(requested) > 1:  # the second signal's KeyboardInterrupt, raised inside a PythonForce callback
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _run(self, requested: list) -> SimulationResult:
         cfg, out = self.cfg, self.output
         attrs = {
             "temperature_K": cfg.temperature_K,
@@ -434,7 +467,7 @@ class MDRun:
         progress = Progress(cfg.steps, self.step, cfg.progress)
         wall_start, start_step = time.perf_counter(), self.step
         try:
-            self._loop(progress, wall_start, start_step)
+            self._steps(progress, wall_start, start_step, requested)
         finally:
             progress.close()
             self.log.close()
@@ -453,32 +486,9 @@ class MDRun:
                 frames = f["time"].shape[0]
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
 
-    def _loop(self, progress, wall_start, start_step):
-        """The steps, in blocks that end where an output is due.  Ctrl-C or SIGTERM (a batch scheduler's
-        notice) ends the run at the next log step, with a checkpoint there; a second one stops at once.  (At a log
-        step the state has been checked, and reading its energy, which advances a CustomIntegrator's random
-        numbers, happens as in an uninterrupted run: the resumed run continues as that one would.)"""
-        requested = []
-
-        def stop(signum, frame):
-            if requested:
-                raise KeyboardInterrupt
-            requested.append(signal.Signals(signum).name)
-            print(
-                f"stopping at the next log step (every {self.cfg.log_interval} steps) with a checkpoint; again to "
-                "stop at once", file=sys.stderr, flush=True,
-            )  # fmt: skip
-
-        handled = (signal.SIGINT, signal.SIGTERM)
-        main_thread = threading.current_thread() is threading.main_thread()  # (signals reach the main thread only)
-        previous = {s: signal.signal(s, stop) for s in handled} if main_thread else {}
-        try:
-            self._steps(progress, wall_start, start_step, requested)
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
     def _steps(self, progress, wall_start, start_step, requested: list):
+        """The steps, in blocks that end where an output is due; after a stop request (see :meth:`run`) up to the
+        next log or checkpoint step, with a checkpoint there."""
         cfg = self.cfg
         intervals = [cfg.log_interval, cfg.trajectory_interval, cfg.checkpoint_interval]
         if self.recorded:  # read the features before the ring wraps (and at every barostat move)
@@ -503,15 +513,18 @@ class MDRun:
                 row = self._log_row(wall_start, self.step - start_step)
                 self.log.write(row)
                 progress.update(self.step, row["speed_ns_per_day"], row["temperature_K"])
-            stopping = bool(requested) and self.step % cfg.log_interval == 0
+            stopping = bool(requested) and (
+                self.step % cfg.log_interval == 0 or self.step % cfg.checkpoint_interval == 0
+            )
             if self.step % cfg.checkpoint_interval == 0 or self.step == cfg.steps or stopping:
                 if self.step % cfg.log_interval != 0 and self.step != cfg.steps:
                     self._log_row(wall_start, self.step - start_step)  # never checkpoint an unchecked state
                 self._checkpoint()
             if stopping and self.step < cfg.steps:
                 raise RunInterrupted(
-                    f"stopped by {requested[0]} at step {self.step} of {cfg.steps}, with a checkpoint there: continue "
-                    "the run with --resume"
+                    f"stopped by {requested[0].name} at step {self.step} of {cfg.steps}, with a checkpoint there: "
+                    "continue the run with --resume",
+                    requested[0],
                 )
 
     def _write_run_record(self):

@@ -78,7 +78,7 @@ def mixed_system(
         half = 0.5 * float(min(np.diag(box)))  # PME: the cutoff may be at most half the narrowest box width
         if cutoff_nm > half:
             raise InputError(
-                f"--mm-cutoff {cutoff_nm:g} nm is more than half the box ({2 * half:.3g} nm wide) of {where}: lower "
+                f"--mm-cutoff {cutoff_nm:g} nm is more than half the box's narrowest width ({2 * half:.3g} nm) of {where}: lower "
                 f"--mm-cutoff to at most {half:.3g} nm, or solvate with more padding"
             )
     mm_system = ff.createSystem(

@@ -225,8 +225,8 @@ def _write_csv(path, header, rows) -> Path:
     return path
 
 
-def _read_csv(path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    path = require_file(path, "CSV file", "give a CSV written by painn-spectrum or painn-harmonic")
+def _read_csv(path, required: tuple[str, ...], fix: str) -> dict[str, np.ndarray]:
+    path = require_file(path, "CSV file", fix)
     with path.open(newline="") as fh:
         rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
     if not rows:
@@ -244,7 +244,7 @@ def _read_csv(path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def read_spectrum_csv(path) -> dict[str, np.ndarray]:
     """Read a spectrum CSV written by :func:`write_spectrum_csv` (arrays keyed by column)."""
-    return _read_csv(path, SPECTRUM_COLUMNS)
+    return _read_csv(path, SPECTRUM_COLUMNS, "give a spectrum CSV written by painn-spectrum")
 
 
 def write_modes_csv(result, path) -> Path:
@@ -265,5 +265,5 @@ class Sticks:
 
 def read_modes_csv(path) -> Sticks:
     """Read the modes CSV written by painn-harmonic (:func:`write_modes_csv`)."""
-    d = _read_csv(path, MODES_COLUMNS)
+    d = _read_csv(path, MODES_COLUMNS, "give the modes.csv written by painn-harmonic")
     return Sticks(d["wavenumber_cm-1"], d["ir_intensity_km_per_mol"], d["raman_activity_A4_per_amu"])

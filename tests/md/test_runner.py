@@ -417,8 +417,9 @@ def test_resume_in_process_is_bit_for_bit(stable_model, tmp_path, options):
         assert trajectory.read_bytes() == reference
         # each frame's time is that of the step after which it was written, across the resume too
         np.testing.assert_allclose(load_traj(tmp_path / "b").time, np.arange(1, 31) * 10 * 0.5e-3, atol=1e-6)
-    else:  # a DCD header holds its creation time: compare sizes here, positions below
+    else:  # a DCD header holds its creation time: compare sizes and the frame numbering here, positions below
         assert trajectory.stat().st_size == len(reference)
+        assert trajectory.read_bytes()[8:24] == reference[8:24]  # frames, first step, interval, last step
     assert read_log_text(tmp_path / "a" / "log.csv") == read_log_text(tmp_path / "b" / "log.csv")
     assert np.array_equal(load_traj(tmp_path / "a").xyz, load_traj(tmp_path / "b").xyz)
     # the final checkpoints (full-precision OpenMM state) are identical byte for byte

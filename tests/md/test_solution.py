@@ -127,8 +127,10 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
     text = solvated.read_text().replace(" HOH 2   2 ", " XYZ 2   2 ")  # the first water
     odd = tmp_path / "odd.pdb"
     odd.write_text(text)
-    with pytest.raises(InputError, match="no template for residue XYZ"):
+    with pytest.raises(InputError, match="no force-field template matches residue XYZ"):
         run_simulation(SimulationConfig(ml_residues="EOH", **{**base, "structure": str(odd)}))
     # PME's cutoff can be at most half the box: named, with the limit (was OpenMM's exception, exit 1)
-    with pytest.raises(InputError, match=r"--mm-cutoff 1.5 nm is more than half the box .* at most 1\.\d+ nm"):
+    with pytest.raises(
+        InputError, match=r"--mm-cutoff 1.5 nm is more than half the box's narrowest width .* at most 1\.\d+ nm"
+    ):
         run_simulation(SimulationConfig(ml_residues="EOH", mm_cutoff_nm=1.5, **base))

@@ -258,7 +258,7 @@ def test_solvation_missing_template(tmp_path):
     with pytest.raises(InputError) as info:
         solvate(RESOURCES / "aspirin.pdb", tmp_path / "out.pdb", n_waters=10)
     message = str(info.value)
-    assert "no template for residue AIN" in message and "forcefield_files=" in message
+    assert "no force-field template matches residue AIN" in message and "forcefield_files=" in message
     assert not (tmp_path / "out.pdb").exists()
 
 
@@ -296,6 +296,8 @@ def test_a_known_residue_without_bonds_is_named_as_missing_conect_records():
     residue = topology.addResidue("EOH", topology.addChain())
     for atom in pdb.topology.atoms():
         topology.addAtom(atom.name, atom.element, residue)
-    with pytest.raises(InputError, match="the force field defines it, but it has no bonds here: a PDB needs CONECT"):
+    with pytest.raises(
+        InputError, match="has a template of that name, but the residue has no bonds here: a PDB needs CONECT"
+    ):
         check_templates(forcefield([], "tip3p"), topology, "no_bonds.pdb")
     check_templates(forcefield([], "tip3p"), pdb.topology, "ethanol.pdb")  # with its CONECT records: matched
