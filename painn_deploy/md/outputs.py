@@ -190,12 +190,11 @@ class TrajectoryFile:
             self.file = open(self.path, "r+b" if append else "wb")
             self.writer = app.DCDFile(self.file, topology, dt, first_step, interval, append=append)
         else:
-            from openmm.app.internal.xtc_utils import read_xtc
-
             self.file = None
             if append and self.frames > 0:  # XTC frames have no fixed size: cut at the checkpoint's byte length
                 os.truncate(self.path, resume[f"{name}_bytes"])
-                first_step = int(read_xtc(str(self.path).encode())[3][0])
+                with open(self.path, "rb") as f:  # a frame starts with XDR ints: magic, atoms, step
+                    first_step = struct.unpack(">iii", f.read(12))[2]
             else:  # OpenMM's XTC writer creates the file at the first frame and cannot append to an empty one
                 self.path.unlink(missing_ok=True)
                 append = False

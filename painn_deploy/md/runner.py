@@ -165,7 +165,6 @@ class MDRun:
         self.masses_amu = np.array(
             [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]
         )
-        self.mass_amu = float(self.masses_amu.sum())  # the box's contents, for the density of periodic runs
         self.integrator = build_integrator(cfg, self.layout)
         # the CPU platform sums forces in thread order unless told not to; with several threads its PME still differs
         # in the last bits from process to process, so a bit-for-bit resume of a solvated system needs --threads 1
@@ -315,10 +314,10 @@ class MDRun:
         }
         if p > 1:
             row["quantum_kinetic_kj_per_mol"] = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K)
-        if box is not None:
-            volume_nm3 = float(abs(np.linalg.det(np.asarray(box))))
+        if box is not None:  # (periodic runs are one copy: the system's mass is the box's contents)
+            volume_nm3 = float(abs(np.linalg.det(box)))
             row["volume_nm3"] = volume_nm3
-            row["density_g_per_cm3"] = self.mass_amu / volume_nm3 * units.AMU_PER_NM3_TO_G_PER_CM3
+            row["density_g_per_cm3"] = float(self.masses_amu.sum()) / volume_nm3 * units.AMU_PER_NM3_TO_G_PER_CM3
         return row
 
     def _write_trajectory(self):
@@ -432,8 +431,8 @@ class MDRun:
             resume_step, resume_frames = self.step, resume["property_frames"]
             if self.step >= cfg.steps:
                 warnings.warn(
-                    f"the run already has {self.step} steps, at least as many as --steps {cfg.steps} asks for: nothing to do. "
-                    "Give a larger --steps to continue it.",
+                    f"the run already has {self.step} steps, at least as many as --steps {cfg.steps} asks for: "
+                    "nothing to do. Give a larger --steps to continue it.",
                     SimulationWarning, stacklevel=2,
                 )  # fmt: skip
         else:
