@@ -1,7 +1,8 @@
-"""Building simple structures: periodic boxes of copies of one molecule (for liquids, benchmarks)."""
+"""Structures: reading PDB files, the molecules of a structure, and periodic boxes of copies of one molecule
+(for liquids, benchmarks)."""
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
@@ -136,3 +137,31 @@ def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box
         top.setPeriodicBoxVectors([Vec3(*row) for row in np.asarray(box_nm)] * unit.nanometer)
     with open(Path(path), "w") as f:
         app.PDBFile.writeFile(top, np.asarray(positions_nm) * 10.0 * unit.angstrom, f)
+
+
+# a bond: atoms closer than this factor times the sum of their covalent radii (C-H 1.28, C-C 1.82 Angstrom)
+BOND_TOLERANCE = 1.2
+
+
+def bonded_molecules(
+    atomic_numbers: Sequence[int], positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None
+) -> List[List[int]]:
+    """The molecules of a structure: lists of atom indices joined by covalent bonds (atoms closer than
+    ``BOND_TOLERANCE`` times the sum of their covalent radii, minimum image when ``box_nm`` is given),
+    ordered by their first atom."""
+    from ase import Atoms
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(atomic_numbers)
+    atoms = Atoms(numbers=list(atomic_numbers), positions=np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
+    if box_nm is not None:
+        atoms.set_cell(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
+        atoms.set_pbc(True)
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
+    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
+    molecules: dict = {}
+    for atom, label in enumerate(labels):
+        molecules.setdefault(int(label), []).append(atom)
+    return sorted(molecules.values())

@@ -99,7 +99,8 @@ class SimulationConfig(Config):
         "molecules), comma-separated", "FILES", "str",
     )  # fmt: skip
     pressure_bar: float = option(
-        0.0, "--pressure", "pressure (bar) of a Monte Carlo barostat (NPT, solvated systems); 0: constant volume",
+        0.0, "--pressure", "pressure (bar) of a Monte Carlo barostat (NPT: a periodic box of the model's molecules, or a "
+        "solvated structure); 0: constant volume",
         "BAR",
     )  # fmt: skip
     mm_cutoff_nm: float = option(0.9, "--mm-cutoff", "direct-space cutoff (nm) of the MM nonbonded forces (PME)", "NM")
@@ -226,8 +227,6 @@ class SimulationConfig(Config):
             raise InputError("--ml-residues (a solute in solvent) runs one classical copy: drop --beads and --replicas")
         if self.pressure_bar < 0:
             raise InputError(f"--pressure must be positive (bar), or 0 for constant volume, not {self.pressure_bar}")
-        if self.pressure_bar > 0 and not self.ml_residues:
-            raise InputError("--pressure (NPT) is for solvated systems: give --ml-residues")
         if self.beads == 1 and (self.rpmd_integrator == "openmm" or self.bead_trajectory):
             what = "--bead-trajectory" if self.bead_trajectory else "--rpmd-integrator openmm"
             raise InputError(f"{what} is for ring polymers: give --beads P (P > 1), or drop it")

@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
-from ..structures import load_pdb, write_pdb
+from ..structures import bonded_molecules, load_pdb, write_pdb
 from .build import build_integrator, choose_platform, replicated_topology, resolve_model
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
@@ -42,7 +42,7 @@ from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory
 from .rundir import CHECKPOINT, RunDirectory
 from .safety import SafetyNet
-from .solution import mixed_system, ml_atoms_by_residue, residue_groups
+from .solution import add_barostat, mixed_system, ml_atoms_by_residue, residue_groups
 
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
@@ -106,17 +106,19 @@ class MDRun:
         else:
             self.artefact = Artefact(resolve_model(cfg, self.output, z))
             self.artefact.check_system(z, box_nm, where=cfg.structure)
-            if box_nm is not None and not self.artefact.periodic:
-                warnings.warn(
-                    f"{cfg.structure} has a periodic box (CRYST1), which is ignored: the model {self.artefact.path} "
-                    f"is not periodic, so the system is simulated as an isolated cluster in vacuum. For a periodic "
-                    f"system export a periodic model (painn-export CHECKPOINT --pdb {cfg.structure})",
-                    SimulationWarning, stacklevel=2,
-                )  # fmt: skip
         self.model_path = self.artefact.path
         if self.dir.owns(self.model_path):
             self.dir.written_by_set_up.add(self.model_path.name)
         self.periodic = box_nm is not None and (self.artefact.periodic or self.ml_atoms is not None)
+        if cfg.pressure_bar > 0 and not self.periodic:
+            raise InputError(self._why_not_periodic(box_nm))
+        if box_nm is not None and not self.periodic:
+            warnings.warn(
+                f"{cfg.structure} has a periodic box (CRYST1), which is ignored: the model {self.artefact.path} "
+                f"is not periodic, so the system is simulated as an isolated cluster in vacuum. For a periodic "
+                f"system export a periodic model (painn-export CHECKPOINT --pdb {cfg.structure})",
+                SimulationWarning, stacklevel=2,
+            )  # fmt: skip
         batched_beads = cfg.beads if cfg.rpmd_integrator == "batched" else 1
         self.layout = Layout(len(z), cfg.replicas, batched_beads)
         model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
@@ -162,6 +164,9 @@ class MDRun:
                 self.artefact, topology, self.backend, ring_capacity=ring, cuda_graphs=cuda_graphs, device=device,
                 n_frames=self.layout.n_frames, modes=self.layout.modes(),
             )  # fmt: skip
+            if cfg.pressure_bar > 0:
+                molecules = bonded_molecules(z, positions_nm, box_nm)
+                self.barostat_frequency = add_barostat(self.system, molecules, cfg.pressure_bar, cfg.temperature_K)
         self.masses_amu = np.array(
             [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]
         )
@@ -180,6 +185,18 @@ class MDRun:
         self.dof = 3 * len(z) - removed - self.system.getNumConstraints()
         self.step = 0
         self.features_read = 0  # evaluations read from the adapter's feature ring so far
+
+    def _why_not_periodic(self, box_nm) -> str:
+        """Why ``--pressure`` cannot run here: the structure has no box, or the model is not periodic."""
+        if box_nm is None:
+            return (
+                f"--pressure (NPT) needs a periodic system, and {self.cfg.structure} has no box: give a PDB with a "
+                f"CRYST1 record (a liquid box, or a solvated structure with --ml-residues), or drop --pressure"
+            )
+        return (
+            f"--pressure (NPT) needs a periodic model, and {self.model_path} is not periodic: export one for this "
+            f"box (painn-export CHECKPOINT --pdb {self.cfg.structure}), or drop --pressure"
+        )
 
     def _set_initial_state(self):
         cfg = self.cfg

@@ -121,8 +121,9 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
     assert not (tmp_path / "x").exists()
     with pytest.raises(InputError, match="one classical copy"):
         SimulationConfig(ml_residues="EOH", beads=4, **base)
-    with pytest.raises(InputError, match="needs a periodic system|is for solvated systems"):
-        SimulationConfig(pressure_bar=1.0, **{**base, "structure": str(ETHANOL_PDB)})
+    with pytest.raises(InputError, match=r"--pressure \(NPT\) needs a periodic system, and .*ethanol.pdb has no box"):
+        run_simulation(SimulationConfig(pressure_bar=1.0, ml_residues="EOH", **{**base, "structure": str(ETHANOL_PDB)}))
+    assert not (tmp_path / "x").exists()
     # a residue the force field has no template for: named, with the fix
     text = solvated.read_text().replace(" HOH 2   2 ", " XYZ 2   2 ")  # the first water
     odd = tmp_path / "odd.pdb"
@@ -134,3 +135,20 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
         InputError, match=r"--mm-cutoff 1.5 nm is more than half the box's narrowest width .* at most 1\.\d+ nm"
     ):
         run_simulation(SimulationConfig(ml_residues="EOH", mm_cutoff_nm=1.5, **base))
+
+
+def test_the_barostat_moves_the_ml_molecule_as_one_body(solvated):
+    """OpenMM-ML removes the ML atoms' bonds, which is how OpenMM finds molecules: the barostat's joints keep
+    the ML ethanol one rigid body, as every water is."""
+    import openmm
+    from openmm import app
+
+    from painn_deploy.md.solution import mixed_system
+
+    topology = app.PDBFile(str(solvated)).topology
+    ml = [a.index for a in topology.atoms() if a.residue.name == "EOH"]
+    mixed = mixed_system(topology, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], "torch", 0, "cpu", False, 300.0,
+                         1.0, 0.9, str(solvated))  # fmt: skip
+    context = openmm.Context(mixed.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    molecules = sorted(sorted(m) for m in context.getMolecules())
+    assert ml in molecules and len(molecules) == N_WATERS + 1

@@ -1,0 +1,146 @@
+"""Constant pressure for a periodic box of the model's own molecules (no MM force field): the molecules found
+from covalent bonds, a Monte Carlo barostat that moves them as rigid bodies, painn-simulate --pressure end to
+end, and what it refuses."""
+
+import csv
+import warnings
+
+import numpy as np
+import openmm
+import pytest
+from openmm import app, unit
+
+from painn_deploy import units
+from painn_deploy.errors import InputError
+from painn_deploy.md import SimulationConfig, run_simulation
+from painn_deploy.md.solution import add_barostat
+from painn_deploy.openmm import create_system
+from painn_deploy.structures import bonded_molecules, molecular_box, write_pdb
+
+from ..conftest import ETHANOL_NPZ, ETHANOL_PDB
+
+ETHANOL_Z = [6, 6, 8, 1, 1, 1, 1, 1, 1]
+
+
+def ethanol_box(path, n_molecules, seed=0, **spacing_or_density):
+    """A PDB of ``n_molecules`` ethanol copies (one residue each) in a cubic periodic box: (path, z, nm, box nm)."""
+    mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
+    z, pos, box = molecular_box(ETHANOL_Z, mol, n_molecules, seed=seed, **spacing_or_density)
+    write_pdb(path, z, pos, box, atoms_per_residue=9)
+    return path, z, pos, box
+
+
+@pytest.fixture(scope="module")
+def liquid(trained_checkpoint, tmp_path_factory):
+    """27 ethanols at the liquid's density (1.4 nm box) and the test model exported for the box (cell list)."""
+    from painn_deploy.deploy import export
+
+    folder = tmp_path_factory.mktemp("liquid")
+    pdb = ethanol_box(folder / "liquid.pdb", 27, seed=1, density_g_per_cm3=0.75)[0]
+    export(trained_checkpoint, folder / "liquid.pt", pdb=str(pdb))
+    return pdb, folder / "liquid.pt"
+
+
+def test_molecules_are_found_from_bonds_across_the_box_boundary(tmp_path):
+    """Every atom wrapped into the box on its own splits the molecules that cross a face; with the box (minimum
+    image) each is still found whole, as its residue."""
+    _, z, pos, box = ethanol_box(tmp_path / "box.pdb", 8, spacing_nm=0.5)
+    wrapped = np.mod(pos + 0.23, np.diag(box))  # shift, then wrap atom by atom
+    residues = [list(range(9 * k, 9 * k + 9)) for k in range(8)]
+    assert len(bonded_molecules(z, wrapped)) > 8  # split without the box: the test has cases to find
+    assert bonded_molecules(z, wrapped, box) == residues
+    assert bonded_molecules(z, pos) == residues
+
+
+def test_barostat_moves_the_models_molecules_as_rigid_bodies(trained_checkpoint, tmp_path):
+    """Eight ethanols 2.5 nm apart, beyond the model's 0.5 nm cutoff of one another, held in place (zero
+    velocities, a 1e-9 ps step) under a volume move every step: OpenMM's barostat sees the bonded molecules, and
+    the accepted moves change the volume while leaving every molecule's shape, and so the energy, as it was.
+    Were the atoms scaled one by one, every move would stretch all bonds."""
+    from painn_deploy.deploy import export
+
+    pdb, z, pos, box = ethanol_box(tmp_path / "gas.pdb", 8, spacing_nm=2.5)
+    export(trained_checkpoint, tmp_path / "gas.pt", pdb=str(pdb))
+    topology = app.PDBFile(str(pdb)).topology
+    system, _ = create_system(tmp_path / "gas.pt", topology, "torch", remove_cm_motion=False)
+    molecules = bonded_molecules(z, pos, box)
+    # the pressure at which the ideal gas of these molecules has twice the starting volume: moves both ways
+    pressure_bar = (8 + 1) * units.BOLTZMANN_J_PER_K * 300.0 / 1e5 * 1e27 / (2 * float(np.linalg.det(box)))
+    add_barostat(system, molecules, pressure_bar, 300.0)
+    barostat = next(f for f in system.getForces() if isinstance(f, openmm.MonteCarloBarostat))
+    assert barostat.getScaleMoleculesAsRigid()
+    barostat.setFrequency(1)
+    barostat.setRandomNumberSeed(1)
+    context = openmm.Context(system, openmm.VerletIntegrator(1e-9), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(pos * unit.nanometer)
+    context.setPeriodicBoxVectors(*(box * unit.nanometer))
+    assert sorted(sorted(m) for m in context.getMolecules()) == molecules
+    start = context.getState(getEnergy=True)
+    volumes = []
+    for _ in range(30):
+        context.getIntegrator().step(10)
+        volumes.append(context.getState().getPeriodicBoxVolume().value_in_unit(unit.nanometer**3))
+    # moves were accepted, towards the ideal gas's volume (the largest was 1.4-2.4 times the start in 10 runs)
+    assert max(volumes) > 1.2 * float(np.linalg.det(box))
+    end = context.getState(getEnergy=True, getPositions=True)
+    energy = [s.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) for s in (start, end)]
+    assert energy[1] == pytest.approx(energy[0], rel=1e-9, abs=1e-6)
+    final = end.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    for molecule in molecules:
+        np.testing.assert_allclose(
+            final[molecule] - final[molecule].mean(axis=0), pos[molecule] - pos[molecule].mean(axis=0), atol=1e-6
+        )
+
+
+def test_a_single_covalent_network_is_scaled_atom_by_atom():
+    """One molecule filling the box (a covalent solid) cannot move as a rigid body: its atoms are scaled."""
+    system = openmm.System()
+    for _ in range(4):
+        system.addParticle(12.0)
+    add_barostat(system, [[0, 1, 2, 3]], 1.0, 300.0)
+    (barostat,) = [f for f in system.getForces() if isinstance(f, openmm.MonteCarloBarostat)]
+    assert not barostat.getScaleMoleculesAsRigid() and system.getNumForces() == 1
+
+
+def npt_config(pdb, model, output, **kwargs):
+    base = dict(structure=str(pdb), model=str(model), output=str(output), timestep_fs=0.5, platform="CPU",
+                pressure_bar=1.0, steps=200, log_interval=25, trajectory_interval=25, checkpoint_interval=1000,
+                progress="none", envelope_margin="inf", threads=1)  # fmt: skip
+    base.update(kwargs)
+    return SimulationConfig(**base)
+
+
+def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, tmp_path):
+    """painn-simulate --pressure on 27 model ethanols: the barostat moves the box, and log.csv's volume and
+    density at each logged step are the trajectory's box and the atoms' mass in it.  (The tiny test model's
+    molecules do not hold together in a liquid: the rigid moves are tested above.)"""
+    import mdtraj
+
+    pdb, model = liquid
+    out = tmp_path / "npt"
+    with pytest.warns(Warning):  # (the tiny test model's training data has no liquid: envelope warnings)
+        run_simulation(npt_config(pdb, model, out))
+    traj = mdtraj.load(str(out / "trajectory.dcd"), top=str(pdb))
+    volumes = np.abs(np.linalg.det(traj.unitcell_vectors))
+    assert volumes.max() - volumes.min() > 1e-3  # the barostat moved the box
+    with open(out / "log.csv", newline="") as f:
+        log = list(csv.DictReader(f))
+    logged = np.array([float(r["volume_nm3"]) for r in log])
+    np.testing.assert_allclose(logged, volumes, rtol=1e-5)
+    mass_g = sum(a.element.mass for a in traj.topology.atoms) / units.AVOGADRO_PER_MOL
+    np.testing.assert_allclose([float(r["density_g_per_cm3"]) for r in log], mass_g / (logged * 1e-21), rtol=1e-5)
+
+
+def test_pressure_needs_a_periodic_box_and_a_periodic_model(exported32, tmp_path):
+    with pytest.raises(InputError, match=r"--pressure \(NPT\) needs a periodic system, and .*ethanol.pdb has no box"):
+        run_simulation(npt_config(ETHANOL_PDB, exported32, tmp_path / "a"))
+    boxed = tmp_path / "boxed.pdb"
+    boxed.write_text(
+        "CRYST1   30.000   30.000   30.000  90.00  90.00  90.00 P 1           1\n" + ETHANOL_PDB.read_text()
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError, match=r"needs a periodic model, and .*model32.pt is not periodic: export one"):
+            run_simulation(npt_config(boxed, exported32, tmp_path / "b"))
+    assert not [str(w.message) for w in caught]  # no "the box is ignored" before the refusal
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
