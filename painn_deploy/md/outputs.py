@@ -28,7 +28,8 @@ LOG_COLUMNS = (
     "temperature_K",
     "speed_ns_per_day",
 )
-RING_POLYMER_LOG_COLUMNS = ("quantum_kinetic_kj_per_mol",)  # the centroid-virial estimator
+# the centroid-virial estimator, and H_P (kinetic, springs and every bead's potential): conserved without a thermostat
+RING_POLYMER_LOG_COLUMNS = ("quantum_kinetic_kj_per_mol", "ring_polymer_hamiltonian_kj_per_mol")
 PERIODIC_LOG_COLUMNS = ("volume_nm3", "density_g_per_cm3")
 
 

@@ -136,6 +136,15 @@ def centroid_virial_kinetic_energy(beads_nm: np.ndarray, bead_forces: np.ndarray
     return float(np.mean(classical - virial))
 
 
+def spring_energy(beads_nm: np.ndarray, masses_amu: np.ndarray, temperature_K: float) -> float:
+    """The ring polymers' springs, sum_k m omega_P^2 (q_k - q_{k+1})^2 / 2 (kJ/mol), averaged over the replicas of
+    bead positions [R, P, N, 3] (masses [N])."""
+    q = np.asarray(beads_nm)
+    omega_p = q.shape[1] * units.BOLTZMANN_KJ_PER_MOL_K * temperature_K / units.HBAR_KJ_PER_MOL_PS
+    stretch = np.sum((q - np.roll(q, -1, axis=1)) ** 2, axis=(1, 3))  # [R, N]
+    return float(np.mean(0.5 * omega_p**2 * stretch @ np.asarray(masses_amu)))
+
+
 def check_memory(layout: Layout, n_features: int, n_blocks: int, dtype_bytes: int, device: str) -> None:
     """Refuse a batch the device cannot hold, with the estimate: on GPUs all F frames go through the
     network at once (on the CPU the dense path takes cache-sized chunks of frames)."""

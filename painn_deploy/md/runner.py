@@ -39,7 +39,7 @@ from .build import build_integrator, choose_platform, replicated_topology, resol
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
-from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory
+from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
 from .rundir import CHECKPOINT, RunDirectory
 from .safety import SafetyNet
 from .solution import add_barostat, mixed_system, ml_atoms_by_residue, residue_groups
@@ -331,6 +331,8 @@ class MDRun:
         }
         if p > 1:
             row["quantum_kinetic_kj_per_mol"] = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K)
+            springs = spring_energy(beads, self.masses_amu[: beads.shape[2]], cfg.temperature_K)
+            row["ring_polymer_hamiltonian_kj_per_mol"] = (kinetic_total + energy) / copies + springs
         if box is not None:  # (periodic runs are one copy: the system's mass is the box's contents)
             volume_nm3 = float(abs(np.linalg.det(box)))
             row["volume_nm3"] = volume_nm3
