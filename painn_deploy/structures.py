@@ -1,6 +1,7 @@
 """Structures: reading PDB files, the molecules of a structure, and periodic boxes of copies of one molecule
 (for liquids, benchmarks)."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -143,25 +144,72 @@ def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box
 BOND_TOLERANCE = 1.2
 
 
-def bonded_molecules(
-    atomic_numbers: Sequence[int], positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None
-) -> List[List[int]]:
-    """The molecules of a structure: lists of atom indices joined by covalent bonds (atoms closer than
-    ``BOND_TOLERANCE`` times the sum of their covalent radii, minimum image when ``box_nm`` is given),
-    ordered by their first atom."""
-    from ase import Atoms
-    from ase.neighborlist import natural_cutoffs, neighbor_list
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+@dataclass
+class Molecules:
+    """The molecules of a structure.  ``finite``: lists of atom indices; ``networks``: components that bond to
+    their own periodic image (a covalent solid, an infinite chain); ``whole_nm``: the positions with every
+    finite molecule whole and its centre in the box (networks as given)."""
 
-    n = len(atomic_numbers)
-    atoms = Atoms(numbers=list(atomic_numbers), positions=np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
+    finite: List[List[int]]
+    networks: List[List[int]]
+    whole_nm: np.ndarray
+
+
+def find_molecules(topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None) -> Molecules:
+    """The molecules of a structure, joined by the topology's bonds (CONECT records, standard residues) and by
+    covalent bonds within a residue: atoms closer than ``BOND_TOLERANCE`` times the sum of their covalent radii,
+    minimum image when ``box_nm`` is given.  Atoms of different residues are joined only by the topology's
+    bonds, so neither ions beside water nor overlapping molecules merge."""
+    from ase import Atoms
+    from ase.geometry import find_mic
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    positions = np.asarray(positions_nm, dtype=np.float64)
+    residue = np.array([atom.residue.index for atom in topology.atoms()])
+    z = [atom.element.atomic_number for atom in topology.atoms()]
+    atoms = Atoms(numbers=z, positions=positions * units.ANGSTROM_PER_NM)
     if box_nm is not None:
         atoms.set_cell(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
         atoms.set_pbc(True)
-    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
-    _, labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)
-    molecules: dict = {}
-    for atom, label in enumerate(labels):
-        molecules.setdefault(int(label), []).append(atom)
-    return sorted(molecules.values())
+    i, j, d = neighbor_list("ijD", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
+    keep = (i < j) & (residue[i] == residue[j])
+    edges = [(a, b, v / units.ANGSTROM_PER_NM) for a, b, v in zip(i[keep], j[keep], d[keep])]
+    listed = np.array([(b[0].index, b[1].index) for b in topology.bonds()], dtype=int).reshape(-1, 2)
+    if len(listed):
+        vectors = positions[listed[:, 1]] - positions[listed[:, 0]]
+        if box_nm is not None:
+            vectors = find_mic(vectors, np.asarray(box_nm), pbc=True)[0]
+        edges += [(a, b, v) for (a, b), v in zip(listed, vectors)]
+    neighbours: List[list] = [[] for _ in z]
+    for a, b, v in edges:
+        neighbours[a].append((b, v))
+        neighbours[b].append((a, -v))
+    whole = positions.copy()
+    seen = np.zeros(len(z), dtype=bool)
+    finite: List[List[int]] = []
+    networks: List[List[int]] = []
+    for root in range(len(z)):  # walk each molecule's bonds from its first atom, unwrapping as it goes
+        if seen[root]:
+            continue
+        seen[root] = True
+        members, stack, closed_on_image = [root], [root], False
+        while stack:
+            a = stack.pop()
+            for b, v in neighbours[a]:
+                if not seen[b]:
+                    seen[b] = True
+                    whole[b] = whole[a] + v
+                    members.append(b)
+                    stack.append(b)
+                elif np.abs(whole[b] - whole[a] - v).max() > 1e-3:  # reached again through the box
+                    closed_on_image = True
+        members.sort()
+        if closed_on_image:
+            networks.append(members)
+            whole[members] = positions[members]
+            continue
+        finite.append(members)
+        if box_nm is not None:
+            box = np.asarray(box_nm)
+            whole[members] -= np.floor(whole[members].mean(axis=0) @ np.linalg.inv(box)) @ box
+    return Molecules(finite, networks, whole)

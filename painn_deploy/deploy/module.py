@@ -275,7 +275,8 @@ class PaiNNForceField(nn.Module):
                         "NeighborListOverflowError: the static neighbour list holds " + str(self.pair_capacity)
                         + " pairs and " + str(self.atoms_per_cell) + " atoms per cell of a fixed grid; this "
                         "configuration has " + str(int(n_pairs)) + " pairs (or a cell overflowed, or the box "
-                        "shrank). Export again with a larger --pair-capacity or use --neighbor-list cell_list."
+                        "shrank below the grid). Export again for this configuration (its box) with a larger "
+                        "--pair-capacity, or use --neighbor-list cell_list."
                     )  # fmt: skip
                 weights.append(weight.to(positions.dtype))
                 overflows.append(overflow)

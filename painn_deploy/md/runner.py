@@ -23,6 +23,7 @@ from openmm import unit
 
 from .. import units, versions
 from ..deploy import Artefact
+from ..deploy import metadata as md
 from ..errors import (
     CheckpointError,
     InputError,
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
-from ..structures import bonded_molecules, load_pdb, write_pdb
+from ..structures import find_molecules, load_pdb, write_pdb
 from .build import build_integrator, choose_platform, replicated_topology, resolve_model
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
@@ -42,7 +43,7 @@ from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
 from .rundir import CHECKPOINT, RunDirectory
 from .safety import SafetyNet
-from .solution import add_barostat, mixed_system, ml_atoms_by_residue, residue_groups
+from .solution import add_barostat, mixed_system, ml_atoms_by_residue, ml_molecules
 
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
@@ -112,6 +113,12 @@ class MDRun:
         self.periodic = box_nm is not None and (self.artefact.periodic or self.ml_atoms is not None)
         if cfg.pressure_bar > 0 and not self.periodic:
             raise InputError(self._why_not_periodic(box_nm))
+        if cfg.pressure_bar > 0 and self.artefact.metadata.get(md.KEY_NEIGHBOR_LIST) == "static":
+            raise InputError(
+                f"--pressure (NPT) changes the box, and {self.model_path} uses the static neighbour list, whose cell "
+                f"grid is fixed for the box it was exported with: export with --neighbor-list cell_list for NPT "
+                f"(then run NVT at the box it reaches with a static list, if you want CUDA graphs)"
+            )
         if box_nm is not None and not self.periodic:
             warnings.warn(
                 f"{cfg.structure} has a periodic box (CRYST1), which is ignored: the model {self.artefact.path} "
@@ -151,6 +158,7 @@ class MDRun:
         ring = FEATURE_CAPACITY if self.recorded else 0
         device = "cuda" if on_gpu else "cpu"
         self.barostat_frequency = 0
+        self.start_positions_nm = positions_nm
         if self.ml_atoms is not None:
             mixed = mixed_system(
                 topology, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
@@ -158,15 +166,19 @@ class MDRun:
                 cfg.temperature_K, cfg.pressure_bar, cfg.mm_cutoff_nm, cfg.structure,
             )  # fmt: skip
             self.system, self.adapter, self.barostat_frequency = mixed.system, mixed.adapter, mixed.barostat_frequency
-            self.ml_molecules = residue_groups(topology, self.ml_atoms)
+            self.ml_molecules = ml_molecules(topology, self.ml_atoms)
         else:
             self.system, self.adapter = create_system(
                 self.artefact, topology, self.backend, ring_capacity=ring, cuda_graphs=cuda_graphs, device=device,
                 n_frames=self.layout.n_frames, modes=self.layout.modes(),
             )  # fmt: skip
-            if cfg.pressure_bar > 0:
-                molecules = bonded_molecules(z, positions_nm, box_nm)
-                self.barostat_frequency = add_barostat(self.system, molecules, cfg.pressure_bar, cfg.temperature_K)
+            if self.periodic:  # each molecule whole (a PDB may wrap atoms one by one), and moved whole by a barostat
+                molecules = find_molecules(topology, positions_nm, box_nm)
+                self.start_positions_nm = molecules.whole_nm
+                if cfg.pressure_bar > 0:
+                    self.barostat_frequency = add_barostat(
+                        self.system, molecules.finite, cfg.pressure_bar, cfg.temperature_K
+                    )
         self.masses_amu = np.array(
             [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]
         )
@@ -200,7 +212,7 @@ class MDRun:
 
     def _set_initial_state(self):
         cfg = self.cfg
-        positions = np.asarray(self.pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        positions = self.start_positions_nm
         if self.periodic:
             self.context.setPeriodicBoxVectors(*self.pdb.topology.getPeriodicBoxVectors())
         layout = self.layout

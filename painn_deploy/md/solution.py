@@ -13,10 +13,10 @@ import openmm
 from openmm import app, unit
 
 from ..errors import InputError
-from ..openmm.mlpotential import residue_groups
+from ..openmm.mlpotential import ml_molecules
 from ..solvation import WATER_MODELS, check_templates, forcefield
 
-__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "residue_groups"]
+__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "ml_molecules"]
 
 BAROSTAT_FREQUENCY = 25  # steps between Monte Carlo volume moves
 
@@ -49,25 +49,21 @@ def add_barostat(
     system: "openmm.System", molecules: Sequence[Sequence[int]], pressure_bar: float, temperature_K: float
 ) -> int:
     """Add a Monte Carlo barostat that moves each of ``molecules`` (lists of particle indices) as a rigid body;
-    returns its frequency (steps).  A system that is one molecule (a covalent network filling the box) is
-    scaled atom by atom instead.
+    returns its frequency (steps).  Particles in no listed molecule (atoms of a covalent network that fills the
+    box) are moved one by one.
 
     OpenMM finds molecules through bonded forces, and the model's force declares no bonds, so the model's
     molecules are joined here by a force of zero energy.  Without it each of their atoms would be scaled on its
     own: every trial box would stretch all bonds at once, and the barostat would shrink its volume steps until
     such stretches are accepted."""
-    barostat = openmm.MonteCarloBarostat(pressure_bar * unit.bar, temperature_K * unit.kelvin, BAROSTAT_FREQUENCY)
-    if len(molecules) == 1 and len(molecules[0]) == system.getNumParticles():
-        barostat.setScaleMoleculesAsRigid(False)
-    else:
-        joints = openmm.CustomBondForce("0")
-        joints.setName("molecules for the barostat (no energy)")
-        for molecule in molecules:
-            for a, b in zip(molecule[:-1], molecule[1:]):
-                joints.addBond(int(a), int(b))
-        if joints.getNumBonds():
-            system.addForce(joints)
-    system.addForce(barostat)
+    joints = openmm.CustomBondForce("0")
+    joints.setName("molecules for the barostat (no energy)")
+    for molecule in molecules:
+        for a, b in zip(molecule[:-1], molecule[1:]):
+            joints.addBond(int(a), int(b))
+    if joints.getNumBonds():
+        system.addForce(joints)
+    system.addForce(openmm.MonteCarloBarostat(pressure_bar * unit.bar, temperature_K * unit.kelvin, BAROSTAT_FREQUENCY))
     return BAROSTAT_FREQUENCY
 
 
@@ -119,8 +115,8 @@ def mixed_system(
     system = potential.createMixedSystem(topology, mm_system, list(ml_atoms), forceGroup=1)
     frequency = 0
     if pressure_bar > 0:
-        ml_molecules = [[ml_atoms[k] for k in group] for group in residue_groups(topology, ml_atoms)]
-        frequency = add_barostat(system, ml_molecules, pressure_bar, temperature_K)
+        molecules = [[ml_atoms[k] for k in group] for group in ml_molecules(topology, ml_atoms)]
+        frequency = add_barostat(system, molecules, pressure_bar, temperature_K)
     impl = potential._impl  # (OpenMM-ML keeps the potential's implementation here)
     adapter: Optional[object] = impl.computations[-1].adapter if backend == "python" else None
     return MixedSystem(system, adapter, list(ml_atoms), frequency)

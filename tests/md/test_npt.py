@@ -13,43 +13,114 @@ from openmm import app, unit
 from painn_deploy import units
 from painn_deploy.errors import InputError
 from painn_deploy.md import SimulationConfig, run_simulation
+from painn_deploy.md.runner import MDRun
 from painn_deploy.md.solution import add_barostat
 from painn_deploy.openmm import create_system
-from painn_deploy.structures import bonded_molecules, molecular_box, write_pdb
+from painn_deploy.structures import find_molecules, molecular_box, write_pdb
 
 from ..conftest import ETHANOL_NPZ, ETHANOL_PDB
 
 ETHANOL_Z = [6, 6, 8, 1, 1, 1, 1, 1, 1]
 
 
-def ethanol_box(path, n_molecules, seed=0, **spacing_or_density):
-    """A PDB of ``n_molecules`` ethanol copies (one residue each) in a cubic periodic box: (path, z, nm, box nm)."""
+def ethanol_box(path, n_molecules, seed=0, wrap=False, **spacing_or_density):
+    """A PDB of ``n_molecules`` ethanol copies (one residue each) in a cubic periodic box: (path, z, nm, box nm).
+    ``wrap``: shifted, and every atom wrapped into the box on its own (molecules split across the faces)."""
     mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
     z, pos, box = molecular_box(ETHANOL_Z, mol, n_molecules, seed=seed, **spacing_or_density)
+    if wrap:
+        pos = np.mod(pos + 0.23, np.diag(box))
     write_pdb(path, z, pos, box, atoms_per_residue=9)
     return path, z, pos, box
 
 
 @pytest.fixture(scope="module")
 def liquid(trained_checkpoint, tmp_path_factory):
-    """27 ethanols at the liquid's density (1.4 nm box) and the test model exported for the box (cell list)."""
+    """27 ethanols at the liquid's density (1.4 nm box), atoms wrapped into the box one by one, and the test model
+    exported for the box (cell list)."""
     from painn_deploy.deploy import export
 
     folder = tmp_path_factory.mktemp("liquid")
-    pdb = ethanol_box(folder / "liquid.pdb", 27, seed=1, density_g_per_cm3=0.75)[0]
+    pdb = ethanol_box(folder / "liquid.pdb", 27, seed=1, wrap=True, density_g_per_cm3=0.75)[0]
     export(trained_checkpoint, folder / "liquid.pt", pdb=str(pdb))
     return pdb, folder / "liquid.pt"
 
 
-def test_molecules_are_found_from_bonds_across_the_box_boundary(tmp_path):
-    """Every atom wrapped into the box on its own splits the molecules that cross a face; with the box (minimum
-    image) each is still found whole, as its residue."""
+def topology_of(z, residue_sizes, bonds=()):
+    """A topology of atoms ``z`` in residues of ``residue_sizes`` atoms, with the listed bonds."""
+    topology = app.Topology()
+    chain = topology.addChain()
+    starts = np.cumsum([0] + list(residue_sizes))
+    atoms = []
+    for k, number in enumerate(z):
+        if k in starts:
+            residue = topology.addResidue("MOL", chain)
+        atoms.append(topology.addAtom(f"X{k}", app.Element.getByAtomicNumber(number), residue))
+    for a, b in bonds:
+        topology.addBond(atoms[a], atoms[b])
+    return topology
+
+
+def test_molecules_are_found_whole_across_the_box_faces(tmp_path):
+    """Every atom wrapped into the box on its own splits the molecules that cross a face: each is still found,
+    as its residue, and made whole (its shape as built) with its centre in the box."""
     _, z, pos, box = ethanol_box(tmp_path / "box.pdb", 8, spacing_nm=0.5)
     wrapped = np.mod(pos + 0.23, np.diag(box))  # shift, then wrap atom by atom
     residues = [list(range(9 * k, 9 * k + 9)) for k in range(8)]
-    assert len(bonded_molecules(z, wrapped)) > 8  # split without the box: the test has cases to find
-    assert bonded_molecules(z, wrapped, box) == residues
-    assert bonded_molecules(z, pos) == residues
+    shape = [pos[r] - pos[r].mean(axis=0) for r in residues]
+    assert sum(np.ptp(wrapped[r], axis=0).max() > 0.5 for r in residues) >= 3  # the test has split molecules
+    found = find_molecules(topology_of(z, [9] * 8), wrapped, box)
+    assert found.finite == residues and found.networks == []
+    for r, built in zip(residues, shape):
+        np.testing.assert_allclose(found.whole_nm[r] - found.whole_nm[r].mean(axis=0), built, atol=1e-9)
+        assert np.all((found.whole_nm[r].mean(axis=0) >= 0) & (found.whole_nm[r].mean(axis=0) < np.diag(box)))
+
+
+def test_residues_join_only_through_the_topologys_bonds():
+    """Two ethanols, the second's hydroxyl H 0.9 Angstrom from the first's O (an overlap, or an ion beside water):
+    two molecules.  A bond the topology lists (CONECT) joins them, and atoms of one residue without bonds in the
+    topology are joined by distance."""
+    mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
+    second = mol - mol[8] + mol[2] + np.array([0.09, 0.0, 0.0])  # atom 8: the hydroxyl H
+    pos = np.concatenate([mol, second])
+    assert find_molecules(topology_of(ETHANOL_Z * 2, [9, 9]), pos).finite == [list(range(9)), list(range(9, 18))]
+    assert find_molecules(topology_of(ETHANOL_Z * 2, [9, 9], bonds=[(2, 17)]), pos).finite == [list(range(18))]
+    assert find_molecules(topology_of(ETHANOL_Z * 2, [18]), pos).finite == [list(range(18))]  # one residue: by distance
+
+
+def test_an_ml_solute_of_several_residues_is_one_molecule():
+    """OpenMM-ML removes the ML atoms' bonds; the ML molecules (moved whole by the barostat, and made whole for
+    the model) are their residues joined by the topology's bonds among ML atoms."""
+    from painn_deploy.md.solution import ml_molecules
+
+    joined = topology_of(ETHANOL_Z * 3, [9, 9, 9], bonds=[(2, 17), (10, 20)])
+    assert ml_molecules(joined, list(range(18))) == [list(range(18))]
+    assert ml_molecules(topology_of(ETHANOL_Z * 2, [9, 9]), list(range(18))) == [list(range(9)), list(range(9, 18))]
+    assert ml_molecules(joined, list(range(9, 27))) == [list(range(18))]  # positions in the ML list
+
+
+def test_a_covalent_network_through_the_box_is_not_a_molecule():
+    """A carbon chain through the box's faces (20 atoms, 0.15 nm apart along x) bonds to its own image: it is a
+    network, left as given and joined to nothing, beside a CO molecule that is finite."""
+    chain = np.array([[0.15 * k, 0.5, 0.5] for k in range(20)])
+    co = np.array([[1.0, 1.5, 1.5], [1.113, 1.5, 1.5]])
+    box = np.diag([3.0, 2.0, 2.0])
+    topology = topology_of([6] * 20 + [6, 8], [20, 2])
+    found = find_molecules(topology, np.concatenate([chain, co]), box)
+    assert found.networks == [list(range(20))] and found.finite == [[20, 21]]
+    np.testing.assert_array_equal(found.whole_nm[:20], chain)
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*(box * unit.nanometer))
+    periodic = openmm.CustomNonbondedForce("0")  # (a barostat needs a periodic force)
+    periodic.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    periodic.setCutoffDistance(0.5)
+    for _ in range(22):
+        system.addParticle(12.0)
+        periodic.addParticle([])
+    system.addForce(periodic)
+    add_barostat(system, found.finite, 1.0, 300.0)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    assert sorted(sorted(m) for m in context.getMolecules()) == [[k] for k in range(20)] + [[20, 21]]
 
 
 def test_barostat_moves_the_models_molecules_as_rigid_bodies(trained_checkpoint, tmp_path):
@@ -63,7 +134,7 @@ def test_barostat_moves_the_models_molecules_as_rigid_bodies(trained_checkpoint,
     export(trained_checkpoint, tmp_path / "gas.pt", pdb=str(pdb))
     topology = app.PDBFile(str(pdb)).topology
     system, _ = create_system(tmp_path / "gas.pt", topology, "torch", remove_cm_motion=False)
-    molecules = bonded_molecules(z, pos, box)
+    molecules = find_molecules(topology, pos, box).finite
     # the pressure at which the ideal gas of these molecules has twice the starting volume: moves both ways
     pressure_bar = (8 + 1) * units.BOLTZMANN_J_PER_K * 300.0 / 1e5 * 1e27 / (2 * float(np.linalg.det(box)))
     add_barostat(system, molecules, pressure_bar, 300.0)
@@ -92,16 +163,6 @@ def test_barostat_moves_the_models_molecules_as_rigid_bodies(trained_checkpoint,
         )
 
 
-def test_a_single_covalent_network_is_scaled_atom_by_atom():
-    """One molecule filling the box (a covalent solid) cannot move as a rigid body: its atoms are scaled."""
-    system = openmm.System()
-    for _ in range(4):
-        system.addParticle(12.0)
-    add_barostat(system, [[0, 1, 2, 3]], 1.0, 300.0)
-    (barostat,) = [f for f in system.getForces() if isinstance(f, openmm.MonteCarloBarostat)]
-    assert not barostat.getScaleMoleculesAsRigid() and system.getNumForces() == 1
-
-
 def npt_config(pdb, model, output, **kwargs):
     base = dict(structure=str(pdb), model=str(model), output=str(output), timestep_fs=0.5, platform="CPU",
                 pressure_bar=1.0, steps=200, log_interval=25, trajectory_interval=25, checkpoint_interval=1000,
@@ -111,15 +172,20 @@ def npt_config(pdb, model, output, **kwargs):
 
 
 def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, tmp_path):
-    """painn-simulate --pressure on 27 model ethanols: the barostat moves the box, and log.csv's volume and
-    density at each logged step are the trajectory's box and the atoms' mass in it.  (The tiny test model's
+    """painn-simulate --pressure on 27 model ethanols: the run starts from whole molecules, the barostat moves
+    the box, and log.csv's volume and density at each logged step are the trajectory's box and the atoms' mass
+    in it.  (The tiny test model's
     molecules do not hold together in a liquid: the rigid moves are tested above.)"""
     import mdtraj
 
     pdb, model = liquid
     out = tmp_path / "npt"
+    run = MDRun(npt_config(pdb, model, out))
+    residues = [list(range(9 * k, 9 * k + 9)) for k in range(27)]
+    extent = [np.ptp(run.start_positions_nm[r], axis=0).max() for r in residues]
+    assert max(extent) < 0.4  # it starts from whole molecules (the PDB splits some: checked in the first test)
     with pytest.warns(Warning):  # (the tiny test model's training data has no liquid: envelope warnings)
-        run_simulation(npt_config(pdb, model, out))
+        run.run()
     traj = mdtraj.load(str(out / "trajectory.dcd"), top=str(pdb))
     volumes = np.abs(np.linalg.det(traj.unitcell_vectors))
     assert volumes.max() - volumes.min() > 1e-3  # the barostat moved the box
@@ -129,6 +195,18 @@ def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, tmp_path):
     np.testing.assert_allclose(logged, volumes, rtol=1e-5)
     mass_g = sum(a.element.mass for a in traj.topology.atoms) / units.AVOGADRO_PER_MOL
     np.testing.assert_allclose([float(r["density_g_per_cm3"]) for r in log], mass_g / (logged * 1e-21), rtol=1e-5)
+
+
+def test_pressure_is_refused_with_a_static_neighbour_list(liquid, trained_checkpoint, tmp_path):
+    """The static list's cell grid is fixed for the exported box: a barostat would overflow it at the first
+    smaller trial box (on a GPU: a NaN energy, which the Monte Carlo test accepts)."""
+    from painn_deploy.deploy import export
+
+    pdb, _ = liquid
+    export(trained_checkpoint, tmp_path / "static.pt", pdb=str(pdb), neighbor_mode="static")
+    with pytest.raises(InputError, match=r"uses the static neighbour list.* export with --neighbor-list cell_list"):
+        run_simulation(npt_config(pdb, tmp_path / "static.pt", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_pressure_needs_a_periodic_box_and_a_periodic_model(exported32, tmp_path):
