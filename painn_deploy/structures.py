@@ -125,9 +125,15 @@ def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box
     """Write a PDB (element columns filled, CRYST1 when a box is given) with OpenMM's writer."""
     from openmm import Vec3, app, unit
 
+    per = atoms_per_residue or len(atomic_numbers)
+    longest = max((len(f"{symbol(int(z))}{i % per + 1}") for i, z in enumerate(atomic_numbers)), default=0)
+    if longest > 4:  # PDB atom names have 4 characters: longer ones collide, and readers drop the repeats
+        raise ValueError(
+            f"{len(atomic_numbers)} atoms in residues of {per} give atom names longer than a PDB's 4 characters; "
+            f"give atoms_per_residue (the atoms of one molecule)"
+        )
     top = app.Topology()
     chain = top.addChain()
-    per = atoms_per_residue or len(atomic_numbers)
     residue = None
     for i, z in enumerate(atomic_numbers):
         if i % per == 0:
@@ -166,7 +172,7 @@ def find_molecules(topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarr
 
     positions = np.asarray(positions_nm, dtype=np.float64)
     residue = np.array([atom.residue.index for atom in topology.atoms()])
-    z = [atom.element.atomic_number for atom in topology.atoms()]
+    z = [atom.element.atomic_number if atom.element is not None else 0 for atom in topology.atoms()]  # 0: no bonds
     atoms = Atoms(numbers=z, positions=positions * units.ANGSTROM_PER_NM)
     if box_nm is not None:
         atoms.set_cell(np.asarray(box_nm) * units.ANGSTROM_PER_NM)

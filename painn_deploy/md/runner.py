@@ -43,7 +43,7 @@ from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
 from .rundir import CHECKPOINT, RunDirectory
 from .safety import SafetyNet
-from .solution import add_barostat, mixed_system, ml_atoms_by_residue, ml_molecules
+from .solution import add_barostat, mixed_system, ml_atoms_by_residue, residue_groups
 
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
@@ -166,7 +166,7 @@ class MDRun:
                 cfg.temperature_K, cfg.pressure_bar, cfg.mm_cutoff_nm, cfg.structure,
             )  # fmt: skip
             self.system, self.adapter, self.barostat_frequency = mixed.system, mixed.adapter, mixed.barostat_frequency
-            self.ml_molecules = ml_molecules(topology, self.ml_atoms)
+            self.ml_molecules = residue_groups(topology, self.ml_atoms)
         else:
             self.system, self.adapter = create_system(
                 self.artefact, topology, self.backend, ring_capacity=ring, cuda_graphs=cuda_graphs, device=device,

@@ -13,10 +13,10 @@ import openmm
 from openmm import app, unit
 
 from ..errors import InputError
-from ..openmm.mlpotential import ml_molecules
+from ..openmm.mlpotential import ml_molecules, residue_groups
 from ..solvation import WATER_MODELS, check_templates, forcefield
 
-__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "ml_molecules"]
+__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "ml_molecules", "residue_groups"]
 
 BAROSTAT_FREQUENCY = 25  # steps between Monte Carlo volume moves
 

@@ -194,7 +194,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
             cutoff_nm=cutoff_nm,
             takes_all=takes_all,
             subset=subset,
-            molecules=ml_molecules(topology, ml),
+            molecules=residue_groups(topology, ml),
         )
 
     def _elements_and_cutoff(self) -> Tuple[List[int], float]:
@@ -469,6 +469,15 @@ def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequ
         f"{listing}{more}. Give only atoms of these elements as ML atoms (model the others with the MM force field "
         f"in createMixedSystem), or train a model on data that contains {unknown.split(' ')[0]}."
     )
+
+
+def residue_groups(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:
+    """The ML atoms grouped by residue: lists of positions in ``ml`` (each small enough for :func:`make_whole`)."""
+    residue_of = [atom.residue.index for atom in topology.atoms()]
+    groups: dict = {}
+    for k, i in enumerate(ml):
+        groups.setdefault(residue_of[i], []).append(k)
+    return list(groups.values())
 
 
 def ml_molecules(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:

@@ -89,8 +89,8 @@ def test_residues_join_only_through_the_topologys_bonds():
 
 
 def test_an_ml_solute_of_several_residues_is_one_molecule():
-    """OpenMM-ML removes the ML atoms' bonds; the ML molecules (moved whole by the barostat, and made whole for
-    the model) are their residues joined by the topology's bonds among ML atoms."""
+    """OpenMM-ML removes the ML atoms' bonds; the ML molecules the barostat moves whole are their residues
+    joined by the topology's bonds among ML atoms."""
     from painn_deploy.md.solution import ml_molecules
 
     joined = topology_of(ETHANOL_Z * 3, [9, 9, 9], bonds=[(2, 17), (10, 20)])
@@ -222,3 +222,12 @@ def test_pressure_needs_a_periodic_box_and_a_periodic_model(exported32, tmp_path
             run_simulation(npt_config(boxed, exported32, tmp_path / "b"))
     assert not [str(w.message) for w in caught]  # no "the box is ignored" before the refusal
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_write_pdb_refuses_atom_names_a_pdb_cannot_hold(tmp_path):
+    """1,125 atoms in one residue would give 5-character names (C1000), which collide when a reader cuts them to
+    4 and are dropped: refused, with the fix; in residues of one molecule they are written and read back."""
+    _, z, pos, box = ethanol_box(tmp_path / "ok.pdb", 125, spacing_nm=0.5)
+    with pytest.raises(ValueError, match="longer than a PDB's 4 characters; give atoms_per_residue"):
+        write_pdb(tmp_path / "bad.pdb", z, pos, box)
+    assert app.PDBFile(str(tmp_path / "ok.pdb")).topology.getNumAtoms() == 1125
