@@ -132,3 +132,17 @@ def test_create_system_from_python_is_quiet(exported32):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert "PARTICLES 9" in out.stdout, out.stderr[-2000:]
     assert out.stderr == "", out.stderr
+
+
+def test_a_run_shorter_than_an_output_interval_is_warned_about(tmp_path):
+    """A quick run with the default --trajectory-interval (100) used to write an empty trajectory in silence."""
+    import warnings
+
+    with pytest.warns(SimulationWarning, match=r"--steps 50 is fewer than --trajectory-interval 100: the trajectory"):
+        config("model.pt", tmp_path / "a", steps=50, trajectory_interval=100)
+    with pytest.warns(SimulationWarning, match=r"--steps 5 is fewer than --log-interval 10: log.csv will hold no row"):
+        config("model.pt", tmp_path / "b", steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config("model.pt", tmp_path / "c", steps=100, trajectory_interval=100)
+        config("model.pt", tmp_path / "d", steps=0)
