@@ -161,11 +161,13 @@ class Molecules:
     whole_nm: np.ndarray
 
 
-def find_molecules(topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None) -> Molecules:
-    """The molecules of a structure, joined by the topology's bonds (CONECT records, standard residues) and by
-    covalent bonds within a residue: atoms closer than ``BOND_TOLERANCE`` times the sum of their covalent radii,
-    minimum image when ``box_nm`` is given.  Atoms of different residues are joined only by the topology's
-    bonds, so neither ions beside water nor overlapping molecules merge."""
+def find_molecules(
+    topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None, atoms: Optional[Sequence[int]] = None
+) -> Molecules:
+    """The molecules of a structure (of its ``atoms`` only, when given), joined by the topology's bonds (CONECT
+    records, standard residues) and by covalent bonds within a residue: atoms closer than ``BOND_TOLERANCE``
+    times the sum of their covalent radii, minimum image when ``box_nm`` is given.  Atoms of different residues
+    are joined only by the topology's bonds, so neither ions beside water nor overlapping molecules merge."""
     from ase import Atoms
     from ase.geometry import find_mic
     from ase.neighborlist import natural_cutoffs, neighbor_list
@@ -173,11 +175,11 @@ def find_molecules(topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarr
     positions = np.asarray(positions_nm, dtype=np.float64)
     residue = np.array([atom.residue.index for atom in topology.atoms()])
     z = [atom.element.atomic_number if atom.element is not None else 0 for atom in topology.atoms()]  # 0: no bonds
-    atoms = Atoms(numbers=z, positions=positions * units.ANGSTROM_PER_NM)
+    structure = Atoms(numbers=z, positions=positions * units.ANGSTROM_PER_NM)
     if box_nm is not None:
-        atoms.set_cell(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
-        atoms.set_pbc(True)
-    i, j, d = neighbor_list("ijD", atoms, natural_cutoffs(atoms, mult=BOND_TOLERANCE))
+        structure.set_cell(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
+        structure.set_pbc(True)
+    i, j, d = neighbor_list("ijD", structure, natural_cutoffs(structure, mult=BOND_TOLERANCE))
     keep = (i < j) & (residue[i] == residue[j])
     edges = [(a, b, v / units.ANGSTROM_PER_NM) for a, b, v in zip(i[keep], j[keep], d[keep])]
     listed = np.array([(b[0].index, b[1].index) for b in topology.bonds()], dtype=int).reshape(-1, 2)
@@ -186,16 +188,21 @@ def find_molecules(topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarr
         if box_nm is not None:
             vectors = find_mic(vectors, np.asarray(box_nm), pbc=True)[0]
         edges += [(a, b, v) for (a, b), v in zip(listed, vectors)]
+    chosen = np.ones(len(z), dtype=bool)
+    if atoms is not None:
+        chosen[:] = False
+        chosen[np.asarray(list(atoms), dtype=int)] = True
     neighbours: List[list] = [[] for _ in z]
     for a, b, v in edges:
-        neighbours[a].append((b, v))
-        neighbours[b].append((a, -v))
+        if chosen[a] and chosen[b]:
+            neighbours[a].append((b, v))
+            neighbours[b].append((a, -v))
     whole = positions.copy()
     seen = np.zeros(len(z), dtype=bool)
     finite: List[List[int]] = []
     networks: List[List[int]] = []
     for root in range(len(z)):  # walk each molecule's bonds from its first atom, unwrapping as it goes
-        if seen[root]:
+        if seen[root] or not chosen[root]:
             continue
         seen[root] = True
         members, stack, closed_on_image = [root], [root], False

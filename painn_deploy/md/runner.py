@@ -161,7 +161,7 @@ class MDRun:
         self.start_positions_nm = positions_nm
         if self.ml_atoms is not None:
             mixed = mixed_system(
-                topology, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
+                topology, positions_nm, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
                 [f for f in cfg.forcefield_file.split(",") if f], self.backend, ring, device, cuda_graphs,
                 cfg.temperature_K, cfg.pressure_bar, cfg.mm_cutoff_nm, cfg.structure,
             )  # fmt: skip

@@ -13,10 +13,11 @@ import openmm
 from openmm import app, unit
 
 from ..errors import InputError
-from ..openmm.mlpotential import ml_molecules, residue_groups
+from ..openmm.mlpotential import residue_groups
 from ..solvation import WATER_MODELS, check_templates, forcefield
+from ..structures import find_molecules
 
-__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "ml_molecules", "residue_groups"]
+__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "residue_groups"]
 
 BAROSTAT_FREQUENCY = 25  # steps between Monte Carlo volume moves
 
@@ -69,6 +70,7 @@ def add_barostat(
 
 def mixed_system(
     topology: "app.Topology",
+    positions_nm: np.ndarray,
     model_path: str,
     ml_atoms: Sequence[int],
     mm_forcefield: str,
@@ -115,7 +117,9 @@ def mixed_system(
     system = potential.createMixedSystem(topology, mm_system, list(ml_atoms), forceGroup=1)
     frequency = 0
     if pressure_bar > 0:
-        molecules = [[ml_atoms[k] for k in group] for group in ml_molecules(topology, ml_atoms)]
+        # OpenMM-ML removed the ML atoms' bonds, by which OpenMM finds molecules: join them again
+        box = None if not periodic else np.asarray(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+        molecules = find_molecules(topology, positions_nm, box, atoms=ml_atoms).finite
         frequency = add_barostat(system, molecules, pressure_bar, temperature_K)
     impl = potential._impl  # (OpenMM-ML keeps the potential's implementation here)
     adapter: Optional[object] = impl.computations[-1].adapter if backend == "python" else None

@@ -480,28 +480,6 @@ def residue_groups(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[L
     return list(groups.values())
 
 
-def ml_molecules(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:
-    """The ML atoms grouped into molecules: their residues, joined where the topology bonds two of them (a
-    solute of several residues).  Lists of positions in ``ml``."""
-    residue_of = [atom.residue.index for atom in topology.atoms()]
-    in_ml = set(int(i) for i in ml)
-    root = {residue_of[i]: residue_of[i] for i in in_ml}
-
-    def find(r):
-        while root[r] != r:
-            root[r] = root[root[r]]
-            r = root[r]
-        return r
-
-    for bond in topology.bonds():
-        if bond[0].index in in_ml and bond[1].index in in_ml:
-            root[find(residue_of[bond[0].index])] = find(residue_of[bond[1].index])
-    groups: dict = {}
-    for k, i in enumerate(ml):
-        groups.setdefault(find(residue_of[i]), []).append(k)
-    return list(groups.values())
-
-
 def _short(indices: Sequence[int]) -> str:
     return str(list(indices)) if len(indices) <= 10 else f"[{', '.join(map(str, indices[:10]))}, ...] ({len(indices)})"
 

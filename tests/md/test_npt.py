@@ -89,14 +89,16 @@ def test_residues_join_only_through_the_topologys_bonds():
 
 
 def test_an_ml_solute_of_several_residues_is_one_molecule():
-    """OpenMM-ML removes the ML atoms' bonds; the ML molecules the barostat moves whole are their residues
-    joined by the topology's bonds among ML atoms."""
-    from painn_deploy.md.solution import ml_molecules
-
+    """OpenMM-ML removes the ML atoms' bonds; the ML molecules the barostat moves whole are found among the ML
+    atoms only: residues joined by the topology's bonds between ML atoms, a bond to an atom outside ignored."""
+    mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
+    pos = np.concatenate([mol, mol + 1.0, mol + 2.0])  # three ethanols 1.7 nm apart
     joined = topology_of(ETHANOL_Z * 3, [9, 9, 9], bonds=[(2, 17), (10, 20)])
-    assert ml_molecules(joined, list(range(18))) == [list(range(18))]
-    assert ml_molecules(topology_of(ETHANOL_Z * 2, [9, 9]), list(range(18))) == [list(range(9)), list(range(9, 18))]
-    assert ml_molecules(joined, list(range(9, 27))) == [list(range(18))]  # positions in the ML list
+    assert find_molecules(joined, pos, atoms=range(18)).finite == [list(range(18))]
+    assert find_molecules(joined, pos, atoms=range(9, 27)).finite == [list(range(9, 27))]
+    apart = topology_of(ETHANOL_Z * 3, [9, 9, 9])
+    assert find_molecules(apart, pos, atoms=range(9, 18)).finite == [list(range(9, 18))]
+    assert find_molecules(apart, pos, atoms=range(18)).finite == [list(range(9)), list(range(9, 18))]
 
 
 def test_a_covalent_network_through_the_box_is_not_a_molecule():

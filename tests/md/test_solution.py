@@ -141,13 +141,15 @@ def test_the_barostat_moves_the_ml_molecule_as_one_body(solvated):
     """OpenMM-ML removes the ML atoms' bonds, which is how OpenMM finds molecules: the barostat's joints keep
     the ML ethanol one rigid body, as every water is."""
     import openmm
-    from openmm import app
+    from openmm import app, unit
 
     from painn_deploy.md.solution import mixed_system
 
-    topology = app.PDBFile(str(solvated)).topology
+    pdb = app.PDBFile(str(solvated))
+    topology = pdb.topology
     ml = [a.index for a in topology.atoms() if a.residue.name == "EOH"]
-    mixed = mixed_system(topology, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], "torch", 0, "cpu", False, 300.0,
+    positions_nm = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    mixed = mixed_system(topology, positions_nm, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], "torch", 0, "cpu", False, 300.0,
                          1.0, 0.9, str(solvated))  # fmt: skip
     context = openmm.Context(mixed.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
     molecules = sorted(sorted(m) for m in context.getMolecules())
