@@ -51,7 +51,7 @@ def spectra(files, output: Path):
     from painn_deploy.spectra import SpectrumConfig, compute_spectra
 
     return compute_spectra(SpectrumConfig(files=tuple(str(f) for f in files), output=str(output), ir=True,
-                                          raman=True, resolution_cm1=15.0))  # fmt: skip
+                                          raman=True, resolution_cm1=15.0, overwrite=True))  # fmt: skip
 
 
 def band_peaks(result) -> dict:

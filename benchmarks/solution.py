@@ -195,7 +195,7 @@ def overlay(folder: Path, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     for name, label in (("vacuum", "ethanol in vacuum"), ("water", "ethanol in TIP3P water (ML/MM)")):
         result = compute_spectra(SpectrumConfig(files=(str(folder / name / "properties.h5"),), output=str(folder / f"{name}_spectra"),
-                                                ir=True, resolution_cm1=15.0))  # fmt: skip
+                                                ir=True, resolution_cm1=15.0, overwrite=True))  # fmt: skip
         ax.plot(result.ir.wavenumber_cm1, result.ir.intensity, label=label)
     ax.set_xlim(0, 4000)
     ax.set_xlabel("wavenumber (cm⁻¹)")

@@ -1,6 +1,7 @@
-"""Files written atomically and identified by hash."""
+"""Files written atomically and identified by hash; output folders that are not overwritten by accident."""
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -47,3 +48,35 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_output_folder(folder, record: str, overwrite: bool) -> Path:
+    """``folder`` as a Path, once it is known to be usable as the output folder of a command whose runs end by
+    writing the JSON file ``record`` (with the names of their files under "written").  A folder holding an
+    earlier run's ``record`` is refused unless ``overwrite`` is set: call this before any long computation."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            f"the output {folder} exists and is a file; -o/--output names a folder: give a new or existing one"
+        )
+    if (folder / record).exists() and not overwrite:
+        raise InputError(
+            f"{folder} already holds the results of an earlier run ({record}); give another -o/--output, or "
+            "--overwrite to replace them"
+        )
+    return folder
+
+
+def earlier_outputs(folder, record: str) -> set[str]:
+    """Names of the files the run that wrote ``folder/record`` listed under "written" (none when unreadable)."""
+    try:
+        return {Path(p).name for p in json.loads((Path(folder) / record).read_text()).get("written", [])}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return set()
+
+
+def remove_stale_outputs(folder, earlier: set[str], written) -> None:
+    """Delete the files of an earlier run (``earlier``, from :func:`earlier_outputs`) that this run, which wrote
+    ``written``, did not replace: a folder then never mixes the results of two runs.  Nothing else is touched."""
+    for name in earlier - {Path(p).name for p in written}:
+        (Path(folder) / name).unlink(missing_ok=True)

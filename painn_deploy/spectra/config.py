@@ -138,6 +138,13 @@ class SpectrumConfig(Config):
         "path",
     )
     plots: bool = option(True, "--no-plots", "write CSV files only (no PNG plots)", kind="bool")
+    overwrite: bool = option(
+        False,
+        "--overwrite",
+        "replace the results of an earlier painn-spectrum in OUTPUT, deleting its files that this run does not "
+        "write again (without it, such a folder is refused)",
+        kind="bool",
+    )
 
     def options(self, temperature_K: float, correlation: str, integrator_timestep_fs: float | None) -> SpectrumOptions:
         """The analysis options, with what the files decide (temperature, correlation kind, time step)."""

@@ -2,13 +2,15 @@
 
 The whole of ``painn-harmonic`` as one library call on a :class:`HarmonicConfig`:
 
+0. refuse an output folder that holds an earlier run's harmonic.json, unless ``overwrite`` is set;
 1. read the PDB; a CRYST1 box is reported as ignored (the analysis is of one isolated molecule);
 2. open the model and check it against the structure before evaluating anything
    (:func:`~.harmonic.load_model`): a painn-train checkpoint is built in float64 for the structure, which
    must be its training molecule; an exported model must have been exported for these atoms, in this order;
 3. minimise and analyse (:func:`~.harmonic.harmonic_analysis`);
-4. write modes.csv (mode, wavenumber_cm-1, ir_intensity_km_per_mol, raman_activity_A4_per_amu), harmonic.json
-   (all results, the minimisation report, normal-mode displacements), minimized.pdb and modes.png.
+4. write modes.csv (mode, wavenumber_cm-1, ir_intensity_km_per_mol, raman_activity_A4_per_amu), minimized.pdb,
+   modes.png and, last, harmonic.json (all results, the minimisation report, normal-mode displacements, the
+   files written).
 
 Formulas and units: docs/spectra.md.
 """
@@ -22,6 +24,7 @@ import torch
 
 from ..configuration import Config, option
 from ..errors import InputError, typed_errors
+from ..files import check_output_folder, earlier_outputs, remove_stale_outputs
 from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, load_model
 from .io import write_modes_csv
 
@@ -32,6 +35,9 @@ DESCRIPTION = (
     "Options can also come from --config FILE.yaml (keys: the option names with underscores, e.g. max_steps); "
     "flags override the file. See docs/spectra.md."
 )
+#: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
+#: accident.
+RECORD = "harmonic.json"
 FLOAT64_HINT = (
     "Give the painn-train checkpoint (.ckpt) instead of the exported model: painn-harmonic then evaluates it in "
     "float64."
@@ -80,6 +86,13 @@ class HarmonicConfig(Config):
         "int",
     )
     plots: bool = option(True, "--no-plots", "do not write modes.png", kind="bool")
+    overwrite: bool = option(
+        False,
+        "--overwrite",
+        "replace the results of an earlier painn-harmonic in OUTPUT, deleting its files that this run does not "
+        "write again (without it, such a folder is refused)",
+        kind="bool",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -126,6 +139,7 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
     """Run the analysis described by ``config`` and write its outputs to ``config.output``."""
     from ..structures import load_pdb
 
+    check_output_folder(config.output, RECORD, config.overwrite)
     pdb, numbers, positions_nm, box_nm = load_pdb(config.structure)
     where = Path(config.structure).name
     notes = []
@@ -168,15 +182,9 @@ def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
     from openmm.app import PDBFile
 
     out, result = Path(run.config.output), run.result
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--output {out} exists and is a file; give a folder")
+    earlier = earlier_outputs(out, RECORD)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_modes_csv(result, out / "modes.csv")]
-    info = result.to_dict()
-    info.update(model=str(run.config.model), structure=str(run.config.structure), config=run.config.as_dict())
-    info["notes"] = run.notes
-    (out / "harmonic.json").write_text(json.dumps(info, indent=1, default=float) + "\n")
-    written.append(out / "harmonic.json")
     with open(out / "minimized.pdb", "w") as fh:
         PDBFile.writeFile(topology, result.positions_nm * unit.nanometer, fh)
     written.append(out / "minimized.pdb")
@@ -193,4 +201,11 @@ def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
                 title=title,
             )
         )
+    info = result.to_dict()
+    info.update(model=str(run.config.model), structure=str(run.config.structure), config=run.config.as_dict())
+    info["notes"] = run.notes
+    written.append(out / RECORD)
+    info["written"] = [str(p) for p in written]
+    (out / RECORD).write_text(json.dumps(info, indent=1, default=float) + "\n")
+    remove_stale_outputs(out, earlier, written)
     return written

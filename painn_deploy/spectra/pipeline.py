@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
+from ..files import check_output_folder, earlier_outputs, remove_stale_outputs
 from . import integrator
 from .config import DEFAULT_TEMPERATURE_K, SpectrumConfig
 from .io import Properties, read_modes_csv, read_properties, write_spectrum_csv
@@ -35,6 +36,10 @@ from .vibrational import (
     ir_spectrum,
     raman_spectra,
 )
+
+#: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
+#: accident.
+METADATA = "metadata.json"
 
 
 @dataclass
@@ -91,11 +96,13 @@ def compute_spectra(config: SpectrumConfig) -> SpectraResult:
             warnings.simplefilter("always")
             result = _analyse(config)
             if config.output is not None:
+                earlier = earlier_outputs(config.output, METADATA)
                 result.written.extend(_write_outputs(result, Path(config.output)))
             result.warnings = [m for m, _ in _unique(recorded)]
             result.metadata["warnings"] = result.warnings
             if config.output is not None:
                 result.written.append(_write_metadata(result, Path(config.output)))
+                remove_stale_outputs(config.output, earlier, result.written)
     finally:
         for message, category in _unique(recorded):
             warnings.warn(message, category, stacklevel=2)
@@ -109,14 +116,6 @@ def _unique(recorded) -> list[tuple[str, type]]:
         if issubclass(w.category, UserWarning):
             seen.setdefault(str(w.message), w.category)
     return list(seen.items())
-
-
-def _check_output(output) -> None:
-    if output is not None and Path(output).exists() and not Path(output).is_dir():
-        raise InputError(
-            f"the output path {output} exists and is a file: -o/--output names a directory for the CSV, PNG "
-            "and metadata.json files. Give a new or existing directory."
-        )
 
 
 def _quantities(config: SpectrumConfig, props: list[Properties]) -> tuple[bool, bool]:
@@ -220,7 +219,8 @@ def _shift_report(settings: dict, step_fs: float | None, source: str, corrected:
 def _analyse(config: SpectrumConfig) -> SpectraResult:
     if not config.files:
         raise InputError("no property files given: name at least one properties.h5 (or 'files' in --config)")
-    _check_output(config.output)
+    if config.output is not None:
+        check_output_folder(config.output, METADATA, config.overwrite)
     props = [read_properties(f) for f in config.files]
     do_ir, do_raman = _quantities(config, props)
     correlation = _correlation(props)
@@ -324,7 +324,7 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
 
 
 def _write_metadata(result: SpectraResult, out: Path) -> Path:
-    path = out / "metadata.json"
+    path = out / METADATA
     result.metadata["written"] = [str(p) for p in result.written] + [str(path)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result.metadata, indent=2, default=str) + "\n")

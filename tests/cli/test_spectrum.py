@@ -101,6 +101,29 @@ def test_output_path_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     assert existing.read_text() == "keep me\n"
 
 
+def test_earlier_results_are_kept_unless_overwrite(tmp_path, capsys):
+    """A folder with an earlier run's metadata.json is refused before any work; --overwrite replaces that run's
+    files and deletes those this run does not write again, and nothing else."""
+    from painn_deploy.cli.spectrum import main
+
+    f0, _, _ = _write(tmp_path / "a.h5")
+    out = tmp_path / "out"
+    assert main([f0, "-o", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "ir.png" in before
+    capsys.readouterr()
+    assert main([f0, "-o", str(out), "--resolution-cm1", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds the results of an earlier run" in err and "--overwrite" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (out / "notes.txt").write_text("mine")
+    assert main([f0, "-o", str(out), "--resolution-cm1", "30", "--no-plots", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["ir.csv", "metadata.json", "notes.txt"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["config"]["resolution_cm1"] == 30.0 and (out / "notes.txt").read_text() == "mine"
+    assert (out / "ir.csv").read_bytes() != before["ir.csv"]
+
+
 def test_failed_run_exits_with_1(tmp_path, capsys, monkeypatch):
     import painn_deploy.cli.spectrum as cli
 

@@ -331,8 +331,20 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert spectrum_main([str(tmp_path / "props.h5"), "-o", str(spec_out), "--sticks", str(out / "modes.csv")]) == 0
     assert (spec_out / "ir.png").stat().st_size > 1000
 
+    # an earlier run's folder is kept unless --overwrite; --overwrite leaves no stale file of the earlier run
+    before = (out / "harmonic.json").read_bytes()
+    assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(out), "--no-minimize"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds the results of an earlier run" in err and "--overwrite" in err and "Traceback" not in err
+    assert (out / "harmonic.json").read_bytes() == before and (out / "modes.png").exists()
+    (out / "notes.txt").write_text("mine")
+    assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(out), "--overwrite", "--no-plots"]) == 0
+    info = json.loads((out / "harmonic.json").read_text())
+    assert sorted(p.rsplit("/", 1)[-1] for p in info["written"]) == ["harmonic.json", "minimized.pdb", "modes.csv"]
+    assert not (out / "modes.png").exists() and (out / "notes.txt").read_text() == "mine"
+
     # bad input: exit 2, one line, no traceback
-    assert harmonic_main([str(tmp_path / "missing.pt"), str(pdb), "-o", str(out)]) == 2
+    assert harmonic_main([str(tmp_path / "missing.pt"), str(pdb), "-o", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err
     assert "missing.pt does not exist" in err and "Traceback" not in err
     assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "--max-steps", "many"]) == 2
