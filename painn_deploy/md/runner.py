@@ -128,10 +128,6 @@ class MDRun:
             )  # fmt: skip
         batched_beads = cfg.beads if cfg.rpmd_integrator == "batched" else 1
         self.layout = Layout(len(z), cfg.replicas, batched_beads)
-        model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
-        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, self.layout, self.periodic,
-                                self.output / CHECKPOINT)  # fmt: skip
-        self.safety.check_start(positions_nm, box_nm if self.periodic else None)
         heads = self.artefact.heads
         for wanted, head in ((cfg.record_dipole, "dipole"), (cfg.record_polarizability, "polarizability")):
             if wanted and head not in heads:
@@ -179,6 +175,11 @@ class MDRun:
                     self.barostat_frequency = add_barostat(
                         self.system, molecules.finite, cfg.pressure_bar, cfg.temperature_K
                     )
+        # the training-envelope check of the start warns, so it comes after every refusal of the options
+        model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
+        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, self.layout, self.periodic,
+                                self.output / CHECKPOINT)  # fmt: skip
+        self.safety.check_start(positions_nm, box_nm if self.periodic else None)
         self.masses_amu = np.array(
             [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]
         )

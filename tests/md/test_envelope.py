@@ -3,6 +3,7 @@ checked on the starting structure and at every log interval of a run: a warning 
 the distances of the training data (which atoms, by how much), a stop beyond --envelope-margin."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -144,6 +145,13 @@ def test_stretched_bond_in_the_starting_structure(exported32, tmp_path):
     with pytest.warns(SimulationWarning, match=r"the starting structure is outside the model's training data: atom 4 "
                       r"\(H\) is 1\.300 Angstrom from its nearest atom \(atom 1, C\)"):  # fmt: skip
         run_simulation(config(exported32, tmp_path / "near", structure=str(stretched(tmp_path, 1.3)), steps=0))
+    # a refused option comes before any warning about the structure
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError, match="OpenMM platform 'Nowhere' is not available"):
+            run_simulation(config(exported32, tmp_path / "refused", structure=str(stretched(tmp_path, 1.3)), steps=0,
+                                  platform="Nowhere"))  # fmt: skip
+    assert not [w for w in caught if issubclass(w.category, SimulationWarning)]
     # a percentage margin: 1.8 A is within 60% of the bound
     with pytest.warns(SimulationWarning, match="starting structure is outside"):
         run_simulation(config(exported32, tmp_path / "pct", structure=str(stretched(tmp_path, 1.8)), steps=0,
