@@ -38,6 +38,10 @@ def run_demo(config: DemoConfig) -> dict:
     from .training import TrainConfig, train
 
     output = Path(config.output)
+    if output.is_file() or (output.is_dir() and any(output.iterdir())):
+        raise InputError(
+            f"{output} is not an empty folder (an earlier demo?); give another -o/--output, or move it away first"
+        )
     output.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"[1/4] training a PaiNN model (F={config.features}) for {config.train_minutes:g} min on bundled ethanol data", flush=True)  # fmt: skip

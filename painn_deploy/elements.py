@@ -4,6 +4,7 @@ Symbols and standard atomic masses come from ASE (IUPAC 2016 values).
 """
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -48,6 +49,11 @@ def empirical_formula(atomic_numbers: Iterable[int]) -> str:
     z = [int(x) for x in atomic_numbers]
     divisor = math.gcd(*(z.count(x) for x in set(z))) if z else 1
     return formula(x for x in sorted(set(z)) for _ in range(z.count(x) // divisor))
+
+
+def formula_atoms(text: str) -> list[int]:
+    """The atomic numbers a formula such as ``C2H6O`` counts (in the formula's order)."""
+    return [atomic_number(s) for s, n in re.findall(r"([A-Z][a-z]?)(\d*)", text) for _ in range(int(n or 1))]
 
 
 def check_known(atomic_numbers: Iterable[int], known: Sequence[int], where: str) -> None:

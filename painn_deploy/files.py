@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 from .errors import InputError
@@ -20,6 +21,45 @@ def require_file(path, what: str, fix: str, error: type = InputError) -> Path:
         where = "" if path.is_absolute() else f" (in {Path.cwd()})"
         raise error(f"{what} {path} {problem}{where}; {fix}")
     return path
+
+
+def what_file(path) -> str:
+    """What a file holds, judged from its first bytes (and a zip archive's member names), for a message about a
+    file given in the wrong place: "a PDB structure", "a NumPy .npz archive", ...; "" when not recognised."""
+    from .deploy.metadata import METADATA_FILE
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return ""
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (such as the properties.h5 of painn-simulate)"
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy array (.npy)"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "an incomplete or damaged zip archive"
+        if any(n.endswith(f"/extra/{METADATA_FILE}") for n in names):
+            return "a model exported by painn-export"
+        if any("/code/" in n for n in names):
+            return "a TorchScript model"
+        if names and all(n.endswith(".npy") for n in names):
+            return "a NumPy .npz archive (data, not a model)"
+        if any(n.endswith("data.pkl") for n in names):
+            return "a PyTorch file written by torch.save (such as a painn-train checkpoint)"
+        return "a zip archive"
+    lines = head.decode("latin-1").splitlines()
+    if any(line.startswith(("ATOM  ", "HETATM", "CRYST1", "MODEL ")) for line in lines):
+        return "a PDB structure"
+    if lines and lines[0].strip().isdigit():
+        return "an XYZ structure file"
+    if any("<ForceField" in line for line in lines):
+        return "an OpenMM force field (XML)"
+    return ""
 
 
 def atomic_write(path, write) -> None:

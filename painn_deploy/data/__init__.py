@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import elements, units
 from ..errors import InputError, UnknownElementError
-from ..files import file_sha256, require_file
+from ..files import file_sha256, require_file, what_file
 
 NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
 DATA_FILE_FIX = "give reference data: an .npz (nuclear_charges, coords, energies, ...) or a file ASE reads (.xyz)"
@@ -71,6 +71,12 @@ class MoleculeDataset:
 
     def require(self, targets) -> None:
         missing = [t for t in targets if self.target(t) is None]
+        if "energy" in missing:  # structures without reference data: nothing to learn from
+            kind = what_file(self.source) if self.source else ""
+            raise InputError(
+                f"{self.source} has no energies: it holds structures only{f' ({kind})' if kind else ''}. Training "
+                f"needs reference energies and forces; {DATA_FILE_FIX}"
+            )
         if missing:
             raise InputError(
                 f"{self.source} has no {', '.join(missing)} data; drop them from --targets "

@@ -17,7 +17,7 @@ import torch
 
 from .. import elements
 from ..errors import BoxTooSmallError, CheckpointError, InputError, TopologyMismatchError, typed_errors
-from ..files import file_sha256, require_file
+from ..files import MODEL_FILE_FIX, file_sha256, require_file, what_file
 from . import metadata as md
 
 EXPORT_AGAIN = "export it again with painn-export (from the painn-train checkpoint)"
@@ -93,10 +93,21 @@ class Artefact:
         ml = got if self.atom_indices is None else [got[i] for i in self.atom_indices if i < len(got)]
         elements.check_known(ml, [elements.atomic_number(s) for s in self.metadata[md.KEY_MODEL_ELEMENTS]], where)
         if len(got) != len(expected):
+            trained = self.metadata.get("training", {}).get("training_molecule")
+            other_chemistry = (
+                trained
+                and self.atom_indices is None
+                and elements.empirical_formula(got) != elements.empirical_formula(elements.formula_atoms(trained))
+            )
+            fix = (
+                f"the model was trained on {trained} alone, so exporting it for {elements.formula(got)} would "
+                f"run it on chemistry it has not seen: train a model on data of this system (painn-train)"
+                if other_chemistry
+                else "export the model for this system with painn-export CHECKPOINT --pdb STRUCTURE.pdb"
+            )
             raise TopologyMismatchError(
                 f"{where} has {len(got)} atoms ({elements.formula(got)}) but the model was exported for "
-                f"{len(expected)} ({elements.formula(expected)}); export the model for this system with "
-                f"painn-export CHECKPOINT --pdb STRUCTURE.pdb"
+                f"{len(expected)} ({elements.formula(expected)}); {fix}"
             )
         bad = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
         if bad:
@@ -192,13 +203,19 @@ def read_metadata(path) -> dict:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{md.METADATA_FILE}")]
-            if not names:
-                raise CheckpointError(f"{path} is a TorchScript file without painn-deploy metadata; {EXPORT_AGAIN}")
-            return json.loads(archive.read(names[0]))
+            if names:
+                return json.loads(archive.read(names[0]))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        kind = what_file(path)
+        if kind and "zip" not in kind:
+            raise CheckpointError(f"{path} is {kind}, not an exported model; {MODEL_FILE_FIX}") from None
         raise CheckpointError(
             f"cannot read {path} as an exported model ({exc}); is the file complete? Otherwise {EXPORT_AGAIN}"
         ) from exc
+    kind = what_file(path)
+    if kind == "a TorchScript model":
+        raise CheckpointError(f"{path} is a TorchScript file without painn-deploy metadata; {EXPORT_AGAIN}")
+    raise CheckpointError(f"{path} is {kind or 'a zip archive'}, not an exported model; {MODEL_FILE_FIX}")
 
 
 def load(path, device: str = "cpu") -> Model:

@@ -276,7 +276,13 @@ def _training_data(record: dict, checkpoint, data: Optional[str]):
     if not named:
         return None, "the checkpoint names no data file"
     here = Path(checkpoint).parent
-    candidates = [Path(named)] if data else [Path(named), here / named, here / Path(named).name]
+    # as given to painn-train (from where it ran: often a relative path), where that led (painn-train records the
+    # absolute path), and beside the checkpoint
+    candidates = (
+        [Path(named)]
+        if data
+        else [Path(named), Path(recorded.get("path", named)), here / named, here / Path(named).name]
+    )
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
         return None, f"the training data {named} was not found"

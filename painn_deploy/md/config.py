@@ -1,13 +1,12 @@
 """Simulation configuration: one frozen dataclass shared by the CLI and the Python API."""
 
 import math
-import warnings
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
 from .. import units
 from ..configuration import Config, option
-from ..errors import InputError, SimulationWarning
+from ..errors import InputError
 
 TRAJECTORY_FORMATS = ("dcd", "xtc")
 
@@ -254,14 +253,6 @@ class SimulationConfig(Config):
         for name in ("record_interval", "trajectory_interval", "log_interval", "checkpoint_interval"):
             if getattr(self, name) < 1:
                 raise InputError(f"{flag(name)} must be at least 1 step")
-        for name, output in (("trajectory_interval", "the trajectory will hold no frame"),
-                             ("log_interval", "log.csv will hold no row")):  # fmt: skip
-            if 0 < self.steps < getattr(self, name):
-                warnings.warn(
-                    f"--steps {self.steps} is fewer than {flag(name)} {getattr(self, name)}: {output}; lower "
-                    f"{flag(name)}",
-                    SimulationWarning, stacklevel=2,
-                )  # fmt: skip
         if self.records:
             interval_fs = self.record_interval * self.timestep_fs
             limit = nyquist_limit_fs()
@@ -270,6 +261,18 @@ class SimulationConfig(Config):
                     f"recording every {self.record_interval} steps ({interval_fs:g} fs) cannot resolve vibrations up to "
                     f"{MAX_WAVENUMBER_CM1:g} cm^-1 (sampling theorem: at most {limit:.2f} fs); lower --record-interval"
                 )
+
+    @property
+    def empty_outputs(self) -> list[str]:
+        """What a run of ``steps`` leaves empty, with the fix (the runner warns once the run is set up)."""
+        return [
+            f"--steps {self.steps} is fewer than {flag(name)} {getattr(self, name)}: {output}; lower {flag(name)}"
+            for name, output in (
+                ("trajectory_interval", "the trajectory will hold no frame"),
+                ("log_interval", "log.csv will hold no row"),
+            )
+            if 0 < self.steps < getattr(self, name)
+        ]
 
     @property
     def records(self) -> bool:

@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
+from ..resources import BUNDLED_MODEL
 from ..structures import find_molecules, load_pdb, write_pdb
 from .build import build_integrator, choose_platform, replicated_topology, resolve_model
 from .config import SimulationConfig
@@ -60,10 +61,8 @@ class SimulationResult:
     envelope: str = ""  # how often and how far the run left the training data's distances ("": never)
 
     def summary(self) -> str:
-        text = (
-            f"{self.steps} steps done, {self.ns_per_day:.2f} ns/day; {self.frames_recorded} property frames; "
-            f"outputs in {self.output}"
-        )
+        frames = f"{self.frames_recorded} property frames; " if self.frames_recorded else ""
+        text = f"{self.steps} steps done, {self.ns_per_day:.2f} ns/day; {frames}outputs in {self.output}"
         return f"{text}\n{self.envelope}" if self.envelope else text
 
 
@@ -79,6 +78,8 @@ class MDRun:
         except BaseException:  # bad input, or Ctrl-C: leave no half-made output directory behind
             self.dir.discard_if_created()
             raise
+        for text in cfg.empty_outputs:  # (after every refusal of the input)
+            warnings.warn(text, SimulationWarning, stacklevel=3)
 
     def _set_up(self):
         cfg = self.cfg
@@ -452,6 +453,8 @@ class MDRun:
             "correlation": "kubo" if cfg.beads > 1 else "classical",
             "model_sha256": self.artefact.sha256,
         }
+        if cfg.progress != "none":
+            print(self._header(), flush=True)
         resume = None
         if cfg.resume:
             try:
@@ -516,6 +519,21 @@ class MDRun:
             with h5py.File(out / "properties.h5") as f:
                 frames = f["time"].shape[0]
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
+
+    def _header(self) -> str:
+        """What runs, with which model, where: the first line a run prints."""
+        cfg, copies = self.cfg, []
+        if cfg.beads > 1:
+            copies.append(f"{cfg.beads} beads")
+        if cfg.replicas > 1:
+            copies.append(f"{cfg.replicas} replicas")
+        bundled = " (the bundled ethanol model; --model for another)" if self.model_path == BUNDLED_MODEL else ""
+        equilibration = f", {cfg.equilibration_steps} equilibration steps first" if cfg.equilibration_steps else ""
+        return (
+            f"{cfg.structure}: {len(self.atomic_numbers)} atoms{''.join(', ' + c for c in copies)}; model "
+            f"{self.model_path}{bundled}; OpenMM {self.platform.getName()}, {self.backend} backend; outputs in "
+            f"{self.output}{equilibration}"
+        )
 
     def _steps(self, progress, wall_start, start_step, requested: list):
         """The steps, in blocks that end where an output is due; after a stop request (see :meth:`run`) up to the

@@ -3,7 +3,7 @@
 import torch
 
 from ..errors import CheckpointError
-from ..files import require_file
+from ..files import require_file, what_file
 from .potential import PaiNNConfig, PaiNNPotential
 
 FORMAT_VERSION = 1  # of the checkpoint's "painn" record
@@ -12,6 +12,13 @@ FORMAT_VERSION = 1  # of the checkpoint's "painn" record
 def load_checkpoint(path) -> dict:
     """Read the ``"painn"`` entry of a checkpoint, or raise :class:`CheckpointError`."""
     path = require_file(path, "checkpoint", "give a checkpoint that painn-train wrote (.ckpt)", CheckpointError)
+    kind = what_file(path)
+    if kind and not kind.startswith(("a PyTorch file", "an incomplete")):
+        hint = " (already exported: use it as it is)" if kind == "a model exported by painn-export" else ""
+        raise CheckpointError(
+            f"{path} is {kind}, not a painn-train checkpoint{hint}; give a checkpoint that painn-train wrote "
+            f"(best.ckpt or last.ckpt in its --output folder)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:

@@ -129,10 +129,15 @@ def _quantities(config: SpectrumConfig, props: list[Properties]) -> tuple[bool, 
                 "contain 'polarizability'"
             )
     for p in props:
-        if do_ir and p.dipole_e_nm is None:
-            raise InputError(f"{p.path}: --ir needs the 'dipole' dataset, which this file lacks")
-        if do_raman and p.polarizability_nm3 is None:
-            raise InputError(f"{p.path}: --raman needs the 'polarizability' dataset, which this file lacks")
+        for wanted, flag, name, data in (
+            (do_ir, "--ir", "dipole", p.dipole_e_nm),
+            (do_raman, "--raman", "polarizability", p.polarizability_nm3),
+        ):
+            if wanted and data is None:
+                raise InputError(
+                    f"{p.path}: {flag} needs the '{name}' dataset, which this file lacks: record it with "
+                    f"painn-simulate --record-{name} (a model with a {name} head), or leave out {flag}"
+                )
     return do_ir, do_raman
 
 

@@ -106,7 +106,9 @@ class TrainConfig(Config):
     precision: str = option("32", "--precision", "Lightning precision (32, 64)", "P", "str")
     num_workers: int = option(0, "--num-workers", "data-loader worker processes", "N", "int")
     resume: bool = option(False, "--resume", "continue an interrupted run from OUTPUT/last.ckpt", kind="switch")
-    progress_bar: bool = option(True, "--progress-bar", "show a progress bar (default: on)", kind="switch")
+    progress_bar: bool | None = option(
+        None, "--progress-bar", "show a progress bar (default: when the output is a terminal)", kind="switch"
+    )
 
     def __post_init__(self):
         super().__post_init__()

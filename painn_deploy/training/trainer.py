@@ -2,7 +2,9 @@
 
 import csv
 import json
+import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,17 @@ from .batching import FrameTensors, predict_batch
 from .checkpoint import atomic_torch_save, load_checkpoint, painn_record, potential_from_record
 from .config import TrainConfig
 from .task import PaiNNTask
+
+
+class _NoAdvertisements(logging.Filter):
+    """Drops Lightning's tips that advertise its cloud services: noise in a training log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_NoAdvertisements())
 
 UNIT_LABELS = {"energy": "eV", "forces": "eV/A", "dipole": "e*A", "polarizability": "A^3"}
 #: Axis labels of the learning curve: plain Unicode, no TeX (as the spectra's plots).
@@ -163,7 +176,7 @@ def train(cfg: TrainConfig) -> dict:
         "atomic_numbers": data.atomic_numbers.tolist(),
         "statistics": stats,
         "split": {k: v.tolist() for k, v in split.items()},
-        "data": {"path": str(cfg.data), "sha256": data.sha256, "frames": len(data)},
+        "data": {"path": str(Path(cfg.data).resolve()), "sha256": data.sha256, "frames": len(data)},
         "train_config": cfg.to_dict(),
         "example_frames_angstrom": data.positions[split["train"][:3]].tolist(),
     }
@@ -187,7 +200,7 @@ def train(cfg: TrainConfig) -> dict:
             inference_mode=False,  # validation needs autograd for forces
             enable_checkpointing=False,
             logger=pl.loggers.CSVLogger(str(output), name="logs"),
-            enable_progress_bar=cfg.progress_bar,
+            enable_progress_bar=sys.stderr.isatty() if cfg.progress_bar is None else cfg.progress_bar,
             enable_model_summary=False,
             log_every_n_steps=10,
             gradient_clip_val=None,

@@ -32,3 +32,8 @@ def test_demo_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     assert result["md"].frames_recorded == 2000
     assert (tmp_path / "train" / "learning_curve.png").is_file()
     assert result["spectra"].ir is not None and result["spectra"].raman is not None
+    # a second demo in the same folder is refused before any work, leaving the first one as it was
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert main(["-o", str(tmp_path), "--train-minutes", "0.1"]) == 2
+    assert "is not an empty folder (an earlier demo?)" in capsys.readouterr().err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

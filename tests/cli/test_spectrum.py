@@ -83,6 +83,11 @@ def test_config_errors_name_the_problem(tmp_path, capsys):
     assert "missing.yaml does not exist" in capsys.readouterr().err
     assert main([]) == 2
     assert "no property files given" in capsys.readouterr().err
+    assert main([f0, "--raman", "-o", str(tmp_path / "r")]) == 2
+    assert (
+        "--raman needs the 'polarizability' dataset, which this file lacks: record it with painn-simulate "
+        "--record-polarizability (a model with a polarizability head), or leave out --raman"
+    ) in capsys.readouterr().err
     with pytest.raises(InputError, match="window"):
         SpectrumConfig(files=(f0,), window="blackman")
     with pytest.raises(InputError, match="'plots' must be true or false"):

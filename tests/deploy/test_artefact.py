@@ -87,6 +87,15 @@ def test_preflight_checks_in_one_place(exported32):
         artefact.check_system([6, 6, 16, 1, 1, 1, 1, 1, 1], None, "thiol.pdb")
     with pytest.raises(TopologyMismatchError, match="has 3 atoms .* exported for 9"):
         artefact.check_system([6, 6, 8], None, "x.pdb")
+    # another molecule of known elements: exporting for it would not help; more copies of the molecule: it would
+    aspirin = [6] * 9 + [8] * 4 + [1] * 8
+    with pytest.raises(TopologyMismatchError, match=r"has 21 atoms \(C9H8O4\) but the model was exported for 9 "
+                       r"\(C2H6O\); the model was trained on C2H6O alone, .* train a model on data of this system"):  # fmt: skip
+        artefact.check_system(aspirin, None, "aspirin.pdb")
+    with pytest.raises(
+        TopologyMismatchError, match=r"\(C4H12O2\) .*; export the model for this system with painn-export"
+    ):
+        artefact.check_system([6, 6, 8, 1, 1, 1, 1, 1, 1] * 2, None, "two.pdb")
     with pytest.raises(TopologyMismatchError, match=r"atom 1: O \(model: C\)"):
         artefact.check_system([8, 6, 6, 1, 1, 1, 1, 1, 1], None, "x.pdb")
 

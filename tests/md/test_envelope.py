@@ -4,6 +4,7 @@ the distances of the training data (which atoms, by how much), a stop beyond --e
 
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,9 +94,17 @@ def test_export_records_the_envelope_and_which_frames_it_came_from(exported32, t
     assert set(envelope["shortest_angstrom"]) == {"C-C", "C-H", "C-O", "H-H", "H-O"}
     assert 1.0 < envelope["longest_nearest_angstrom"]["H"]["any"] < 1.4
 
-    # the data file gone: the checkpoint's example frames, said so
+    # painn-train given a relative path, exported from elsewhere: found where that path led (recorded absolute)
     record = load_checkpoint(trained_checkpoint)
-    moved = dict(record, train_config=dict(record["train_config"], data=str(tmp_path / "moved.npz")))
+    assert Path(record["data"]["path"]).is_absolute()
+    relative = dict(record, train_config=dict(record["train_config"], data="elsewhere/" + ETHANOL_NPZ.name))
+    assert training_data_envelope(relative, trained_checkpoint)["source"] == "training data"
+    # the data file gone: the checkpoint's example frames, said so
+    moved = dict(
+        record,
+        train_config=dict(record["train_config"], data=str(tmp_path / "moved.npz")),
+        data=dict(record["data"], path=str(tmp_path / "moved.npz")),
+    )
     with pytest.warns(
         SimulationWarning, match="moved.npz was not found, so .* 3 example frames .* painn-export --data FILE"
     ):

@@ -30,7 +30,7 @@ from painn_deploy.errors import (
 from painn_deploy.md import SimulationConfig, nyquist_limit_fs, run_simulation
 from painn_deploy.md.outputs import LOG_COLUMNS, log_columns
 from painn_deploy.md.runner import MDRun
-from painn_deploy.resources import RESOURCES
+from painn_deploy.resources import BUNDLED_MODEL, RESOURCES
 
 from ..conftest import ALL_TARGETS, ETHANOL_NPZ, ETHANOL_PDB, checkpoint_meta, simulate_and_kill
 
@@ -589,6 +589,16 @@ def test_cli_runs_and_prints_a_summary(exported32, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "20 steps done" in printed and "20 property frames" in printed and str(out) in printed
     assert read_log(out / "log.csv")["step"].tolist() == [10, 20]
+    # without --model: the bundled model, said on the first line; no recording: no "0 property frames"
+    code = main([str(ETHANOL_PDB), "--output", str(tmp_path / "bundled"), "--steps", "10", "--log-interval", "10",
+                 "--trajectory-interval", "10", "--progress", "lines", "--platform", "CPU"])  # fmt: skip
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        f"{ETHANOL_PDB}: 9 atoms; model {BUNDLED_MODEL} (the bundled ethanol model; --model for another); OpenMM "
+        f"CPU, torch backend; outputs in {tmp_path / 'bundled'}"
+    )
+    assert lines[-1].startswith("10 steps done") and "property frames" not in lines[-1]
 
 
 def test_cli_help_states_units(capsys):

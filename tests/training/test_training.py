@@ -13,7 +13,7 @@ from painn_deploy import units
 from painn_deploy.errors import CheckpointError, InputError
 from painn_deploy.training import TrainConfig, load_checkpoint, potential_from_record, predict, train
 
-from ..conftest import ETHANOL_NPZ
+from ..conftest import ETHANOL_NPZ, ETHANOL_PDB
 
 TINY = dict(n_features=16, n_interactions=2, n_rbf=8, batch_size=10, progress_bar=False)
 
@@ -300,6 +300,10 @@ def test_missing_target_in_data(tmp_path):
     with pytest.raises(InputError, match="has no dipole data"):
         train(TrainConfig(data=str(path), output=str(tmp_path / "o"), targets="energy,forces,dipole", **TINY))
     assert not (tmp_path / "o").exists()  # a refused run leaves no output folder behind
+    # a structure file given as data: it has no energies, and no target can be dropped to fix that
+    with pytest.raises(InputError, match=r"ethanol.pdb has no energies: it holds structures only \(a PDB structure\)"
+                       r". Training needs reference energies and forces; give reference data"):  # fmt: skip
+        train(TrainConfig(data=str(ETHANOL_PDB), output=str(tmp_path / "p"), **TINY))
 
 
 def test_cli_documents_every_option_and_accepts_the_issue_invocation(capsys):
@@ -370,3 +374,23 @@ def test_ddp_trains_one_model_on_two_cpu_processes(tmp_path):
     assert all(p.shape == record["state_dict"][k].shape for k, p in initial.items())
     changed = [k for k, p in initial.items() if not torch.allclose(p.detach(), record["state_dict"][k].float())]
     assert len(changed) > 0.8 * len(initial), sorted(set(initial) - set(changed))
+
+
+def test_lightning_advertisements_are_dropped_and_its_information_kept():
+    import logging
+
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    import painn_deploy.training.trainer  # noqa: F401  (installs the filter)
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.addHandler(handler)
+    try:
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing something")
+        rank_zero_info("GPU available: False, used: False")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["GPU available: False, used: False"]
