@@ -178,8 +178,8 @@ class MDRun:
                     )
         # the training-envelope check of the start warns, so it comes after every refusal of the options
         model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
-        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, self.layout, self.periodic,
-                                self.output / CHECKPOINT)  # fmt: skip
+        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, Layout(len(z), cfg.replicas, cfg.beads),
+                                self.periodic, self.output / CHECKPOINT)  # fmt: skip
         self.safety.check_start(positions_nm, box_nm if self.periodic else None)
         self.masses_amu = np.array(
             [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]

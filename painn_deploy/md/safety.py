@@ -27,7 +27,8 @@ def _angstrom(box_nm):
 
 class SafetyNet:
     """Checks of one run.  ``model_atoms``: the model's atoms among the structure's (None: all of them);
-    ``checkpoint``: the checkpoint a stop keeps, named in its message."""
+    ``layout``: the run's copies of the molecule (replicas, beads; whichever integrator moves them), named in
+    messages; ``checkpoint``: the checkpoint a stop keeps, named in its message."""
 
     def __init__(self, cfg: SimulationConfig, artefact, atomic_numbers, model_atoms: Optional[list], layout: Layout,
                  periodic: bool, checkpoint: Path):  # fmt: skip

@@ -167,6 +167,18 @@ def test_stretched_bond_in_the_starting_structure(exported32, tmp_path):
                               envelope_margin="60%"))  # fmt: skip
 
 
+@pytest.mark.parametrize("integrator", ["batched", "openmm"])
+def test_warnings_name_the_bead_with_either_ring_polymer_integrator(exported64, tmp_path, integrator):
+    narrow = dict(Artefact(exported64).metadata["training_envelope"])
+    narrow["longest_nearest_angstrom"] = {"H": {"any": 1.0}}  # every C-H bond is beyond it
+    narrow["shortest_angstrom"] = {}
+    run = MDRun(config(exported64, tmp_path / integrator, steps=2, log_interval=2, beads=4,
+                       rpmd_integrator=integrator, temperature_K=300.0))  # fmt: skip
+    run.safety.envelope = EnvelopeCheck(narrow, run.atomic_numbers)
+    with pytest.warns(SimulationWarning, match=r"step 2: outside the model's training data: atom \d \(H\) \(bead \d\)"):
+        run.run()
+
+
 def test_run_warns_when_it_leaves_the_data_and_stops_beyond_the_margin(exported64, tmp_path):
     """The tiny model's own envelope narrowed to C-H bonds of at most 1.10 A: a 300 K run warns at the first log
     step beyond it and stops (keeping the last checkpoint) once a hydrogen is 0.05 A further out."""
