@@ -475,8 +475,7 @@ class MDRun:
                 self.dir.remove_previous_run(keep=(cfg.structure, self.model_path))
             self._set_initial_state()
             if cfg.equilibration_steps:
-                with typed_errors():
-                    self.integrator.step(cfg.equilibration_steps)
+                self._equilibrate()
             resume_step, resume_frames = -1, -1
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", log_columns(cfg.beads > 1, self.periodic), resume_step)
@@ -519,6 +518,25 @@ class MDRun:
             with h5py.File(out / "properties.h5") as f:
                 frames = f["time"].shape[0]
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
+
+    def _equilibrate(self) -> None:
+        """--equilibration-steps, in blocks of --log-interval steps, each checked as a log step is (nothing is
+        written): an equilibration that goes bad stops before the run's first checkpoint."""
+        cfg, done = self.cfg, 0
+        progress = Progress(cfg.equilibration_steps, 0, cfg.progress, label="equilibration ")
+        self.safety.phase, wall_start = "equilibration ", time.perf_counter()
+        try:
+            while done < cfg.equilibration_steps:
+                n = min(cfg.log_interval, cfg.equilibration_steps - done)
+                with typed_errors():
+                    self.integrator.step(n)
+                done += n
+                self.step = done  # (for the checks' messages)
+                row = self._log_row(wall_start, done)
+                progress.update(done, row["speed_ns_per_day"], row["temperature_K"])
+        finally:
+            progress.close()
+            self.safety.phase, self.step = "", 0
 
     def _header(self) -> str:
         """What runs, with which model, where: the first line a run prints."""

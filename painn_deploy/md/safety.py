@@ -28,13 +28,15 @@ def _angstrom(box_nm):
 class SafetyNet:
     """Checks of one run.  ``model_atoms``: the model's atoms among the structure's (None: all of them);
     ``layout``: the run's copies of the molecule (replicas, beads; whichever integrator moves them), named in
-    messages; ``checkpoint``: the checkpoint a stop keeps, named in its message."""
+    messages; ``checkpoint``: the checkpoint a stop keeps, named in its message.  ``phase`` ("equilibration " while
+    the runner equilibrates) goes before the step in messages."""
 
     def __init__(self, cfg: SimulationConfig, artefact, atomic_numbers, model_atoms: Optional[list], layout: Layout,
                  periodic: bool, checkpoint: Path):  # fmt: skip
         self.cfg, self.layout, self.periodic, self.checkpoint = cfg, layout, periodic, checkpoint
         self.atomic_numbers, self.model_atoms = list(atomic_numbers), model_atoms
         self.envelope, self.warned, self.checks, self.outside, self.furthest = None, {}, 0, 0, None
+        self.phase = ""
         self.envelope_record = artefact.metadata.get(md.KEY_ENVELOPE)
         self.artefact_path = artefact.path
 
@@ -69,9 +71,13 @@ class SafetyNet:
                       "configurations like these")  # fmt: skip
 
     def stop(self, step: int, where: str, reason: str, advice: str):
+        kept = (
+            f"The last good checkpoint {self.checkpoint} is kept"
+            if self.checkpoint.is_file()
+            else "No checkpoint was written (the run stopped before its first)"
+        )
         raise SimulationInstabilityError(
-            f"simulation stopped at step {step} ({where}): {reason}. The last good checkpoint {self.checkpoint} is "
-            f"kept; {advice}."
+            f"simulation stopped at {self.phase}step {step} ({where}): {reason}. {kept}; {advice}."
         )
 
     # ---- the training data's envelope ----------------------------------------------------------------------
@@ -126,7 +132,7 @@ class SafetyNet:
             return
         self.outside += 1
         if self.furthest is None or excursions[0].beyond > self.furthest[0].beyond:
-            self.furthest = (excursions[0], step)
+            self.furthest = (excursions[0], f"{self.phase}step {step}")
         for e in excursions:
             if e.beyond > self._allowed(e):
                 self.stop(step, "log", f"the configuration left the model's training data: {self._describe(e)}, "
@@ -140,7 +146,7 @@ class SafetyNet:
                 self.warned[e.key] = e.beyond
                 allowed = self._allowed(e)
                 warnings.warn(
-                    f"step {step}: outside the model's training data: {self._describe(e)}; "
+                    f"{self.phase}step {step}: outside the model's training data: {self._describe(e)}; "
                     + (f"the run stops {allowed:.2f} Angstrom beyond" if np.isfinite(allowed)
                        else "the run goes on however far it goes")
                     + " (--envelope-margin)",
@@ -151,10 +157,10 @@ class SafetyNet:
         """How often and how far the run left the training data's distances ("" when never)."""
         if not self.outside:
             return ""
-        e, step = self.furthest
+        e, when = self.furthest
         return (
             f"{self.outside} of {self.checks} checked configurations (every --log-interval steps) were outside the "
-            f"model's training data; the furthest, at step {step}: {self._describe(e)}"
+            f"model's training data; the furthest, at {when}: {self._describe(e)}"
         )
 
     def _allowed(self, excursion) -> float:

@@ -20,7 +20,7 @@ from painn_deploy.md.runner import MDRun
 from painn_deploy.model.checkpoint import load_checkpoint
 
 from ..conftest import ETHANOL_NPZ, ETHANOL_PDB, water_like_box
-from .test_runner import config, pdb_positions_nm, write_pdb
+from .test_runner import config, pdb_positions_nm, read_log, write_pdb
 
 
 def stretched(tmp_path, length_angstrom: float):
@@ -213,6 +213,30 @@ def test_run_warns_when_it_leaves_the_data_and_stops_beyond_the_margin(exported6
     assert (
         result.steps == 400 and "checked configurations (every --log-interval steps) were outside" in result.summary()
     )
+
+
+def test_equilibration_is_checked_and_shows_progress(exported64, tmp_path, capsys):
+    """--equilibration-steps go in blocks of --log-interval, each checked as a log step is: a stop there says that
+    no checkpoint was written; a good equilibration prints its progress and leaves the outputs to the run."""
+    narrow = dict(Artefact(exported64).metadata["training_envelope"])
+    narrow["longest_nearest_angstrom"] = {"H": {"any": 1.0}}  # every C-H bond is beyond it: the first check stops
+    narrow["shortest_angstrom"] = {}
+    run = MDRun(config(exported64, tmp_path / "stopped", steps=20, equilibration_steps=20, log_interval=5,
+                       envelope_margin="0.01"))  # fmt: skip
+    run.safety.envelope = EnvelopeCheck(narrow, run.atomic_numbers)
+    with pytest.raises(SimulationInstabilityError) as info:
+        run.run()
+    message = str(info.value)
+    assert message.startswith("simulation stopped at equilibration step 5 (log): the configuration left the model")
+    assert "No checkpoint was written (the run stopped before its first)" in message
+    assert not (tmp_path / "stopped" / "checkpoint.chk").exists()
+
+    result = run_simulation(config(exported64, tmp_path / "good", steps=10, equilibration_steps=20, log_interval=5,
+                                   progress="lines"))  # fmt: skip
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in printed[1:5]] == [["equilibration", "step"]] * 4
+    assert printed[4].startswith("equilibration step 20/20 (100.0%)") and printed[5].startswith("step 5/10")
+    assert result.steps == 10 and read_log(tmp_path / "good" / "log.csv")["step"].tolist() == [5, 10]
 
 
 def test_cli_exit_status_separates_failed_runs_from_bad_input(exported32, tmp_path, capsys):
