@@ -3,7 +3,8 @@
 Model units: Angstrom, eV, eV/Angstrom, e*Angstrom, Angstrom^3.
 """
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,12 +20,22 @@ DATA_FILE_FIX = "give reference data: an .npz (nuclear_charges, coords, energies
 
 @dataclass
 class FileUnits:
-    """Units of the quantities in a data file (rMD17 convention by default)."""
+    """Units of the quantities in a data file.  ``energy`` None: the format's convention, kcal/mol for an
+    rMD17-style .npz and eV (ASE's) for the files ASE reads (:meth:`for_format`)."""
 
     length: str = "Angstrom"
-    energy: str = "kcal/mol"
+    energy: Optional[str] = None
     dipole: str = "e*Angstrom"
     polarizability: str = "Angstrom^3"
+
+    def for_format(self, npz: bool) -> "FileUnits":
+        return self if self.energy else replace(self, energy="kcal/mol" if npz else "eV")
+
+    def describe(self) -> str:
+        return (
+            f"lengths in {self.length}, energies in {self.energy}, forces in {self.energy}/{self.length}, dipoles in "
+            f"{self.dipole}, polarizabilities in {self.polarizability}"
+        )
 
     def factors(self) -> dict:
         """Multiplicative factors file unit -> model unit for every quantity."""
@@ -60,6 +71,7 @@ class MoleculeDataset:
     polarizability: Optional[np.ndarray] = None
     source: str = ""
     sha256: str = ""
+    units: Optional[FileUnits] = None  # the file's, as read
 
     def __len__(self) -> int:
         return self.positions.shape[0]
@@ -87,7 +99,7 @@ class MoleculeDataset:
 def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     """Read an rMD17-style npz (``nuclear_charges``, ``coords``, ``energies``, ``forces``, optional
     ``dipoles``, ``polarizabilities``) and convert to model units."""
-    file_units = file_units or FileUnits()
+    file_units = (file_units or FileUnits()).for_format(npz=True)
     path = require_file(path, "data file", DATA_FILE_FIX)
     arrays = _read_npz(path)
     for key in ("nuclear_charges", "coords"):
@@ -99,7 +111,7 @@ def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     for name, key in NPZ_KEYS.items():
         if key in arrays:
             setattr(data, name, np.asarray(arrays[key], dtype=np.float64) * f[name])
-    data.sha256 = file_sha256(path)
+    data.sha256, data.units = file_sha256(path), file_units
     _check_dataset(data)
     return data
 
@@ -155,7 +167,7 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
     """
     import ase.io
 
-    file_units = file_units or FileUnits(length="Angstrom", energy="eV")
+    file_units = (file_units or FileUnits()).for_format(npz=False)
     path = require_file(path, "data file", DATA_FILE_FIX)
     try:
         frames = ase.io.read(str(path), index=index)
@@ -196,7 +208,7 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
         v = collect(name, shape)
         if v is not None:
             setattr(data, name, v * f[name])
-    data.sha256 = file_sha256(path)
+    data.sha256, data.units = file_sha256(path), file_units
     _check_dataset(data)
     return data
 
@@ -234,6 +246,56 @@ def _check_dataset(d: MoleculeDataset) -> None:
             raise InputError(f"{d.source}: {name} has shape {v.shape}, expected {shape}")
         if v is not None and not np.all(np.isfinite(v)):
             raise InputError(f"{d.source}: {name} contains NaN or infinite values")
+
+
+#: Ratios of energy changes to what the forces predict that mean other units, for the message.
+UNIT_MIXUPS = "23.06: kcal/mol against eV; 27.21: Hartree against eV; 51.42: Hartree/Bohr against eV/Angstrom"
+#: Force RMS (eV/Angstrom) outside which data are unlikely to be molecules near thermal equilibrium.
+FORCE_RMS_RANGE_EV_A = (0.05, 10.0)
+
+
+def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
+    """Catch data read in the wrong units, before hours of training on them.
+
+    - Forces must be minus the gradient of the energies in the units given: between each frame and its nearest
+      frame the energy change is compared with the trapezoid rule, -(F_a + F_b)/2 . (x_b - x_a), and a
+      least-squares ratio far from 1 (outside 1/2 to 2, when the two correlate with r >= 0.8, so that the nearest
+      frames are near enough to tell) is an InputError.  Consistent MD data give 0.96-0.97 (r = 0.95-0.97).
+    - A force RMS outside FORCE_RMS_RANGE_EV_A is warned about: a unit mistake that scales energies and forces
+      alike (an eV file read as kcal/mol) keeps them consistent but not plausible.
+    """
+    from scipy.spatial import cKDTree
+
+    if d.energy is None or d.forces is None or len(d) < 20:
+        return
+    where = f"{d.source} ({d.units.describe()})" if d.units else d.source
+    take = np.linspace(0, len(d) - 1, min(len(d), max_frames)).astype(int)
+    x, energy, forces = d.positions[take], d.energy[take], d.forces[take]
+    _, nearest = cKDTree(x.reshape(len(x), -1)).query(x.reshape(len(x), -1), k=2)
+    j = nearest[:, 1]
+    predicted = -0.5 * np.einsum("mij,mij->m", forces + forces[j], x[j] - x)
+    actual = energy[j] - energy
+    if np.std(predicted) > 0 and np.std(actual) > 0:
+        r = float(np.corrcoef(predicted, actual)[0, 1])
+        ratio = float(np.dot(predicted, actual) / np.dot(predicted, predicted))
+        if r >= 0.8 and not 0.5 <= ratio <= 2.0:
+            raise InputError(
+                f"the forces of {where} are not minus the gradient of its energies: between nearby frames the energy "
+                f"changes are {max(ratio, 1 / ratio):.4g} times {'larger' if ratio > 1 else 'smaller'} than the "
+                f"forces predict (correlation {r:.2f}). Give the units the file "
+                f"uses with --energy-unit and --length-unit (forces are read in energy/length units), or convert "
+                f"the forces to match the energies ({UNIT_MIXUPS})"
+            )
+    rms = float(np.sqrt(np.mean(forces**2)))
+    low, high = FORCE_RMS_RANGE_EV_A
+    if not low <= rms <= high:
+        warnings.warn(
+            f"the forces of {where} have an RMS of {rms:.3g} eV/Angstrom as read; molecules near thermal "
+            f"equilibrium have {low:g}-{high:g} (about 1 at 300 K). If the file's units are not the ones given, "
+            f"give them with --energy-unit and --length-unit",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def make_split(n_frames: int, n_train: int, n_val: int, mode: str = "contiguous", seed: int = 0) -> dict:

@@ -36,10 +36,11 @@ class TrainConfig(Config):
     length_unit: str = option(
         "Angstrom", "--length-unit", "length unit of the data file", kind=tuple(units.LENGTH_TO_ANGSTROM)
     )
-    energy_unit: str = option(
-        "kcal/mol",
+    energy_unit: str | None = option(
+        None,
         "--energy-unit",
-        "energy unit of the data file; forces are energy/length",
+        "energy unit of the data file; forces are energy/length (default: kcal/mol for an rMD17-style .npz, eV for "
+        "the files ASE reads)",
         kind=tuple(units.ENERGY_TO_EV),
     )
     dipole_unit: str = option(

@@ -79,7 +79,7 @@ class PaiNNTask(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         sums, self._val_sums = self._val_sums, {}
-        if not sums:
+        if not sums or self.trainer.sanity_checking:  # (Lightning's check of the untrained model is not a result)
             return
         if self.trainer.world_size > 1:  # every process gets the sums over all validation frames
             keys = sorted(sums)

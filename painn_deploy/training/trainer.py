@@ -6,6 +6,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,6 +15,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from .. import data as data_io
+from ..elements import formula
 from ..errors import CheckpointError, InputError
 from ..model import PaiNNConfig, PaiNNPotential
 from .batching import FrameTensors, predict_batch
@@ -42,6 +44,7 @@ def load_data(cfg: TrainConfig) -> data_io.MoleculeDataset:
     file_units = data_io.FileUnits(cfg.length_unit, cfg.energy_unit, cfg.dipole_unit, cfg.polarizability_unit)
     data = data_io.load(cfg.data, file_units)
     data.require(cfg.targets)
+    data_io.check_units(data)
     return data
 
 
@@ -148,6 +151,8 @@ def train(cfg: TrainConfig) -> dict:
             raise InputError(f"{output} already holds a trained model; use --resume to continue or another --output")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_data(cfg)
+    if main_process:
+        print(f"data: {len(data)} frames of {formula(data.atomic_numbers)} from {cfg.data}; {data.units.describe()}")
     elements = sorted(set(int(z) for z in data.atomic_numbers))
     split = data_io.make_split(len(data), cfg.n_train, cfg.n_val, cfg.split, cfg.seed)
     stats = data_io.statistics(data, split["train"], elements)
@@ -176,7 +181,12 @@ def train(cfg: TrainConfig) -> dict:
         "atomic_numbers": data.atomic_numbers.tolist(),
         "statistics": stats,
         "split": {k: v.tolist() for k, v in split.items()},
-        "data": {"path": str(Path(cfg.data).resolve()), "sha256": data.sha256, "frames": len(data)},
+        "data": {
+            "path": str(Path(cfg.data).resolve()),
+            "sha256": data.sha256,
+            "frames": len(data),
+            "units": asdict(data.units),
+        },
         "train_config": cfg.to_dict(),
         "example_frames_angstrom": data.positions[split["train"][:3]].tolist(),
     }

@@ -60,6 +60,49 @@ def test_ase_extxyz_with_stated_units(tmp_path):
     assert d.polarizability is None
 
 
+def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_caught(tmp_path):
+    """An rMD17-style npz is read in kcal/mol and an extended XYZ in eV (ASE's convention) unless told otherwise.
+    Forces in other units than the energies are refused (the trapezoid rule between nearby frames); energies and
+    forces scaled alike by a wrong unit are warned about (an implausible force RMS)."""
+    import warnings
+
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    raw = np.load(ETHANOL_NPZ)
+    npz = data_io.load(ETHANOL_NPZ)
+    assert npz.units.energy == "kcal/mol"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data_io.check_units(npz)  # consistent, plausible
+
+    def extxyz(name, force_factor=1.0):
+        frames = []
+        for k in range(400):
+            atoms = ase.Atoms(numbers=raw["nuclear_charges"], positions=raw["coords"][k])
+            atoms.calc = SinglePointCalculator(atoms, energy=npz.energy[k], forces=npz.forces[k] * force_factor)
+            frames.append(atoms)
+        ase.io.write(tmp_path / name, frames)
+        return tmp_path / name
+
+    ev = data_io.load(extxyz("ev.extxyz"))
+    assert ev.units.energy == "eV"
+    np.testing.assert_allclose(ev.forces, npz.forces[:400], rtol=1e-6, atol=1e-6)
+    data_io.check_units(ev)
+    # forces in Hartree/Bohr beside energies in eV
+    mixed = data_io.load(extxyz("mixed.extxyz", force_factor=units.BOHR_TO_ANGSTROM / units.HARTREE_TO_EV))
+    with pytest.raises(InputError, match=r"not minus the gradient of its energies: between nearby frames the energy "
+                       r"changes are ([\d.]+) times larger than the forces predict .*--energy-unit and --length-unit") as info:  # fmt: skip
+        data_io.check_units(mixed)
+    factor = float(re.search(r"changes are ([\d.]+) times", str(info.value))[1])
+    assert factor == pytest.approx(units.HARTREE_TO_EV / units.BOHR_TO_ANGSTROM, rel=0.1)  # 51.42
+    # an eV file read as kcal/mol: consistent, but a force RMS of a molecule near 0 K
+    misread = data_io.load(tmp_path / "ev.extxyz", data_io.FileUnits(energy="kcal/mol"))
+    with pytest.warns(UserWarning, match=r"have an RMS of 0\.0\d+ eV/Angstrom as read; molecules near thermal "):
+        data_io.check_units(misread)
+
+
 def test_bad_units_and_files_are_reported(tmp_path):
     with pytest.raises(InputError, match="unknown energy unit 'kcal'"):
         data_io.FileUnits(energy="kcal").factors()
@@ -107,6 +150,8 @@ def test_training_lowers_the_loss_and_writes_outputs(short_run):
         rows = list(csv.DictReader(f))
     assert len(rows) == 8
     assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
+    # the smoothed loss starts at the first epoch's, not at Lightning's sanity check of the untrained model
+    assert float(rows[0]["val_loss_smoothed"]) == pytest.approx(float(rows[0]["val_loss"]), rel=1e-6)
     assert float(rows[-1]["val_forces_mae"]) < 0.7 * float(rows[0]["val_forces_mae"])
     for name in ("best.ckpt", "last.ckpt", "learning_curve.png", "config.yaml", "split.npz", "summary.json"):
         assert (tmp := __import__("pathlib").Path(cfg.output) / name).is_file() and tmp.stat().st_size > 0
