@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+from ase.data import covalent_radii
 
-from ..elements import symbol
+from ..elements import atomic_number, symbol
+from ..structures import BOND_TOLERANCE
 
 ANY = "any"
 DENSE_MAX_ATOMS = 64  # above this, one frame at a time through a k-d tree (or blocks of rows for triclinic boxes)
@@ -108,6 +110,17 @@ class Excursion:
     def beyond(self) -> float:
         """How far outside the data's range, Angstrom (> 0)."""
         return self.bound - self.distance if self.kind == "shortest" else self.distance - self.bound
+
+    @property
+    def bonded(self) -> bool:
+        """Whether the excursion is of a bond, where a model fails first: two atoms closer than ever, an atom
+        further from its nearest atom than ever (a bond breaking), or from its nearest atom of an element it was
+        always bonded to in the data (within BOND_TOLERANCE times their covalent radii).  An atom's nearest atom
+        of an element it was not bonded to moves with the conformation (a carboxyl H and the nearest other H)."""
+        if self.kind == "shortest" or self.key.endswith(ANY):
+            return True
+        a, b = (atomic_number(x) for x in self.key.split("->"))
+        return self.bound <= BOND_TOLERANCE * (covalent_radii[a] + covalent_radii[b])
 
 
 class EnvelopeCheck:

@@ -147,9 +147,9 @@ class SafetyNet:
                 allowed = self._allowed(e)
                 warnings.warn(
                     f"{self.phase}step {step}: outside the model's training data: {self._describe(e)}; "
-                    + (f"the run stops {allowed:.2f} Angstrom beyond" if np.isfinite(allowed)
-                       else "the run goes on however far it goes")
-                    + " (--envelope-margin)",
+                    + (f"the run stops {allowed:.2f} Angstrom beyond (--envelope-margin)" if np.isfinite(allowed)
+                       else "the run goes on however far it goes (--envelope-margin)" if e.bonded
+                       else "not a bond in the training data, so the run goes on"),
                     SimulationWarning, stacklevel=4,
                 )  # fmt: skip
 
@@ -164,6 +164,9 @@ class SafetyNet:
         )
 
     def _allowed(self, excursion) -> float:
+        """How far beyond the data a run may go: the margin for a bond (``Excursion.bonded``), else no limit."""
+        if not excursion.bonded:
+            return np.inf
         value, fraction = self.cfg.margin
         return value * excursion.bound if fraction else value
 

@@ -167,6 +167,31 @@ def test_stretched_bond_in_the_starting_structure(exported32, tmp_path):
                               envelope_margin="60%"))  # fmt: skip
 
 
+def test_only_bonds_stop_a_run(exported64, tmp_path):
+    """Beyond the margin, an atom's nearest atom of an element it was always bonded to in the data stops the run;
+    its nearest atom of an element it was not bonded to (a conformation: the carboxyl H and the next H) only
+    warns."""
+    from painn_deploy.deploy.envelope import Excursion
+
+    assert Excursion("longest", "H->C", (0, 1), 1.6, 1.2, 0).bonded  # C-H: 1.2 <= 1.2 (0.76 + 0.31) Angstrom
+    assert not Excursion("longest", "H->H", (0, 1), 4.4, 4.0, 0).bonded
+    assert Excursion("longest", "H->any", (0, 1), 4.4, 4.0, 0).bonded and Excursion("shortest", "H-H", (0, 1),
+                                                                                     0.5, 0.9, 0).bonded  # fmt: skip
+
+    def narrowed(nearest, output):
+        narrow = dict(Artefact(exported64).metadata["training_envelope"])
+        narrow["longest_nearest_angstrom"], narrow["shortest_angstrom"] = {"H": nearest}, {}
+        run = MDRun(config(exported64, tmp_path / output, steps=20, log_interval=5, envelope_margin="0.05"))
+        run.safety.envelope = EnvelopeCheck(narrow, run.atomic_numbers)
+        return run
+
+    with pytest.warns(SimulationWarning, match=r"step 5: outside .* from its nearest H atom .*; not a bond in the "
+                      r"training data, so the run goes on"):  # fmt: skip
+        assert narrowed({"H": 1.0}, "conformation").run().steps == 20
+    with pytest.raises(SimulationInstabilityError, match=r"stopped at step 5 .* from its nearest C atom"):
+        narrowed({"C": 1.0}, "bond").run()
+
+
 @pytest.mark.parametrize("integrator", ["batched", "openmm"])
 def test_warnings_name_the_bead_with_either_ring_polymer_integrator(exported64, tmp_path, integrator):
     narrow = dict(Artefact(exported64).metadata["training_envelope"])
