@@ -37,6 +37,10 @@ _EXPECTED = {
 }
 
 
+#: Options that say what one invocation does to existing files, not how the run is made.
+ACTIONS = ("overwrite", "resume", "resume_from")
+
+
 def option(default, flag=None, help="", metavar=None, kind="float", *, short=None):
     """A dataclass field with its command-line ``flag`` (None: a positional argument), ``help`` and ``kind``."""
     if not isinstance(kind, tuple) and kind not in KINDS:
@@ -172,8 +176,10 @@ class Config:
         return cls.from_mapping(values, source=str(path))
 
     def as_dict(self) -> dict:
-        """The fields as plain YAML/JSON values (tuples as lists): a valid configuration file."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The fields as plain YAML/JSON values (tuples as lists): a valid configuration file, and the record of
+        what a run was asked to do.  The ACTIONS of one invocation are left out: a stored configuration given
+        again must not replace or resume anything unasked."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k not in ACTIONS}
 
 
 def load_config_file(path) -> dict:

@@ -207,7 +207,7 @@ def read_metadata(path) -> dict:
                 return json.loads(archive.read(names[0]))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         kind = what_file(path)
-        if kind and "zip" not in kind:
+        if kind and not zipfile.is_zipfile(path):  # another kind of file; else a damaged one
             raise CheckpointError(f"{path} is {kind}, not an exported model; {MODEL_FILE_FIX}") from None
         raise CheckpointError(
             f"cannot read {path} as an exported model ({exc}); is the file complete? Otherwise {EXPORT_AGAIN}"

@@ -475,7 +475,7 @@ class MDRun:
                 self.dir.remove_previous_run(keep=(cfg.structure, self.model_path))
             self._set_initial_state()
             if cfg.equilibration_steps:
-                self._equilibrate()
+                self._equilibrate(requested)
             resume_step, resume_frames = -1, -1
             self._write_run_record()
         self.log = CsvLog(out / "log.csv", log_columns(cfg.beads > 1, self.periodic), resume_step)
@@ -519,9 +519,10 @@ class MDRun:
                 frames = f["time"].shape[0]
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
 
-    def _equilibrate(self) -> None:
+    def _equilibrate(self, requested: list) -> None:
         """--equilibration-steps, in blocks of --log-interval steps, each checked as a log step is (nothing is
-        written): an equilibration that goes bad stops before the run's first checkpoint."""
+        written): an equilibration that goes bad, or is asked to stop (see :meth:`run`), stops before the run's
+        first checkpoint."""
         cfg, done = self.cfg, 0
         progress = Progress(cfg.equilibration_steps, 0, cfg.progress, label="equilibration ")
         self.safety.phase, wall_start = "equilibration ", time.perf_counter()
@@ -534,6 +535,12 @@ class MDRun:
                 self.step = done  # (for the checks' messages)
                 row = self._log_row(wall_start, done)
                 progress.update(done, row["speed_ns_per_day"], row["temperature_K"])
+                if requested and done < cfg.equilibration_steps:
+                    raise RunInterrupted(
+                        f"stopped by {requested[0].name} at equilibration step {done} of {cfg.equilibration_steps}, "
+                        "before the run's first checkpoint: there is nothing to resume; start the run again",
+                        requested[0],
+                    )
         finally:
             progress.close()
             self.safety.phase, self.step = "", 0
@@ -546,7 +553,13 @@ class MDRun:
         if cfg.replicas > 1:
             copies.append(f"{cfg.replicas} replicas")
         bundled = " (the bundled ethanol model; --model for another)" if self.model_path == BUNDLED_MODEL else ""
-        equilibration = f", {cfg.equilibration_steps} equilibration steps first" if cfg.equilibration_steps else ""
+        equilibration = (
+            ", resuming its last checkpoint"
+            if cfg.resume
+            else f", {cfg.equilibration_steps} equilibration steps first"
+            if cfg.equilibration_steps
+            else ""
+        )
         return (
             f"{cfg.structure}: {len(self.atomic_numbers)} atoms{''.join(', ' + c for c in copies)}; model "
             f"{self.model_path}{bundled}; OpenMM {self.platform.getName()}, {self.backend} backend; outputs in "

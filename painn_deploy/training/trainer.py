@@ -40,6 +40,27 @@ PLOT_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "polarizabil
 CURVES = {"train_loss": "training", "val_loss": "validation", "val_loss_smoothed": "validation (smoothed)"}
 
 
+def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) -> None:
+    """--resume continues on the data the run started with, read in the same units."""
+    started = record.get("data") or {}
+    if started.get("sha256") and data.sha256 and started["sha256"] != data.sha256:
+        raise InputError(
+            f"--resume: {data.source} is not the file the run in {last.parent} started with (its SHA-256 differs); "
+            f"give that file, or start a new run in another --output"
+        )
+    config = record.get("train_config") or {}
+    then = started.get("units") or {  # (an earlier version recorded only the options)
+        k: config.get(f"{k}_unit") or getattr(data.units, k) for k in ("length", "energy", "dipole", "polarizability")
+    }
+    now = asdict(data.units)
+    changed = [f"{k} {then[k]} -> {now[k]}" for k in now if then.get(k) != now[k]]
+    if changed:
+        raise InputError(
+            f"--resume would read {data.source} in other units than the run started with ({', '.join(changed)}); "
+            f"give the original ones with --length-unit / --energy-unit / --dipole-unit / --polarizability-unit"
+        )
+
+
 def load_data(cfg: TrainConfig) -> data_io.MoleculeDataset:
     file_units = data_io.FileUnits(cfg.length_unit, cfg.energy_unit, cfg.dipole_unit, cfg.polarizability_unit)
     data = data_io.load(cfg.data, file_units)
@@ -151,6 +172,8 @@ def train(cfg: TrainConfig) -> dict:
             raise InputError(f"{output} already holds a trained model; use --resume to continue or another --output")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_data(cfg)
+    if main_process and cfg.resume:
+        _check_same_data(load_checkpoint(last), data, last)
     if main_process:
         print(f"data: {len(data)} frames of {formula(data.atomic_numbers)} from {cfg.data}; {data.units.describe()}")
     elements = sorted(set(int(z) for z in data.atomic_numbers))

@@ -126,6 +126,7 @@ def test_earlier_results_are_kept_unless_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["ir.csv", "metadata.json", "notes.txt"]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["config"]["resolution_cm1"] == 30.0 and (out / "notes.txt").read_text() == "mine"
+    assert "overwrite" not in meta["config"]  # the stored configuration, given again, replaces nothing unasked
     assert (out / "ir.csv").read_bytes() != before["ir.csv"]
 
 

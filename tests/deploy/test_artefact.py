@@ -76,6 +76,19 @@ def test_files_that_are_not_artefacts(exported32, tmp_path):
     junk.write_bytes(b"not a zip file")
     with pytest.raises(CheckpointError, match="is the file complete"):
         Artefact(junk)
+    # an exported model damaged inside (its index intact): still asked whether it is complete
+    import struct
+    import zipfile
+
+    raw = bytearray(exported32.read_bytes())
+    with zipfile.ZipFile(exported32) as archive:
+        member = next(i for i in archive.infolist() if i.filename.endswith(f"/extra/{METADATA_FILE}"))
+    name_length, extra_length = struct.unpack("<HH", raw[member.header_offset + 26 : member.header_offset + 30])
+    start = member.header_offset + 30 + name_length + extra_length
+    raw[start : start + 8] = b"\x00" * 8
+    (tmp_path / "damaged.pt").write_bytes(raw)
+    with pytest.raises(CheckpointError, match=r"cannot read .*damaged.pt as an exported model .*is the file complete"):
+        Artefact(tmp_path / "damaged.pt")
     with pytest.raises(CheckpointError, match="does not exist; create it with painn-export"):
         Artefact(tmp_path / "missing.pt")
 

@@ -173,7 +173,9 @@ def test_only_bonds_stop_a_run(exported64, tmp_path):
     warns."""
     from painn_deploy.deploy.envelope import Excursion
 
-    assert Excursion("longest", "H->C", (0, 1), 1.6, 1.2, 0).bonded  # C-H: 1.2 <= 1.2 (0.76 + 0.31) Angstrom
+    assert Excursion("longest", "H->C", (0, 1), 1.6, 1.2, 0).bonded  # C-H: 1.2 <= 1.45 (0.76 + 0.31) Angstrom
+    assert Excursion("longest", "C->C", (0, 1), 2.7, 1.85, 0).bonded  # hot data's C-C, pulled apart
+    assert not Excursion("longest", "C->C", (0, 1), 2.9, 2.5, 0).bonded  # a 1-3 neighbour (C-O-C)
     assert not Excursion("longest", "H->H", (0, 1), 4.4, 4.0, 0).bonded
     assert Excursion("longest", "H->any", (0, 1), 4.4, 4.0, 0).bonded and Excursion("shortest", "H-H", (0, 1),
                                                                                      0.5, 0.9, 0).bonded  # fmt: skip
@@ -255,6 +257,17 @@ def test_equilibration_is_checked_and_shows_progress(exported64, tmp_path, capsy
     assert message.startswith("simulation stopped at equilibration step 5 (log): the configuration left the model")
     assert "No checkpoint was written (the run stopped before its first)" in message
     assert not (tmp_path / "stopped" / "checkpoint.chk").exists()
+
+    # Ctrl-C or SIGTERM during equilibration: stopped after the current block, nothing to resume
+    import signal
+
+    from painn_deploy.errors import RunInterrupted
+
+    run = MDRun(config(exported64, tmp_path / "asked", steps=20, equilibration_steps=20, log_interval=5))
+    with pytest.raises(RunInterrupted, match=r"stopped by SIGTERM at equilibration step 5 of 20, before the run's "
+                       r"first checkpoint: there is nothing to resume"):  # fmt: skip
+        run._set_initial_state()
+        run._equilibrate([signal.SIGTERM])
 
     result = run_simulation(config(exported64, tmp_path / "good", steps=10, equilibration_steps=20, log_interval=5,
                                    progress="lines"))  # fmt: skip

@@ -2,6 +2,7 @@
 
 import csv
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -76,6 +77,12 @@ def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_c
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data_io.check_units(npz)  # consistent, plausible
+        rng = np.random.default_rng(0)  # a few frames far apart are not judged (the trapezoid rule needs near ones)
+        for _ in range(200):
+            pick = rng.choice(len(npz), size=int(rng.integers(20, 60)), replace=False)
+            data_io.check_units(
+                data_io.MoleculeDataset(npz.atomic_numbers, npz.positions[pick], npz.energy[pick], npz.forces[pick])
+            )
 
     def extxyz(name, force_factor=1.0):
         frames = []
@@ -101,6 +108,31 @@ def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_c
     misread = data_io.load(tmp_path / "ev.extxyz", data_io.FileUnits(energy="kcal/mol"))
     with pytest.warns(UserWarning, match=r"have an RMS of 0\.0\d+ eV/Angstrom as read; molecules near thermal "):
         data_io.check_units(misread)
+
+
+def test_other_programs_keys_and_frames_without_a_target_are_named(tmp_path):
+    import ase
+    import ase.io
+
+    raw = np.load(ETHANOL_NPZ)
+    frames = []
+    for k in range(4):
+        atoms = ase.Atoms(numbers=raw["nuclear_charges"], positions=raw["coords"][k])
+        atoms.info["REF_energy"] = float(raw["energies"][k])
+        atoms.arrays["REF_forces"] = raw["forces"][k]
+        frames.append(atoms)
+    ase.io.write(tmp_path / "mace.extxyz", frames)
+    with pytest.raises(InputError, match=r"mace.extxyz has no 'energy' but has 'REF_energy': painn-train reads the "
+                       r"keys energy, forces, dipole and polarizability; rename them"):  # fmt: skip
+        data_io.load(tmp_path / "mace.extxyz")
+    for k, atoms in enumerate(frames):
+        atoms.info["energy"] = atoms.info.pop("REF_energy")
+        atoms.arrays["forces"] = atoms.arrays.pop("REF_forces")
+        if k == 2:
+            del atoms.info["energy"]
+    ase.io.write(tmp_path / "gap.extxyz", frames)
+    with pytest.raises(InputError, match=r"gap.extxyz: 1 of 4 frames have no 'energy' \(the first: frame 2\)"):
+        data_io.load(tmp_path / "gap.extxyz")
 
 
 def test_bad_units_and_files_are_reported(tmp_path):
@@ -193,6 +225,17 @@ def test_resume_continues_training(short_run, tmp_path):
     shutil.copytree(cfg.output, out)
     epochs_before = torch.load(out / "last.ckpt", weights_only=False)["epoch"]
     more = TrainConfig.from_sources(None, **dict(cfg.to_dict(), output=str(out), max_epochs=10, resume=True))
+    # other units, or another file, than the run started with: refused before anything changes
+    with pytest.raises(InputError, match=r"--resume would read .* in other units than the run started with \(energy "
+                       r"kcal/mol -> eV\); give the original ones"):  # fmt: skip
+        train(replace(more, energy_unit="eV"))
+    other = tmp_path / "other.npz"
+    arrays = dict(np.load(ETHANOL_NPZ))
+    arrays["energies"] = arrays["energies"] + 1.0
+    np.savez(other, **arrays)
+    with pytest.raises(InputError, match=r"other.npz is not the file the run in .* started with"):
+        train(replace(more, data=str(other)))
+    assert torch.load(out / "last.ckpt", weights_only=False)["epoch"] == epochs_before
     train(more)
     with open(out / "history.csv") as f:
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
