@@ -71,13 +71,12 @@ def worker(waters: int, steps: int, rounds: int) -> dict:
 
     tmp = Path(tempfile.mkdtemp())
     topology, positions = solvate(common.RESOURCES / "ethanol.pdb", tmp / "solvated.pdb", n_waters=waters)
-    positions_nm = np.asarray(positions.value_in_unit(unit.nanometer))
     ml = ml_atoms_by_residue(topology, ["EOH"], "solvated")
     vacuum = app.PDBFile(str(common.RESOURCES / "ethanol.pdb"))
 
     def mixed(backend):
-        return mixed_system(topology, positions_nm, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], backend, 0, "cpu", False, 300.0,
-                            0.0, 0.9, "solvated").system  # fmt: skip
+        return mixed_system(topology, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], backend, 0, "cpu", False, 0.9,
+                            "solvated").system  # fmt: skip
 
     mm_only = forcefield().createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
                                         constraints=app.HBonds)  # fmt: skip

@@ -158,24 +158,27 @@ class MDRun:
         self.start_positions_nm = positions_nm
         if self.ml_atoms is not None:
             mixed = mixed_system(
-                topology, positions_nm, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
+                topology, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
                 [f for f in cfg.forcefield_file.split(",") if f], self.backend, ring, device, cuda_graphs,
-                cfg.temperature_K, cfg.pressure_bar, cfg.mm_cutoff_nm, cfg.structure,
+                cfg.mm_cutoff_nm, cfg.structure,
             )  # fmt: skip
-            self.system, self.adapter, self.barostat_frequency = mixed.system, mixed.adapter, mixed.barostat_frequency
+            self.system, self.adapter = mixed.system, mixed.adapter
             self.ml_molecules = residue_groups(topology, self.ml_atoms)
         else:
             self.system, self.adapter = create_system(
                 self.artefact, topology, self.backend, ring_capacity=ring, cuda_graphs=cuda_graphs, device=device,
                 n_frames=self.layout.n_frames, modes=self.layout.modes(),
             )  # fmt: skip
-            if self.periodic:  # each molecule whole (a PDB may wrap atoms one by one), and moved whole by a barostat
-                molecules = find_molecules(topology, positions_nm, box_nm)
-                self.start_positions_nm = molecules.whole_nm
-                if cfg.pressure_bar > 0:
-                    self.barostat_frequency = add_barostat(
-                        self.system, molecules.finite, cfg.pressure_bar, cfg.temperature_K
-                    )
+        if self.periodic:
+            # the model's molecules (ML/MM: the ML atoms') start whole, however the PDB wrapped them, and a barostat
+            # moves them whole: OpenMM finds molecules by their bonds, which the model's force (and OpenMM-ML's
+            # createMixedSystem, for the ML atoms) does not declare
+            molecules = find_molecules(topology, positions_nm, box_nm, atoms=self.ml_atoms)
+            self.start_positions_nm = molecules.whole_nm
+            if cfg.pressure_bar > 0:
+                self.barostat_frequency = add_barostat(
+                    self.system, molecules.finite, cfg.pressure_bar, cfg.temperature_K
+                )
         # the training-envelope check of the start warns, so it comes after every refusal of the options
         model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
         self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, Layout(len(z), cfg.replicas, cfg.beads),

@@ -15,7 +15,6 @@ from openmm import app, unit
 from ..errors import InputError
 from ..openmm.mlpotential import residue_groups
 from ..solvation import WATER_MODELS, check_templates, forcefield
-from ..structures import find_molecules
 
 __all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "residue_groups"]
 
@@ -27,7 +26,6 @@ class MixedSystem:
     system: "openmm.System"
     adapter: object  # the PythonForce's ModelForce (with the feature ring), or None for TorchForce
     ml_atoms: List[int]
-    barostat_frequency: int  # 0: no barostat
 
 
 def ml_atoms_by_residue(topology: "app.Topology", residue_names: Sequence[str], where: str) -> List[int]:
@@ -70,7 +68,6 @@ def add_barostat(
 
 def mixed_system(
     topology: "app.Topology",
-    positions_nm: np.ndarray,
     model_path: str,
     ml_atoms: Sequence[int],
     mm_forcefield: str,
@@ -79,8 +76,6 @@ def mixed_system(
     ring_capacity: int,
     device: str,
     cuda_graphs: bool,
-    temperature_K: float,
-    pressure_bar: float,
     cutoff_nm: float,
     where: str,
 ) -> MixedSystem:
@@ -115,12 +110,6 @@ def mixed_system(
         options["device"] = device
     potential = MLPotential("painn", model=str(model_path), **options)
     system = potential.createMixedSystem(topology, mm_system, list(ml_atoms), forceGroup=1)
-    frequency = 0
-    if pressure_bar > 0:
-        # OpenMM-ML removed the ML atoms' bonds, by which OpenMM finds molecules: join them again
-        box = None if not periodic else np.asarray(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
-        molecules = find_molecules(topology, positions_nm, box, atoms=ml_atoms).finite
-        frequency = add_barostat(system, molecules, pressure_bar, temperature_K)
     impl = potential._impl  # (OpenMM-ML keeps the potential's implementation here)
     adapter: Optional[object] = impl.computations[-1].adapter if backend == "python" else None
-    return MixedSystem(system, adapter, list(ml_atoms), frequency)
+    return MixedSystem(system, adapter, list(ml_atoms))

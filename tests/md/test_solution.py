@@ -137,20 +137,45 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
         run_simulation(SimulationConfig(ml_residues="EOH", mm_cutoff_nm=1.5, **base))
 
 
-def test_the_barostat_moves_the_ml_molecule_as_one_body(solvated):
+def test_the_barostat_moves_the_ml_molecule_as_one_body(solvated, tmp_path):
     """OpenMM-ML removes the ML atoms' bonds, which is how OpenMM finds molecules: the barostat's joints keep
     the ML ethanol one rigid body, as every water is."""
-    import openmm
+    from painn_deploy.md.runner import MDRun
+
+    run = MDRun(SimulationConfig(str(solvated), ml_residues="EOH", output=str(tmp_path / "npt"), pressure_bar=1.0,
+                                 platform="CPU", backend="torch", progress="none", threads=1))  # fmt: skip
+    ml = [a.index for a in run.pdb.topology.atoms() if a.residue.name == "EOH"]
+    molecules = sorted(sorted(m) for m in run.context.getMolecules())
+    assert ml in molecules and len(molecules) == N_WATERS + 1
+
+
+def test_an_ml_solute_wrapped_atom_by_atom_starts_whole(solvated, tmp_path):
+    """A PDB that wraps the solute's atoms one by one across a face of the box (the waters whole): the run starts
+    with the ML ethanol whole, so TorchForce's check that it is whole passes, and the MM atoms are unmoved."""
     from openmm import app, unit
 
-    from painn_deploy.md.solution import mixed_system
+    from painn_deploy.md.runner import MDRun
 
     pdb = app.PDBFile(str(solvated))
-    topology = pdb.topology
-    ml = [a.index for a in topology.atoms() if a.residue.name == "EOH"]
-    positions_nm = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-    mixed = mixed_system(topology, positions_nm, str(BUNDLED_MODEL), ml, "amber14/tip3p", [], "torch", 0, "cpu", False, 300.0,
-                         1.0, 0.9, str(solvated))  # fmt: skip
-    context = openmm.Context(mixed.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
-    molecules = sorted(sorted(m) for m in context.getMolecules())
-    assert ml in molecules and len(molecules) == N_WATERS + 1
+    positions = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    box = np.diag(np.asarray(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)).diagonal())
+    ml = [a.index for a in pdb.topology.atoms() if a.residue.name == "EOH"]
+    positions[:, 0] += box[0, 0] - positions[ml, 0].mean()  # the ethanol's centre on the face x = L
+    for residue in pdb.topology.residues():
+        atoms = [a.index for a in residue.atoms()]
+        if residue.name == "EOH":  # atom by atom
+            positions[atoms] -= np.floor(positions[atoms] / box.diagonal()) * box.diagonal()
+        else:  # whole
+            positions[atoms] -= np.floor(positions[atoms[0]] / box.diagonal()) * box.diagonal()
+    assert np.ptp(positions[ml, 0]) > 0.5 * box[0, 0]  # torn
+    torn = tmp_path / "torn.pdb"
+    with open(torn, "w") as f:
+        app.PDBFile.writeFile(pdb.topology, positions * 10.0 * unit.angstrom, f)
+    run = MDRun(SimulationConfig(str(torn), ml_residues="EOH", output=str(tmp_path / "run"), steps=10,
+                                 platform="CPU", backend="torch", progress="none", threads=1, log_interval=5,
+                                 trajectory_interval=5))  # fmt: skip
+    start = run.start_positions_nm
+    assert np.ptp(start[ml], axis=0).max() < 0.5  # whole: ethanol spans less than 0.5 nm
+    mm = [i for i in range(len(positions)) if i not in set(ml)]
+    np.testing.assert_allclose(start[mm], positions[mm], atol=1e-3)  # (PDB precision)
+    assert run.run().steps == 10
