@@ -435,7 +435,8 @@ class MDRun:
                 if signal.getsignal(s) not in (signal.SIG_IGN, None):  # an ignored signal stays ignored
                     previous[s] = signal.signal(s, stop)
         try:
-            return self._run(requested)
+            with typed_errors():  # an exported model's own errors (a neighbour list overflow, a torn ML molecule)
+                return self._run(requested)
         except openmm.OpenMMException:
             if len(requested) > 1:  # the second signal's KeyboardInterrupt, raised inside a PythonForce callback
                 raise KeyboardInterrupt from None
@@ -532,8 +533,7 @@ class MDRun:
         try:
             while done < cfg.equilibration_steps:
                 n = min(cfg.log_interval, cfg.equilibration_steps - done)
-                with typed_errors():
-                    self.integrator.step(n)
+                self.integrator.step(n)
                 done += n
                 self.step = done  # (for the checks' messages)
                 row = self._log_row(wall_start, done)
@@ -581,8 +581,7 @@ class MDRun:
         while self.step < cfg.steps:
             n = min(i - self.step % i for i in intervals)
             n = min(n, cfg.steps - self.step)
-            with typed_errors():  # an exported model's own errors (e.g. a neighbour list overflow), typed
-                self.integrator.step(n)
+            self.integrator.step(n)
             self.step += n
             if self.recorded:
                 self._read_features(n)

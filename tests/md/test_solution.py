@@ -179,3 +179,10 @@ def test_an_ml_solute_wrapped_atom_by_atom_starts_whole(solvated, tmp_path):
     mm = [i for i in range(len(positions)) if i not in set(ml)]
     np.testing.assert_allclose(start[mm], positions[mm], atol=1e-3)  # (PDB precision)
     assert run.run().steps == 10
+    # started torn, TorchForce's check fails inside the model: the run raises its typed error, naming the fix
+    torn_run = MDRun(SimulationConfig(str(torn), ml_residues="EOH", output=str(tmp_path / "torn"), steps=10,
+                                      platform="CPU", backend="torch", progress="none", threads=1, log_interval=5,
+                                      trajectory_interval=5))  # fmt: skip
+    torn_run.start_positions_nm = positions
+    with pytest.raises(InputError, match="the ML molecule straddles a boundary of the periodic box .* Keep the ML"):
+        torn_run.run()
