@@ -192,10 +192,13 @@ def minimize_positions(
 ) -> MinimizationResult:
     """Minimise the model energy with scipy L-BFGS-B until the largest atomic force < fmax."""
     x0 = np.asarray(positions_nm, dtype=np.float64).reshape(-1)
+    # relative to the start: L-BFGS-B stops when the energy falls by less than ftol times |E|, and a molecule's
+    # total energy (1e5 kJ/mol for aspirin) would make that stop come before the force threshold
+    e0 = energy_and_gradient(module, x0)[0]
 
     def fun(x):
         e, g = energy_and_gradient(module, x)
-        return e, g.reshape(-1)
+        return e - e0, g.reshape(-1)
 
     res = sp_minimize(
         fun,

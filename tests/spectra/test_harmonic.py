@@ -512,3 +512,28 @@ def test_structures_that_do_not_fit_the_model_are_refused_before_evaluation(
         assert all(e in err for e in expected), err
         assert "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_minimisation_does_not_stop_early_for_a_large_total_energy():
+    """L-BFGS-B stops when the energy falls by less than a fraction of |E|: minimised relative to its start, a
+    molecule reaches the same force threshold whatever its total energy (-3e4 kJ/mol for ethanol, 1e5 and more
+    for larger molecules)."""
+    from painn_deploy.resources import RESOURCES, STRUCTURES
+    from painn_deploy.spectra.harmonic import load_model, minimize_positions
+    from painn_deploy.structures import load_pdb
+
+    _, z, positions, _ = load_pdb(STRUCTURES["ethanol"])
+    model = load_model(str(RESOURCES / "ethanol_painn.ckpt"), "cpu", z, None, "ethanol.pdb")
+
+    class Shifted(torch.nn.Module):
+        def __init__(self, shift: float):
+            super().__init__()
+            self.model, self.shift = model, shift
+
+        def forward(self, p):
+            return self.model(p) + self.shift
+
+    start = positions + np.random.default_rng(0).normal(scale=0.005, size=positions.shape)
+    for shift in (0.0, 1e5):
+        result = minimize_positions(Shifted(shift), start, fmax_kj_mol_nm=2e-4)
+        assert result.converged and result.max_force_kj_mol_nm <= 2e-4, (shift, result.message)
