@@ -187,6 +187,12 @@ class MinimizationResult:
     message: str
 
 
+#: Newton steps after L-BFGS-B, and the smallest curvature (kJ/mol/nm^2) they step along: translations and
+#: rotations (about 0) and negative modes are left alone.
+NEWTON_STEPS = 5
+NEWTON_MIN_CURVATURE = 10.0
+
+
 def minimize_positions(
     module, positions_nm, *, fmax_kj_mol_nm: float = DEFAULT_FMAX_KJ_MOL_NM, max_steps: int = 5000
 ) -> MinimizationResult:
@@ -209,8 +215,23 @@ def minimize_positions(
     )
     pos = res.x.reshape(-1, 3)
     e, g = energy_and_gradient(module, pos)
-    fmax = float(np.linalg.norm(g, axis=1).max())
-    return MinimizationResult(pos, e, fmax, int(res.nit), fmax <= fmax_kj_mol_nm, str(res.message))
+    fmax, message, steps = float(np.linalg.norm(g, axis=1).max()), str(res.message), int(res.nit)
+    # near the minimum, soft modes change the energy by less than its rounding, and L-BFGS-B's line search stalls;
+    # the forces are still exact, so Newton steps on the Hessian (its stiff enough, positive modes) finish the job,
+    # within max_steps
+    for _ in range(min(NEWTON_STEPS, max_steps - steps) if fmax > fmax_kj_mol_nm else 0):
+        w, v = np.linalg.eigh(hessian(module, pos))
+        keep = w > NEWTON_MIN_CURVATURE
+        step = -(v[:, keep] @ ((v[:, keep].T @ g.reshape(-1)) / w[keep])).reshape(-1, 3)
+        e_new, g_new = energy_and_gradient(module, pos + step)
+        fmax_new = float(np.linalg.norm(g_new, axis=1).max())
+        if fmax_new >= fmax:
+            break
+        pos, e, g, fmax, steps = pos + step, e_new, g_new, fmax_new, steps + 1
+        message = f"{res.message}; then Newton steps on the Hessian"
+        if fmax <= fmax_kj_mol_nm:
+            break
+    return MinimizationResult(pos, e, fmax, steps, fmax <= fmax_kj_mol_nm, message)
 
 
 def hessian(module, positions_nm) -> np.ndarray:
