@@ -162,12 +162,18 @@ class Molecules:
 
 
 def find_molecules(
-    topology, positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None, atoms: Optional[Sequence[int]] = None
+    topology,
+    positions_nm: np.ndarray,
+    box_nm: Optional[np.ndarray] = None,
+    atoms: Optional[Sequence[int]] = None,
+    wrap: bool = True,
 ) -> Molecules:
     """The molecules of a structure (of its ``atoms`` only, when given), joined by the topology's bonds (CONECT
     records, standard residues) and by covalent bonds within a residue: atoms closer than ``BOND_TOLERANCE``
     times the sum of their covalent radii, minimum image when ``box_nm`` is given.  Atoms of different residues
-    are joined only by the topology's bonds, so neither ions beside water nor overlapping molecules merge."""
+    are joined only by the topology's bonds, so neither ions beside water nor overlapping molecules merge.
+    ``wrap=False`` leaves each molecule around its first atom instead of moving its centre into the box (a
+    molecule already whole does not move: ML molecules stay beside the MM atoms they touch or bond to)."""
     from ase import Atoms
     from ase.geometry import find_mic
     from ase.neighborlist import natural_cutoffs, neighbor_list
@@ -222,7 +228,7 @@ def find_molecules(
             whole[members] = positions[members]
             continue
         finite.append(members)
-        if box_nm is not None:
+        if box_nm is not None and wrap:
             box = np.asarray(box_nm)
             whole[members] -= np.floor(whole[members].mean(axis=0) @ np.linalg.inv(box)) @ box
     return Molecules(finite, networks, whole)

@@ -170,10 +170,10 @@ class MDRun:
                 n_frames=self.layout.n_frames, modes=self.layout.modes(),
             )  # fmt: skip
         if self.periodic:
-            # the model's molecules (ML/MM: the ML atoms') start whole, however the PDB wrapped them, and a barostat
-            # moves them whole: OpenMM finds molecules by their bonds, which the model's force (and OpenMM-ML's
-            # createMixedSystem, for the ML atoms) does not declare
-            molecules = find_molecules(topology, positions_nm, box_nm, atoms=self.ml_atoms)
+            # the model's molecules (ML/MM: the ML atoms', rebuilt where they are) start whole, however the PDB
+            # wrapped them, and a barostat moves them whole: OpenMM finds molecules by their bonds, which the model's
+            # force (and OpenMM-ML's createMixedSystem, for the ML atoms) does not declare
+            molecules = find_molecules(topology, positions_nm, box_nm, atoms=self.ml_atoms, wrap=self.ml_atoms is None)
             self.start_positions_nm = molecules.whole_nm
             if cfg.pressure_bar > 0:
                 self.barostat_frequency = add_barostat(

@@ -187,10 +187,11 @@ class MinimizationResult:
     message: str
 
 
-#: Newton steps after L-BFGS-B, and the smallest curvature (kJ/mol/nm^2) they step along: translations and
-#: rotations (about 0) and negative modes are left alone.
+#: Newton steps after L-BFGS-B (on one Hessian), the smallest curvature they step along, relative to the
+#: stiffest, and the largest distance (nm) they move an atom.
 NEWTON_STEPS = 5
-NEWTON_MIN_CURVATURE = 10.0
+NEWTON_MIN_CURVATURE = 1e-6
+NEWTON_MAX_STEP_NM = 0.01
 
 
 def minimize_positions(
@@ -217,20 +218,25 @@ def minimize_positions(
     e, g = energy_and_gradient(module, pos)
     fmax, message, steps = float(np.linalg.norm(g, axis=1).max()), str(res.message), int(res.nit)
     # near the minimum, soft modes change the energy by less than its rounding, and L-BFGS-B's line search stalls;
-    # the forces are still exact, so Newton steps on the Hessian (its stiff enough, positive modes) finish the job,
-    # within max_steps
-    for _ in range(min(NEWTON_STEPS, max_steps - steps) if fmax > fmax_kj_mol_nm else 0):
-        w, v = np.linalg.eigh(hessian(module, pos))
-        keep = w > NEWTON_MIN_CURVATURE
-        step = -(v[:, keep] @ ((v[:, keep].T @ g.reshape(-1)) / w[keep])).reshape(-1, 3)
-        e_new, g_new = energy_and_gradient(module, pos + step)
-        fmax_new = float(np.linalg.norm(g_new, axis=1).max())
-        if fmax_new >= fmax:
-            break
-        pos, e, g, fmax, steps = pos + step, e_new, g_new, fmax_new, steps + 1
-        message = f"{res.message}; then Newton steps on the Hessian"
-        if fmax <= fmax_kj_mol_nm:
-            break
+    # the forces are still exact, so Newton steps on the Hessian, translations and rotations projected out and
+    # only its positive modes used, finish the job within max_steps (each kept only if it lowers the largest force)
+    if fmax > fmax_kj_mol_nm and steps < max_steps:
+        d, _ = external_basis(pos, np.ones(len(pos)))
+        project = np.eye(d.shape[0]) - d @ d.T
+        w, v = np.linalg.eigh(project @ hessian(module, pos) @ project)
+        v = v[:, w > NEWTON_MIN_CURVATURE * w.max()]
+        w = w[w > NEWTON_MIN_CURVATURE * w.max()]
+        for _ in range(min(NEWTON_STEPS, max_steps - steps) if len(w) else 0):
+            step = -(v @ ((v.T @ g.reshape(-1)) / w)).reshape(-1, 3)
+            step *= min(1.0, NEWTON_MAX_STEP_NM / max(float(np.linalg.norm(step, axis=1).max()), 1e-300))
+            e_new, g_new = energy_and_gradient(module, pos + step)
+            fmax_new = float(np.linalg.norm(g_new, axis=1).max())
+            if not (np.isfinite(e_new) and fmax_new < fmax):
+                break
+            pos, e, g, fmax, steps = pos + step, e_new, g_new, fmax_new, steps + 1
+            message = f"{res.message}; then Newton steps on the Hessian"
+            if fmax <= fmax_kj_mol_nm:
+                break
     return MinimizationResult(pos, e, fmax, steps, fmax <= fmax_kj_mol_nm, message)
 
 

@@ -179,6 +179,16 @@ def test_an_ml_solute_wrapped_atom_by_atom_starts_whole(solvated, tmp_path):
     mm = [i for i in range(len(positions)) if i not in set(ml)]
     np.testing.assert_allclose(start[mm], positions[mm], atol=1e-3)  # (PDB precision)
     assert run.run().steps == 10
+    # a whole ML molecule is not moved, even with its centre outside the box (beside the waters it touches)
+    whole = pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    whole = np.asarray(whole) + np.array([box[0, 0] - np.asarray(whole)[ml, 0].min() + 0.05, 0.0, 0.0])
+    outside = tmp_path / "outside.pdb"
+    with open(outside, "w") as f:
+        app.PDBFile.writeFile(pdb.topology, whole * 10.0 * unit.angstrom, f)
+    kept = MDRun(SimulationConfig(str(outside), ml_residues="EOH", output=str(tmp_path / "kept"), platform="CPU",
+                                  backend="torch", progress="none", threads=1))  # fmt: skip
+    assert np.all(whole[ml, 0] > box[0, 0])
+    np.testing.assert_allclose(kept.start_positions_nm[ml], whole[ml], atol=1e-3)
     # started torn, TorchForce's check fails inside the model: the run raises its typed error, naming the fix
     torn_run = MDRun(SimulationConfig(str(torn), ml_residues="EOH", output=str(tmp_path / "torn"), steps=10,
                                       platform="CPU", backend="torch", progress="none", threads=1, log_interval=5,

@@ -542,3 +542,26 @@ def test_minimisation_reaches_tight_thresholds_whatever_the_total_energy():
         result = minimize_positions(Shifted(shift), start, fmax_kj_mol_nm=1e-6)
         assert result.converged and result.max_force_kj_mol_nm <= 1e-6, (shift, result.message)
         assert "then Newton steps on the Hessian" in result.message
+
+
+def test_newton_steps_are_bounded_and_refuse_to_leave_the_model(monkeypatch):
+    """The Newton steps after a stalled L-BFGS-B move no atom by more than NEWTON_MAX_STEP_NM, and a step into a
+    region where the model is undefined (NaN) is not taken."""
+    import painn_deploy.spectra.harmonic as harmonic
+
+    class Diatomic(torch.nn.Module):  # harmonic bond, undefined (NaN) closer than 0.205 nm
+        def forward(self, p):
+            r = torch.linalg.norm(p[1] - p[0])
+            return torch.where(r < 0.205, torch.full_like(r, float("nan")), 0.5 * 1e4 * (r - 0.10) ** 2)
+
+    class Stalled:  # L-BFGS-B giving up at once, as it does on rounding noise
+        def __init__(self, x0):
+            self.x, self.nit, self.message = x0, 1, "ABNORMAL (stalled)"
+
+    monkeypatch.setattr(harmonic, "sp_minimize", lambda fun, x0, **kw: Stalled(x0))
+    start = np.array([[0.0, 0.0, 0.0], [0.30, 0.0, 0.0]])
+    result = harmonic.minimize_positions(Diatomic().double(), start, fmax_kj_mol_nm=1e-3)
+    r = float(np.linalg.norm(result.positions_nm[1] - result.positions_nm[0]))
+    assert np.isfinite(result.energy_kj_mol) and not result.converged
+    # capped steps of 0.01 nm per atom shorten the bond by 0.02 nm each: 0.30 -> 0.22, then the next is refused
+    assert r == pytest.approx(0.22, abs=1e-9) and result.n_steps == 1 + 4
