@@ -58,6 +58,7 @@ from .. import units
 from ..elements import masses_amu as element_masses
 from ..errors import CheckpointError, InputError
 from ..files import MODEL_FILE_FIX, require_file
+from ..structures import BOND_TOLERANCE
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
 
 #: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
@@ -71,6 +72,17 @@ EXTERNAL_WARN_CM1 = 50.0
 
 class HarmonicWarning(UserWarning):
     """The harmonic analysis ran but its accuracy is limited (precision, convergence)."""
+
+
+def _fragments(atomic_numbers, positions_nm) -> int:
+    """How many covalently bonded fragments a structure has (atoms within BOND_TOLERANCE x covalent radii)."""
+    from ase.data import covalent_radii
+    from scipy.sparse.csgraph import connected_components
+
+    x = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3) * units.ANGSTROM_PER_NM
+    radii = covalent_radii[np.asarray(atomic_numbers, dtype=int)]
+    bonded = np.linalg.norm(x[:, None] - x[None], axis=-1) < BOND_TOLERANCE * (radii[:, None] + radii[None])
+    return int(connected_components(bonded, directed=False)[0])
 
 
 def _warn(message: str) -> None:
@@ -518,6 +530,7 @@ def harmonic_analysis(
         )
     minimization: dict = {"performed": bool(minimize)}
     if minimize:
+        start = pos
         mres = minimize_positions(module, pos, fmax_kj_mol_nm=fmax_kj_mol_nm, max_steps=max_steps)
         pos = mres.positions_nm
         minimization.update(
@@ -529,6 +542,15 @@ def harmonic_analysis(
                 f"{mres.max_force_kj_mol_nm:.3g} kJ/mol/nm (threshold {fmax_kj_mol_nm:g}; {mres.message}): "
                 "frequencies of soft modes may be inaccurate"
             )
+        if atomic_numbers is not None:
+            before, after = _fragments(atomic_numbers, start), _fragments(atomic_numbers, pos)
+            if before != after:
+                _warn(
+                    f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
+                    f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii). "
+                    "The model has no minimum near the starting structure: check the structure, or the model's "
+                    "training data"
+                )
     energy, grad = energy_and_gradient(module, pos)
     props = property_derivatives(module, pos)
     forces = props.get("forces", -grad)

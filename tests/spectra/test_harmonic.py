@@ -565,3 +565,25 @@ def test_newton_steps_are_bounded_and_refuse_to_leave_the_model(monkeypatch):
     assert np.isfinite(result.energy_kj_mol) and not result.converged
     # capped steps of 0.01 nm per atom shorten the bond by 0.02 nm each: 0.30 -> 0.22, then the next is refused
     assert r == pytest.approx(0.22, abs=1e-9) and result.n_steps == 1 + 4
+
+
+def test_a_minimisation_that_breaks_the_molecule_is_warned_about():
+    """A model without a minimum near the start (here: atoms that repel, so the molecule flies apart) must not
+    leave a 'converged' analysis of fragments unremarked."""
+    from painn_deploy.spectra.harmonic import HarmonicWarning, harmonic_analysis
+
+    class Repulsive(torch.nn.Module):
+        def forward(self, p):
+            d = p[:, None] - p[None]
+            r = torch.sqrt((d * d).sum(-1) + torch.eye(len(p), dtype=p.dtype))
+            return (torch.exp(-r / 0.05) * (1 - torch.eye(len(p), dtype=p.dtype))).sum()
+
+        def properties(self, p):
+            p = p.detach().requires_grad_(True)
+            energy = self.forward(p)
+            return {"energy": energy, "forces": -torch.autograd.grad(energy, p)[0]}
+
+    positions = np.array([[0.0, 0.0, 0.0], [0.11, 0.0, 0.0], [-0.04, 0.10, 0.0]])
+    with pytest.warns(HarmonicWarning, match=r"the minimisation changed the molecule's bonds: 1 covalently bonded "
+                      r"fragment\(s\) at the start, 3 at the end"):  # fmt: skip
+        harmonic_analysis(Repulsive().double(), positions, [6, 1, 1], max_steps=200)
