@@ -172,12 +172,12 @@ class MDRun:
         if self.periodic:
             # the model's molecules (ML/MM: the ML atoms', rebuilt where they are) start whole, however the PDB
             # wrapped them, and a barostat moves them whole: OpenMM finds molecules by their bonds, which the model's
-            # force (and OpenMM-ML's createMixedSystem, for the ML atoms) does not declare
+            # force does not declare
             molecules = find_molecules(topology, positions_nm, box_nm, atoms=self.ml_atoms, wrap=self.ml_atoms is None)
             self.start_positions_nm = molecules.whole_nm
-            if cfg.pressure_bar > 0:
+            if cfg.pressure_bar > 0:  # (the painn potential of OpenMM-ML ties ML molecules itself)
                 self.barostat_frequency = add_barostat(
-                    self.system, molecules.finite, cfg.pressure_bar, cfg.temperature_K
+                    self.system, molecules.finite if self.ml_atoms is None else [], cfg.pressure_bar, cfg.temperature_K
                 )
         # the training-envelope check of the start warns, so it comes after every refusal of the options
         model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices

@@ -184,6 +184,23 @@ def test_mechanical_embedding(model64, solvated, backend):
     assert np.isfinite(sim.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
 
 
+def test_ml_molecules_stay_whole_in_wrapped_output(model64, solvated):
+    """createMixedSystem removes the ML atoms' bonds, by which OpenMM finds molecules: the potential ties each ML
+    residue with bonds of no energy, so OpenMM's molecules hold the ML ethanol, and wrapped output
+    (getState(enforcePeriodicBox=True), DCDReporter's default) keeps it whole across a face of the box."""
+    pdb, ml_atoms = solvated
+    positions = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    width = np.asarray(pdb.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)).diagonal()
+    positions = positions + np.array([width[0] - positions[ml_atoms, 0].mean(), 0.0, 0.0])  # ethanol on the face
+    mm_system = forcefield().createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=PME_CUTOFF)
+    mixed = MLPotential("painn", model=model64).createMixedSystem(pdb.topology, mm_system, ml_atoms)
+    ctx = context(mixed, positions)
+    assert sorted(ml_atoms) in [sorted(m) for m in ctx.getMolecules()]
+    assert ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) < 0
+    wrapped = ctx.getState(getPositions=True, enforcePeriodicBox=True).getPositions(asNumpy=True)
+    assert np.ptp(wrapped.value_in_unit(unit.nanometer)[ml_atoms], axis=0).max() < 0.5  # whole
+
+
 def test_mlmm_artefact(solvated, tmp_path):
     """An artefact exported for the whole solvated system with atoms= (it takes every particle's positions):
     the same ML force as the checkpoint exported here, on both backends; other ML atoms are refused."""
