@@ -8,6 +8,7 @@ typed exceptions.
 """
 
 import json
+import warnings
 import zipfile
 from functools import cached_property
 from typing import Optional, Sequence
@@ -103,7 +104,9 @@ class Artefact:
                 f"the model was trained on {trained} alone, so exporting it for {elements.formula(got)} would "
                 f"run it on chemistry it has not seen: train a model on data of this system (painn-train)"
                 if other_chemistry
-                else "export the model for this system with painn-export CHECKPOINT --pdb STRUCTURE.pdb"
+                else "export the model for this system with painn-export CHECKPOINT --pdb STRUCTURE.pdb, or give "
+                "the painn-train checkpoint itself as the model (painn-simulate --model, MLPotential model=), which "
+                "is exported for the system on the fly"
             )
             raise TopologyMismatchError(
                 f"{where} has {len(got)} atoms ({elements.formula(got)}) but the model was exported for "
@@ -140,6 +143,7 @@ class Model:
     def __init__(self, module, metadata: dict):
         self.module = module
         self.metadata = metadata
+        self._units_checked = False
 
     def __call__(self, positions, boxvectors=None):
         with typed_errors():
@@ -162,7 +166,11 @@ class Model:
             return self.module.properties(*self._inputs(positions, boxvectors))
 
     def _inputs(self, positions, boxvectors):
-        return self._nm(positions), None if boxvectors is None else self._nm(boxvectors)
+        positions = self._nm(positions)
+        if not self._units_checked:  # the first call: positions in Angstrom are the likeliest mistake
+            self._units_checked = True
+            _check_nm(positions)
+        return positions, None if boxvectors is None else self._nm(boxvectors)
 
     def _nm(self, x) -> torch.Tensor:
         """``x`` as a tensor: tensors as they are, arrays and OpenMM quantities in the model's dtype and device."""
@@ -196,6 +204,26 @@ class Model:
         module = torch.jit.load(buffer).to(*args, **kwargs)
         module.called = False  # a copy not yet called (PaiNNForceField.forward)
         return Model(module, self.metadata)
+
+
+#: The median nearest-neighbour distance (nm) above which positions look like Angstrom (bonds: 0.1-0.2 nm).
+ANGSTROM_LIKE_NM = 0.5
+
+
+def _check_nm(positions: torch.Tensor, max_atoms: int = 2000) -> None:
+    """Warn when the first frame's atoms are so far apart that its positions are probably in Angstrom."""
+    frame = positions.detach().reshape(-1, positions.shape[-2], 3)[0].to("cpu", torch.float64)
+    if not 2 <= len(frame) <= max_atoms:
+        return
+    distances = torch.cdist(frame, frame) + torch.diag(torch.full((len(frame),), float("inf"), dtype=frame.dtype))
+    median = float(distances.min(dim=1).values.median())
+    if median > ANGSTROM_LIKE_NM:
+        warnings.warn(
+            f"the atoms' nearest neighbours are {median:.2f} nm away (median), where bonded atoms are 0.1-0.2 nm "
+            f"apart: are the positions in Angstrom? The model takes nm (or an OpenMM Quantity)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def read_metadata(path) -> dict:

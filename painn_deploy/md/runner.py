@@ -103,7 +103,9 @@ class MDRun:
                     f"--pdb MOLECULE.pdb) or the painn-train checkpoint"
                 )
             self.artefact.check_system(
-                ml_z, box_nm if self.artefact.periodic else None, f"the ML atoms of {cfg.structure}"
+                ml_z,
+                box_nm if self.artefact.periodic else None,
+                f"the ML atoms of {cfg.structure} (numbered in their order in the structure)",
             )
         else:
             self.artefact = Artefact(resolve_model(cfg, self.output, z))

@@ -163,7 +163,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
             artefact = self.artefact
             model_periodic = artefact.periodic
             if artefact.atom_indices is None:
-                artefact.check_system(z, box, "the ML atoms of the topology")
+                artefact.check_system(z, box, "the ML atoms of the topology (numbered in the order of the atoms given)")
             else:  # an ML/MM artefact: positions of all particles, its own ML atoms
                 takes_all = True
                 own_atoms = [int(i) for i in artefact.atom_indices]

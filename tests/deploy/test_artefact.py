@@ -175,3 +175,11 @@ def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethano
         e, f = periodic.energy_and_forces(np.asarray(pos), box_given)
         torch.testing.assert_close(f, forces, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(periodic.energy_and_forces(np.asarray(pos), np.asarray(box) * 1.05)[0], energy)
+    # plain numbers in Angstrom: warned about once (at the first call), nm: quiet
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"nearest neighbours are 1\.\d+ nm away .* are the positions in Angstrom"):
+        load(exported64).properties(np.asarray(positions_nm) * 10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(exported64).properties(np.asarray(positions_nm))
