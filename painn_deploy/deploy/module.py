@@ -223,6 +223,12 @@ class PaiNNForceField(nn.Module):
                 box = (box_nm.to(dtype) * units.ANGSTROM_PER_NM).expand(n_frames, 3, 3)
                 if positions.device.type == "cpu" and host_checks():
                     neighbors.check_box(box, self.cutoff_angstrom)
+            elif box_nm is not None:  # (a plain TorchForce told to use periodic boundaries: the box would be ignored)
+                raise RuntimeError(
+                    "InputError: this model was exported without a periodic box but was called with box vectors, "
+                    "which it would ignore; export it periodic (painn-export CHECKPOINT --pdb SYSTEM.pdb, with a "
+                    "CRYST1 box), or call it without box vectors (TorchForce: setUsesPeriodicBoundaryConditions(False))"
+                )
             if self.mode == neighbors.ALL_PAIRS:
                 r_ij = positions.unsqueeze(1) - positions.unsqueeze(2)  # r_j - r_i [B, N(i), N(j), 3]
                 if box is not None:

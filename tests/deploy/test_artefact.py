@@ -113,6 +113,16 @@ def test_preflight_checks_in_one_place(exported32):
         artefact.check_system([8, 6, 6, 1, 1, 1, 1, 1, 1], None, "x.pdb")
 
 
+def test_a_molecule_model_refuses_box_vectors(exported64, ethanol):
+    """A plain TorchForce told to use periodic boundaries passes box vectors, which a model exported without a box
+    would ignore (a helper's atom-wrapped ethanol: 328 kJ/mol off, silently): refused, naming both fixes."""
+    positions = torch.tensor(ethanol[1][0] * 0.1)
+    with pytest.raises(InputError, match=r"exported without a periodic box but was called with box vectors.*"
+                       r"painn-export CHECKPOINT --pdb SYSTEM.pdb.*setUsesPeriodicBoundaryConditions\(False\)"):  # fmt: skip
+        load(exported64)(positions, torch.eye(3, dtype=torch.float64) * 3.0)
+    assert torch.isfinite(load(exported64)(positions))
+
+
 def test_periodic_preflight_checks(tmp_path, trained_checkpoint):
     from painn_deploy.deploy import export
     from painn_deploy.structures import write_pdb
