@@ -4,6 +4,7 @@ Model units: Angstrom, eV, eV/Angstrom, e*Angstrom, Angstrom^3.
 """
 
 import warnings
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -117,20 +118,17 @@ def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
 
 
 NPZ_ARRAYS = ("nuclear_charges", "coords", *NPZ_KEYS.values())  # the arrays load_npz reads
-NPZ_MAGIC = b"PK"  # an npz file is a zip archive of .npy arrays
 
 
 def _read_npz(path: Path) -> dict:
     """The numeric arrays (of :data:`NPZ_ARRAYS`) of an npz archive, read without pickle (never loads Python objects); a file that is
     not a complete npz of numeric arrays is an :class:`InputError` saying what it is instead."""
-    with open(path, "rb") as fh:
-        head = fh.read(6)
-    if head.startswith(b"\x93NUMPY"):
-        raise InputError(f"{path} is a single numpy array (.npy), not an npz archive of named arrays")
-    if not head.startswith(NPZ_MAGIC):
+    kind = what_file(path)
+    if kind != "an incomplete or damaged zip archive" and not zipfile.is_zipfile(path):  # (npz: a zip of .npy)
+        what = f"is {kind}, not an npz archive" if kind else "is not an npz archive"
         raise InputError(
-            f"{path} is not an npz file (a zip archive of numpy arrays, as numpy.savez writes); check the file "
-            "name, or give an ASE-readable file (extxyz, ASE db) with another extension"
+            f"{path} {what} (named numpy arrays, as numpy.savez writes); check the file name, or give an "
+            "ASE-readable file (extxyz, ASE db) with another extension"
         )
     arrays = {}
     try:
