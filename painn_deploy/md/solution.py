@@ -13,6 +13,7 @@ import openmm
 from openmm import app, unit
 
 from ..errors import InputError
+from ..openmm.forces import tie_molecules
 from ..openmm.mlpotential import residue_groups
 from ..solvation import WATER_MODELS, check_templates, forcefield
 
@@ -47,21 +48,11 @@ def ml_atoms_by_residue(topology: "app.Topology", residue_names: Sequence[str], 
 def add_barostat(
     system: "openmm.System", molecules: Sequence[Sequence[int]], pressure_bar: float, temperature_K: float
 ) -> int:
-    """Add a Monte Carlo barostat that moves each of ``molecules`` (lists of particle indices) as a rigid body;
-    returns its frequency (steps).  Particles in no listed molecule (atoms of a covalent network that fills the
-    box) are moved one by one.
-
-    OpenMM finds molecules through bonded forces, and the model's force declares no bonds, so the model's
-    molecules are joined here by a force of zero energy.  Without it each of their atoms would be scaled on its
-    own: every trial box would stretch all bonds at once, and the barostat would shrink its volume steps until
-    such stretches are accepted."""
-    joints = openmm.CustomBondForce("0")
-    joints.setName("molecules for the barostat (no energy)")
-    for molecule in molecules:
-        for a, b in zip(molecule[:-1], molecule[1:]):
-            joints.addBond(int(a), int(b))
-    if joints.getNumBonds():
-        system.addForce(joints)
+    """Add a Monte Carlo barostat that moves each of ``molecules`` (lists of particle indices, tied into OpenMM
+    molecules by :func:`~painn_deploy.openmm.forces.tie_molecules`) as a rigid body; returns its frequency
+    (steps).  Particles in no listed molecule (atoms of a covalent network that fills the box) are moved one by
+    one."""
+    tie_molecules(system, molecules)
     system.addForce(openmm.MonteCarloBarostat(pressure_bar * unit.bar, temperature_K * unit.kelvin, BAROSTAT_FREQUENCY))
     return BAROSTAT_FREQUENCY
 

@@ -217,6 +217,20 @@ class _CapturedEvaluation:
         return self.outputs
 
 
+def tie_molecules(system: "openmm.System", molecules: Sequence[Sequence[int]]) -> None:
+    """Add bonds of no energy that make each of ``molecules`` (particle indices) one OpenMM molecule.  OpenMM finds
+    molecules by bonds, which the model's force does not declare (and OpenMM-ML's createMixedSystem removes from
+    the ML atoms): without them, wrapped output (DCDReporter, getState(enforcePeriodicBox=True)) splits a molecule
+    across the box, and a MonteCarloBarostat scales its atoms one by one, stretching every bond at once."""
+    ties = openmm.CustomBondForce("0")
+    ties.setName("molecules of the model (bonds of no energy)")
+    for molecule in molecules:
+        for a, b in zip(molecule[:-1], molecule[1:]):
+            ties.addBond(int(a), int(b))
+    if ties.getNumBonds():
+        system.addForce(ties)
+
+
 def make_whole(positions_nm: np.ndarray, box_nm: np.ndarray) -> np.ndarray:
     """Positions of one molecule made whole: each atom moved to the periodic image nearest the first atom
     (reduced triclinic box vectors as rows; the molecule must be smaller than half the box)."""

@@ -63,7 +63,7 @@ from ..errors import (
 )
 from ..files import MODEL_FILE_FIX, require_file
 from ..model.checkpoint import load_checkpoint
-from .forces import ModelForce, topology_atomic_numbers, torch_force
+from .forces import ModelForce, tie_molecules, topology_atomic_numbers, torch_force
 
 BACKENDS = ("python", "torch")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -147,10 +147,11 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         force.setName(f"PaiNN ({self.path.name})")
         force.setForceGroup(forceGroup)
         system.addForce(force)
-        joints = molecule_joints(topology, ml) if box is not None else None
-        if joints is not None:
-            joints.setForceGroup(forceGroup)
-            system.addForce(joints)
+        if box is not None:  # each ML residue, and ML residues bonded to each other, one OpenMM molecule
+            tie_molecules(system, [[ml[k] for k in group] for group in residue_groups(topology, ml)])
+            chosen = set(int(i) for i in ml)
+            tie_molecules(system, [(a.index, b.index) for a, b in topology.bonds()
+                                   if a.index in chosen and b.index in chosen and a.residue != b.residue])  # fmt: skip
 
     def _recipe(self, topology, ml, z, box, dtype, subset: bool) -> "Recipe":
         """What the force runs, after the checks of the ML atoms against the model."""
@@ -473,25 +474,6 @@ def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequ
         f"{listing}{more}. Give only atoms of these elements as ML atoms (model the others with the MM force field "
         f"in createMixedSystem), or train a model on data that contains {unknown.split(' ')[0]}."
     )
-
-
-def molecule_joints(topology: "openmm.app.Topology", ml: Sequence[int]) -> Optional["openmm.CustomBondForce"]:
-    """A force of zero energy whose bonds tie the ML atoms of each residue, and ML atoms bonded across residues,
-    into OpenMM molecules (None when there is nothing to tie).  OpenMM finds molecules by bonds, which
-    createMixedSystem removes from the ML atoms and the model's force does not declare: without them, wrapped
-    output (DCDReporter, getState(enforcePeriodicBox=True)) splits an ML molecule across the box, and a
-    barostat scales its atoms one by one."""
-    joints = openmm.CustomBondForce("0")
-    joints.setName("PaiNN molecules (bonds of no energy)")
-    for group in residue_groups(topology, ml):
-        for a, b in zip(group[:-1], group[1:]):
-            joints.addBond(int(ml[a]), int(ml[b]))
-    chosen = set(int(i) for i in ml)
-    for bond in topology.bonds():
-        a, b = bond[0], bond[1]
-        if a.index in chosen and b.index in chosen and a.residue.index != b.residue.index:
-            joints.addBond(a.index, b.index)
-    return joints if joints.getNumBonds() else None
 
 
 def residue_groups(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:
