@@ -150,6 +150,27 @@ def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box
 BOND_TOLERANCE = 1.2
 
 
+def _covalent_pairs(structure):
+    """(i, j, vector) of the atom pairs of an ase.Atoms closer than BOND_TOLERANCE x their covalent radii."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    return neighbor_list("ijD", structure, natural_cutoffs(structure, mult=BOND_TOLERANCE))
+
+
+def count_fragments(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> int:
+    """How many covalently bonded fragments a molecular structure (no box) has, by the bond rule of
+    :func:`find_molecules`."""
+    from ase import Atoms
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(atomic_numbers)
+    i, j, _ = _covalent_pairs(
+        Atoms(numbers=list(atomic_numbers), positions=np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
+    )
+    return int(connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)[0])
+
+
 @dataclass
 class Molecules:
     """The molecules of a structure.  ``finite``: lists of atom indices; ``networks``: components that bond to
@@ -176,7 +197,6 @@ def find_molecules(
     molecule already whole does not move: ML molecules stay beside the MM atoms they touch or bond to)."""
     from ase import Atoms
     from ase.geometry import find_mic
-    from ase.neighborlist import natural_cutoffs, neighbor_list
 
     positions = np.asarray(positions_nm, dtype=np.float64)
     residue = np.array([atom.residue.index for atom in topology.atoms()])
@@ -185,7 +205,7 @@ def find_molecules(
     if box_nm is not None:
         structure.set_cell(np.asarray(box_nm) * units.ANGSTROM_PER_NM)
         structure.set_pbc(True)
-    i, j, d = neighbor_list("ijD", structure, natural_cutoffs(structure, mult=BOND_TOLERANCE))
+    i, j, d = _covalent_pairs(structure)
     keep = (i < j) & (residue[i] == residue[j])
     edges = [(a, b, v / units.ANGSTROM_PER_NM) for a, b, v in zip(i[keep], j[keep], d[keep])]
     listed = np.array([(b[0].index, b[1].index) for b in topology.bonds()], dtype=int).reshape(-1, 2)

@@ -58,7 +58,7 @@ from .. import units
 from ..elements import masses_amu as element_masses
 from ..errors import CheckpointError, InputError
 from ..files import MODEL_FILE_FIX, require_file
-from ..structures import BOND_TOLERANCE
+from ..structures import BOND_TOLERANCE, count_fragments
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
 
 #: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
@@ -72,17 +72,6 @@ EXTERNAL_WARN_CM1 = 50.0
 
 class HarmonicWarning(UserWarning):
     """The harmonic analysis ran but its accuracy is limited (precision, convergence)."""
-
-
-def _fragments(atomic_numbers, positions_nm) -> int:
-    """How many covalently bonded fragments a structure has (atoms within BOND_TOLERANCE x covalent radii)."""
-    from ase.data import covalent_radii
-    from scipy.sparse.csgraph import connected_components
-
-    x = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3) * units.ANGSTROM_PER_NM
-    radii = covalent_radii[np.asarray(atomic_numbers, dtype=int)]
-    bonded = np.linalg.norm(x[:, None] - x[None], axis=-1) < BOND_TOLERANCE * (radii[:, None] + radii[None])
-    return int(connected_components(bonded, directed=False)[0])
 
 
 def _warn(message: str) -> None:
@@ -543,7 +532,7 @@ def harmonic_analysis(
                 "frequencies of soft modes may be inaccurate"
             )
         if atomic_numbers is not None:
-            before, after = _fragments(atomic_numbers, start), _fragments(atomic_numbers, pos)
+            before, after = count_fragments(atomic_numbers, start), count_fragments(atomic_numbers, pos)
             if before != after:
                 _warn(
                     f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
