@@ -38,7 +38,6 @@ DESCRIPTION = (
 #: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
 #: accident.
 RECORD = "harmonic.json"
-OUTPUTS = {"modes.csv", "minimized.pdb", "modes.png", RECORD}
 FLOAT64_HINT = (
     "Give the painn-train checkpoint (.ckpt) instead of the exported model: painn-harmonic then evaluates it in "
     "float64."
@@ -183,8 +182,7 @@ def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
     from openmm.app import PDBFile
 
     out, result = Path(run.config.output), run.result
-    # (a record without the list of its files is an earlier version's, which wrote OUTPUTS)
-    earlier = earlier_outputs(out, RECORD) or (OUTPUTS if (out / RECORD).is_file() else set())
+    earlier = earlier_outputs(out, RECORD)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_modes_csv(result, out / "modes.csv")]
     with open(out / "minimized.pdb", "w") as fh:
