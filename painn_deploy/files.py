@@ -62,6 +62,20 @@ def what_file(path) -> str:
     return ""
 
 
+def write_json(path, record, **dumps) -> Path:
+    """Write ``record`` as JSON (``json.dumps`` options in ``dumps``) atomically (:func:`atomic_write`): a run's
+    record file is its "finished" marker, so no half-written one is ever left."""
+    text = json.dumps(record, **dumps) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return Path(path)
+
+
+def is_checkpoint(path) -> bool:
+    """Whether a model file is a painn-train checkpoint (a torch.save file) rather than an exported model, judged
+    from its content, whatever its name."""
+    return what_file(path).startswith("a PyTorch file")
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(tmp_path)`` for a temporary file next to ``path``, then ``os.replace`` it onto
     ``path``: the previous file survives any interruption.  The file gets the usual permissions."""

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CheckpointError, InputError
-from ..files import atomic_write
+from ..files import atomic_write, write_json
 from .config import SimulationConfig, flag
 from .outputs import dcd_frames
 
@@ -134,7 +134,7 @@ class RunDirectory:
                 path.unlink()
 
     def write_record(self, record: dict) -> None:
-        (self.path / "run.json").write_text(json.dumps(record, indent=1))
+        write_json(self.path / "run.json", record, indent=1)
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self, meta: dict, state: bytes) -> None:

@@ -15,7 +15,6 @@ The whole of ``painn-harmonic`` as one library call on a :class:`HarmonicConfig`
 Formulas and units: docs/spectra.md.
 """
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 
 from ..configuration import Config, option
 from ..errors import InputError, typed_errors
-from ..files import check_output_folder, earlier_outputs, remove_stale_outputs
+from ..files import check_output_folder, earlier_outputs, remove_stale_outputs, write_json
 from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, load_model
 from .io import write_modes_csv
 
@@ -81,7 +80,7 @@ class HarmonicConfig(Config):
         1,
         "--threads",
         "torch CPU threads (default: 1, fastest for single molecules: their tensors are too small to gain from "
-        "threads, and on a busy machine thread contention slows them a hundredfold)",
+        "threads, and on a busy machine thread contention slows them down many times)",
         "N",
         "int",
     )
@@ -206,6 +205,6 @@ def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
     info["notes"] = run.notes
     written.append(out / RECORD)
     info["written"] = [str(p) for p in written]
-    (out / RECORD).write_text(json.dumps(info, indent=1, default=float) + "\n")
+    write_json(out / RECORD, info, indent=1, default=float)
     remove_stale_outputs(out, earlier, written)
     return written

@@ -126,6 +126,23 @@ def _replica_count(data: np.ndarray, trailing: tuple[int, ...], name: str, n_fra
     )
 
 
+def _number_attr(attrs: dict, name: str, path, what: str, kind=float):
+    """A numeric file attribute (None when absent), or :class:`InputError` naming it."""
+    value = attrs.get(name)
+    if value is None:
+        return None
+    try:
+        number = kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{path}: the '{name}' attribute must be {what}, got {value!r}; set it with "
+            f"h5py.File(path, 'a').attrs['{name}'] = ..."
+        ) from None
+    if kind is int and number != float(value):
+        raise InputError(f"{path}: the '{name}' attribute must be {what}, got {value!r}")
+    return number
+
+
 def _text_attr(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -161,10 +178,11 @@ def read_properties(path) -> Properties:
             raise InputError(f"{path}: neither 'dipole' nor 'polarizability' is recorded; nothing to analyse")
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     attrs = {k: (_text_attr(v) if isinstance(v, bytes) else v) for k, v in attrs.items()}
-    temp = attrs.get("temperature_K")
-    temp = float(temp) if temp is not None and math.isfinite(float(temp)) else None
-    step = attrs.get("timestep_fs")
-    step = float(step) if step is not None and math.isfinite(float(step)) and float(step) > 0 else None
+    temp = _number_attr(attrs, "temperature_K", path, "a temperature in kelvin")
+    temp = temp if temp is not None and math.isfinite(temp) else None
+    step = _number_attr(attrs, "timestep_fs", path, "a time step in fs")
+    step = step if step is not None and math.isfinite(step) and step > 0 else None
+    beads = _number_attr(attrs, "beads", path, "a whole number", int)
 
     found = {}
     for name, data, trailing in (("dipole", dipole, (3,)), ("polarizability", pol, (3, 3))):
@@ -174,11 +192,7 @@ def read_properties(path) -> Properties:
     if len(axes) > 1:
         raise InputError(f"{path}: 'dipole' and 'polarizability' have different replica axes: {found}")
     axis = axes.pop()  # None: no replica axis
-    declared = attrs.get("replicas")
-    try:
-        declared = None if declared is None else int(declared)
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: the 'replicas' attribute must be a whole number, got {declared!r}") from None
+    declared = _number_attr(attrs, "replicas", path, "a whole number", int)
     if declared is not None and (axis or 1) != declared:
         raise InputError(
             f"{path}: the file attribute replicas = {declared}, but the data have "
@@ -192,10 +206,9 @@ def read_properties(path) -> Properties:
     correlation = attrs.get("correlation")
     if correlation is None:
         correlation = "classical"
-        beads = attrs.get("beads")
-        if beads is not None and int(beads) > 1:
+        if beads is not None and beads > 1:
             warnings.warn(
-                f"{path}: beads = {int(beads)} but no 'correlation' attribute: read as classical correlation "
+                f"{path}: beads = {beads} but no 'correlation' attribute: read as classical correlation "
                 "functions (quantum correction as requested). If this is a ring-polymer MD run, its correlation "
                 "functions are Kubo-transformed; mark it with h5py.File(path, 'a').attrs['correlation'] = 'kubo'",
                 SpectrumWarning,

@@ -14,7 +14,6 @@ The whole of ``painn-spectrum`` as one library call on a :class:`~.config.Spectr
 Formulas and units: docs/spectra.md.
 """
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from .. import units
 from ..errors import InputError
-from ..files import check_output_folder, earlier_outputs, remove_stale_outputs
+from ..files import check_output_folder, earlier_outputs, remove_stale_outputs, write_json
 from . import integrator
 from .config import DEFAULT_TEMPERATURE_K, SpectrumConfig
 from .io import Properties, read_modes_csv, read_properties, write_spectrum_csv
@@ -153,9 +152,19 @@ def _correlation(props: list[Properties]) -> str:
 
 
 def _temperature(config: SpectrumConfig, props: list[Properties]) -> tuple[float, str]:
-    if config.temperature_K is not None:
-        return float(config.temperature_K), "command line"
+    """The temperature of beta in the line shapes: the one the runs sampled (their ``temperature_K``)."""
     temps = [p.temperature_K for p in props if p.temperature_K is not None]
+    if config.temperature_K is not None:
+        given = float(config.temperature_K)
+        other = [t for t in temps if abs(t - given) > 1e-6 * given]
+        if other:
+            raise InputError(
+                f"--temperature-K {given:g} differs from the temperature the runs were sampled at "
+                f"({', '.join(f'{t:g}' for t in dict.fromkeys(other))} K, their temperature_K attribute): beta in the "
+                f"line shapes must be the sampling temperature (another one rescales every intensity, and an RPMD "
+                f"run's Kubo transform is at its own temperature). Leave out --temperature-K"
+            )
+        return given, "command line"
     if not temps:
         return DEFAULT_TEMPERATURE_K, "default (no temperature_K attribute in the files)"
     if max(temps) - min(temps) > 1e-6 * max(temps):
@@ -242,7 +251,8 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
     shift, message, serious = _shift_report(settings, step_fs, step_source, config.correct_integrator_shift)
     if serious:
         warnings.warn(
-            f"{message}; this exceeds half the resolution ({settings['resolution_fwhm_cm1']:.3g} cm^-1)",
+            f"{message}; this exceeds half the resolution ({settings['resolution_fwhm_cm1']:.3g} cm^-1 FWHM, half: "
+            f"{settings['resolution_fwhm_cm1'] / 2:.3g} cm^-1)",
             SpectrumWarning,
             stacklevel=2,
         )
@@ -295,7 +305,12 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
 
     ir, raman, meta = result.ir, result.raman, result.metadata
     sticks = read_modes_csv(result.config.sticks) if result.config.sticks else None
-    qc = f"{meta['quantum_correction']} quantum treatment, {meta['temperature_K']:g} K"
+    beads = sorted({int(a.get("beads", 1)) for a in meta["file_attributes"].values()})
+    dynamics = f"RPMD, {'/'.join(map(str, beads))} beads" if meta["correlation"] == "kubo" else "classical MD"
+    qc = (
+        f"{dynamics}, {meta['temperature_K']:g} K, "
+        f"{meta['settings']['resolution_fwhm_cm1']:.3g} cm⁻¹ FWHM, {meta['quantum_correction']} quantum treatment"
+    )
     if meta["integrator_shift"].get("corrected"):
         qc += ", integrator shift corrected"
     raman_y = f"Raman ({unicode_units(RAMAN_UNITS)})"
@@ -331,6 +346,4 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
 def _write_metadata(result: SpectraResult, out: Path) -> Path:
     path = out / METADATA
     result.metadata["written"] = [str(p) for p in result.written] + [str(path)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.metadata, indent=2, default=str) + "\n")
-    return path
+    return write_json(path, result.metadata, indent=2, default=str)

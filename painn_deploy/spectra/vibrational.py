@@ -10,7 +10,8 @@ Conventions (full derivations in docs/spectra.md):
 * A run is one time series; a data array with a replica axis ([T, R, 3] dipoles, [T, R, 3, 3]
   polarizabilities) holds R runs.  Runs are averaged with equal weight.
 * I[A](omega) = 1/(2 pi) int w(t) <dA(0).dA(t)> exp(-i omega t) dt is the windowed classical
-  spectral density of :mod:`painn_deploy.spectra.correlation` (per unit angular frequency).
+  spectral density of :mod:`painn_deploy.spectra.correlation` (per unit angular frequency).  Every line
+  shape weights it by omega^2, and omega^2 I[A] is estimated from the rate of change of A (:func:`_density`).
 
 IR (McQuarrie, "Statistical Mechanics", ch. 21, in SI units; Ramirez et al., J. Chem. Phys.
 121, 3973 (2004)): the absorption coefficient times refractive index of N_sys systems in
@@ -36,7 +37,7 @@ volume alpha(t) (symmetrised), its isotropic part a = Tr(alpha)/3 and anisotropi
 part b = alpha - a 1,
 
     C_iso(t)   = <da(0) da(t)>
-    C_aniso(t) = 3/2 <Tr[db(0) db(t)]>        (C_aniso(0) = <gamma^2>, the anisotropy invariant)
+    C_aniso(t) = 3/2 <Tr[db(0) db(t)]>        (C_aniso(0): the invariant gamma^2 of db = b - <b>)
 
 Orientation averaging for linearly polarised excitation gives the polarised (VV, parallel) and
 depolarised (VH, perpendicular) spectra and the depolarisation ratio
@@ -93,7 +94,7 @@ MIN_LAGS = 4
 #: molecules are often tens of cm^-1 apart: such a spectrum is computed with a warning.
 COARSE_RESOLUTION_CM1 = 50.0
 #: Depolarisation ratios are only reported where I_par exceeds this fraction of its maximum.
-DEPOLARIZATION_THRESHOLD = 1e-3
+DEPOLARIZATION_THRESHOLD = 1e-2
 
 
 class SpectrumWarning(UserWarning):
@@ -343,7 +344,7 @@ def resolve_settings(
     options, too few frames, a quantum correction that conflicts with the kind of correlation
     function) and warns (:class:`SpectrumWarning`) when the result will be limited: default range
     clipped at Nyquist, maximum correlation time longer than half the shortest run (too short for
-    the requested resolution), or clipped to the run length.
+    the requested resolution: it is then cut to half the run).
     """
     opts = _options(options, **fields)
     max_corr_time_ps, resolution_cm1, window = opts.max_corr_time_ps, opts.resolution_cm1, opts.window
@@ -432,22 +433,17 @@ def resolve_settings(
         else:
             tau = float(max_corr_time_ps)
             what = f"the maximum correlation time {tau:g} ps"
-        run_limits = tau > length_ps
+        run_limits = tau > 0.5 * length_ps
         if not tau > 0:
             raise InputError(f"the maximum correlation time must be positive (ps), got {tau}")
-        if tau > length_ps:
+        if run_limits:  # correlations at longer lags average over too few time origins: mostly noise
             _warn(
-                f"the shortest run ({length_ps:.4g} ps) is too short for {what}: the correlation time is "
-                f"cut to the run length, so the resolution is coarser and the long-time correlation rests "
-                f"on a single time origin. Run at least {2 * tau:.4g} ps."
+                f"the shortest run ({length_ps:.4g} ps) is too short for {what}: the correlation time is cut "
+                f"to half the run ({0.5 * length_ps:.4g} ps), which resolves "
+                f"{resolution_for_max_corr_time(0.5 * length_ps, window):.3g} cm^-1 (FWHM). Run at least "
+                f"{2 * tau:.4g} ps."
             )
-            tau = length_ps
-        elif tau > 0.5 * length_ps:
-            _warn(
-                f"the shortest run ({length_ps:.4g} ps) is too short for {what}: correlations at lags "
-                f"beyond half the run average over few time origins and make the spectrum noisy. Run at "
-                f"least {2 * tau:.4g} ps or ask for a coarser resolution."
-            )
+            tau = 0.5 * length_ps
     n_lags = int(round(tau / dt_ps)) + 1
     if n_lags < MIN_LAGS + 1:
         raise InputError(
@@ -527,15 +523,25 @@ def _runs(time_ps, data, name: str, trailing: tuple[int, ...]) -> tuple[float, l
 def _density(signal: np.ndarray, s: SpectrumSettings, scale: float = 1.0):
     """(omega, I(omega) with the requested window, omega^2 I(omega) with a Hann window).
 
-    The last is a classical, smoothly windowed line shape used only to detect aliasing (it does
+    I is estimated from the rate of change, as omega^2 I = D / sinc^2(omega dt/2): D is the spectral density of
+    the forward differences (A_{i+1} - A_i)/dt, whose transfer function is (2 sin(omega dt/2)/dt)^2.  (I(0) is
+    set to 0: every line shape weights I by omega^2.)  Correlating A itself would leave a flat floor under the
+    omega^2-weighted line shapes of a polar molecule that turns slowly over the run: the finite-run estimate
+    of its large, slowly varying C(t) has a kink at t = 0 of order C(0)/T, whose transform falls only as
+    1/omega^2.  Thomas et al. (PCCP 15, 6608 (2013)) correlate the derivative for the same reason.
+    The second density is a classical, smoothly windowed line shape used only to detect aliasing (it does
     not depend on the quantum correction or on the sinc ripples of the rectangular window).
     """
-    corr = autocorrelation(signal, s.n_lags - 1) * scale
-    omega, dens = spectral_density(corr, s.dt_ps, window=s.window, zero_pad=s.zero_pad)
-    _, smooth = spectral_density(corr, s.dt_ps, window="hann", zero_pad=s.zero_pad)
+    rate = np.diff(signal, axis=0) / s.dt_ps
+    corr = autocorrelation(rate, s.n_lags - 1) * scale
+    omega, rate_dens = spectral_density(corr, s.dt_ps, window=s.window, zero_pad=s.zero_pad)
+    _, rate_smooth = spectral_density(corr, s.dt_ps, window="hann", zero_pad=s.zero_pad)
+    half = 0.5 * omega[1:] * s.dt_ps
+    transfer = np.concatenate([[np.inf], (2.0 * np.sin(half) / s.dt_ps) ** 2])  # of the differences
+    dens = rate_dens / transfer
     if s.correct_integrator_shift:  # observed -> true frequencies, band integrals of I conserved
         dens = integrator.correct_density(omega, dens, s.integrator_timestep_fs)
-    return omega, dens, omega**2 * smooth
+    return omega, dens, omega**2 * rate_smooth / transfer
 
 
 def _select(omega: np.ndarray, s: SpectrumSettings) -> np.ndarray:

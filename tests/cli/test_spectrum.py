@@ -47,12 +47,17 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
     np.testing.assert_allclose(written[:, 1], expected.intensity, rtol=1e-8)
     # flags override the file; positional files replace its list
     out2 = tmp_path / "override"
-    args = ["--config", str(cfg), f0, "-o", str(out2), "--resolution-cm1", "20", "--temperature-K", "300"]
+    args = ["--config", str(cfg), f0, "-o", str(out2), "--resolution-cm1", "20"]
     assert main(args) == 0
     meta = json.loads((out2 / "metadata.json").read_text())
     assert meta["files"] == [f0] and meta["config"]["resolution_cm1"] == 20.0
     assert meta["settings"]["resolution_fwhm_cm1"] == pytest.approx(20.0, rel=1e-2)
-    assert meta["temperature_K"] == 300.0 and meta["config"]["wmax_cm1"] == 3000.0  # kept from the file
+    assert meta["temperature_K"] == 250.0 and meta["config"]["wmax_cm1"] == 3000.0  # kept from the file
+    # beta must be the temperature the runs sampled: another one is refused, nothing written
+    capsys.readouterr()
+    assert main(args[:-2] + ["-o", str(tmp_path / "hot"), "--temperature-K", "300"]) == 2
+    assert "--temperature-K 300 differs from the temperature the runs were sampled at (250 K" in capsys.readouterr().err
+    assert not (tmp_path / "hot").exists()
     # the stored configuration is itself a valid configuration file (JSON is YAML)
     again = tmp_path / "again.json"
     again.write_text(json.dumps({**meta["config"], "output": str(tmp_path / "again")}))
@@ -146,9 +151,9 @@ def test_failed_run_exits_with_1(tmp_path, capsys, monkeypatch):
 def test_library_call_without_output_writes_nothing(tmp_path, monkeypatch):
     f0, t, d0 = _write(tmp_path / "a.h5")
     monkeypatch.chdir(tmp_path)
-    res = compute_spectra(SpectrumConfig(files=(f0,), output=None, temperature_K=300.0))
+    res = compute_spectra(SpectrumConfig(files=(f0,), output=None, temperature_K=250.0))
     assert res.written == [] and sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
-    np.testing.assert_allclose(res.ir.intensity, ir_spectrum(t, d0, 300.0).intensity, rtol=1e-12)
+    np.testing.assert_allclose(res.ir.intensity, ir_spectrum(t, d0, 250.0).intensity, rtol=1e-12)
     assert res.raman is None and "1 run(s)" in res.summary()
 
 

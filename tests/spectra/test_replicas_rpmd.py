@@ -151,18 +151,19 @@ def test_resolve_quantum_correction():
 
 def _documented_ir(t, dip, temperature_K, s):
     """epsilon_IR = N_A pi beta omega^2 I[M](omega) / (3 c eps0) / (10 m^2/mol), F = 1, from the
-    documented formula in SI units (not from the package's prefactor code)."""
-    corr = autocorrelation(dip, int(round(s.metadata["max_corr_time_ps"] / DT)))
-    omega, dens = spectral_density(corr, DT, window="hann", zero_pad=4.0)
+    documented formula in SI units (not from the package's prefactor code), with omega^2 I[M] the spectral
+    density of the dipole's forward differences divided by sinc^2(omega dt / 2)."""
+    corr = autocorrelation(np.diff(dip, axis=0) / DT, int(round(s.metadata["max_corr_time_ps"] / DT)))
+    omega, rate_dens = spectral_density(corr, DT, window="hann", zero_pad=4.0)
     beta = 1.0 / (units.BOLTZMANN_J_PER_K * temperature_K)
-    omega_si = omega * 1e12
-    dens_si = dens * (units.ELEMENTARY_CHARGE_C * 1e-9) ** 2 * 1e-12
+    transfer = (2 * np.sin(omega * DT / 2) / DT) ** 2  # of forward differences; omega^2 I = 0 at omega = 0
+    weighted = omega**2 * np.divide(rate_dens, transfer, out=np.zeros_like(rate_dens), where=omega > 0)
+    weighted_si = weighted * (units.ELEMENTARY_CHARGE_C * 1e-9) ** 2 * 1e12
     eps = (
         units.AVOGADRO_PER_MOL
         * math.pi
         * beta
-        * omega_si**2
-        * dens_si
+        * weighted_si
         / (3 * units.SPEED_OF_LIGHT_M_PER_S * units.VACUUM_PERMITTIVITY_F_PER_M)
         / 10.0
     )
