@@ -1,3 +1,5 @@
+from dataclasses import replace as dataclasses_replace
+
 import pytest
 
 from painn_deploy.errors import CheckpointError, InputError
@@ -54,3 +56,23 @@ def test_a_file_in_the_wrong_place_is_named_for_what_it_is(tmp_path, exported32,
         load_checkpoint(exported32)
     with pytest.raises(CheckpointError, match=r"ethanol.pdb is a PDB structure, not a painn-train checkpoint"):
         load_checkpoint(STRUCTURES["ethanol"])
+
+
+def test_a_checkpoint_is_recognised_by_its_content_whatever_its_name(tmp_path, exported32, trained_checkpoint):
+    """One rule for "checkpoint or exported model" (painn-simulate, painn-harmonic, OpenMM-ML): a checkpoint
+    saved as model.pt is still a checkpoint, and is exported for the structure."""
+    import shutil
+
+    from painn_deploy.files import is_checkpoint
+    from painn_deploy.md import SimulationConfig
+    from painn_deploy.md.build import resolve_model
+    from painn_deploy.resources import STRUCTURES
+    from painn_deploy.structures import read_pdb
+
+    renamed = tmp_path / "model.pt"
+    shutil.copy(trained_checkpoint, renamed)
+    assert is_checkpoint(trained_checkpoint) and is_checkpoint(renamed) and not is_checkpoint(exported32)
+    z, _, _ = read_pdb(STRUCTURES["ethanol"])
+    cfg = SimulationConfig(structure=str(STRUCTURES["ethanol"]), model=str(renamed), output=str(tmp_path / "run"))
+    assert resolve_model(cfg, tmp_path / "run", z) == tmp_path / "run" / "model.pt"
+    assert resolve_model(dataclasses_replace(cfg, model=str(exported32)), tmp_path / "run", z) == exported32

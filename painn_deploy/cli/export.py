@@ -40,9 +40,7 @@ def main(argv=None) -> int:
     def execute(args):
         c = config_from_arguments(ExportConfig, args)
         atoms = None if c.atoms is None else list(c.atoms)
-        return c, export(
-            c.checkpoint, c.output, c.pdb, c.dtype, c.neighbor_list, c.periodic, c.pair_capacity, atoms, c.data
-        )
+        return c, export(c.checkpoint, c.output, c.pdb, c.dtype, c.neighbor_list, c.periodic, c.pair_capacity, atoms)
 
     return run_command(PROG, _build_parser(PROG, DESCRIPTION, ExportConfig), argv, execute, _report)
 

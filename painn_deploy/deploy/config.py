@@ -28,7 +28,7 @@ class ExportConfig(Config):
     neighbor_list: str = option(
         "auto",
         "--neighbor-list",
-        "neighbour list inside the model; auto: all pairs up to 30 atoms (measured crossover), else a cell list",
+        "neighbour list inside the model; auto: all pairs up to 30 atoms, else a cell list",
         kind=("auto", "all_pairs", "cell_list", "static"),
     )
     pair_capacity: int = option(
@@ -48,10 +48,6 @@ class ExportConfig(Config):
         "INDICES",
         "indices",
     )
-    data: str | None = option(
-        None, "--data", "the training data file, when it is no longer where the checkpoint says (for the model's "
-        "training envelope, which painn-simulate checks runs against)", "FILE", "path",
-    )  # fmt: skip
     overwrite: bool = option(False, "--overwrite", "replace an existing output file", kind="bool")
 
     def __post_init__(self):

@@ -16,9 +16,12 @@ from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..model.strategy import choose_strategy
 from ..structures import random_rotation, read_pdb
 from . import metadata as md
+from .artefact import check_box_width
 from .module import ForcesOutput, PaiNNForceField
 
-ALL_PAIRS_MAX_ATOMS = 30  # above this "auto" uses the cell list (crossover 36-72 atoms with the dense backward pass)
+# "auto": all pairs up to this many atoms, else the cell list; set below the time crossover of
+# benchmarks/results/scaling.md, as the dense pair tensors grow as N^2 times the batch (beads, replicas)
+ALL_PAIRS_MAX_ATOMS = 30
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BATCH_CHECK_MAX_ATOMS = 1000  # systems batched in practice (molecules: beads, replicas) get the batch check
 
@@ -165,6 +168,17 @@ def _batch_check(scripted_system, system_positions_nm, box_nm, torch_dtype) -> d
     }
 
 
+def warn_other_chemistry(model_z: Sequence[int], trained_z: Sequence[int]) -> None:
+    """Warn when the atoms a checkpoint is built for are not copies of its training molecule."""
+    if elements.empirical_formula(model_z) != elements.empirical_formula(trained_z):
+        warnings.warn(
+            f"the model's atoms ({elements.formula(model_z)}) are not copies of its training molecule "
+            f"({elements.formula(trained_z)}): it was not trained on this chemistry, so treat its energies and "
+            "forces as untested (painn-simulate's training-envelope check flags distances it has not seen)",
+            SimulationWarning, stacklevel=3,
+        )  # fmt: skip
+
+
 def export(
     checkpoint,
     output,
@@ -174,7 +188,6 @@ def export(
     periodic: Optional[bool] = None,
     pair_capacity: int = 0,
     atoms: Optional[Sequence[int]] = None,
-    data: Optional[str] = None,
 ) -> dict:
     """Write the TorchScript artefact ``output`` for ``checkpoint``; returns its metadata.
 
@@ -183,12 +196,11 @@ def export(
     ``atoms`` (0-based indices into the PDB): only these particles are the model's, the rest is left to
     other forces (ML/MM: a solute in water); the artefact takes every particle's positions and returns
     forces on all of them, so ``TorchForce("model.pt")`` works on the whole system.
-    ``data``: the training data file, when it is no longer where the checkpoint says (for the metadata's
-    training envelope, :func:`training_data_envelope`).
     """
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
         raise CheckpointError(f"{checkpoint} holds no training molecule; it was not written by painn-train")
+    envelope = training_data_envelope(record)
     if pdb is not None:
         z, positions_nm, box_nm = read_pdb(pdb)
     else:
@@ -201,6 +213,8 @@ def export(
         box_nm = None
     if atoms is not None and pdb is None:
         raise InputError("ML atoms (--atoms) select particles of a system: give its PDB with --pdb")
+    if is_periodic:
+        check_box_width(box_nm, record["config"]["cutoff_angstrom"] * units.NM_PER_ANGSTROM, str(pdb))
     eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, atoms)
     scripted = torch.jit.script(eager)
     frames_nm = _validation_frames(record)
@@ -210,14 +224,7 @@ def export(
     report = validation_report(record, scripted, eager, positions_nm, box_nm, dtype)
     config = record["config"]
     model_z = [z[a] for a in atoms] if atoms is not None else z
-    if elements.empirical_formula(model_z) != elements.empirical_formula(record["atomic_numbers"]):
-        warnings.warn(
-            f"the model's atoms ({elements.formula(model_z)}) are not copies of its training molecule "
-            f"({elements.formula(record['atomic_numbers'])}): "
-            "it was not trained on this chemistry, so treat its energies and forces as untested (painn-simulate's "
-            "training-envelope check flags distances it has not seen)",
-            SimulationWarning, stacklevel=2,
-        )  # fmt: skip
+    warn_other_chemistry(model_z, record["atomic_numbers"])
     mode = choose_neighbor_mode(len(model_z), neighbor_mode)
     meta = {
         md.KEY_FORMAT: md.FORMAT,
@@ -257,7 +264,7 @@ def export(
         },
         md.KEY_VALIDATION: report,
         md.KEY_CHECKPOINT_SHA256: file_sha256(Path(checkpoint)),
-        md.KEY_ENVELOPE: training_data_envelope(record, checkpoint, data),
+        md.KEY_ENVELOPE: envelope,
     }
     atomic_write(
         output, lambda tmp: torch.jit.save(scripted, tmp, _extra_files={md.METADATA_FILE: json.dumps(meta, indent=1)})
@@ -265,82 +272,15 @@ def export(
     return meta
 
 
-def _training_data(record: dict, checkpoint, data: Optional[str]):
-    """(the training frames [M, N, 3] in Angstrom, their path) from the data file the checkpoint names (or
-    ``data``), if found with the recorded SHA-256; else (None, why not)."""
-    from .. import data as data_io
-
-    recorded = record.get("data") or {}
-    train_config = record.get("train_config") or {}
-    named = data or train_config.get("data")
-    if not named:
-        return None, "the checkpoint names no data file"
-    here = Path(checkpoint).parent
-    # as given to painn-train (from where it ran: often a relative path), where that led (painn-train records the
-    # absolute path), and beside the checkpoint
-    candidates = (
-        [Path(named)]
-        if data
-        else [Path(named), Path(recorded.get("path", named)), here / named, here / Path(named).name]
-    )
-    path = next((c for c in candidates if c.is_file()), None)
-    if path is None:
-        return None, f"the training data {named} was not found"
-    defaults = data_io.FileUnits()
-    units = data_io.FileUnits(  # as painn-train read it (only the length unit matters here)
-        *(train_config.get(f"{k}_unit", getattr(defaults, k)) for k in ("length", "energy", "dipole", "polarizability"))
-    )
-    try:
-        dataset = data_io.load(path, units)
-    except Exception as exc:  # the envelope falls back to the example frames; the export goes on
-        return None, f"the training data {path} could not be read ({type(exc).__name__}: {exc})"
-    if recorded.get("sha256") and dataset.sha256 and dataset.sha256 != recorded["sha256"]:
-        return None, f"{path} is not the training data (its SHA-256 differs from the one in the checkpoint)"
-    if list(dataset.atomic_numbers) != list(record["atomic_numbers"]):
-        return None, f"{path} holds another molecule than the checkpoint's"
-    train = np.asarray((record.get("split") or {}).get("train", []), dtype=int)
-    if len(train) and train.max() < len(dataset):
-        return dataset.positions[train], f"the {len(train)} training frames of {path}"
-    return dataset.positions, f"the {len(dataset)} frames of {path} (no training split recorded)"
-
-
-def training_data_envelope(record: dict, checkpoint, data: Optional[str] = None) -> dict:
-    """The metadata's training envelope: per element pair, the shortest distance and the longest
-    nearest-neighbour distance seen in the training frames (deploy/envelope.py).  From the training data file
-    when it is found and matches the checkpoint's record, else from the few example frames the checkpoint
-    stores (a much narrower envelope; the entry says which)."""
-    from .envelope import training_envelope
-
-    frames, described = _training_data(record, checkpoint, data)
-    if frames is None and data:
-        raise InputError(f"{described}; give the data file the model was trained on")
-    cutoff = float(record["config"]["cutoff_angstrom"])
-    if frames is not None:
-        envelope = training_envelope(record["atomic_numbers"], frames, cutoff)
-        return dict(
-            envelope, source="training data", frames=described, data_sha256=(record.get("data") or {}).get("sha256")
+def training_data_envelope(record: dict) -> dict:
+    """The metadata's training envelope, as painn-train stored it in the checkpoint: per element pair, the
+    shortest distance and the longest nearest-neighbour distance seen in the training frames (deploy/envelope.py)."""
+    if not record.get("training_envelope"):
+        raise CheckpointError(
+            "the checkpoint stores no training envelope (the distances of its training data that painn-simulate "
+            "checks runs against): it was written by an earlier painn-train. Train the model again"
         )
-    examples = np.asarray(record.get("example_frames_angstrom") or [], dtype=np.float64)
-    export_with_data = "Export the checkpoint with painn-export --data FILE (the training data) and use that model."
-    if not len(examples):
-        warnings.warn(
-            f"{described}, and the checkpoint stores no example frames: the model has no training envelope, so "
-            f"painn-simulate cannot tell when a run leaves its training data. {export_with_data}",
-            SimulationWarning, stacklevel=2,
-        )  # fmt: skip
-        return {"source": None, "frames": f"{described}, and the checkpoint stores no example frames"}
-    warnings.warn(
-        f"{described}, so the model's training envelope comes from the {len(examples)} example frames stored in "
-        f"the checkpoint: painn-simulate will warn about configurations like those the model was trained on. "
-        f"{export_with_data}",
-        SimulationWarning, stacklevel=2,
-    )  # fmt: skip
-    envelope = training_envelope(record["atomic_numbers"], examples, cutoff)
-    return dict(
-        envelope, source="example frames",
-        frames=f"the {len(examples)} example frames stored in the checkpoint ({described}; painn-export --data "
-        f"gives the full envelope)",
-    )  # fmt: skip
+    return dict(record["training_envelope"])
 
 
 def _validation_frames(record: dict) -> list:

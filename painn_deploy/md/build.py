@@ -2,7 +2,7 @@
 topology that trajectories of replicas and beads are written with."""
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import openmm
 from openmm import unit
@@ -11,27 +11,37 @@ from ..deploy import Artefact, export
 from ..deploy import metadata as md
 from ..elements import formula
 from ..errors import CheckpointError, InputError
-from ..files import MODEL_FILE_FIX, file_sha256, require_file
+from ..files import MODEL_FILE_FIX, file_sha256, is_checkpoint, require_file
 from ..openmm.forces import quiet_import
 from ..resources import BUNDLED_MODEL
 from .config import SimulationConfig
 from .rpmd import Layout, ring_polymer_integrator
 
 
-def resolve_model(cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: Optional[Path] = None) -> Path:
+def resolve_model(
+    cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: Optional[Path] = None, residues: Sequence[str] = ()
+) -> Path:
     """The exported model to use: ``cfg.model`` (.pt), a checkpoint exported on the fly for the
     structure (or for ``ml_pdb``, the ML molecule of a solvated one), or the bundled ethanol model when
-    the structure (or the ML molecule) matches it."""
+    the structure (or the ML molecule) matches it.  ``residues``: the structure's residue names (for the hint
+    that a solvated structure needs --ml-residues)."""
     if cfg.model is None:
         if BUNDLED_MODEL.is_file() and Artefact(BUNDLED_MODEL).atomic_numbers == list(atomic_numbers):
             return BUNDLED_MODEL
+        names = list(dict.fromkeys(residues))
+        solvated = (
+            f" A solute in solvent? Give --ml-residues with the solute's residue name (this structure has "
+            f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''})."
+            if len(names) > 1 and not cfg.ml_residues
+            else ""
+        )
         raise InputError(
             f"no --model given and the structure ({formula(atomic_numbers)}, {len(atomic_numbers)} atoms) is not the "
             f"bundled ethanol model's molecule (C2H6O in the atom order of painn_deploy/resources/ethanol.pdb); "
-            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint"
+            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint.{solvated}"
         )
     path = require_file(cfg.model, "model", MODEL_FILE_FIX)
-    if path.suffix == ".ckpt":
+    if is_checkpoint(path):
         exported = output / "model.pt"
         if cfg.resume and exported.is_file():  # the run's own export of this checkpoint: resume with it as it is
             try:

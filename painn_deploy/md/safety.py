@@ -87,9 +87,8 @@ class SafetyNet:
         cfg, envelope = self.cfg, self.envelope_record
         if not envelope or not envelope.get("source"):
             warnings.warn(
-                f"the model {self.artefact_path} does not record the interatomic distances of its training data "
-                f"(exported by an earlier painn-export, or without training frames), so this run cannot warn when it "
-                f"leaves them; export the model again to add the check",
+                f"the model {self.artefact_path} does not record the interatomic distances of its training data, so "
+                f"this run cannot warn when it leaves them; export it again with painn-export to add the check",
                 SimulationWarning, stacklevel=4,
             )  # fmt: skip
             return

@@ -6,7 +6,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,6 +15,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from .. import data as data_io
+from ..deploy.envelope import training_envelope
 from ..elements import formula
 from ..errors import CheckpointError, InputError
 from ..model import PaiNNConfig, PaiNNPotential
@@ -48,10 +49,7 @@ def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) ->
             f"--resume: {data.source} is not the file the run in {last.parent} started with (its SHA-256 differs); "
             f"give that file, or start a new run in another --output"
         )
-    config = record.get("train_config") or {}
-    then = started.get("units") or {  # (an earlier version recorded only the options)
-        k: config.get(f"{k}_unit") or getattr(data.units, k) for k in ("length", "energy", "dipole", "polarizability")
-    }
+    then = started.get("units") or {}
     now = asdict(data.units)
     changed = [f"{k} {then[k]} -> {now[k]}" for k in now if then.get(k) != now[k]]
     if changed:
@@ -212,6 +210,12 @@ def train(cfg: TrainConfig) -> dict:
         },
         "train_config": cfg.to_dict(),
         "example_frames_angstrom": data.positions[split["train"][:3]].tolist(),
+        "training_envelope": dict(
+            training_envelope(data.atomic_numbers, data.positions[split["train"]], cfg.cutoff_angstrom),
+            source="training data",
+            frames=f"the {len(split['train'])} training frames of {Path(cfg.data).resolve()}",
+            data_sha256=data.sha256,
+        ),
     }
     callback = CheckpointAndCurves(output, record_extra)
     callbacks = [
@@ -323,6 +327,9 @@ def checkpoint_test_errors(checkpoint) -> dict:
             f"{checkpoint} stores no training configuration and split; was it written by painn-train?"
         )
     cfg = TrainConfig.from_mapping(record["train_config"], source=f"{checkpoint} (its training configuration)")
+    recorded = Path((record.get("data") or {}).get("path", cfg.data))
+    if recorded.is_file():  # (painn-train records the absolute path: --test-only works from any folder)
+        cfg = replace(cfg, data=str(recorded))
     return evaluate(checkpoint, load_data(cfg), np.asarray(record["split"]["test"]))
 
 

@@ -1,10 +1,9 @@
-"""The training data's envelope: stored by the export (from the data file, or the checkpoint's example frames),
+"""The training data's envelope: stored by painn-train in the checkpoint and by the export in the artefact,
 checked on the starting structure and at every log interval of a run: a warning as soon as a configuration leaves
 the distances of the training data (which atoms, by how much), a stop beyond --envelope-margin."""
 
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from painn_deploy.cli.simulate import main
 from painn_deploy.deploy import Artefact, export
 from painn_deploy.deploy import envelope as envelope_module
 from painn_deploy.deploy.envelope import EnvelopeCheck, training_envelope
-from painn_deploy.deploy.export import training_data_envelope
 from painn_deploy.errors import InputError, SimulationInstabilityError, SimulationWarning
 from painn_deploy.md import SimulationConfig, run_simulation
 from painn_deploy.md.runner import MDRun
@@ -87,49 +85,41 @@ def test_envelope_check_of_large_and_periodic_systems_matches_the_dense_one(monk
     assert [e[:4] for e in summary(check.excursions(frames, triclinic))] == [e[:4] for e in summary(dense)]
 
 
-def test_export_records_the_envelope_and_which_frames_it_came_from(exported32, trained_checkpoint, tmp_path):
-    envelope = Artefact(exported32).metadata["training_envelope"]
-    assert envelope["source"] == "training data" and envelope["n_frames"] == 40
-    assert str(ETHANOL_NPZ) in envelope["frames"] and envelope["cutoff_angstrom"] == 5.0
-    assert set(envelope["shortest_angstrom"]) == {"C-C", "C-H", "C-O", "H-H", "H-O"}
-    assert 1.0 < envelope["longest_nearest_angstrom"]["H"]["any"] < 1.4
+def test_export_records_the_envelope_painn_train_stored(exported32, trained_checkpoint, tmp_path, monkeypatch, capsys):
+    """painn-train stores the envelope of its training frames in the checkpoint, and the export copies it: no
+    data file is needed to export (it is never read).  A checkpoint without one is refused, in one line."""
+    import torch
 
-    # painn-train given a relative path, exported from elsewhere: found where that path led (recorded absolute)
-    record = load_checkpoint(trained_checkpoint)
-    assert Path(record["data"]["path"]).is_absolute()
-    relative = dict(record, train_config=dict(record["train_config"], data="elsewhere/" + ETHANOL_NPZ.name))
-    assert training_data_envelope(relative, trained_checkpoint)["source"] == "training data"
-    # the data file gone: the checkpoint's example frames, said so
-    moved = dict(
-        record,
-        train_config=dict(record["train_config"], data=str(tmp_path / "moved.npz")),
-        data=dict(record["data"], path=str(tmp_path / "moved.npz")),
-    )
-    with pytest.warns(
-        SimulationWarning, match="moved.npz was not found, so .* 3 example frames .* painn-export --data FILE"
-    ):
-        fallback = training_data_envelope(moved, trained_checkpoint)
-    assert fallback["source"] == "example frames" and fallback["n_frames"] == 3
-    assert "moved.npz was not found" in fallback["frames"]
-    # another file with the same name is not the training data (SHA-256)
-    other = tmp_path / "moved.npz"
-    data = dict(np.load(ETHANOL_NPZ))
-    data["coords"] = data["coords"][::-1].copy()
-    np.savez(other, **data)
-    assert training_data_envelope(moved, trained_checkpoint)["source"] == "example frames"
-    with pytest.raises(InputError, match="SHA-256 differs"):
-        training_data_envelope(record, trained_checkpoint, data=str(other))
-    # the file given to the export where the checkpoint's path no longer leads
-    relocated = tmp_path / "relocated.npz"
-    relocated.write_bytes(ETHANOL_NPZ.read_bytes())
-    meta = export(trained_checkpoint, tmp_path / "m.pt", data=str(relocated))
-    assert meta["training_envelope"]["source"] == "training data"
-    assert meta["training_envelope"]["shortest_angstrom"] == envelope["shortest_angstrom"]
-    # ... and from the command line
+    from painn_deploy import data as data_io
     from painn_deploy.cli.export import main
 
-    assert main([str(trained_checkpoint), "-o", str(tmp_path / "cli.pt"), "--data", str(relocated)]) == 0
-    assert Artefact(tmp_path / "cli.pt").metadata["training_envelope"]["source"] == "training data"
+    envelope = Artefact(exported32).metadata["training_envelope"]
+    assert envelope["source"] == "training data" and envelope["n_frames"] == 40
+    assert str(ETHANOL_NPZ.resolve()) in envelope["frames"] and envelope["cutoff_angstrom"] == 5.0
+    assert set(envelope["shortest_angstrom"]) == {"C-C", "C-H", "C-O", "H-H", "H-O"}
+    assert 1.0 < envelope["longest_nearest_angstrom"]["H"]["any"] < 1.4
+    record = load_checkpoint(trained_checkpoint)
+    split = record["split"]["train"]
+    frames = data_io.load(ETHANOL_NPZ).positions[split]
+    expected = training_envelope(record["atomic_numbers"], frames, 5.0)
+    assert envelope["shortest_angstrom"] == expected["shortest_angstrom"]
+    assert envelope["longest_nearest_angstrom"] == expected["longest_nearest_angstrom"]
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the export read a data file")
+
+    monkeypatch.setattr(data_io, "load", no_data)
+    monkeypatch.chdir(tmp_path)
+    meta = export(trained_checkpoint, tmp_path / "m.pt")
+    assert meta["training_envelope"] == envelope
+    without = tmp_path / "old.ckpt"
+    ckpt = torch.load(trained_checkpoint, weights_only=False)
+    del ckpt["painn"]["training_envelope"]
+    torch.save(ckpt, without)
+    assert main([str(without), "-o", str(tmp_path / "old.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "stores no training envelope" in err and "Train the model again" in err and "Traceback" not in err
+    assert not (tmp_path / "old.pt").exists()
 
 
 # ---- in a run ---------------------------------------------------------------------------------------------------
