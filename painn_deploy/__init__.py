@@ -2,7 +2,7 @@
 
 ``torch`` must be imported before ``openmm``: OpenMM loads the openmm-torch plugin when ``openmm`` is
 imported, and that plugin only finds its CUDA libraries (libnvrtc.so.12) once torch is loaded.  Importing
-torch here costs 1-2 s, which ``painn-simulate --help`` and other light uses need not pay, so the package
+torch here costs a second or two, which ``painn-simulate --help`` and other light uses need not pay, so the package
 imports torch just before the first import of ``openmm`` (or ``openmmtorch``) instead, wherever that happens.
 """
 

@@ -11,19 +11,20 @@ as in ``resources/ethanol.pdb``).  Other molecules need their own OpenMM force-f
     mm_system = forcefield().createSystem(topology, nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer)
 """
 
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch  # noqa: F401  (before openmm: see painn_deploy/__init__.py)
 from openmm import app, unit
 
-from .errors import InputError
+from .errors import InputError, SimulationWarning
 from .files import require_file
-from .resources import FORCEFIELDS
+from .resources import FORCEFIELDS, WATER_MODELS
 
 ETHANOL_FORCEFIELD = FORCEFIELDS / "ethanol_oplsaa.xml"
-MM_FORCEFIELD = ("amber14-all.xml", "amber14/tip3p.xml")  # the water model that addSolvent's "tip3p" places
-WATER_MODELS = {"tip3p": "amber14/tip3p.xml", "tip3pfb": "amber14/tip3pfb.xml", "spce": "amber14/spce.xml"}
+LARGE_PADDING_NM = 3.0  # more water than this around a solute: probably Angstrom given as nm
+WATERS_PER_NM3 = 33.4  # liquid water at 300 K
 
 
 def forcefield(forcefield_files: Sequence = (), water_model: str = "tip3p") -> "app.ForceField":
@@ -91,6 +92,16 @@ def solvate(
         padding_nm = 1.0
     if n_waters is not None and int(n_waters) < 1:
         raise InputError(f"n_waters must be at least 1, not {n_waters}")
+    if padding_nm is not None and not padding_nm > 0:
+        raise InputError(f"padding_nm is the layer of water around the solute in nm (1 nm is usual), not {padding_nm}")
+    if padding_nm is not None and padding_nm > LARGE_PADDING_NM:
+        width = 2.0 * padding_nm + 0.5
+        warnings.warn(
+            f"padding_nm = {padding_nm:g} nm builds a box about {width:.0f} nm wide, with about "
+            f"{WATERS_PER_NM3 * width**3:,.0f} water molecules; padding_nm is in nm (1 nm is usual), not Angstrom",
+            SimulationWarning,
+            stacklevel=2,
+        )
     pdb_path = require_file(pdb_path, "structure file", "give a PDB file of the solute")
     pdb = app.PDBFile(str(pdb_path))
     ff = forcefield(forcefield_files, water_model)

@@ -143,7 +143,19 @@ def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box
     if box_nm is not None:
         top.setPeriodicBoxVectors([Vec3(*row) for row in np.asarray(box_nm)] * unit.nanometer)
     with open(Path(path), "w") as f:
-        app.PDBFile.writeFile(top, np.asarray(positions_nm) * 10.0 * unit.angstrom, f)
+        app.PDBFile.writeFile(top, np.asarray(positions_nm) * unit.nanometer, f)
+
+
+def write_atoms_pdb(path, topology, positions_nm: np.ndarray, atoms: Sequence[int]) -> None:
+    """Write the ``atoms`` of ``topology`` (with its residue and atom names, bonds and box) to a PDB."""
+    from openmm import app, unit
+
+    modeller = app.Modeller(topology, np.asarray(positions_nm) * unit.nanometer)
+    chosen = set(int(i) for i in atoms)
+    modeller.delete([a for a in topology.atoms() if a.index not in chosen])
+    modeller.topology.setPeriodicBoxVectors(topology.getPeriodicBoxVectors())
+    with open(Path(path), "w") as f:
+        app.PDBFile.writeFile(modeller.topology, modeller.positions, f, keepIds=True)
 
 
 # a bond: atoms closer than this factor times the sum of their covalent radii (C-H 1.28, C-C 1.82 Angstrom)

@@ -16,7 +16,7 @@ import warnings
 from typing import Callable
 
 from ..configuration import add_arguments
-from ..errors import PainnDeployError
+from ..errors import PainnDeployError, from_torchscript
 
 BAD_INPUT = 2
 FAILED_RUN = 1
@@ -75,7 +75,13 @@ def run_command(
             with warnings.catch_warnings():
                 warnings.showwarning = _show_as_they_happen(prog)
                 result = execute(args)
-    except PainnDeployError as exc:
+    except Exception as raised:
+        exc = raised if isinstance(raised, PainnDeployError) else from_torchscript(raised)
+        if exc is None:  # a failed run (I/O, a bug): the traceback for the report, then one line
+            _print_warnings(prog, caught)
+            traceback.print_exc()
+            print(f"{prog}: error: the run failed: {type(raised).__name__}: {raised}", file=sys.stderr)
+            return FAILED_RUN
         _print_warnings(prog, caught)
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -83,11 +89,6 @@ def run_command(
         _print_warnings(prog, caught)
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED
-    except Exception as exc:  # a failed run (I/O, a bug): the traceback for the report, then one line
-        _print_warnings(prog, caught)
-        traceback.print_exc()
-        print(f"{prog}: error: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return FAILED_RUN
     _print_warnings(prog, caught)
     if report is not None:
         report(result)

@@ -125,13 +125,21 @@ class Artefact:
             return
         if box_nm is None:
             raise InputError(f"the model is periodic but {where} has no box; give a PDB with a CRYST1 record")
-        widths = np.diag(np.asarray(box_nm))
-        limit = 2.0 * self.cutoff_nm
-        if np.any(widths < limit):
-            raise BoxTooSmallError(
-                f"the box of {where} has widths {np.round(widths, 4).tolist()} nm, less than twice the model "
-                f"cutoff ({limit:.3f} nm): atoms would interact with their own images. Use a larger box."
-            )
+        check_box_width(box_nm, self.cutoff_nm, where)
+
+
+def check_box_width(box_nm, cutoff_nm: float, where: str) -> None:
+    """Raise :class:`BoxTooSmallError` when a periodic box [3, 3] (nm) is narrower than twice the model cutoff,
+    so that atoms would see their own periodic images."""
+    widths = np.diag(np.asarray(box_nm, dtype=np.float64))
+    limit = 2.0 * float(cutoff_nm)
+    if np.any(widths < limit):
+        raise BoxTooSmallError(
+            f"the periodic box of {where} is {widths.min():.3f} nm wide at its narrowest (widths "
+            f"{np.round(widths, 3).tolist()} nm), less than twice the model cutoff ({limit:.3f} nm): atoms would "
+            f"interact with their own periodic images. Use a box at least {limit:.3f} nm wide: solvate with more "
+            f"padding or more molecules (painn_deploy.solvation.solvate, or Modeller.addSolvent(padding=...))"
+        )
 
 
 class Model:

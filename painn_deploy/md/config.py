@@ -7,6 +7,9 @@ from typing import Optional, Tuple
 from .. import units
 from ..configuration import Config, option
 from ..errors import InputError
+from ..resources import WATER_MODELS
+
+MIN_TIMESTEP_FS = 0.01  # shorter steps are a unit mistake (ps given as fs), not a choice
 
 TRAJECTORY_FORMATS = ("dcd", "xtc")
 
@@ -91,8 +94,8 @@ class SimulationConfig(Config):
         "atom comes from --mm-forcefield, and the two interact by mechanical embedding (OpenMM-ML)", "NAMES", "str",
     )  # fmt: skip
     mm_forcefield: str = option(
-        "amber14/tip3p", "--mm-forcefield", "the MM force field: amber14 with its water model (amber14/tip3p, "
-        "amber14/tip3pfb, amber14/spce); ethanol (residue EOH) is bundled", "NAME", "str",
+        "amber14/tip3p", "--mm-forcefield", "the MM force field: amber14 with its water model; ethanol (residue EOH) "
+        "is bundled", kind=tuple(f"amber14/{w}" for w in WATER_MODELS),
     )  # fmt: skip
     forcefield_file: str = option(
         "", "--forcefield-file", "more OpenMM force-field XML files for the MM region (templates of other "
@@ -168,8 +171,8 @@ class SimulationConfig(Config):
     progress: str = option("auto", "--progress", "progress display", kind=("auto", "bar", "lines", "none"))
     threads: int = option(
         0, "--threads", "PyTorch threads, and OpenMM CPU platform threads when given; 0 (the default): PyTorch one "
-        "below 1000 atoms (more only adds contention), else all cores. A bit-for-bit resume of a solvated system on "
-        "the CPU platform needs 1 (its PME differs in the last bits between processes on several threads)", "N",
+        "below 1000 atoms (more only adds contention), else all cores. A reproducible minimisation of a solvated "
+        "system on the CPU platform needs 1 (its PME sums in thread order)", "N",
         "int",
     )  # fmt: skip
 
@@ -189,8 +192,11 @@ class SimulationConfig(Config):
                 raise InputError(f"{flag(name)} must be finite, not {value}")
         if self.temperature_K <= 0:
             raise InputError(f"--temperature must be positive (K), not {self.temperature_K:g}")
-        if self.timestep_fs <= 0 or self.timestep_fs > 4:
-            raise InputError(f"--timestep {self.timestep_fs:g} is outside (0, 4] fs; without constraints use 0.25-1 fs")
+        if not MIN_TIMESTEP_FS <= self.timestep_fs <= 4:
+            raise InputError(
+                f"--timestep {self.timestep_fs:g} is outside {MIN_TIMESTEP_FS:g}-4 fs: it is in fs (not ps); without "
+                f"constraints use 0.25-1 fs"
+            )
         if self.friction_per_ps <= 0:
             raise InputError(
                 f"--friction must be positive (1/ps), not {self.friction_per_ps:g}; for dynamics without a "

@@ -36,7 +36,7 @@ from ..errors import (
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
 from ..resources import BUNDLED_MODEL
-from ..structures import find_molecules, load_pdb, write_pdb
+from ..structures import find_molecules, load_pdb, write_atoms_pdb
 from .build import build_integrator, choose_platform, replicated_topology, resolve_model
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
@@ -93,7 +93,7 @@ class MDRun:
             self.ml_atoms = ml_atoms_by_residue(topology, cfg.ml_residues.split(","), cfg.structure)
             ml_z = [z[i] for i in self.ml_atoms]
             ml_pdb = self.dir.write_if_changed(
-                "ml_region.pdb", lambda path: write_pdb(path, ml_z, positions_nm[self.ml_atoms], box_nm)
+                "ml_region.pdb", lambda path: write_atoms_pdb(path, topology, positions_nm, self.ml_atoms)
             )
             self.artefact = Artefact(resolve_model(cfg, self.output, ml_z, ml_pdb))
             if self.artefact.atom_indices is not None:
@@ -105,10 +105,11 @@ class MDRun:
             self.artefact.check_system(
                 ml_z,
                 box_nm if self.artefact.periodic else None,
-                f"the ML atoms of {cfg.structure} (numbered in their order in the structure)",
+                f"the ML molecule of {cfg.structure} (its atoms in their order in the structure)",
             )
         else:
-            self.artefact = Artefact(resolve_model(cfg, self.output, z))
+            residues = [r.name for r in topology.residues()]
+            self.artefact = Artefact(resolve_model(cfg, self.output, z, residues=residues))
             self.artefact.check_system(z, box_nm, where=cfg.structure)
         self.model_path = self.artefact.path
         if self.dir.owns(self.model_path):

@@ -15,7 +15,7 @@ from openmm import app, unit
 from ..errors import InputError
 from ..openmm.forces import tie_molecules
 from ..openmm.mlpotential import residue_groups
-from ..solvation import WATER_MODELS, check_templates, forcefield
+from ..solvation import check_templates, forcefield
 
 __all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "residue_groups"]
 
@@ -72,12 +72,7 @@ def mixed_system(
 ) -> MixedSystem:
     from openmmml import MLPotential
 
-    water = mm_forcefield.split("/")[-1]
-    if water not in WATER_MODELS:
-        raise InputError(
-            f"--mm-forcefield {mm_forcefield!r}: amber14 with one of the water models "
-            f"{', '.join('amber14/' + w for w in WATER_MODELS)}; add other molecules' templates with --forcefield-file"
-        )
+    water = mm_forcefield.split("/")[-1]  # (one of config's amber14/WATER choices)
     ff = forcefield(forcefield_files, water)
     check_templates(ff, topology, where)
     periodic = topology.getPeriodicBoxVectors() is not None

@@ -28,7 +28,7 @@ def check_box(box: torch.Tensor, cutoff: float) -> None:
     """Raise if a periodic box [..., 3, 3] is narrower than twice the cutoff or not in reduced form."""
     widths = torch.diagonal(box, dim1=-2, dim2=-1)
     if bool(torch.any(widths < 2.0 * cutoff)):
-        narrowest = float(widths.min())
+        narrowest = float(torch.round(widths.min() * 100.0)) / 100.0
         raise RuntimeError(
             "BoxTooSmallError: the periodic box's narrowest width (" + str(narrowest) + " Angstrom) must be at least "
             "twice the model cutoff (" + str(2.0 * cutoff) + " Angstrom), or atoms would see their own images. "
@@ -36,7 +36,7 @@ def check_box(box: torch.Tensor, cutoff: float) -> None:
         )
     if bool(torch.any(box[..., 0, 1:] != 0.0)) or bool(torch.any(box[..., 1, 2] != 0.0)):
         raise RuntimeError(
-            "BoxTooSmallError: box vectors are not in OpenMM's reduced triclinic form "
+            "InputError: box vectors are not in OpenMM's reduced triclinic form "
             "(a along x, b in the xy plane); pass the vectors OpenMM gives."
         )
 

@@ -164,8 +164,8 @@ class ModelForce:
                 energy, forces, frames, s, v = self._graph(positions, box)
             else:
                 energy, forces, frames, s, v = self.module.evaluate(positions, box)
-            # a repeated force query at the same positions adds nothing (compared as bytes: numpy's element-wise
-            # comparison here slowed the whole step loop by more than its own cost)
+            # a repeated force query at the same positions adds nothing (compared as bytes, cheaper than numpy's
+            # element-wise comparison)
             if self.ring is not None:
                 key = positions_np.tobytes()
                 if key != self._recorded:

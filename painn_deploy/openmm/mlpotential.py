@@ -38,6 +38,7 @@ straddles a boundary of the box is an error that names the fix).  The model is l
 periodic images to the MM force field's long-range electrostatics.
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -51,17 +52,18 @@ from torch import Tensor, nn
 
 from .. import elements
 from ..deploy import Artefact, build_forcefield
-from ..deploy.artefact import read_metadata
+from ..deploy.artefact import check_box_width
+from ..deploy.export import warn_other_chemistry
 from ..deploy.module import host_checks
 from ..errors import (
-    BoxTooSmallError,
     CheckpointError,
     InputError,
     PainnDeployError,
+    SimulationWarning,
     TopologyMismatchError,
     UnknownElementError,
 )
-from ..files import MODEL_FILE_FIX, require_file
+from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..model.checkpoint import load_checkpoint
 from .forces import ModelForce, tie_molecules, topology_atomic_numbers, torch_force
 
@@ -70,9 +72,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OPTIONS = ("backend", "device", "dtype", "cudaGraphs", "ringCapacity")
 PERIODIC_FIX = (
     "Keep the ML molecule whole (wrap whole molecules into the box, as OpenMM's "
-    "getState(enforcePeriodicBox=True) and Modeller do, not atom by atom) or use a periodic model: pass the "
-    "painn-train checkpoint as model= (exported periodic here, as the topology has a box), or export one with "
-    "painn-export CHECKPOINT --pdb ML_MOLECULE.pdb where the PDB has a CRYST1 box"
+    "getState(enforcePeriodicBox=True) and Modeller do, not atom by atom) or use a periodic model: the painn-train "
+    "checkpoint (model= in Python, --model for painn-simulate) is exported periodic for a topology with a box, or "
+    "export one with painn-export CHECKPOINT --pdb ML_MOLECULE.pdb where the PDB has a CRYST1 box"
 )
 
 
@@ -122,12 +124,20 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         backend = options.get("backend", "python")
         device = self._getTorchDevice(options)
         n_particles = topology.getNumAtoms()
-        if system.getNumParticles() != n_particles:
+        # An empty System: createMixedSystem(interpolate=True) collects the ML forces there and copies them into a
+        # CustomCVForce, which OpenMM-ML's copy of a TorchForce crashes (it sees only the base class).
+        if system.getNumParticles() == 0 and backend == "torch":
+            raise InputError(
+                "createMixedSystem(interpolate=True) needs the PythonForce backend: OpenMM-ML cannot copy a "
+                "TorchForce into its CustomCVForce. Leave out backend='torch' (or pass backend='python')"
+            )
+        if system.getNumParticles() not in (0, n_particles):
             raise TopologyMismatchError(
                 f"the System has {system.getNumParticles()} particles and the topology {n_particles}; create the "
                 f"System for this topology"
             )
         ml = ml_atom_indices(atoms, n_particles)
+        warn_cut_residues(topology, ml)
         z = topology_atomic_numbers(topology, "the topology", ml)
         box = _box_nm(topology, system)
         recipe = self._recipe(topology, ml, z, box, options.get("dtype"), atoms is not None)
@@ -164,7 +174,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
             artefact = self.artefact
             model_periodic = artefact.periodic
             if artefact.atom_indices is None:
-                artefact.check_system(z, box, "the ML atoms of the topology (numbered in the order of the atoms given)")
+                artefact.check_system(z, box, "the ML molecule of the topology (its atoms in the order given)")
             else:  # an ML/MM artefact: positions of all particles, its own ML atoms
                 takes_all = True
                 own_atoms = [int(i) for i in artefact.atom_indices]
@@ -178,14 +188,9 @@ class PaiNNPotentialImpl(MLPotentialImpl):
                 artefact.check_system(list(artefact.particle_atomic_numbers), box, "the topology")
         else:
             model_periodic = box is not None
-            if model_periodic:
-                widths = np.diag(box)
-                if np.any(widths < 2.0 * cutoff_nm):
-                    raise BoxTooSmallError(
-                        f"the box of the topology has widths {np.round(widths, 4).tolist()} nm, less than twice the "
-                        f"model cutoff ({2.0 * cutoff_nm:.3f} nm): the ML atoms would interact with their own "
-                        f"images. Use a larger box."
-                    )
+            warn_other_chemistry(z, self.record["atomic_numbers"])
+        if box is not None:  # (a model that knows no box too: the ML atoms must stay a cutoff from their images)
+            check_box_width(box, cutoff_nm, "the topology")
         return Recipe(
             path=str(self.path),
             checkpoint=self.artefact is None,
@@ -419,15 +424,8 @@ def _nm(x: Tensor) -> str:
 def open_model(path: Path):
     """``(artefact, None)`` for an exported model, ``(None, record)`` for a painn-train checkpoint."""
     require_file(path, "model", MODEL_FILE_FIX, CheckpointError)
-    if path.suffix == ".ckpt":
+    if is_checkpoint(path):
         return None, load_checkpoint(path)
-    try:
-        read_metadata(path)
-    except CheckpointError as exc:
-        try:  # a checkpoint under another name
-            return None, load_checkpoint(path)
-        except CheckpointError:
-            raise exc from None
     return Artefact(path), None
 
 
@@ -474,6 +472,26 @@ def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequ
         f"{listing}{more}. Give only atoms of these elements as ML atoms (model the others with the MM force field "
         f"in createMixedSystem), or train a model on data that contains {unknown.split(' ')[0]}."
     )
+
+
+def warn_cut_residues(topology: "openmm.app.Topology", ml: Sequence[int]) -> None:
+    """Warn when the ML atoms take only part of a residue: the model then sees another molecule (OpenMM-ML caps
+    each bond they cut with a link hydrogen)."""
+    chosen = set(ml)
+    for residue in topology.residues():
+        atoms = list(residue.atoms())
+        left_out = [a.name for a in atoms if a.index not in chosen]
+        if left_out and len(left_out) < len(atoms):
+            warnings.warn(
+                f"the ML atoms take only {len(atoms) - len(left_out)} of the {len(atoms)} atoms of residue "
+                f"{residue.name} {residue.id} (left out: {', '.join(left_out[:8])}{' ...' if len(left_out) > 8 else ''}): "
+                f"the model sees another molecule than the one it was trained on, with a link hydrogen on each cut "
+                f"bond. Give whole residues as ML atoms, e.g. [a.index for a in topology.atoms() if "
+                f"a.residue.name == {residue.name!r}]",
+                SimulationWarning,
+                stacklevel=4,
+            )
+            return
 
 
 def residue_groups(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:

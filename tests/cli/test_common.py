@@ -38,6 +38,14 @@ def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
     monkeypatch.setattr(cli, call, unstable)
     assert cli.main(argv) == 1
     assert capsys.readouterr().err == f"{prog}: error: simulation stopped at step 10\n"
+
+    def inside_the_model(*args, **kwargs):  # a typed error raised inside an exported (TorchScript) model
+        raise RuntimeError("The following operation failed in the TorchScript interpreter.\n...\n"
+                           "RuntimeError: BoxTooSmallError: the box is too small")  # fmt: skip
+
+    monkeypatch.setattr(cli, call, inside_the_model)
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"{prog}: error: the box is too small\n"
     monkeypatch.setattr(cli, call, failed_run)
     assert cli.main(argv) == 1
     err = capsys.readouterr().err

@@ -74,3 +74,19 @@ def test_an_existing_output_is_kept_and_a_too_small_pair_capacity_is_named(train
     err = capsys.readouterr().err
     assert "--pair-capacity 3 is smaller than the 72 pairs of the structure itself" in err and "Traceback" not in err
     assert not (tmp_path / "s.pt").exists()
+
+
+def test_a_box_narrower_than_twice_the_cutoff_is_refused_in_one_line(trained_checkpoint, tmp_path, capsys):
+    """A periodic PDB whose box is too small for the model: exit 2 and one line that gives the width needed and
+    the fix, before anything is built (not a traceback from the model's own check)."""
+    from painn_deploy.cli.export import main
+    from painn_deploy.structures import read_pdb, write_pdb
+
+    z, pos, _ = read_pdb(ETHANOL_PDB)
+    pdb = tmp_path / "tight.pdb"
+    write_pdb(pdb, z, pos - pos.mean(axis=0) + 0.35, box_nm=np.diag([0.709, 0.709, 0.709]))
+    assert main([str(trained_checkpoint), "-o", str(tmp_path / "m.pt"), "--pdb", str(pdb)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "is 0.709 nm wide at its narrowest" in err and "less than twice the model cutoff (1.000 nm)" in err
+    assert "solvate with more padding" in err and not (tmp_path / "m.pt").exists()

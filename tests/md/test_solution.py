@@ -119,6 +119,11 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
     ):
         run_simulation(SimulationConfig(ml_residues="ETH", **base))
     assert not (tmp_path / "x").exists()
+    with pytest.raises(
+        InputError, match=r"A solute in solvent\? Give --ml-residues .* \(this structure has EOH, HOH\)"
+    ):
+        run_simulation(SimulationConfig(**base))
+    assert not (tmp_path / "x").exists()
     with pytest.raises(InputError, match="one classical copy"):
         SimulationConfig(ml_residues="EOH", beads=4, **base)
     with pytest.raises(InputError, match=r"--pressure \(NPT\) needs a periodic system, and .*ethanol.pdb has no box"):

@@ -3,6 +3,7 @@ embedding in TIP3P water, and bad input.  Small systems (ethanol; ethanol + 150 
 
 import subprocess
 import sys
+import warnings
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -15,20 +16,21 @@ from openmmml import MLPotential
 from painn_deploy.errors import (
     BoxTooSmallError,
     InputError,
+    SimulationWarning,
     TopologyMismatchError,
     UnknownElementError,
     from_torchscript,
 )
 from painn_deploy.openmm import create_system
 from painn_deploy.openmm.mlpotential import PaiNNPotentialImplFactory
-from painn_deploy.resources import RESOURCES
+from painn_deploy.resources import BUNDLED_CHECKPOINT, RESOURCES
 from painn_deploy.solvation import forcefield, solvate
 
 from ..conftest import ETHANOL_PDB
 
 PLATFORMS = ["Reference", "CPU"]
 BACKENDS = ["python", "torch"]
-CHECKPOINT = RESOURCES / "ethanol_painn.ckpt"
+CHECKPOINT = BUNDLED_CHECKPOINT
 N_WATERS = 150  # box ~1.77 nm
 PME_CUTOFF = 0.8 * unit.nanometer
 
@@ -184,6 +186,33 @@ def test_mechanical_embedding(model64, solvated, backend):
     assert np.isfinite(sim.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
 
 
+def test_interpolation_between_mm_and_ml(model64, solvated):
+    """createMixedSystem(interpolate=True), OpenMM-ML's switch between the force field and ML/MM: at
+    lambda_interpolate = 1 the energy and forces are the ML/MM system's, at 0 the force field's, and the ML
+    ethanol stays one OpenMM molecule (its ties inside the CustomCVForce).  The TorchForce backend is refused
+    with a message (OpenMM-ML's copy of it into the CustomCVForce would crash)."""
+    pdb, ml_atoms = solvated
+    positions = pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    mm_system = forcefield().createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=PME_CUTOFF)
+    with pytest.raises(InputError, match="interpolate=True\\) needs the PythonForce backend"):
+        MLPotential("painn", model=model64, backend="torch").createMixedSystem(
+            pdb.topology, mm_system, ml_atoms, interpolate=True
+        )
+    potential = MLPotential("painn", model=model64)
+    mixed = potential.createMixedSystem(pdb.topology, mm_system, ml_atoms)
+    switch = potential.createMixedSystem(pdb.topology, mm_system, ml_atoms, interpolate=True)
+    e_ml, f_ml = energy_forces(context(mixed, positions))
+    e_mm, f_mm = energy_forces(context(mm_system, positions))
+    ctx = context(switch, positions)
+    assert sorted(ml_atoms) in [sorted(m) for m in ctx.getMolecules()]
+    for value, (e_ref, f_ref) in ((1.0, (e_ml, f_ml)), (0.0, (e_mm, f_mm))):
+        ctx.setParameter("lambda_interpolate", value)
+        e, f = energy_forces(ctx)
+        assert e == pytest.approx(e_ref, abs=1e-5)
+        np.testing.assert_allclose(f, f_ref, rtol=0, atol=1e-5)
+    assert abs(e_ml - e_mm) > 100.0  # the two ends differ
+
+
 def test_ml_molecules_stay_whole_in_wrapped_output(model64, solvated):
     """createMixedSystem removes the ML atoms' bonds, by which OpenMM finds molecules: the potential ties each ML
     residue with bonds of no energy, so OpenMM's molecules hold the ML ethanol, and wrapped output
@@ -253,7 +282,7 @@ def test_molecule_across_boundary_needs_periodic_model(model64, backend):
         ctx.getState(getEnergy=True)
     message = str(info.value)
     assert "across box vector a" in message and "the model is not periodic" in message
-    assert "pass the painn-train checkpoint as model=" in message
+    assert "the painn-train checkpoint (model= in Python, --model for painn-simulate)" in message
     assert isinstance(from_torchscript(info.value), InputError)
 
 
@@ -271,12 +300,48 @@ def test_particle_order_and_box_checks(model64):
         MLPotential("painn")
 
 
+def test_ml_atoms_that_are_not_the_training_molecule_are_warned_about(model64, solvated):
+    """Part of a residue as ML atoms (OpenMM-ML caps the cut bond with a link hydrogen, so the artefact's 9
+    elements still match) and a checkpoint built for other chemistry (one water) run, with a warning that says
+    what the model sees and what to give instead."""
+    pdb, ml_atoms = solvated
+    mm_system = forcefield().createSystem(pdb.topology, nonbondedMethod=app.PME, nonbondedCutoff=PME_CUTOFF)
+    hydroxyl_h = [a.index for a in pdb.topology.atoms() if a.residue.name == "EOH" and a.element.symbol == "H"][-1]
+    cut = [i for i in ml_atoms if i != hydroxyl_h]
+    with pytest.warns(SimulationWarning, match="take only 8 of the 9 atoms of residue EOH .*Give whole residues"):
+        MLPotential("painn", model=model64).createMixedSystem(pdb.topology, mm_system, cut)
+    water = [a.index for a in next(r for r in pdb.topology.residues() if r.name == "HOH").atoms()]
+    with pytest.warns(SimulationWarning, match=r"model's atoms \(H2O\) are not copies of its training molecule"):
+        MLPotential("painn", model=CHECKPOINT).createMixedSystem(pdb.topology, mm_system, water)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SimulationWarning)
+        MLPotential("painn", model=CHECKPOINT).createMixedSystem(pdb.topology, mm_system, ml_atoms)
+
+
 def test_solvation_missing_template(tmp_path):
     with pytest.raises(InputError) as info:
         solvate(RESOURCES / "aspirin.pdb", tmp_path / "out.pdb", n_waters=10)
     message = str(info.value)
     assert "no force-field template matches residue AIN" in message and "forcefield_files=" in message
     assert not (tmp_path / "out.pdb").exists()
+
+
+def test_solvation_padding_in_the_wrong_unit(tmp_path, monkeypatch):
+    """padding_nm of 0 or less is refused; 10 (Angstrom meant) warns with the size of the box before a minute of
+    Modeller work (stopped here after the warning)."""
+    for bad in (0.0, -1.0):
+        with pytest.raises(InputError, match="padding_nm is the layer of water around the solute in nm"):
+            solvate(ETHANOL_PDB, tmp_path / "out.pdb", padding_nm=bad)
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before Modeller")
+
+    monkeypatch.setattr(app.Modeller, "addSolvent", stop)
+    with pytest.warns(
+        SimulationWarning, match="about 20 nm wide, with about 2[0-9,]{6} water molecules; padding_nm is in nm"
+    ):
+        with pytest.raises(RuntimeError, match="stopped before Modeller"):
+            solvate(ETHANOL_PDB, tmp_path / "out.pdb", padding_nm=10.0)
 
 
 # ---- more ------------------------------------------------------------------------------------------------------
