@@ -72,8 +72,12 @@ def write_json(path, record, **dumps) -> Path:
 
 def is_checkpoint(path) -> bool:
     """Whether a model file is a painn-train checkpoint (a torch.save file) rather than an exported model, judged
-    from its content, whatever its name."""
-    return what_file(path).startswith("a PyTorch file")
+    from its content whatever its name; a damaged or unrecognised file named .ckpt counts as one, so that the
+    checkpoint reader names what is wrong with it."""
+    kind = what_file(path)
+    if kind.startswith("a PyTorch file"):
+        return True
+    return Path(path).suffix == ".ckpt" and kind not in ("a model exported by painn-export", "a TorchScript model")
 
 
 def atomic_write(path, write) -> None:

@@ -44,7 +44,6 @@ PS_PER_FS = 1e-3
 FS_PER_PS = 1e3
 PS_PER_NS = 1e3
 S_PER_PS = 1e-12  # 1 ps in s
-PS_TO_S = S_PER_PS
 M_PER_NM = 1e-9
 #: Mass of 1 amu in kg, as 1 g/mol / N_A (the convention behind "1 kJ/mol/(nm^2 amu) = 1 ps^-2";
 #: differs from the CODATA dalton by 3.5e-10 relative).
@@ -72,16 +71,6 @@ IR_KM_PER_MOL_PER_E2_PER_AMU = (
 KM_PER_MOL_PER_CM1_IN_M2_PER_MOL = 1e3 * 1e-2
 #: 1 kJ/mol expressed in amu * Angstrom^2 / ps^2 (1 kJ/mol = 1 amu nm^2 ps^-2).
 KJ_PER_MOL_IN_AMU_A2_PER_PS2 = ANGSTROM_PER_NM**2
-
-# --- model <-> OpenMM boundary factors ----------------------------------------
-# multiply a model-unit value by these to get the OpenMM-unit value
-MODEL_TO_OPENMM = {
-    "length": NM_PER_ANGSTROM,  # Angstrom -> nm
-    "energy": EV_TO_KJ_PER_MOL,  # eV -> kJ/mol
-    "forces": EV_TO_KJ_PER_MOL * ANGSTROM_PER_NM,  # eV/A -> kJ/mol/nm
-    "dipole": NM_PER_ANGSTROM,  # e*A -> e*nm
-    "polarizability": NM_PER_ANGSTROM**3,  # A^3 -> nm^3
-}
 
 MODEL_UNITS = {
     "length": "Angstrom",

@@ -1,4 +1,5 @@
 from dataclasses import replace as dataclasses_replace
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,9 @@ def test_a_checkpoint_is_recognised_by_its_content_whatever_its_name(tmp_path, e
     cfg = SimulationConfig(structure=str(STRUCTURES["ethanol"]), model=str(renamed), output=str(tmp_path / "run"))
     assert resolve_model(cfg, tmp_path / "run", z) == tmp_path / "run" / "model.pt"
     assert resolve_model(dataclasses_replace(cfg, model=str(exported32)), tmp_path / "run", z) == exported32
+    truncated = tmp_path / "best.ckpt"  # a damaged checkpoint is named as one, with the fix
+    truncated.write_bytes(Path(trained_checkpoint).read_bytes()[:5000])
+    with pytest.raises(
+        CheckpointError, match="best.ckpt .*the file is truncated or not a checkpoint. Use the previous"
+    ):
+        resolve_model(dataclasses_replace(cfg, model=str(truncated)), tmp_path / "run", z)

@@ -274,13 +274,17 @@ def export(
 
 def training_data_envelope(record: dict) -> dict:
     """The metadata's training envelope, as painn-train stored it in the checkpoint: per element pair, the
-    shortest distance and the longest nearest-neighbour distance seen in the training frames (deploy/envelope.py)."""
-    if not record.get("training_envelope"):
-        raise CheckpointError(
-            "the checkpoint stores no training envelope (the distances of its training data that painn-simulate "
-            "checks runs against): it was written by an earlier painn-train. Train the model again"
-        )
-    return dict(record["training_envelope"])
+    shortest distance and the longest nearest-neighbour distance seen in the training frames (deploy/envelope.py).
+    A checkpoint without one gives a model without the check, with a warning."""
+    if record.get("training_envelope"):
+        return dict(record["training_envelope"])
+    warnings.warn(
+        "the checkpoint stores no training envelope (the distances of its training data; it was written by an "
+        "earlier painn-train), so painn-simulate cannot warn when a run with this model leaves its training data. "
+        "A model trained again with this painn-train has the check",
+        SimulationWarning, stacklevel=3,
+    )  # fmt: skip
+    return {"source": None, "frames": "none: the checkpoint stores no training envelope"}
 
 
 def _validation_frames(record: dict) -> list:

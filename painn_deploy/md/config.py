@@ -292,6 +292,3 @@ class SimulationConfig(Config):
     def margin(self) -> Tuple[float, bool]:
         """The envelope margin: (Angstrom, False) or (fraction, True)."""
         return parse_margin(self.envelope_margin)
-
-    def to_dict(self) -> dict:
-        return self.as_dict()

@@ -217,7 +217,7 @@ class RunDirectory:
                 f"{flag_used}: {record} cannot be read ({type(exc).__name__}: {exc}); restore it, or start again "
                 f"with --overwrite"
             ) from None
-        now = self.cfg.to_dict()
+        now = self.cfg.as_dict()
         changed = [k for k in RESUME_MUST_MATCH if k in previous and previous[k] != now[k]]
         if changed:
             listing = ", ".join(f"{flag(k)} ({previous[k]} -> {now[k]})" for k in changed)

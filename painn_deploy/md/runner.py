@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
+from ..openmm.mlpotential import residue_groups
 from ..resources import BUNDLED_MODEL
 from ..structures import find_molecules, load_pdb, write_atoms_pdb
 from .build import build_integrator, choose_platform, replicated_topology, resolve_model
@@ -44,7 +45,7 @@ from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
 from .rundir import CHECKPOINT, RunDirectory
 from .safety import SafetyNet
-from .solution import add_barostat, mixed_system, ml_atoms_by_residue, residue_groups
+from .solution import add_barostat, mixed_system, ml_atoms_by_residue
 
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
@@ -615,7 +616,7 @@ class MDRun:
     def _write_run_record(self):
         self.dir.write_record({
             "command_line": " ".join(shlex.quote(a) for a in sys.argv),
-            "config": self.cfg.to_dict(),
+            "config": self.cfg.as_dict(),
             "model": str(self.model_path),
             "model_sha256": self.artefact.sha256,
             "model_metadata_heads": self.artefact.heads,

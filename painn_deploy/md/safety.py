@@ -88,7 +88,8 @@ class SafetyNet:
         if not envelope or not envelope.get("source"):
             warnings.warn(
                 f"the model {self.artefact_path} does not record the interatomic distances of its training data, so "
-                f"this run cannot warn when it leaves them; export it again with painn-export to add the check",
+                f"this run cannot warn when it leaves them; a model trained and exported with this painn-deploy has "
+                f"the check",
                 SimulationWarning, stacklevel=4,
             )  # fmt: skip
             return

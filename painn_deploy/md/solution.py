@@ -14,10 +14,9 @@ from openmm import app, unit
 
 from ..errors import InputError
 from ..openmm.forces import tie_molecules
-from ..openmm.mlpotential import residue_groups
 from ..solvation import check_templates, forcefield
 
-__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue", "residue_groups"]
+__all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue"]
 
 BAROSTAT_FREQUENCY = 25  # steps between Monte Carlo volume moves
 

@@ -96,8 +96,8 @@ class SpectrumConfig(Config):
     temperature_K: float | None = option(
         None,
         "--temperature-K",
-        "temperature in kelvin for beta and the quantum correction (default: the files' temperature_K "
-        f"attribute, else {DEFAULT_TEMPERATURE_K:g} K)",
+        "temperature in kelvin for beta and the quantum correction, for files without a temperature_K attribute "
+        f"(default {DEFAULT_TEMPERATURE_K:g} K); the runs' own temperature is used, and another one is refused",
         "K",
     )
     quantum_correction: str = option(

@@ -279,7 +279,7 @@ def _finite_difference_hessian(module, positions_nm, step_nm: float) -> np.ndarr
 
 #: Central finite-difference steps (nm) used when a model's properties are not differentiable
 #: w.r.t. the positions passed in (e.g. ``properties()`` detaches them to compute forces).  A longer step
-#: averages the curvature over the step (1e-3 nm moves the bundled model's modes by up to 19 cm^-1); float32
+#: averages the curvature over the step (1e-3 nm moves the bundled model's modes by more than 10 cm^-1); float32
 #: forces keep 2e-5 nm within 1 cm^-1 of float64 (test_float32_artefact_gives_the_float64_frequencies).
 FD_STEP_NM = {torch.float64: 1e-5, torch.float32: 2e-5}
 

@@ -79,6 +79,7 @@ class Properties:
     replicas: int = 1
     correlation: str = "classical"
     timestep_fs: float | None = None
+    beads: int | None = None  # of a ring-polymer run (file attribute)
 
     @property
     def n_frames(self) -> int:
@@ -133,7 +134,7 @@ def _number_attr(attrs: dict, name: str, path, what: str, kind=float):
         return None
     try:
         number = kind(float(value)) if kind is int else kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(
             f"{path}: the '{name}' attribute must be {what}, got {value!r}; set it with "
             f"h5py.File(path, 'a').attrs['{name}'] = ..."
@@ -219,7 +220,7 @@ def read_properties(path) -> Properties:
         raise InputError(
             f"{path}: unknown 'correlation' attribute {correlation!r}: expected one of {', '.join(CORRELATIONS)}"
         )
-    return Properties(path, t, dipole, pol, temp, attrs, replicas, correlation, step)
+    return Properties(path, t, dipole, pol, temp, attrs, replicas, correlation, step, beads)
 
 
 def write_spectrum_csv(spectrum, path) -> Path:

@@ -153,27 +153,24 @@ def _correlation(props: list[Properties]) -> str:
 
 def _temperature(config: SpectrumConfig, props: list[Properties]) -> tuple[float, str]:
     """The temperature of beta in the line shapes: the one the runs sampled (their ``temperature_K``)."""
-    temps = [p.temperature_K for p in props if p.temperature_K is not None]
+    temps = list(dict.fromkeys(p.temperature_K for p in props if p.temperature_K is not None))
+    if temps and max(temps) - min(temps) > 1e-6 * max(temps):
+        raise InputError(
+            f"the files were run at different temperatures ({', '.join(f'{t:g}' for t in temps)} K): a spectrum "
+            f"averages runs of one temperature. Analyse the runs of each temperature separately"
+        )
     if config.temperature_K is not None:
         given = float(config.temperature_K)
-        other = [t for t in temps if abs(t - given) > 1e-6 * given]
-        if other:
+        if temps and abs(temps[0] - given) > 1e-6 * given:
             raise InputError(
-                f"--temperature-K {given:g} differs from the temperature the runs were sampled at "
-                f"({', '.join(f'{t:g}' for t in dict.fromkeys(other))} K, their temperature_K attribute): beta in the "
-                f"line shapes must be the sampling temperature (another one rescales every intensity, and an RPMD "
-                f"run's Kubo transform is at its own temperature). Leave out --temperature-K"
+                f"--temperature-K {given:g} differs from the temperature the runs were sampled at ({temps[0]:g} K, "
+                f"their temperature_K attribute): beta in the line shapes must be the sampling temperature (another "
+                f"one rescales every intensity, and an RPMD run's Kubo transform is at its own temperature). Leave "
+                f"out --temperature-K"
             )
         return given, "command line"
     if not temps:
         return DEFAULT_TEMPERATURE_K, "default (no temperature_K attribute in the files)"
-    if max(temps) - min(temps) > 1e-6 * max(temps):
-        warnings.warn(
-            f"the files were run at different temperatures ({', '.join(f'{t:g}' for t in temps)} K); "
-            f"using {temps[0]:g} K. Give --temperature-K or average runs of one temperature only.",
-            SpectrumWarning,
-            stacklevel=2,
-        )
     return float(temps[0]), "file attribute temperature_K"
 
 
@@ -263,6 +260,7 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
         "runs": [r.label for r in runs],
         "n_runs": len(runs),
         "replicas": {p.path: p.replicas for p in props},
+        "beads": {p.path: p.beads for p in props},
         "file_attributes": {p.path: p.attrs for p in props},
         "temperature_K": temperature,
         "temperature_source": t_source,
@@ -305,8 +303,10 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
 
     ir, raman, meta = result.ir, result.raman, result.metadata
     sticks = read_modes_csv(result.config.sticks) if result.config.sticks else None
-    beads = sorted({int(a.get("beads", 1)) for a in meta["file_attributes"].values()})
-    dynamics = f"RPMD, {'/'.join(map(str, beads))} beads" if meta["correlation"] == "kubo" else "classical MD"
+    beads = sorted({b for b in meta["beads"].values() if b is not None})
+    dynamics = "classical MD"
+    if meta["correlation"] == "kubo":
+        dynamics = f"RPMD, {'/'.join(map(str, beads))} beads" if beads else "RPMD"
     qc = (
         f"{dynamics}, {meta['temperature_K']:g} K, "
         f"{meta['settings']['resolution_fwhm_cm1']:.3g} cm⁻¹ FWHM, {meta['quantum_correction']} quantum treatment"

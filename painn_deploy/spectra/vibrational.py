@@ -72,8 +72,8 @@ from ..units import (
     KJ_PER_MOL_IN_AMU_A2_PER_PS2,
     KM_PER_MOL_PER_CM1_IN_M2_PER_MOL,
     NM3_TO_ANGSTROM3,
-    PS_TO_S,
     RAD_PER_PS_PER_CM1,
+    S_PER_PS,
     VACUUM_PERMITTIVITY_F_PER_M,
 )
 from . import integrator
@@ -571,9 +571,9 @@ def _ir_prefactor(omega_rad_per_ps: np.ndarray, s: SpectrumSettings) -> np.ndarr
     """N_A pi beta omega^2 F(x) / (3 c eps0) / n_molecules, converting I[M] in (e nm)^2 ps to
     km mol^-1 (cm^-1)^-1."""
     beta = 1.0 / (units.BOLTZMANN_J_PER_K * s.temperature_K)  # 1/J
-    omega_si = omega_rad_per_ps / PS_TO_S  # rad/s
+    omega_si = omega_rad_per_ps / S_PER_PS  # rad/s
     x = reduced_frequency(omega_rad_per_ps / RAD_PER_PS_PER_CM1, s.temperature_K)
-    density_si = E_NM_TO_C_M**2 * PS_TO_S  # (e nm)^2 ps -> (C m)^2 s
+    density_si = E_NM_TO_C_M**2 * S_PER_PS  # (e nm)^2 ps -> (C m)^2 s
     sigma_per_density = (
         math.pi
         * beta

@@ -1,6 +1,6 @@
 """Training: Lightning module, atomic checkpoints, learning curves."""
 
-from .checkpoint import load_checkpoint, potential_from_record
+from ..model.checkpoint import load_checkpoint, potential_from_record
 from .config import TrainConfig
 from .trainer import checkpoint_test_errors, evaluate, predict, train
 

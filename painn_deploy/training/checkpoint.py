@@ -11,9 +11,7 @@ import torch
 from .. import units
 from ..files import atomic_write
 from ..model import PaiNNPotential
-from ..model.checkpoint import FORMAT_VERSION, load_checkpoint, potential_from_record
-
-__all__ = ["atomic_torch_save", "load_checkpoint", "painn_record", "potential_from_record"]
+from ..model.checkpoint import FORMAT_VERSION
 
 
 def atomic_torch_save(obj, path) -> None:

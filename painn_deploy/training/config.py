@@ -142,9 +142,6 @@ class TrainConfig(Config):
         if self.cutoff_angstrom <= 0 or self.lr <= 0:
             raise InputError("--cutoff-angstrom and --lr must be positive")
 
-    def to_dict(self) -> dict:
-        return self.as_dict()
-
     @classmethod
     def from_sources(cls, yaml_path=None, **overrides) -> "TrainConfig":
         """Defaults < YAML file < explicit overrides (None: not given); unknown keys are errors."""

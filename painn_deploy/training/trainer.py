@@ -1,7 +1,6 @@
 """``train(config)``: data -> split -> statistics -> Lightning fit -> best.ckpt, curves, test errors."""
 
 import csv
-import json
 import logging
 import math
 import sys
@@ -18,9 +17,11 @@ from .. import data as data_io
 from ..deploy.envelope import training_envelope
 from ..elements import formula
 from ..errors import CheckpointError, InputError
+from ..files import write_json
 from ..model import PaiNNConfig, PaiNNPotential
+from ..model.checkpoint import load_checkpoint, potential_from_record
 from .batching import FrameTensors, predict_batch
-from .checkpoint import atomic_torch_save, load_checkpoint, painn_record, potential_from_record
+from .checkpoint import atomic_torch_save, painn_record
 from .config import TrainConfig
 from .task import PaiNNTask
 
@@ -49,7 +50,7 @@ def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) ->
             f"--resume: {data.source} is not the file the run in {last.parent} started with (its SHA-256 differs); "
             f"give that file, or start a new run in another --output"
         )
-    then = started.get("units") or {}
+    then = started.get("units") or asdict(data.units)  # (no units recorded: nothing to compare)
     now = asdict(data.units)
     changed = [f"{k} {then[k]} -> {now[k]}" for k in now if then.get(k) != now[k]]
     if changed:
@@ -191,7 +192,7 @@ def train(cfg: TrainConfig) -> dict:
     apply_statistics(model, stats)
     if main_process:  # the data and options are usable: only now is the output folder made
         output.mkdir(parents=True, exist_ok=True)
-        (output / "config.yaml").write_text(_yaml(cfg.to_dict()))
+        (output / "config.yaml").write_text(_yaml(cfg.as_dict()))
         data_io.save_split(split, output / "split.npz")
 
     frames = FrameTensors(data, elements)
@@ -208,7 +209,7 @@ def train(cfg: TrainConfig) -> dict:
             "frames": len(data),
             "units": asdict(data.units),
         },
-        "train_config": cfg.to_dict(),
+        "train_config": cfg.as_dict(),
         "example_frames_angstrom": data.positions[split["train"][:3]].tolist(),
         "training_envelope": dict(
             training_envelope(data.atomic_numbers, data.positions[split["train"]], cfg.cutoff_angstrom),
@@ -247,7 +248,7 @@ def train(cfg: TrainConfig) -> dict:
             f"Lightning refused the hardware options (--accelerator {cfg.accelerator}, --devices {cfg.devices}, "
             f"--strategy {cfg.strategy}, --num-nodes {cfg.num_nodes}, --precision {cfg.precision}): {exc}"
         ) from None
-    task = PaiNNTask(model, cfg.to_dict())
+    task = PaiNNTask(model, cfg.as_dict())
     t0 = time.perf_counter()
     trainer.fit(
         task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None
@@ -272,7 +273,7 @@ def train(cfg: TrainConfig) -> dict:
         "global_rank": 0,
         "test_errors": test,
     }
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(output / "summary.json", summary, indent=2)
     return summary
 
 

@@ -58,6 +58,11 @@ def test_config_file_and_command_line_overrides(tmp_path, capsys):
     assert main(args[:-2] + ["-o", str(tmp_path / "hot"), "--temperature-K", "300"]) == 2
     assert "--temperature-K 300 differs from the temperature the runs were sampled at (250 K" in capsys.readouterr().err
     assert not (tmp_path / "hot").exists()
+    with h5py.File(f1, "a") as f:  # runs of two temperatures are not averaged
+        f.attrs["temperature_K"] = 260.0
+    assert main([f0, f1, "-o", str(tmp_path / "mixed")]) == 2
+    err = capsys.readouterr().err
+    assert "the files were run at different temperatures (250, 260 K)" in err and "separately" in err
     # the stored configuration is itself a valid configuration file (JSON is YAML)
     again = tmp_path / "again.json"
     again.write_text(json.dumps({**meta["config"], "output": str(tmp_path / "again")}))

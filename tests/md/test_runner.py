@@ -467,7 +467,7 @@ def test_exploding_run_stops_with_step_and_reason_and_keeps_a_good_checkpoint(ex
         assert load_traj(out).n_frames == meta["trajectory_frames"]
     # and resuming from it reproduces the failure at the same step
     with pytest.raises(SimulationInstabilityError, match=f"stopped at step {failed_at} "):
-        run_simulation(SimulationConfig(**dict(cfg.to_dict(), resume=True)))
+        run_simulation(SimulationConfig(**dict(cfg.as_dict(), resume=True)))
 
 
 def test_force_limit_stops_the_run_and_cli_exits_non_zero(exported32, tmp_path, capsys):

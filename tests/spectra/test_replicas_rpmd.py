@@ -179,6 +179,7 @@ def test_kubo_file_gets_the_kubo_prefactor(tmp_path):
     meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
     assert meta["quantum_correction"] == "kubo" and meta["settings"]["quantum_correction"] == "kubo"
     assert meta["quantum_correction_requested"] == "auto" and "Kubo" in meta["quantum_correction_reason"]
+    assert list(meta["beads"].values()) == [8]  # (the plots' titles name the ring polymer)
     # the documented formula: classical prefactor beta omega^2, nothing else
     expected = _documented_ir(t, dip, 300.0, res.ir)
     np.testing.assert_allclose(res.ir.intensity, expected, rtol=1e-9, atol=1e-12 * expected.max())

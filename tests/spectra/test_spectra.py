@@ -188,6 +188,7 @@ def test_raman_peaks_at_known_wavenumbers():
         got, expected = getattr(r, name).intensity, getattr(only, name).intensity
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * expected.max())  # FFT rounding
     assert r.anisotropic.integrate(1000, 1200) < 1e-4 * r.anisotropic.integrate(600, 800)
+    assert abs(r.isotropic.integrate(600, 800)) < 1e-4 * r.isotropic.integrate(1000, 1200)
 
 
 def test_resolution_matches_window_kernel():
