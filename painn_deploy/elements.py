@@ -6,6 +6,7 @@ Symbols and standard atomic masses come from ASE (IUPAC 2016 values).
 import math
 import re
 from collections.abc import Iterable, Sequence
+from typing import Optional
 
 import numpy as np
 from ase.data import atomic_masses_iupac2016, chemical_symbols
@@ -56,17 +57,29 @@ def formula_atoms(text: str) -> list[int]:
     return [atomic_number(s) for s, n in re.findall(r"([A-Z][a-z]?)(\d*)", text) for _ in range(int(n or 1))]
 
 
-def check_known(atomic_numbers: Iterable[int], known: Sequence[int], where: str) -> None:
-    """Raise :class:`UnknownElementError` naming every element of ``atomic_numbers``
-    that is not in ``known``; ``where`` says which structure was being checked."""
-    known_set = {int(z) for z in known}
-    unknown = sorted({int(z) for z in atomic_numbers} - known_set)
+def check_known(
+    atomic_numbers: Iterable[int],
+    known: Sequence[int],
+    where: str,
+    labels: Optional[Sequence[str]] = None,
+    fix: str = "",
+) -> None:
+    """Raise :class:`UnknownElementError` naming every element of ``atomic_numbers`` that is not in ``known``;
+    ``where`` says which structure was being checked, ``labels`` (one per atom) name the first atoms that have
+    them, and ``fix`` comes before the advice to train on such data."""
+    z = [int(x) for x in atomic_numbers]
+    known_set = {int(x) for x in known}
+    unknown = sorted(set(z) - known_set)
     if unknown:
-        names = ", ".join(f"{symbol(z)} (Z={z})" for z in unknown)
-        trained = ", ".join(symbol(z) for z in sorted(known_set))
+        names = ", ".join(f"{symbol(x)} (Z={x})" for x in unknown)
+        trained = ", ".join(symbol(x) for x in sorted(known_set))
+        listing = ""
+        if labels is not None:
+            bad = [label for label, x in zip(labels, z) if x not in known_set]
+            listing = ": " + "; ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise UnknownElementError(
-            f"{where} contains {names}, which the model was not trained on "
-            f"(it knows {trained}). Train a model on data that contains these elements."
+            f"{where} contains {names}, which the model was not trained on (it knows {trained}){listing}. "
+            f"{fix}Train a model on data that contains these elements."
         )
 
 

@@ -120,6 +120,20 @@ def molecular_box(
     return z, np.concatenate(coords), np.eye(3) * n_side * spacing_nm
 
 
+def check_indices(atoms: Sequence[int], n_particles: int, where: str) -> List[int]:
+    """0-based atom indices as a list, or :class:`InputError` when they are empty, repeated or outside the
+    ``n_particles`` of ``where``."""
+    chosen = [int(i) for i in atoms]
+    if not chosen:
+        raise InputError("no ML atoms given: pass the indices of the atoms the model should describe")
+    outside = [i for i in chosen if not 0 <= i < n_particles]
+    if outside:
+        raise InputError(f"ML atom indices {outside[:5]} are outside the atoms 0 to {n_particles - 1} of {where}")
+    if len(set(chosen)) != len(chosen):
+        raise InputError("the ML atom indices contain duplicates")
+    return chosen
+
+
 def write_pdb(path, atomic_numbers: Sequence[int], positions_nm: np.ndarray, box_nm: Optional[np.ndarray] = None,
               atoms_per_residue: Optional[int] = None) -> None:  # fmt: skip
     """Write a PDB (element columns filled, CRYST1 when a box is given) with OpenMM's writer."""

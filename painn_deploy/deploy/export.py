@@ -14,7 +14,7 @@ from ..errors import CheckpointError, InputError, SimulationWarning
 from ..files import atomic_write, file_sha256
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..model.strategy import choose_strategy
-from ..structures import random_rotation, read_pdb
+from ..structures import check_indices, random_rotation, read_pdb
 from . import metadata as md
 from .artefact import check_box_width
 from .module import ForcesOutput, PaiNNForceField
@@ -52,9 +52,7 @@ def build_forcefield(
     z = list(atomic_numbers) if atomic_numbers is not None else list(record["atomic_numbers"])
     n_particles = len(z)
     if atoms is not None:  # the model's atoms among the system's particles (ML/MM)
-        atoms = [int(a) for a in atoms]
-        if not atoms or min(atoms) < 0 or max(atoms) >= n_particles or len(set(atoms)) != len(atoms):
-            raise InputError(f"the ML atoms must be distinct indices from 0 to {n_particles - 1}")
+        atoms = check_indices(atoms, n_particles, "the system")
         z = [z[a] for a in atoms]
         if positions_nm is not None:
             positions_nm = np.asarray(positions_nm)[atoms]

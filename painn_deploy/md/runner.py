@@ -88,7 +88,20 @@ class MDRun:
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
         torch.set_num_threads(cfg.threads or (1 if len(z) < 1000 else os.cpu_count() or 1))
-        topology = self.pdb.topology
+        self._open_model(z, positions_nm, box_nm)
+        self._check_options(z, box_nm)
+        self._build_system(positions_nm, box_nm)
+        # the training-envelope check of the start warns, so it comes after every refusal of the options
+        model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
+        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, Layout(len(z), cfg.replicas, cfg.beads),
+                                self.periodic, self.output / CHECKPOINT)  # fmt: skip
+        self.safety.check_start(positions_nm, box_nm if self.periodic else None)
+        self._make_context(z)
+
+    def _open_model(self, z, positions_nm, box_nm) -> None:
+        """The artefact (``--model``, a checkpoint exported here, or the bundled model) and, for a solute in
+        solvent, the ML atoms; both checked against the structure."""
+        cfg, topology = self.cfg, self.pdb.topology
         self.ml_atoms = None  # a solute in solvent: the ML atoms (the rest from the MM force field)
         if cfg.ml_residues:
             self.ml_atoms = ml_atoms_by_residue(topology, cfg.ml_residues.split(","), cfg.structure)
@@ -115,6 +128,10 @@ class MDRun:
         self.model_path = self.artefact.path
         if self.dir.owns(self.model_path):
             self.dir.written_by_set_up.add(self.model_path.name)
+
+    def _check_options(self, z, box_nm) -> None:
+        """The options against the system and the model: periodicity and NPT, recorded heads, copies."""
+        cfg = self.cfg
         self.periodic = box_nm is not None and (self.artefact.periodic or self.ml_atoms is not None)
         if cfg.pressure_bar > 0 and not self.periodic:
             raise InputError(self._why_not_periodic(box_nm))
@@ -129,7 +146,7 @@ class MDRun:
                 f"{cfg.structure} has a periodic box (CRYST1), which is ignored: the model {self.artefact.path} "
                 f"is not periodic, so the system is simulated as an isolated cluster in vacuum. For a periodic "
                 f"system export a periodic model (painn-export CHECKPOINT --pdb {cfg.structure})",
-                SimulationWarning, stacklevel=2,
+                SimulationWarning, stacklevel=3,
             )  # fmt: skip
         batched_beads = cfg.beads if cfg.rpmd_integrator == "batched" else 1
         self.layout = Layout(len(z), cfg.replicas, batched_beads)
@@ -142,13 +159,18 @@ class MDRun:
         self.recorded = tuple(
             n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f
         )
-        self.platform = choose_platform(cfg.platform)
-        on_gpu = self.platform.getName() == "CUDA"
         if self.periodic and self.layout.n_frames > 1:
             raise InputError(
                 "ring polymers and replicas are for molecules: OpenMM wraps periodic positions, which the normal "
                 "modes and the replicas' shared box do not allow; run a periodic system with one copy and no beads"
             )
+
+    def _build_system(self, positions_nm, box_nm) -> None:
+        """The OpenMM System with the model's force (and the MM force field for a solute in solvent), the start
+        positions with the model's molecules whole, and the barostat."""
+        cfg, topology = self.cfg, self.pdb.topology
+        self.platform = choose_platform(cfg.platform)
+        on_gpu = self.platform.getName() == "CUDA"
         module = self.artefact.load().module
         check_memory(
             self.layout, int(module.n_features), int(self.artefact.metadata["model"]["n_interactions"]),
@@ -183,24 +205,23 @@ class MDRun:
                 self.barostat_frequency = add_barostat(
                     self.system, molecules.finite if self.ml_atoms is None else [], cfg.pressure_bar, cfg.temperature_K
                 )
-        # the training-envelope check of the start warns, so it comes after every refusal of the options
-        model_atoms = self.ml_atoms if self.ml_atoms is not None else self.artefact.atom_indices
-        self.safety = SafetyNet(cfg, self.artefact, z, model_atoms, Layout(len(z), cfg.replicas, cfg.beads),
-                                self.periodic, self.output / CHECKPOINT)  # fmt: skip
-        self.safety.check_start(positions_nm, box_nm if self.periodic else None)
+
+    def _make_context(self, z) -> None:
+        """The integrator and the OpenMM Context, and what the step loop counts with."""
+        cfg = self.cfg
         self.masses_amu = np.array(
             [self.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(self.system.getNumParticles())]
         )
         self.integrator = build_integrator(cfg, self.layout)
-        # the CPU platform sums forces in thread order unless told not to; with several threads its PME still differs
-        # in the last bits from process to process, so a bit-for-bit resume of a solvated system needs --threads 1
+        # the CPU platform sums forces in thread order unless told not to (its PME still sums in thread order: a
+        # reproducible minimisation of a solvated system needs --threads 1)
         properties = {}
         if self.platform.getName() == "CPU":
             properties["DeterministicForces"] = "true"
             if cfg.threads:
                 properties["Threads"] = str(cfg.threads)
         self.context = openmm.Context(self.system, self.integrator, self.platform, properties)
-        self.dt_ps = cfg.timestep_fs * 1e-3
+        self.dt_ps = cfg.timestep_fs * units.PS_PER_FS
         # degrees of freedom of one physical copy: a single classical copy has its centre-of-mass motion removed
         removed = 3 if self.layout.n_frames == 1 else 0
         self.dof = 3 * len(z) - removed - self.system.getNumConstraints()

@@ -61,10 +61,10 @@ from ..errors import (
     PainnDeployError,
     SimulationWarning,
     TopologyMismatchError,
-    UnknownElementError,
 )
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..model.checkpoint import load_checkpoint
+from ..structures import check_indices
 from .forces import ModelForce, tie_molecules, topology_atomic_numbers, torch_force
 
 BACKENDS = ("python", "torch")
@@ -136,7 +136,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
                 f"the System has {system.getNumParticles()} particles and the topology {n_particles}; create the "
                 f"System for this topology"
             )
-        ml = ml_atom_indices(atoms, n_particles)
+        ml = list(range(n_particles)) if atoms is None else check_indices(atoms, n_particles, "the topology")
         warn_cut_residues(topology, ml)
         z = topology_atomic_numbers(topology, "the topology", ml)
         box = _box_nm(topology, system)
@@ -168,7 +168,13 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         n_particles = topology.getNumAtoms()
         subset = subset and len(ml) < n_particles
         known, cutoff_nm = self._elements_and_cutoff()
-        check_ml_elements(topology, ml, z, known, str(self.path))
+        atoms = list(topology.atoms())
+        elements.check_known(
+            z, known, f"the ML atoms (model {self.path})",
+            [f"atom {i} ({atoms[i].name} in residue {atoms[i].residue.name} {atoms[i].residue.id})" for i in ml],
+            "Give only atoms of these elements as ML atoms (model the others with the MM force field in "
+            "createMixedSystem), or ",
+        )  # fmt: skip
         takes_all = False
         if self.artefact is not None:
             artefact = self.artefact
@@ -436,42 +442,6 @@ def _check_options(options: dict) -> None:
     dtype = options.get("dtype")
     if dtype is not None and dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
-
-
-def ml_atom_indices(atoms, n_particles: int) -> List[int]:
-    """The ML atoms as a list of distinct indices (all particles when ``atoms`` is None)."""
-    if atoms is None:
-        return list(range(n_particles))
-    ml = [int(i) for i in atoms]
-    if not ml:
-        raise InputError("no ML atoms given: pass the indices of the atoms the model should describe")
-    outside = [i for i in ml if not 0 <= i < n_particles]
-    if outside:
-        raise InputError(f"ML atom indices {outside[:5]} are outside the topology's atoms 0 to {n_particles - 1}")
-    if len(set(ml)) != len(ml):
-        raise InputError("the ML atom indices contain duplicates")
-    return ml
-
-
-def check_ml_elements(topology, ml: Sequence[int], z: Sequence[int], known: Sequence[int], model: str) -> None:
-    """Raise :class:`UnknownElementError` naming each element of the ML atoms that the model does not know,
-    the atoms that have it, and what to do."""
-    known_set = {int(k) for k in known}
-    bad = [(i, int(zi)) for i, zi in zip(ml, z) if int(zi) not in known_set]
-    if not bad:
-        return
-    atoms = list(topology.atoms())
-    unknown = ", ".join(f"{elements.symbol(x)} (Z={x})" for x in sorted({zi for _, zi in bad}))
-    trained = ", ".join(elements.symbol(x) for x in sorted(known_set))
-    listing = "; ".join(
-        f"atom {i} ({atoms[i].name} in residue {atoms[i].residue.name} {atoms[i].residue.id})" for i, _ in bad[:5]
-    )
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-    raise UnknownElementError(
-        f"the ML atoms contain {unknown}, which the model {model} was not trained on (it knows {trained}): "
-        f"{listing}{more}. Give only atoms of these elements as ML atoms (model the others with the MM force field "
-        f"in createMixedSystem), or train a model on data that contains {unknown.split(' ')[0]}."
-    )
 
 
 def warn_cut_residues(topology: "openmm.app.Topology", ml: Sequence[int]) -> None:

@@ -461,6 +461,62 @@ class HarmonicResult:
         }
 
 
+def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_steps):
+    """(positions, the minimisation's record): minimised when asked, with warnings when it did not converge or
+    changed the molecule's bonds."""
+    minimization: dict = {"performed": bool(minimize)}
+    if minimize:
+        start = pos
+        mres = minimize_positions(module, pos, fmax_kj_mol_nm=fmax_kj_mol_nm, max_steps=max_steps)
+        pos = mres.positions_nm
+        minimization.update(
+            steps=mres.n_steps, converged=mres.converged, message=mres.message, fmax_kj_mol_nm=fmax_kj_mol_nm
+        )
+        if not mres.converged:
+            _warn(
+                f"the minimisation stopped after {mres.n_steps} steps with a largest force of "
+                f"{mres.max_force_kj_mol_nm:.3g} kJ/mol/nm (threshold {fmax_kj_mol_nm:g}; {mres.message}): "
+                "frequencies of soft modes may be inaccurate"
+            )
+        if atomic_numbers is not None:
+            before, after = count_fragments(atomic_numbers, start), count_fragments(atomic_numbers, pos)
+            if before != after:
+                _warn(
+                    f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
+                    f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii). "
+                    "The model has no minimum near the starting structure: check the structure, or the model's "
+                    "training data"
+                )
+    return pos, minimization
+
+
+def _intensities(props: dict, disp: np.ndarray):
+    """IR intensities (km/mol) and dipole derivatives, Raman activities (Angstrom^4/amu), depolarisation ratios
+    and polarizability derivatives of the modes ``disp`` [3N, M] (NaN / None without the property)."""
+    n_modes = disp.shape[1]
+    d_mu = None
+    ir = np.full(n_modes, np.nan)
+    if "d_dipole" in props:
+        d_mu = props["d_dipole"].reshape(3, -1) @ disp  # [3, M] e / amu^1/2
+        d_mu = d_mu.T
+        ir = IR_KM_PER_MOL_PER_E2_PER_AMU * (d_mu**2).sum(axis=1)
+    d_alpha = None
+    raman = np.full(n_modes, np.nan)
+    rho = np.full(n_modes, np.nan)
+    if "d_polarizability" in props:
+        d_alpha = (props["d_polarizability"].reshape(9, -1) @ disp).T.reshape(n_modes, 3, 3) * NM2_TO_ANGSTROM2
+        d_alpha = 0.5 * (d_alpha + np.swapaxes(d_alpha, 1, 2))
+        a = np.trace(d_alpha, axis1=1, axis2=2) / 3.0
+        b = d_alpha - a[:, None, None] * np.eye(3)
+        gamma2 = 1.5 * (b**2).sum(axis=(1, 2))
+        raman = 45.0 * a**2 + 7.0 * gamma2
+        denom = 45.0 * a**2 + 4.0 * gamma2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(denom > 0, 3.0 * gamma2 / denom, np.nan)
+
+    return ir, d_mu, raman, rho, d_alpha
+
+
 def harmonic_analysis(
     module,
     positions_nm,
@@ -519,29 +575,7 @@ def harmonic_analysis(
             "(below ~100 cm^-1) and small intensities are less reliable. "
             + (float64_hint or "Use a float64 model for harmonic analysis.")
         )
-    minimization: dict = {"performed": bool(minimize)}
-    if minimize:
-        start = pos
-        mres = minimize_positions(module, pos, fmax_kj_mol_nm=fmax_kj_mol_nm, max_steps=max_steps)
-        pos = mres.positions_nm
-        minimization.update(
-            steps=mres.n_steps, converged=mres.converged, message=mres.message, fmax_kj_mol_nm=fmax_kj_mol_nm
-        )
-        if not mres.converged:
-            _warn(
-                f"the minimisation stopped after {mres.n_steps} steps with a largest force of "
-                f"{mres.max_force_kj_mol_nm:.3g} kJ/mol/nm (threshold {fmax_kj_mol_nm:g}; {mres.message}): "
-                "frequencies of soft modes may be inaccurate"
-            )
-        if atomic_numbers is not None:
-            before, after = count_fragments(atomic_numbers, start), count_fragments(atomic_numbers, pos)
-            if before != after:
-                _warn(
-                    f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
-                    f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii). "
-                    "The model has no minimum near the starting structure: check the structure, or the model's "
-                    "training data"
-                )
+    pos, minimization = _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_steps)
     energy, grad = energy_and_gradient(module, pos)
     props = property_derivatives(module, pos)
     forces = props.get("forces", -grad)
@@ -566,25 +600,7 @@ def harmonic_analysis(
     reduced_mass = 1.0 / (disp**2).sum(axis=0)
     n_modes = modes.shape[1]
 
-    d_mu = None
-    ir = np.full(n_modes, np.nan)
-    if "d_dipole" in props:
-        d_mu = props["d_dipole"].reshape(3, -1) @ disp  # [3, M] e / amu^1/2
-        d_mu = d_mu.T
-        ir = IR_KM_PER_MOL_PER_E2_PER_AMU * (d_mu**2).sum(axis=1)
-    d_alpha = None
-    raman = np.full(n_modes, np.nan)
-    rho = np.full(n_modes, np.nan)
-    if "d_polarizability" in props:
-        d_alpha = (props["d_polarizability"].reshape(9, -1) @ disp).T.reshape(n_modes, 3, 3) * NM2_TO_ANGSTROM2
-        d_alpha = 0.5 * (d_alpha + np.swapaxes(d_alpha, 1, 2))
-        a = np.trace(d_alpha, axis1=1, axis2=2) / 3.0
-        b = d_alpha - a[:, None, None] * np.eye(3)
-        gamma2 = 1.5 * (b**2).sum(axis=(1, 2))
-        raman = 45.0 * a**2 + 7.0 * gamma2
-        denom = 45.0 * a**2 + 4.0 * gamma2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rho = np.where(denom > 0, 3.0 * gamma2 / denom, np.nan)
+    ir, d_mu, raman, rho, d_alpha = _intensities(props, disp)
 
     return HarmonicResult(
         wavenumber_cm1=wavenumber,

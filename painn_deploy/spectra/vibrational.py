@@ -348,7 +348,7 @@ def resolve_settings(
     """
     opts = _options(options, **fields)
     max_corr_time_ps, resolution_cm1, window = opts.max_corr_time_ps, opts.resolution_cm1, opts.window
-    zero_pad, wmin_cm1, wmax_cm1 = opts.zero_pad, opts.wmin_cm1, opts.wmax_cm1
+    zero_pad = opts.zero_pad
     temperature_K, n_molecules = opts.temperature_K, opts.n_molecules
     if window not in WINDOWS:
         raise InputError(f"unknown window '{window}': choose one of {', '.join(WINDOWS)}")
@@ -376,6 +376,29 @@ def resolve_settings(
             "correcting the integrator frequency shift needs the MD time step: the files have no timestep_fs "
             "attribute, so give it (--integrator-timestep-fs)"
         )
+    wmin_cm1, wmax_cm1 = _wavenumber_range(opts, dt_ps)
+    n_lags = _lag_count(opts, dt_ps, n_frames, wmin_cm1, wmax_cm1)
+    return SpectrumSettings(
+        dt_ps=float(dt_ps),
+        n_lags=n_lags,
+        window=window,
+        zero_pad=float(zero_pad),
+        wmin_cm1=float(wmin_cm1),
+        wmax_cm1=float(wmax_cm1),
+        temperature_K=float(temperature_K),
+        quantum_correction=treatment,
+        n_molecules=float(n_molecules),
+        correlation=opts.correlation,
+        quantum_correction_reason=reason,
+        integrator_timestep_fs=None if step_fs is None else float(step_fs),
+        correct_integrator_shift=bool(opts.correct_integrator_shift),
+    )
+
+
+def _wavenumber_range(opts: SpectrumOptions, dt_ps: float) -> tuple[float, float]:
+    """The range of the line shapes (cm^-1): checked against the Nyquist wavenumber, and against the integrator
+    shift when it is corrected."""
+    wmin_cm1, wmax_cm1, step_fs = opts.wmin_cm1, opts.wmax_cm1, opts.integrator_timestep_fs
     nyq = nyquist_cm1(dt_ps)
     if not 0 <= wmin_cm1 < nyq:
         raise InputError(
@@ -414,6 +437,13 @@ def resolve_settings(
     if not wmax_cm1 > wmin_cm1:
         raise InputError(f"wmax ({wmax_cm1:g} cm^-1) must be larger than wmin ({wmin_cm1:g} cm^-1)")
 
+    return float(wmin_cm1), float(wmax_cm1)
+
+
+def _lag_count(opts: SpectrumOptions, dt_ps: float, n_frames: Sequence[int], wmin_cm1: float, wmax_cm1: float) -> int:
+    """The number of lags of the correlation functions (tau_max / dt + 1): from the requested resolution or
+    correlation time, or the default, limited by the shortest run."""
+    max_corr_time_ps, resolution_cm1, window = opts.max_corr_time_ps, opts.resolution_cm1, opts.window
     shortest = int(min(n_frames))
     length_ps = (shortest - 1) * dt_ps
     require_frames(shortest, "the shortest run", window)
@@ -460,21 +490,7 @@ def resolve_settings(
             f"the shortest run ({length_ps:.4g} ps) is far too short for a spectrum: it resolves only {wider}. "
             f"{_run_longer(window)}"
         )
-    return SpectrumSettings(
-        dt_ps=float(dt_ps),
-        n_lags=n_lags,
-        window=window,
-        zero_pad=float(zero_pad),
-        wmin_cm1=float(wmin_cm1),
-        wmax_cm1=float(wmax_cm1),
-        temperature_K=float(temperature_K),
-        quantum_correction=treatment,
-        n_molecules=float(n_molecules),
-        correlation=opts.correlation,
-        quantum_correction_reason=reason,
-        integrator_timestep_fs=None if step_fs is None else float(step_fs),
-        correct_integrator_shift=bool(opts.correct_integrator_shift),
-    )
+    return n_lags
 
 
 def _is_multi(time_ps) -> bool:

@@ -32,7 +32,8 @@ def test_config_file_flags_and_ml_atoms(trained_checkpoint, tmp_path, capsys):
     assert "15 particles (9 of them the model's), float64" in capsys.readouterr().out
     argv = [str(trained_checkpoint), "-o", str(tmp_path / "c.pt"), "--pdb", str(pdb)]
     for extra, message in (
-        (["--atoms", "0-8,20"], "the ML atoms must be distinct indices from 0 to 14"),
+        (["--atoms", "0-8,20"], "ML atom indices [20] are outside the atoms 0 to 14 of the system"),
+        (["--atoms", "0-8,8"], "the ML atom indices contain duplicates"),
         (["--atoms", "8-0"], "argument --atoms: expected 0-based indices with ranges, e.g. 0-8,12, got '8-0'"),
         (["--pair-capacity", "lots"], "argument --pair-capacity: expected a whole number, got 'lots'"),
         (["--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
