@@ -70,6 +70,11 @@ class Artefact:
         return float(self.metadata[md.KEY_CUTOFF_NM])
 
     @property
+    def model_elements(self) -> list:
+        """Atomic numbers of the elements the model knows."""
+        return [elements.atomic_number(s) for s in self.metadata[md.KEY_MODEL_ELEMENTS]]
+
+    @property
     def fixed_shapes(self) -> bool:
         return bool(self.metadata[md.KEY_FIXED_SHAPES])
 
@@ -92,9 +97,9 @@ class Artefact:
         got = [int(z) for z in atomic_numbers]
         expected = self.particle_atomic_numbers
         ml = got if self.atom_indices is None else [got[i] for i in self.atom_indices if i < len(got)]
-        elements.check_known(ml, [elements.atomic_number(s) for s in self.metadata[md.KEY_MODEL_ELEMENTS]], where)
+        elements.check_known(ml, self.model_elements, where)
         if len(got) != len(expected):
-            trained = self.metadata.get("training", {}).get("training_molecule")
+            trained = self.metadata.get(md.KEY_TRAINING, {}).get("training_molecule")
             other_chemistry = (
                 trained
                 and self.atom_indices is None

@@ -173,7 +173,7 @@ class MDRun:
         on_gpu = self.platform.getName() == "CUDA"
         module = self.artefact.load().module
         check_memory(
-            self.layout, int(module.n_features), int(self.artefact.metadata["model"]["n_interactions"]),
+            self.layout, int(module.n_features), int(self.artefact.metadata[md.KEY_MODEL]["n_interactions"]),
             module.dtype_marker.element_size(), "cuda" if on_gpu else "cpu",
         )  # fmt: skip
         self.backend = cfg.backend if cfg.backend != "auto" else ("python" if self.recorded else "torch")

@@ -26,6 +26,7 @@ from openmm import unit
 
 from ..allocator import tune_malloc
 from ..deploy import Artefact, ForcesOutput
+from ..deploy import metadata as md
 from ..errors import InputError, typed_errors
 from .recorder import FeatureRing
 
@@ -300,7 +301,7 @@ def create_force(
     if cuda_graphs and not artefact.fixed_shapes:
         raise InputError(
             f"CUDA graphs need fixed shapes, and {artefact.path} uses the "
-            f"{artefact.metadata['neighbor_list']} neighbour list; export with --neighbor-list static (periodic) "
+            f"{artefact.metadata[md.KEY_NEIGHBOR_LIST]} neighbour list; export with --neighbor-list static (periodic) "
             f"or all_pairs, or run without --cuda-graphs"
         )
     if backend == "torch":

@@ -215,7 +215,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
 
     def _elements_and_cutoff(self) -> Tuple[List[int], float]:
         if self.artefact is not None:
-            known = [elements.atomic_number(s) for s in self.artefact.metadata["model_elements"]]
+            known = self.artefact.model_elements
             return known, self.artefact.cutoff_nm
         config = self.record["config"]
         return [int(x) for x in config["elements"]], float(config["cutoff_angstrom"]) * 0.1

@@ -16,12 +16,13 @@ WAVENUMBER_LABEL = "wavenumber (cm⁻¹)"
 
 
 def unicode_units(text: str) -> str:
-    """ASCII unit text with ``^exponents`` and ``Angstrom`` -> Unicode superscripts and Å.
+    """ASCII unit text with ``^exponents``, ``Angstrom`` and ``*`` -> Unicode superscripts, Å and ·.
 
-    ``"km mol^-1 (cm^-1)^-1"`` -> ``"km mol⁻¹ (cm⁻¹)⁻¹"``; ``"Angstrom^4 amu^-1"`` -> ``"Å⁴ amu⁻¹"``.
+    ``"km mol^-1 (cm^-1)^-1"`` -> ``"km mol⁻¹ (cm⁻¹)⁻¹"``; ``"Angstrom^4 amu^-1"`` -> ``"Å⁴ amu⁻¹"``;
+    ``"e*Angstrom"`` -> ``"e·Å"``.
     """
     text = re.sub(r"\^(-?\d+)", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
-    return text.replace("Angstrom", "Å")
+    return text.replace("Angstrom", "Å").replace("*", "·")
 
 
 def _figure(nrows: int = 1, height: float = 4.0):

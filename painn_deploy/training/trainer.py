@@ -20,6 +20,8 @@ from ..errors import CheckpointError, InputError
 from ..files import write_json
 from ..model import PaiNNConfig, PaiNNPotential
 from ..model.checkpoint import load_checkpoint, potential_from_record
+from ..spectra.plots import unicode_units
+from ..units import MODEL_UNITS
 from .batching import FrameTensors, predict_batch
 from .checkpoint import atomic_torch_save, painn_record
 from .config import TrainConfig
@@ -36,9 +38,6 @@ class _NoAdvertisements(logging.Filter):
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(_NoAdvertisements())
 
-UNIT_LABELS = {"energy": "eV", "forces": "eV/A", "dipole": "e*A", "polarizability": "A^3"}
-#: Axis labels of the learning curve: plain Unicode, no TeX (as the spectra's plots).
-PLOT_UNITS = {"energy": "eV", "forces": "eV/Å", "dipole": "e·Å", "polarizability": "Å³"}
 CURVES = {"train_loss": "training", "val_loss": "validation", "val_loss_smoothed": "validation (smoothed)"}
 
 
@@ -135,7 +134,7 @@ def learning_curve_figure(history: list):
         target = key[4:-4]
         ax.semilogy(epochs, [row.get(key, np.nan) for row in history])
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"validation MAE, {target} ({PLOT_UNITS.get(target, 'model units')})")
+        ax.set_ylabel(f"validation MAE, {target} ({unicode_units(MODEL_UNITS[target])})")
     return fig
 
 
@@ -315,7 +314,7 @@ def evaluate(checkpoint, data: data_io.MoleculeDataset, indices) -> dict:
         errors[t] = {
             "mae": float(np.mean(np.abs(err))),
             "rmse": float(np.sqrt(np.mean(err**2))),
-            "unit": UNIT_LABELS[t],
+            "unit": MODEL_UNITS[t],
         }
     return errors
 
