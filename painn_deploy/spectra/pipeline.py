@@ -32,6 +32,7 @@ from .vibrational import (
     RamanSpectra,
     Spectrum,
     SpectrumWarning,
+    harmonic_line_shape,
     ir_spectrum,
     raman_spectra,
 )
@@ -314,32 +315,32 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
     if meta["integrator_shift"].get("corrected"):
         qc += ", integrator shift corrected"
     raman_y = f"Raman ({unicode_units(RAMAN_UNITS)})"
-    plots = []  # (file, spectra, labels, title, ylabel, harmonic sticks)
+    harmonic = "harmonic, same resolution"
+
+    def with_sticks(spectrum, intensity, label):  # the MD spectrum, and the harmonic one broadened alike
+        if sticks is None:
+            return [spectrum], [label]
+        return [spectrum, harmonic_line_shape(sticks.wavenumber_cm1, intensity, spectrum)], [label, harmonic]
+
+    plots = []  # (file, spectra, labels, title, ylabel)
     if ir is not None:
-        st = (
-            (sticks.wavenumber_cm1, sticks.ir_intensity_km_per_mol, "harmonic IR intensity (km/mol)")
-            if sticks
-            else None
-        )
-        plots.append(("ir.png", [ir], ["MD"], f"IR ({qc})", f"IR ({unicode_units(IR_UNITS)})", st))
+        spectra, labels = with_sticks(ir, sticks.ir_intensity_km_per_mol if sticks else None, "MD")
+        plots.append(("ir.png", spectra, labels, f"IR ({qc})", f"IR ({unicode_units(IR_UNITS)})"))
     if raman is not None:
-        st = (
-            (sticks.wavenumber_cm1, sticks.raman_activity_A4_per_amu, "harmonic Raman activity (Å⁴/amu)")
-            if sticks
-            else None
-        )
+        activity = sticks.raman_activity_A4_per_amu if sticks else None
+        spectra, labels = with_sticks(raman.activity, activity, "MD 45 iso + 7 aniso")
         plots += [
-            ("raman_activity.png", [raman.activity], ["MD 45 iso + 7 aniso"], f"Raman activity ({qc})", raman_y, st),
+            ("raman_activity.png", spectra, labels, f"Raman activity ({qc})", raman_y),
             ("raman_iso_aniso.png", [raman.isotropic, raman.anisotropic], ["isotropic", "anisotropic"],
-             f"Raman isotropic / anisotropic ({qc})", raman_y, None),
+             f"Raman isotropic / anisotropic ({qc})", raman_y),
             ("raman_polarized.png", [raman.parallel, raman.perpendicular], ["parallel (VV)", "perpendicular (VH)"],
-             f"Polarised Raman ({qc})", raman_y, None),
+             f"Polarised Raman ({qc})", raman_y),
             ("raman_depolarization_ratio.png", [raman.depolarization_ratio], ["I_perp / I_par"],
-             "Depolarisation ratio", "depolarisation ratio (dimensionless)", None),
+             "Depolarisation ratio", "depolarisation ratio (dimensionless)"),
         ]  # fmt: skip
     return [
-        plot_spectra(out / name, spectra, labels=labels, title=title, ylabel=ylabel, sticks=st)
-        for name, spectra, labels, title, ylabel, st in plots
+        plot_spectra(out / name, spectra, labels=labels, title=title, ylabel=ylabel)
+        for name, spectra, labels, title, ylabel in plots
     ]
 
 

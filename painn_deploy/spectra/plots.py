@@ -43,27 +43,12 @@ def _draw_spectrum(ax, spectrum, label: str | None, color=None):
     return line
 
 
-def _draw_sticks(ax, wavenumber_cm1, heights, label: str, xlim):
-    twin = ax.twinx()
-    nu = np.asarray(wavenumber_cm1, dtype=np.float64)
-    h = np.asarray(heights, dtype=np.float64)
-    sel = np.isfinite(h) & np.isfinite(nu) & (nu >= xlim[0]) & (nu <= xlim[1])
-    twin.vlines(nu[sel], 0.0, h[sel], colors="k", lw=1.0, alpha=0.7, label="harmonic")
-    twin.set_ylabel(unicode_units(label))
-    top = 1.1 * (h[sel].max() if sel.any() and h[sel].max() > 0 else 1.0)
-    lo, hi = ax.get_ylim()
-    # put the sticks' zero at the height of the spectrum's zero
-    twin.set_ylim(top * min(lo, 0.0) / hi if hi > 0 else 0.0, top)
-    return twin
-
-
 def spectrum_figure(
     spectra: Sequence,
     *,
     labels: Sequence[str] | None = None,
     title: str = "",
     ylabel: str | None = None,
-    sticks: tuple[np.ndarray, np.ndarray, str] | None = None,
     n_runs_note: bool = True,
 ):
     """Figure of one or more spectra (mean line, +-1 standard error band where several runs were
@@ -83,20 +68,14 @@ def spectrum_figure(
         n = first.n_runs
         note = f"\n{n} run{'s' if n != 1 else ''}{', shaded: standard error over runs' if n > 1 else ''}"
     ax.set_title(title + note, fontsize=11)
-    handles, labs = ax.get_legend_handles_labels()
-    if sticks is not None:
-        twin = _draw_sticks(ax, sticks[0], sticks[1], sticks[2], xlim)
-        h2, l2 = twin.get_legend_handles_labels()
-        handles, labs = handles + h2, labs + l2
-    if len(handles) > 1 or sticks is not None:
-        ax.legend(handles, labs, loc="upper left")
+    if len(spectra) > 1:
+        ax.legend(loc="upper left")
     return fig
 
 
 def plot_spectra(path, spectra: Sequence, **options) -> Path:
     """Plot one or more spectra (mean line, +-1 standard error band) on one axis to a PNG file; ``options``
-    are those of :func:`spectrum_figure` (``labels``, ``title``, ``ylabel``, ``sticks``: optional
-    (wavenumber_cm1, height, axis label) drawn as vertical lines on a second y axis, ``n_runs_note``)."""
+    are those of :func:`spectrum_figure` (``labels``, ``title``, ``ylabel``, ``n_runs_note``)."""
     return _save(spectrum_figure(spectra, **options), path)
 
 

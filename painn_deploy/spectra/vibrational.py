@@ -784,6 +784,29 @@ def depolarization_ratio(
     )
 
 
+def harmonic_line_shape(wavenumber_cm1, intensity, like: Spectrum, name: str = "harmonic") -> Spectrum:
+    """Harmonic intensities (per mode, e.g. km/mol) as a line shape on the grid of the MD spectrum ``like``,
+    broadened by the same lag-window kernel: each mode is the spectral density of cos(omega_k t) analysed with
+    ``like``'s settings, scaled so that its band integral is its intensity.  A classical (F = 1) MD band of a
+    harmonic mode then lies on top of it, up to the integrator's frequency shift."""
+    meta = like.metadata
+    dt_ps, n_lags = meta["dt_ps"], int(round(meta["max_corr_time_ps"] / meta["dt_ps"])) + 1
+    t = np.arange(n_lags) * dt_ps
+    shape = np.zeros_like(like.wavenumber_cm1)
+    for nu_k, height in zip(np.asarray(wavenumber_cm1, float), np.asarray(intensity, float), strict=True):
+        if not (np.isfinite(nu_k) and np.isfinite(height) and nu_k > 0):
+            continue
+        omega, dens = spectral_density(
+            np.cos(nu_k * RAD_PER_PS_PER_CM1 * t), dt_ps, window=meta["window"], zero_pad=meta["zero_pad"]
+        )
+        per_cm1 = 2.0 * height * dens * RAD_PER_PS_PER_CM1  # the positive-frequency lobe holds half the density
+        shape += np.interp(like.wavenumber_cm1, omega / RAD_PER_PS_PER_CM1, per_cm1)
+    return Spectrum(
+        name, like.wavenumber_cm1.copy(), shape, np.full_like(shape, np.nan), shape[None], like.units,
+        "harmonic intensities broadened by the MD spectrum's lag-window kernel", dict(meta, n_runs=1),
+    )  # fmt: skip
+
+
 def average_spectra(spectra: Sequence[Spectrum], name: str | None = None) -> Spectrum:
     """Average spectra computed separately (same grid and units) with equal weight per run.
 

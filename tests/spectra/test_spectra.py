@@ -223,6 +223,24 @@ def test_harmonic_diatomic_peaks_and_integrated_intensity():
     assert r.activity.integrate(*band) == pytest.approx(activity, rel=0.01)
 
 
+def test_harmonic_line_shape_is_the_md_band_of_a_harmonic_mode():
+    """Harmonic intensities broadened by the MD spectrum's own kernel (the --sticks overlay): the band integral is
+    the intensity, and the MD band of a harmonic diatomic (not turning, so no rotational structure) lies on it."""
+    from painn_deploy.spectra.vibrational import harmonic_line_shape
+
+    d = _rotating_diatomic(rot_cm1=0.0)
+    ir = ir_spectrum(d["t"], d["dipole"], 300.0, resolution_cm1=10.0)
+    intensity = IR_KM_PER_MOL_PER_E2_PER_AMU * d["q"] ** 2 / d["mu"]
+    harmonic = harmonic_line_shape([d["nu0"], np.nan], [intensity, 5.0], ir)
+    band = (d["nu0"] - 60, d["nu0"] + 60)
+    assert harmonic.integrate(*band) == pytest.approx(intensity, rel=0.01)
+    assert harmonic.units == ir.units and np.array_equal(harmonic.wavenumber_cm1, ir.wavenumber_cm1)
+    inside = (ir.wavenumber_cm1 > band[0]) & (ir.wavenumber_cm1 < band[1])
+    peak = harmonic.intensity.max()
+    assert np.abs(ir.intensity[inside] - harmonic.intensity[inside]).max() < 1e-3 * peak  # (measured: 3e-5)
+    assert np.abs(harmonic.intensity[~inside]).max() < 0.03 * peak  # (the Hann kernel's side lobes)
+
+
 def test_slowly_turning_polar_molecule_leaves_no_floor_under_the_bands():
     """A cold diatomic that turns by only a fraction of a revolution in the run: its large dipole and
     anisotropic polarizability change slowly.  The line shapes must still be zero away from the vibration, and
