@@ -62,6 +62,10 @@ class RunInterrupted(PainnDeployError):
         self.exit_status = 128 + int(signum)
 
 
+class DataWarning(UserWarning):
+    """Training data that can be read but look implausible (units, ranges)."""
+
+
 class SimulationWarning(UserWarning):
     """Something the user should know about a run that goes on (painn-simulate prints it as a warning)."""
 

@@ -31,6 +31,8 @@ def _report(result) -> None:
     ml = "" if meta.get("atom_indices") is None else f" ({len(meta['atom_indices'])} of them the model's)"
     print(f"wrote {cfg.output}: {meta['n_particles']} particles{ml}, {meta['dtype']}, "
           f"{'periodic' if meta['periodic'] else 'non-periodic'}, neighbour list {meta['neighbor_list']}")  # fmt: skip
+    print(f"units: positions nm, energy kJ/mol, forces kJ/mol/nm; training envelope: "
+          f"{meta['training_envelope'].get('frames')}")  # fmt: skip
     print("validation:", json.dumps(meta["validation"], indent=1))
 
 

@@ -8,7 +8,6 @@ Parses the command line (and ``--config``) into a :class:`~painn_deploy.training
 :func:`~painn_deploy.training.train`.  Exit status: :mod:`painn_deploy.cli.common`.
 """
 
-import json
 import sys
 from argparse import Namespace
 
@@ -37,18 +36,21 @@ def _execute(args: Namespace):
     given = vars(args)
     checkpoint = given.pop("test_only", None)
     if checkpoint is not None:
-        return {"test_errors": checkpoint_test_errors(checkpoint), "test_only": True}
+        return {"test_errors": checkpoint_test_errors(checkpoint, given.get("data")), "test_only": True}
     return train(config_from_arguments(TrainConfig, Namespace(**given)))
 
 
 def _report(summary: dict) -> None:
     if summary.get("global_rank", 0) != 0:  # other DDP processes: rank 0 reports
         return
+    print(f"errors on the test split (frames held out from training and validation){_frames(summary)}:")
     print(format_errors(summary["test_errors"]))
-    if summary.get("test_only"):
-        print(json.dumps(summary["test_errors"]))
-    else:
+    if not summary.get("test_only"):
         print(f"best checkpoint: {summary['best_checkpoint']}")
+
+
+def _frames(summary: dict) -> str:
+    return f", {summary['n_test']} frames" if summary.get("n_test") else ""
 
 
 def main(argv=None) -> int:

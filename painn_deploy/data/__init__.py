@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from .. import elements, units
-from ..errors import InputError, UnknownElementError
+from ..errors import DataWarning, InputError, UnitsError, UnknownElementError
 from ..files import file_sha256, require_file, what_file
 
 NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
@@ -259,6 +259,9 @@ def _check_dataset(d: MoleculeDataset) -> None:
 UNIT_MIXUPS = "23.06: kcal/mol against eV; 27.21: Hartree against eV; 51.42: Hartree/Bohr against eV/Angstrom"
 #: Force RMS (eV/Angstrom) outside which data are unlikely to be molecules near thermal equilibrium.
 FORCE_RMS_RANGE_EV_A = (0.05, 10.0)
+#: Median distance (Angstrom) from an atom to its nearest neighbour: about 1.1 in organic molecules, up to 2.9 in
+#: metal clusters; a factor of 10 (nm against Angstrom) or 1/1.89 (Angstrom read as Bohr) falls outside
+NEAREST_NEIGHBOUR_RANGE_A = (0.65, 3.5)
 
 
 #: Frame pairs nearer than this RMS displacement per atom (Angstrom) are near enough for the trapezoid rule.
@@ -291,9 +294,10 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
     - A force RMS outside FORCE_RMS_RANGE_EV_A is warned about: a unit mistake that scales energies and forces
       alike (an eV file read as kcal/mol) keeps them consistent but not plausible.
     """
+    where = f"{d.source} ({d.units.describe()})" if d.units else d.source
+    _check_lengths(d, where)
     if d.energy is None or d.forces is None or len(d) < 2:
         return
-    where = f"{d.source} ({d.units.describe()})" if d.units else d.source
     take = np.unique(np.linspace(0, len(d) - 1, min(len(d), max_frames)).astype(int))
     x, energy, forces = d.positions[take], d.energy[take], d.forces[take]
     nearest, distance = _nearest_frames(x.reshape(len(x), -1))
@@ -319,8 +323,26 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
             f"the forces of {where} have an RMS of {rms:.3g} eV/Angstrom as read; molecules near thermal "
             f"equilibrium have {low:g}-{high:g} (about 1 at 300 K). If the file's units are not the ones given, "
             f"give them with --energy-unit and --length-unit",
-            UserWarning,
+            DataWarning,
             stacklevel=2,
+        )
+
+
+def _check_lengths(d: MoleculeDataset, where: str) -> None:
+    """Refuse coordinates whose atoms are not about a bond length from their nearest neighbour (median over the
+    atoms of the first frames): the length unit given is not the file's."""
+    frames = d.positions[: min(len(d), 10)]
+    if frames.shape[1] < 2:
+        return
+    distances = np.linalg.norm(frames[:, :, None, :] - frames[:, None, :, :], axis=-1)
+    distances[:, np.arange(frames.shape[1]), np.arange(frames.shape[1])] = np.inf
+    typical = float(np.median(distances.min(axis=2)))
+    low, high = NEAREST_NEIGHBOUR_RANGE_A
+    if not low <= typical <= high:
+        raise UnitsError(
+            f"the atoms of {where} are {typical:.3g} Angstrom from their nearest neighbour (median) as read, where "
+            f"bonded atoms are about 1-3 Angstrom apart: the coordinates are not in the length unit given. Give "
+            f"the file's length unit with --length-unit (Angstrom, nm or Bohr)"
         )
 
 

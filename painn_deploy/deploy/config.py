@@ -57,6 +57,9 @@ class ExportConfig(Config):
         output = Path(self.output)
         if output.is_dir():
             raise InputError(f"the output {output} is a directory; give a file name, e.g. {output / 'model.pt'}")
+        inputs = {Path(f).resolve() for f in (self.checkpoint, self.pdb) if f is not None}
+        if output.resolve() in inputs:
+            raise InputError(f"-o {output} is an input of the export; give another output file (-o MODEL.pt)")
         if output.exists() and not self.overwrite:
             raise InputError(f"{output} already exists; give another -o, or --overwrite to replace it")
         if self.pair_capacity < 0:

@@ -68,6 +68,8 @@ DEFAULT_FMAX_KJ_MOL_NM = 1e-3
 LINEAR_TOLERANCE = 1e-6
 #: Warn when the projected-out (translation/rotation) curvature exceeds this (cm^-1).
 EXTERNAL_WARN_CM1 = 50.0
+#: Without minimisation, a larger force (kJ/mol/nm) means the structure is not at a minimum of the model.
+NONSTATIONARY_FORCE_KJ_MOL_NM = 1.0
 
 
 class HarmonicWarning(UserWarning):
@@ -190,7 +192,8 @@ class MinimizationResult:
 
 #: Newton steps after L-BFGS-B (on one Hessian), the smallest curvature they step along, relative to the
 #: stiffest, and the largest distance (nm) they move an atom.
-NEWTON_STEPS = 5
+NEWTON_STEPS = 20
+NEWTON_HALVINGS = 10
 NEWTON_MIN_CURVATURE = 1e-6
 NEWTON_MAX_STEP_NM = 0.01
 
@@ -218,27 +221,38 @@ def minimize_positions(
     pos = res.x.reshape(-1, 3)
     e, g = energy_and_gradient(module, pos)
     fmax, message, steps = float(np.linalg.norm(g, axis=1).max()), str(res.message), int(res.nit)
-    # near the minimum, soft modes change the energy by less than its rounding, and L-BFGS-B's line search stalls;
-    # the forces are still exact, so Newton steps on the Hessian, translations and rotations projected out and
-    # only its positive modes used, finish the job within max_steps (each kept only if it lowers the largest force)
-    if fmax > fmax_kj_mol_nm and steps < max_steps:
-        d, _ = external_basis(pos, np.ones(len(pos)))
-        project = np.eye(d.shape[0]) - d @ d.T
-        w, v = np.linalg.eigh(project @ hessian(module, pos) @ project)
-        v = v[:, w > NEWTON_MIN_CURVATURE * w.max()]
-        w = w[w > NEWTON_MIN_CURVATURE * w.max()]
-        for _ in range(min(NEWTON_STEPS, max_steps - steps) if len(w) else 0):
-            step = -(v @ ((v.T @ g.reshape(-1)) / w)).reshape(-1, 3)
-            step *= min(1.0, NEWTON_MAX_STEP_NM / max(float(np.linalg.norm(step, axis=1).max()), 1e-300))
+    if message.rstrip(": ") == "ABNORMAL":  # (scipy gives no reason for a failed line search)
+        message = "L-BFGS-B's line search failed"
+    base = message
+    # near the minimum, soft modes change the energy by less than its rounding (in float32, for a large molecule,
+    # while forces are still tens of kJ/mol/nm), and L-BFGS-B's line search stalls; the forces are still accurate,
+    # so Newton steps finish the job within max_steps: each on a fresh Hessian with translations and rotations
+    # projected out and only its positive modes, capped, and halved until it lowers the largest force
+    newton = 0
+    while fmax > fmax_kj_mol_nm and steps < max_steps and newton < NEWTON_STEPS:
+        step = _newton_step(module, pos, g)
+        for _ in range(NEWTON_HALVINGS):
             e_new, g_new = energy_and_gradient(module, pos + step)
             fmax_new = float(np.linalg.norm(g_new, axis=1).max())
-            if not (np.isfinite(e_new) and fmax_new < fmax):
+            if np.isfinite(e_new) and fmax_new < fmax:
                 break
-            pos, e, g, fmax, steps = pos + step, e_new, g_new, fmax_new, steps + 1
-            message = f"{res.message}; then Newton steps on the Hessian"
-            if fmax <= fmax_kj_mol_nm:
-                break
+            step = 0.5 * step
+        else:  # no step along the Newton direction lowers the force: as close as this model's precision gets
+            break
+        pos, e, g, fmax, steps, newton = pos + step, e_new, g_new, fmax_new, steps + 1, newton + 1
+        message = f"{base}; then {newton} Newton step(s) on the Hessian"
     return MinimizationResult(pos, e, fmax, steps, fmax <= fmax_kj_mol_nm, message)
+
+
+def _newton_step(module, pos: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """The Newton step [N, 3] on the Hessian at ``pos``, with translations and rotations projected out and only
+    its positive modes (above NEWTON_MIN_CURVATURE of the stiffest), no atom moved more than NEWTON_MAX_STEP_NM."""
+    d, _ = external_basis(pos, np.ones(len(pos)))
+    project = np.eye(d.shape[0]) - d @ d.T
+    w, v = np.linalg.eigh(project @ hessian(module, pos) @ project)
+    keep = w > NEWTON_MIN_CURVATURE * w.max()
+    step = -(v[:, keep] @ ((v[:, keep].T @ gradient.reshape(-1)) / w[keep])).reshape(-1, 3)
+    return step * min(1.0, NEWTON_MAX_STEP_NM / max(float(np.linalg.norm(step, axis=1).max()), 1e-300))
 
 
 def hessian(module, positions_nm) -> np.ndarray:
@@ -580,6 +594,13 @@ def harmonic_analysis(
     props = property_derivatives(module, pos)
     forces = props.get("forces", -grad)
     max_force = float(np.linalg.norm(forces, axis=1).max())
+    if not minimize and max_force > NONSTATIONARY_FORCE_KJ_MOL_NM:
+        _warn(
+            f"the structure is not at a minimum of the model (largest force {max_force:.3g} kJ/mol/nm, not "
+            "minimised): the frequencies of a non-stationary point are not the model's. Minimise (leave out "
+            "--no-minimize), or give positions with more decimals: a PDB keeps 0.001 Angstrom, enough for forces of "
+            "tens of kJ/mol/nm in stiff bonds"
+        )
 
     h = hessian(module, pos)
     inv_sqrt_m = np.repeat(1.0 / np.sqrt(masses), 3)

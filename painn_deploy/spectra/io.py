@@ -180,7 +180,11 @@ def read_properties(path) -> Properties:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     attrs = {k: (_text_attr(v) if isinstance(v, bytes) else v) for k, v in attrs.items()}
     temp = _number_attr(attrs, "temperature_K", path, "a temperature in kelvin")
-    temp = temp if temp is not None and math.isfinite(temp) else None
+    if temp is not None and not (math.isfinite(temp) and temp > 0):
+        raise InputError(
+            f"{path}: the 'temperature_K' attribute must be a positive temperature in kelvin, got {temp}; set it "
+            f"with h5py.File(path, 'a').attrs['temperature_K'] = ..."
+        )
     step = _number_attr(attrs, "timestep_fs", path, "a time step in fs")
     step = step if step is not None and math.isfinite(step) and step > 0 else None
     beads = _number_attr(attrs, "beads", path, "a whole number", int)

@@ -270,6 +270,7 @@ def train(cfg: TrainConfig) -> dict:
         "train_batches_per_epoch_per_process": trainer.num_training_batches,
         **_processes(trainer),
         "global_rank": 0,
+        "n_test": len(split["test"]),
         "test_errors": test,
     }
     write_json(output / "summary.json", summary, indent=2)
@@ -319,18 +320,29 @@ def evaluate(checkpoint, data: data_io.MoleculeDataset, indices) -> dict:
     return errors
 
 
-def checkpoint_test_errors(checkpoint) -> dict:
-    """Test errors (as :func:`evaluate`) of a painn-train checkpoint on the test split saved in it."""
+def checkpoint_test_errors(checkpoint, data: str | None = None) -> dict:
+    """Test errors (as :func:`evaluate`) of a painn-train checkpoint on the test split saved in it, read from
+    ``data`` or, by default, from where painn-train read the data (the absolute path it recorded).  Data other than
+    the checkpoint's (SHA-256) are refused: the saved split would mix training frames into the test set."""
     record = load_checkpoint(checkpoint)
     if "train_config" not in record or "split" not in record:
         raise CheckpointError(
             f"{checkpoint} stores no training configuration and split; was it written by painn-train?"
         )
     cfg = TrainConfig.from_mapping(record["train_config"], source=f"{checkpoint} (its training configuration)")
-    recorded = Path((record.get("data") or {}).get("path", cfg.data))
-    if recorded.is_file():  # (painn-train records the absolute path: --test-only works from any folder)
-        cfg = replace(cfg, data=str(recorded))
-    return evaluate(checkpoint, load_data(cfg), np.asarray(record["split"]["test"]))
+    recorded = (record.get("data") or {}).get("path", cfg.data)
+    if data is None and not Path(recorded).is_file():
+        raise InputError(
+            f"the data {checkpoint} was trained on is no longer at {recorded}; give its current path with --data"
+        )
+    dataset = load_data(replace(cfg, data=str(data or recorded)))
+    trained_on = (record.get("data") or {}).get("sha256")
+    if trained_on and dataset.sha256 and dataset.sha256 != trained_on:
+        raise InputError(
+            f"{dataset.source} is not the data {checkpoint} was trained on (its SHA-256 differs): the saved test "
+            f"split would take other frames, some of them training frames. Give the original file with --data"
+        )
+    return evaluate(checkpoint, dataset, np.asarray(record["split"]["test"]))
 
 
 def _yaml(d: dict) -> str:

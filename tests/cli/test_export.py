@@ -60,11 +60,15 @@ def test_an_existing_output_is_kept_and_a_too_small_pair_capacity_is_named(train
     for argv, message in (
         ([str(trained_checkpoint), "-o", str(out)], "model.pt already exists; give another -o, or --overwrite"),
         ([str(trained_checkpoint), "-o", str(tmp_path)], "is a directory; give a file name, e.g."),
+        ([str(trained_checkpoint), "-o", str(trained_checkpoint), "--overwrite"], "is an input of the export"),
     ):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert out.read_bytes() == b"a model the user wants to keep"
+    from painn_deploy.model.checkpoint import load_checkpoint
+
+    assert load_checkpoint(trained_checkpoint)["atomic_numbers"]  # the refused export left the checkpoint alone
     assert main([str(trained_checkpoint), "-o", str(out), "--overwrite"]) == 0
     assert load_metadata(out)["n_particles"] == 9
 

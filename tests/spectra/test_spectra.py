@@ -459,6 +459,8 @@ def test_unit_attributes(tmp_path):
         ("beads", 2.5, "a whole number"),
         ("replicas", "many", "a whole number"),
         ("timestep_fs", "0.5fs", "a time step in fs"),
+        ("temperature_K", -300.0, "a positive temperature in kelvin"),
+        ("temperature_K", float("nan"), "a positive temperature in kelvin"),
     ):
         path = _write_h5(tmp_path / f"{name}.h5", d["t"], d["dipole"], **{name: value})
         with pytest.raises(InputError, match=f"{name}.h5: the '{name}' attribute must be {what}, got"):

@@ -11,7 +11,7 @@ import yaml
 
 from painn_deploy import data as data_io
 from painn_deploy import units
-from painn_deploy.errors import CheckpointError, InputError
+from painn_deploy.errors import CheckpointError, DataWarning, InputError, UnitsError
 from painn_deploy.training import TrainConfig, load_checkpoint, potential_from_record, predict, train
 
 from ..conftest import ETHANOL_NPZ, ETHANOL_PDB
@@ -106,8 +106,13 @@ def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_c
     assert factor == pytest.approx(units.HARTREE_TO_EV / units.BOHR_TO_ANGSTROM, rel=0.1)  # 51.42
     # an eV file read as kcal/mol: consistent, but a force RMS of a molecule near 0 K
     misread = data_io.load(tmp_path / "ev.extxyz", data_io.FileUnits(energy="kcal/mol"))
-    with pytest.warns(UserWarning, match=r"have an RMS of 0\.0\d+ eV/Angstrom as read; molecules near thermal "):
+    with pytest.warns(DataWarning, match=r"have an RMS of 0\.0\d+ eV/Angstrom as read; molecules near thermal "):
         data_io.check_units(misread)
+    # Angstrom read as nm (or Bohr): the atoms are not a bond length apart; the training envelope would be empty
+    for length, typical in (("nm", r"1\d\.\d"), ("Bohr", r"0\.5\d+")):
+        wrong = data_io.load(ETHANOL_NPZ, data_io.FileUnits(length=length))
+        with pytest.raises(UnitsError, match=rf"are {typical} Angstrom from their nearest neighbour .*--length-unit"):
+            data_io.check_units(wrong)
 
 
 def test_other_programs_keys_and_frames_without_a_target_are_named(tmp_path):
@@ -424,9 +429,28 @@ def test_cli_train_and_test_only(tmp_path, capsys):
     argv = ["--data", str(ETHANOL_NPZ), "--targets", "energy,forces", "--n-train", "30", "--n-val", "10", "--max-epochs", "1",
             "--n-features", "8", "--n-interactions", "1", "--output", str(out), "--no-progress-bar"]  # fmt: skip
     assert main(argv) == 0
-    assert "forces" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "forces" in printed and "errors on the test split" in printed
     assert main(["--test-only", str(out / "best.ckpt")]) == 0
     assert "energy" in capsys.readouterr().out
+    # the data moved: found with --data, and only the file the model was trained on (SHA-256)
+    import shutil
+
+    moved = tmp_path / "moved.npz"
+    shutil.copy(ETHANOL_NPZ, moved)
+    record = torch.load(out / "best.ckpt", weights_only=False)
+    record["painn"]["data"]["path"] = str(tmp_path / "gone.npz")
+    torch.save(record, out / "moved.ckpt")
+    assert main(["--test-only", str(out / "moved.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "is no longer at" in err and "gone.npz; give its current path with --data" in err
+    assert main(["--test-only", str(out / "moved.ckpt"), "--data", str(moved)]) == 0
+    assert "energy" in capsys.readouterr().out
+    arrays = dict(np.load(ETHANOL_NPZ))
+    arrays["coords"] = arrays["coords"][::-1].copy()
+    np.savez(tmp_path / "shuffled.npz", **arrays)
+    assert main(["--test-only", str(out / "moved.ckpt"), "--data", str(tmp_path / "shuffled.npz")]) == 2
+    assert "is not the data" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "none.npz"), "--output", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["--test-only", str(tmp_path / "none.ckpt")]) == 2
