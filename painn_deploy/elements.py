@@ -79,7 +79,7 @@ def check_known(
             listing = ": " + "; ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise UnknownElementError(
             f"{where} contains {names}, which the model was not trained on (it knows {trained}){listing}. "
-            f"{fix}Train a model on data that contains these elements."
+            f"{fix}{'train' if fix else 'Train'} a model on data that contains these elements."
         )
 
 

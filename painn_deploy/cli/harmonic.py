@@ -6,7 +6,7 @@
 
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.spectra.harmonic_pipeline.HarmonicConfig`
 and runs :func:`~painn_deploy.spectra.harmonic_pipeline.compute_harmonic`, which writes modes.csv, harmonic.json,
-minimized.pdb and modes.png.  ``painn-spectrum --sticks harmonic/modes.csv`` overlays the sticks on MD spectra.
+minimized.pdb and modes.png.  ``painn-spectrum --sticks harmonic/modes.csv`` overlays the harmonic spectrum on MD spectra.
 Exit status: :mod:`painn_deploy.cli.common`.  Formulas and units: docs/spectra.md.
 """
 

@@ -27,7 +27,10 @@ DESCRIPTION = (
 def build_parser():
     parser = _build_parser(PROG, DESCRIPTION, TrainConfig)
     parser.add_argument(
-        "--test-only", metavar="CKPT", help="report test errors of a checkpoint on its saved test split and exit"
+        "--test-only",
+        metavar="CKPT",
+        help="report test errors of a checkpoint on its saved test split and exit (the data from where it was "
+        "trained, or --data FILE if moved; other data are refused)",
     )
     return parser
 

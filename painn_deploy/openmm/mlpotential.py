@@ -170,7 +170,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         known, cutoff_nm = self._elements_and_cutoff()
         atoms = list(topology.atoms())
         elements.check_known(
-            z, known, f"the ML atoms (model {self.path})",
+            z, known, f"the ML region (model {self.path})",
             [f"atom {i} ({atoms[i].name} in residue {atoms[i].residue.name} {atoms[i].residue.id})" for i in ml],
             "Give only atoms of these elements as ML atoms (model the others with the MM force field in "
             "createMixedSystem), or ",

@@ -132,8 +132,8 @@ class SpectrumConfig(Config):
     sticks: str | None = option(
         None,
         "--sticks",
-        "overlay harmonic sticks from the modes.csv of painn-harmonic (IR in km/mol, Raman activity in "
-        "Angstrom^4/amu, on a second y axis)",
+        "overlay the harmonic spectrum from the modes.csv of painn-harmonic (IR in km/mol, Raman activity in "
+        "Angstrom^4/amu), broadened as the MD spectrum and in its units",
         "MODES.csv",
         "path",
     )

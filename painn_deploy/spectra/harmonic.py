@@ -76,8 +76,9 @@ class HarmonicWarning(UserWarning):
     """The harmonic analysis ran but its accuracy is limited (precision, convergence)."""
 
 
-def _warn(message: str) -> None:
-    warnings.warn(message, HarmonicWarning, stacklevel=3)
+def _warn(message: str, depth: int = 0) -> None:
+    """Warn at the caller of the public function (``depth``: the helper functions between them)."""
+    warnings.warn(message, HarmonicWarning, stacklevel=3 + depth)
 
 
 def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, where: str = "the structure"):
@@ -190,8 +191,8 @@ class MinimizationResult:
     message: str
 
 
-#: Newton steps after L-BFGS-B (on one Hessian), the smallest curvature they step along, relative to the
-#: stiffest, and the largest distance (nm) they move an atom.
+#: Newton steps after L-BFGS-B (each on a fresh Hessian), the halvings tried before one is given up, the smallest
+#: curvature they step along, relative to the stiffest, and the largest distance (nm) they move an atom.
 NEWTON_STEPS = 20
 NEWTON_HALVINGS = 10
 NEWTON_MIN_CURVATURE = 1e-6
@@ -490,7 +491,8 @@ def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_
             _warn(
                 f"the minimisation stopped after {mres.n_steps} steps with a largest force of "
                 f"{mres.max_force_kj_mol_nm:.3g} kJ/mol/nm (threshold {fmax_kj_mol_nm:g}; {mres.message}): "
-                "frequencies of soft modes may be inaccurate"
+                "frequencies of soft modes may be inaccurate",
+                depth=1,
             )
         if atomic_numbers is not None:
             before, after = count_fragments(atomic_numbers, start), count_fragments(atomic_numbers, pos)
@@ -499,7 +501,8 @@ def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_
                     f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
                     f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii). "
                     "The model has no minimum near the starting structure: check the structure, or the model's "
-                    "training data"
+                    "training data",
+                    depth=1,
                 )
     return pos, minimization
 

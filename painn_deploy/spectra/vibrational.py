@@ -101,8 +101,9 @@ class SpectrumWarning(UserWarning):
     """A spectrum was computed but a setting or the data limit its reliability."""
 
 
-def _warn(message: str) -> None:
-    warnings.warn(message, SpectrumWarning, stacklevel=3)
+def _warn(message: str, depth: int = 0) -> None:
+    """Warn at the caller of the public function (``depth``: the helper functions between them)."""
+    warnings.warn(message, SpectrumWarning, stacklevel=3 + depth)
 
 
 @dataclass
@@ -412,7 +413,8 @@ def _wavenumber_range(opts: SpectrumOptions, dt_ps: float) -> tuple[float, float
                 f"the sampling interval {dt_ps * FS_PER_PS:g} fs resolves wavenumbers only up to the Nyquist "
                 f"limit 1/(2 dt c) = {nyq:.1f} cm^-1, below the default {DEFAULT_WMAX_CM1:g} cm^-1: the "
                 "spectrum is cut there and faster motions (e.g. X-H stretches near 3000-3700 cm^-1) are "
-                "aliased to wrong wavenumbers. Record properties more often (smaller record interval)."
+                "aliased to wrong wavenumbers. Record properties more often (smaller record interval).",
+                depth=1,
             )
             wmax_cm1 = nyq
     elif wmax_cm1 > nyq * (1 + 1e-12):
@@ -432,7 +434,7 @@ def _wavenumber_range(opts: SpectrumOptions, dt_ps: float) -> tuple[float, float
                     "cm^-1. Lower wmax."
                 )
             _warn(f"the range is cut at {top:.1f} cm^-1, the highest wavenumber whose line a {step_fs:g} fs "
-                  f"Verlet step keeps below the Nyquist wavenumber {nyq:.1f} cm^-1")  # fmt: skip
+                  f"Verlet step keeps below the Nyquist wavenumber {nyq:.1f} cm^-1", depth=1)  # fmt: skip
             wmax_cm1 = top
     if not wmax_cm1 > wmin_cm1:
         raise InputError(f"wmax ({wmax_cm1:g} cm^-1) must be larger than wmin ({wmin_cm1:g} cm^-1)")
@@ -454,7 +456,8 @@ def _lag_count(opts: SpectrumOptions, dt_ps: float, n_frames: Sequence[int], wmi
         if wmax_cm1 - wmin_cm1 > fwhm > COARSE_RESOLUTION_CM1:
             _warn(
                 f"the shortest run ({length_ps:.4g} ps) resolves only {fwhm:.3g} cm^-1 (FWHM): bands closer than "
-                f"that merge. {_run_longer(window)}"
+                f"that merge. {_run_longer(window)}",
+                depth=1,
             )
     else:
         if resolution_cm1 is not None:
@@ -471,7 +474,8 @@ def _lag_count(opts: SpectrumOptions, dt_ps: float, n_frames: Sequence[int], wmi
                 f"the shortest run ({length_ps:.4g} ps) is too short for {what}: the correlation time is cut "
                 f"to half the run ({0.5 * length_ps:.4g} ps), which resolves "
                 f"{resolution_for_max_corr_time(0.5 * length_ps, window):.3g} cm^-1 (FWHM). Run at least "
-                f"{2 * tau:.4g} ps."
+                f"{2 * tau:.4g} ps.",
+                depth=1,
             )
             tau = 0.5 * length_ps
     n_lags = int(round(tau / dt_ps)) + 1
@@ -785,25 +789,31 @@ def depolarization_ratio(
 
 
 def harmonic_line_shape(wavenumber_cm1, intensity, like: Spectrum, name: str = "harmonic") -> Spectrum:
-    """Harmonic intensities (per mode, e.g. km/mol) as a line shape on the grid of the MD spectrum ``like``,
-    broadened by the same lag-window kernel: each mode is the spectral density of cos(omega_k t) analysed with
-    ``like``'s settings, scaled so that its band integral is its intensity.  A classical (F = 1) MD band of a
-    harmonic mode then lies on top of it, up to the integrator's frequency shift."""
+    """Harmonic intensities (per mode, e.g. km/mol) as a line shape on the grid of the MD spectrum ``like``, made
+    as ``like`` was: each mode is the spectral density of cos(omega_k t) (at the frequency a Verlet step shows it
+    when ``like`` corrected that shift), analysed with ``like``'s settings and quantum factor F(x), and scaled so
+    that its band integral with F = 1 is its intensity.  A classical MD band of a harmonic mode lies on top of it."""
     meta = like.metadata
     dt_ps, n_lags = meta["dt_ps"], int(round(meta["max_corr_time_ps"] / meta["dt_ps"])) + 1
+    step_fs = meta.get("integrator_timestep_fs") if meta.get("integrator_shift_corrected") else None
     t = np.arange(n_lags) * dt_ps
     shape = np.zeros_like(like.wavenumber_cm1)
     for nu_k, height in zip(np.asarray(wavenumber_cm1, float), np.asarray(intensity, float), strict=True):
         if not (np.isfinite(nu_k) and np.isfinite(height) and nu_k > 0):
             continue
+        shown = float(integrator.observed_wavenumber(nu_k, step_fs)) if step_fs else nu_k
         omega, dens = spectral_density(
-            np.cos(nu_k * RAD_PER_PS_PER_CM1 * t), dt_ps, window=meta["window"], zero_pad=meta["zero_pad"]
+            np.cos(shown * RAD_PER_PS_PER_CM1 * t), dt_ps, window=meta["window"], zero_pad=meta["zero_pad"]
         )
+        if step_fs:
+            dens = np.nan_to_num(integrator.correct_density(omega, dens, step_fs))
         per_cm1 = 2.0 * height * dens * RAD_PER_PS_PER_CM1  # the positive-frequency lobe holds half the density
         shape += np.interp(like.wavenumber_cm1, omega / RAD_PER_PS_PER_CM1, per_cm1)
+    x = reduced_frequency(like.wavenumber_cm1, meta["temperature_K"])
+    shape = shape * absorption_factor(x, meta["quantum_correction"])
     return Spectrum(
         name, like.wavenumber_cm1.copy(), shape, np.full_like(shape, np.nan), shape[None], like.units,
-        "harmonic intensities broadened by the MD spectrum's lag-window kernel", dict(meta, n_runs=1),
+        "harmonic intensities broadened as the MD spectrum", dict(meta, n_runs=1),
     )  # fmt: skip
 
 

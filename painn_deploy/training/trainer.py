@@ -17,7 +17,7 @@ from .. import data as data_io
 from ..deploy.envelope import training_envelope
 from ..elements import formula
 from ..errors import CheckpointError, InputError
-from ..files import write_json
+from ..files import file_sha256, require_file, write_json
 from ..model import PaiNNConfig, PaiNNPotential
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..spectra.plots import unicode_units
@@ -335,14 +335,14 @@ def checkpoint_test_errors(checkpoint, data: str | None = None) -> dict:
         raise InputError(
             f"the data {checkpoint} was trained on is no longer at {recorded}; give its current path with --data"
         )
-    dataset = load_data(replace(cfg, data=str(data or recorded)))
+    path = require_file(data or recorded, "data file", "give the data the model was trained on with --data")
     trained_on = (record.get("data") or {}).get("sha256")
-    if trained_on and dataset.sha256 and dataset.sha256 != trained_on:
+    if trained_on and file_sha256(path) != trained_on:
         raise InputError(
-            f"{dataset.source} is not the data {checkpoint} was trained on (its SHA-256 differs): the saved test "
-            f"split would take other frames, some of them training frames. Give the original file with --data"
+            f"{path} is not the data {checkpoint} was trained on (its SHA-256 differs): the saved test split would "
+            f"take other frames, some of them training frames. Give the original file with --data"
         )
-    return evaluate(checkpoint, dataset, np.asarray(record["split"]["test"]))
+    return evaluate(checkpoint, load_data(replace(cfg, data=str(path))), np.asarray(record["split"]["test"]))
 
 
 def _yaml(d: dict) -> str:

@@ -239,6 +239,22 @@ def test_harmonic_line_shape_is_the_md_band_of_a_harmonic_mode():
     peak = harmonic.intensity.max()
     assert np.abs(ir.intensity[inside] - harmonic.intensity[inside]).max() < 1e-3 * peak  # (measured: 3e-5)
     assert np.abs(harmonic.intensity[~inside]).max() < 0.03 * peak  # (the Hann kernel's side lobes)
+    # made as the MD spectrum was, with a quantum factor F(x) other than 1 (the same intensity) ...
+    md = ir_spectrum(d["t"], d["dipole"], 300.0, resolution_cm1=10.0, quantum_correction="standard")
+    same = harmonic_line_shape([d["nu0"]], [intensity], md)
+    assert np.abs(md.intensity - same.intensity).max() < 1e-3 * md.intensity.max()
+    # ... and for a Verlet run's line (at omega' = 2/dt asin(omega dt/2)) with that shift corrected (the shape)
+    from painn_deploy.spectra import integrator
+
+    shown = float(integrator.observed_wavenumber(d["nu0"], 1.0))
+    verlet = np.cos(shown * RAD_PER_PS_PER_CM1 * d["t"])[:, None] * np.array([0.01, 0.0, 0.0])
+    md = ir_spectrum(
+        d["t"], verlet, 300.0, resolution_cm1=10.0, correct_integrator_shift=True, integrator_timestep_fs=1.0
+    )
+    same = harmonic_line_shape([d["nu0"]], [1.0], md)
+    same_scaled = same.intensity * md.intensity.max() / same.intensity.max()
+    assert abs(md.peak_wavenumber_cm1() - d["nu0"]) <= _bin(md)
+    assert np.abs(md.intensity - same_scaled).max() < 2e-3 * md.intensity.max()
 
 
 def test_slowly_turning_polar_molecule_leaves_no_floor_under_the_bands():
