@@ -105,6 +105,15 @@ class CheckpointAndCurves(pl.Callback):
         self._save(trainer, pl_module, "last.ckpt")
         write_history(self.history, self.output)
 
+    def on_train_epoch_end(self, trainer, pl_module):
+        """The epoch's training loss, which Lightning aggregates only after the validation that wrote its row."""
+        loss = trainer.callback_metrics.get("train_loss")
+        if not trainer.is_global_zero or loss is None or not self.history:
+            return
+        if self.history[-1]["epoch"] == trainer.current_epoch:
+            self.history[-1]["train_loss"] = float(loss)
+            write_history(self.history, self.output)
+
 
 def write_history(history: list, output: Path) -> None:
     keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))

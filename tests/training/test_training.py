@@ -187,6 +187,8 @@ def test_training_lowers_the_loss_and_writes_outputs(short_run):
         rows = list(csv.DictReader(f))
     assert len(rows) == 8
     assert float(rows[-1]["val_loss"]) < 0.5 * float(rows[0]["val_loss"])
+    # each row holds its own epoch's training loss (Lightning aggregates it after that epoch's validation)
+    assert all(r["train_loss"] for r in rows) and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     # the smoothed loss starts at the first epoch's, not at Lightning's sanity check of the untrained model
     assert float(rows[0]["val_loss_smoothed"]) == pytest.approx(float(rows[0]["val_loss"]), rel=1e-6)
     assert float(rows[-1]["val_forces_mae"]) < 0.7 * float(rows[0]["val_forces_mae"])
