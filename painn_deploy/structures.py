@@ -120,6 +120,22 @@ def molecular_box(
     return z, np.concatenate(coords), np.eye(3) * n_side * spacing_nm
 
 
+def nearest_neighbours(positions: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
+    """Each atom's distance to its nearest other atom and that atom's index (k-d tree; minimum image in an
+    orthorhombic ``box`` [3, 3]), in the unit of ``positions`` [N, 3] (N >= 2).  Atoms that coincide may list
+    themselves as their nearest."""
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions, dtype=np.float64)
+    if box is not None and np.allclose(box, np.diag(np.diag(box))):
+        widths = np.diag(np.asarray(box, dtype=np.float64))
+        tree = cKDTree(np.mod(pos, widths), boxsize=widths)
+        distance, index = tree.query(np.mod(pos, widths), k=2)
+    else:
+        distance, index = cKDTree(pos).query(pos, k=2)
+    return distance[:, 1], index
+
+
 def check_indices(atoms: Sequence[int], n_particles: int, where: str) -> List[int]:
     """0-based atom indices as a list, or :class:`InputError` when they are empty, repeated or outside the
     ``n_particles`` of ``where``."""

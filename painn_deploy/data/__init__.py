@@ -336,12 +336,12 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
 def _check_lengths(d: MoleculeDataset, where: str) -> None:
     """Refuse coordinates whose atoms are not about a bond length from their nearest neighbour (median over the
     atoms of the first frames): the length unit given is not the file's."""
-    from scipy.spatial import cKDTree
+    from ..structures import nearest_neighbours
 
     frames = d.positions[: min(len(d), 10)]
     if frames.shape[1] < 2 or not len(frames):
         return
-    typical = float(np.median([cKDTree(f).query(f, k=2)[0][:, 1] for f in frames]))
+    typical = float(np.median([nearest_neighbours(f)[0] for f in frames]))
     low, high = NEAREST_NEIGHBOUR_RANGE_A
     if not low <= typical <= high:
         raise UnitsError(

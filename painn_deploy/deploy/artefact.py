@@ -223,13 +223,14 @@ class Model:
 ANGSTROM_LIKE_NM = 0.5
 
 
-def _check_nm(positions: torch.Tensor, max_atoms: int = 2000) -> None:
+def _check_nm(positions: torch.Tensor) -> None:
     """Warn when the first frame's atoms are so far apart that its positions are probably in Angstrom."""
-    frame = positions.detach().reshape(-1, positions.shape[-2], 3)[0].to("cpu", torch.float64)
-    if not 2 <= len(frame) <= max_atoms:
+    from ..structures import nearest_neighbours
+
+    frame = positions.detach().reshape(-1, positions.shape[-2], 3)[0].to("cpu", torch.float64).numpy()
+    if len(frame) < 2 or not np.all(np.isfinite(frame)):
         return
-    distances = torch.cdist(frame, frame) + torch.diag(torch.full((len(frame),), float("inf"), dtype=frame.dtype))
-    median = float(distances.min(dim=1).values.median())
+    median = float(np.median(nearest_neighbours(frame)[0]))
     if median > ANGSTROM_LIKE_NM:
         warnings.warn(
             f"the atoms' nearest neighbours are {median:.2f} nm away (median), where bonded atoms are 0.1-0.2 nm "

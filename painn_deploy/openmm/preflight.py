@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..errors import InputError, UnitsError
+from ..structures import nearest_neighbours
 
 MIN_DISTANCE_NM = 0.05  # closer than this two atoms overlap (shortest bonds, H-H, are ~0.074 nm)
 TOO_FAR_NM = 0.5  # a median nearest-neighbour distance above this: coordinates 10 times too large
@@ -17,15 +18,7 @@ def check_positions(positions_nm: np.ndarray, box_nm=None, where: str = "the str
     n = len(pos)
     if n < 2:
         return
-    from scipy.spatial import cKDTree
-
-    if box_nm is not None:
-        widths = np.diag(np.asarray(box_nm))
-        tree = cKDTree(np.mod(pos, widths), boxsize=widths) if np.allclose(box_nm, np.diag(widths)) else cKDTree(pos)
-    else:
-        tree = cKDTree(pos)
-    dist, idx = tree.query(pos, k=2)
-    nearest = dist[:, 1]
+    nearest, idx = nearest_neighbours(pos, box_nm)
     typical = float(np.median(nearest))
     if typical > TOO_FAR_NM:
         raise UnitsError(
