@@ -187,7 +187,9 @@ def load_config_file(path) -> dict:
     import yaml
 
     path = require_file(
-        path, "configuration file", "give a YAML file of options (keys: the option names with underscores)"
+        path,
+        "configuration file",
+        "give a YAML file of options (keys: option names with underscores and the unit where there is one)",
     )
     try:
         values = yaml.safe_load(path.read_text())
@@ -229,8 +231,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, config_help: str | None 
         "--config",
         metavar="FILE.yaml",
         help=config_help
-        or f"YAML file of options (keys: the option names with underscores, e.g. {examples}); command-line "
-        "flags override it",
+        or f"YAML file of options (keys: option names with underscores and the unit where there is one, e.g. "
+        f"{examples}); command-line flags override it",
     )
     for f in _options(cls):
         meta = f.metadata

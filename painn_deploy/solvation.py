@@ -80,8 +80,10 @@ def solvate(
     box_shape: str = "cube",
     ionic_strength_molar: float = 0.0,
 ):
-    """The molecule(s) of ``pdb_path`` in a periodic box of water: ``n_waters`` molecules, or ``padding_nm`` of
-    water around them (default 1 nm), plus counter-ions for a charged solute.  Writes ``output_pdb`` (with its
+    """The molecule(s) of ``pdb_path`` in a periodic box of water: ``n_waters`` molecules, or a box sized by
+    ``padding_nm`` (default 1 nm; OpenMM's padding: the solute's diameter plus ``padding_nm``, and at least
+    2 ``padding_nm`` wide, so that the solute is at least ``padding_nm`` from its periodic images), plus counter-ions
+    for a charged solute.  Writes ``output_pdb`` (with its
     CRYST1 box) when given; returns ``(topology, positions)``.
 
     Every residue needs a template in the force field (amber14 + the bundled ethanol + ``forcefield_files``):
@@ -93,9 +95,12 @@ def solvate(
     if n_waters is not None and int(n_waters) < 1:
         raise InputError(f"n_waters must be at least 1, not {n_waters}")
     if padding_nm is not None and not padding_nm > 0:
-        raise InputError(f"padding_nm is the layer of water around the solute in nm (1 nm is usual), not {padding_nm}")
+        raise InputError(
+            f"padding_nm is the distance in nm between the solute and its periodic images (1 nm is usual), not "
+            f"{padding_nm}"
+        )
     if padding_nm is not None and padding_nm > LARGE_PADDING_NM:
-        width = 2.0 * padding_nm + 0.5
+        width = 2.0 * padding_nm
         warnings.warn(
             f"padding_nm = {padding_nm:g} nm builds a box about {width:.0f} nm wide, with about "
             f"{WATERS_PER_NM3 * width**3:,.0f} water molecules; padding_nm is in nm (1 nm is usual), not Angstrom",

@@ -15,7 +15,7 @@ from ..files import MODEL_FILE_FIX, file_sha256, is_checkpoint, require_file
 from ..openmm.forces import quiet_import
 from ..resources import BUNDLED_MODEL
 from .config import SimulationConfig
-from .rpmd import Layout, ring_polymer_integrator
+from .rpmd import Layout, is_ring_polymer_integrator, ring_polymer_integrator, ring_polymer_thermostat_off
 
 
 def resolve_model(
@@ -74,24 +74,36 @@ def import_openmmtools():
 
 
 def build_integrator(cfg: SimulationConfig, layout: Layout):
+    """The run's integrator.  ``--integrator verlet`` gets the thermostatted one too (BAOAB, the PILE ring-polymer
+    step or OpenMM's RPMDIntegrator): its equilibration runs with the thermostat, and :func:`stop_thermostat` then
+    makes the same integrator conserve the energy (the ring-polymer Hamiltonian), so that a fresh run and a resumed
+    one step with one integrator."""
     temperature = cfg.temperature_K * unit.kelvin
     friction = cfg.friction_per_ps / unit.picosecond
     dt = cfg.timestep_fs * unit.femtosecond
     if cfg.beads > 1 and cfg.rpmd_integrator == "openmm":
         integrator = openmm.RPMDIntegrator(cfg.beads, temperature, friction, dt)
     elif cfg.beads > 1:
-        integrator = ring_polymer_integrator(
-            layout, cfg.temperature_K, cfg.friction_per_ps, cfg.timestep_fs, thermostat=cfg.integrator == "langevin"
-        )
-    elif cfg.integrator == "langevin":
-        integrator = import_openmmtools().BAOABIntegrator(temperature, friction, dt)
+        integrator = ring_polymer_integrator(layout, cfg.temperature_K, cfg.friction_per_ps, cfg.timestep_fs)
     elif cfg.integrator == "nose-hoover":
         integrator = openmm.NoseHooverIntegrator(temperature, friction, dt)
     else:
-        integrator = import_openmmtools().VelocityVerletIntegrator(dt)
+        integrator = import_openmmtools().BAOABIntegrator(temperature, friction, dt)
     if not isinstance(integrator, openmm.NoseHooverIntegrator):  # deterministic, and the only one without a seed
         integrator.setRandomNumberSeed(cfg.seed + 1)
     return integrator
+
+
+def stop_thermostat(integrator) -> None:
+    """Turn the thermostat of a :func:`build_integrator` integrator off: BAOAB's O step (v = a v + b sigma
+    gaussian) with a = 1, b = 0 leaves B A A B, velocity Verlet; the ring-polymer integrators then conserve H_P."""
+    if isinstance(integrator, openmm.RPMDIntegrator):
+        integrator.setApplyThermostat(False)
+    elif is_ring_polymer_integrator(integrator):
+        ring_polymer_thermostat_off(integrator)
+    else:
+        integrator.setGlobalVariableByName("a", 1.0)
+        integrator.setGlobalVariableByName("b", 0.0)
 
 
 def replicated_topology(topology, copies: int):

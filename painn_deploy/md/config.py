@@ -69,9 +69,12 @@ class SimulationConfig(Config):
     timestep_fs: float = option(0.5, "--timestep", "time step (fs)", "FS")
     integrator: str = option(
         "langevin", "--integrator", "langevin: openmmtools BAOAB (NVT); nose-hoover: Nose-Hoover chain (NVT); "
-        "verlet: velocity Verlet (NVE)", kind=INTEGRATORS,
+        "verlet: velocity Verlet (NVE; ring polymers: no thermostat, H_P conserved), after an equilibration "
+        "(--equilibration-steps) with the langevin / PILE thermostat at --friction", kind=INTEGRATORS,
     )  # fmt: skip
-    friction_per_ps: float = option(1.0, "--friction", "Langevin friction / collision rate (1/ps)", "PER_PS")
+    friction_per_ps: float = option(
+        1.0, "--friction", "Langevin friction / collision rate (1/ps); for ring polymers the centroid's", "PER_PS"
+    )
     beads: int = option(
         1, "--beads", "ring-polymer beads P (> 1: RPMD, PILE thermostat; all beads in one batched evaluation)", "P",
         "int",
@@ -249,8 +252,6 @@ class SimulationConfig(Config):
                 "ring-polymer MD (--beads > 1) uses the PILE thermostat (--integrator langevin) or none (verlet: "
                 "the ring-polymer Hamiltonian is conserved); Nose-Hoover is not available for it"
             )
-        if self.beads > 1 and self.integrator == "verlet" and self.rpmd_integrator == "openmm":
-            raise InputError("OpenMM's RPMDIntegrator always thermostats; use the batched integrator for NVE")
         if self.backend == "torch" and self.records:
             raise InputError(
                 "recording the dipole or polarizability needs --backend python (or auto): TorchForce runs the "

@@ -86,14 +86,14 @@ class Layout:
 
 
 def ring_polymer_integrator(
-    layout: Layout, temperature_K: float, friction_per_ps: float, timestep_fs: float, thermostat: bool = True
+    layout: Layout, temperature_K: float, friction_per_ps: float, timestep_fs: float
 ) -> openmm.CustomIntegrator:
-    """BAOAB-like RPMD step in normal modes, as OpenMM's ``RPMDIntegrator`` orders it: half a PILE-L
+    """The RPMD step in normal modes in OBABO order, as OpenMM's ``RPMDIntegrator`` takes it: half a PILE-L
     thermostat step, a half kick, the exact free ring-polymer evolution over dt, the forces at the
     new positions, a half kick, half a thermostat step.  Every operation acts on one particle's own
     degrees of freedom (per-DOF constants ``cw``, ``sw``, ``wsw``, ``c1``, ``c2``), which is why it
-    fits ``openmm.CustomIntegrator`` and runs on every platform.  Without ``thermostat`` the
-    ring-polymer Hamiltonian is conserved."""
+    fits ``openmm.CustomIntegrator`` and runs on every platform.  Without the thermostat
+    (:func:`ring_polymer_thermostat_off`) the ring-polymer Hamiltonian is conserved."""
     dt_ps = timestep_fs * 1e-3
     integrator = openmm.CustomIntegrator(dt_ps)
     kt = units.BOLTZMANN_KJ_PER_MOL_K * temperature_K * layout.beads
@@ -111,8 +111,6 @@ def ring_polymer_integrator(
 
     omega = mode_frequencies_per_ps(layout.beads, temperature_K)
     gamma = np.where(np.arange(layout.beads) == 0, friction_per_ps, 2.0 * omega)
-    if not thermostat:
-        gamma = np.zeros_like(gamma)
     cw = np.cos(omega * dt_ps)
     sw = np.where(omega > 0, np.sin(omega * dt_ps) / np.where(omega > 0, omega, 1.0), dt_ps)
     wsw = -omega * np.sin(omega * dt_ps)
@@ -122,6 +120,22 @@ def ring_polymer_integrator(
     for name, values in per_frame.items():
         per_particle = np.repeat(np.tile(values, layout.replicas), layout.n_atoms)
         integrator.setPerDofVariableByName(name, [openmm.Vec3(v, v, v) for v in per_particle])
+    return integrator
+
+
+def is_ring_polymer_integrator(integrator) -> bool:
+    """Whether ``integrator`` is a :func:`ring_polymer_integrator`."""
+    if not isinstance(integrator, openmm.CustomIntegrator):
+        return False
+    names = {integrator.getPerDofVariableName(i) for i in range(integrator.getNumPerDofVariables())}
+    return {"cw", "sw", "wsw", "c1", "c2"} <= names
+
+
+def ring_polymer_thermostat_off(integrator: openmm.CustomIntegrator) -> openmm.CustomIntegrator:
+    """No PILE thermostat from now on (c1 = 1, c2 = 0 for every mode); returns the integrator."""
+    n = len(integrator.getPerDofVariableByName("c1"))
+    integrator.setPerDofVariableByName("c1", [openmm.Vec3(1.0, 1.0, 1.0)] * n)
+    integrator.setPerDofVariableByName("c2", [openmm.Vec3(0.0, 0.0, 0.0)] * n)
     return integrator
 
 

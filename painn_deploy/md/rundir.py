@@ -98,10 +98,15 @@ class RunDirectory:
         entries = sorted(p.name for p in self.path.iterdir())
         if entries:
             listing = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
-            what = "a previous run" if any(name in RUN_FILES for name in entries) else "files"
+            if any(name in RUN_FILES for name in entries):
+                what, fix = (
+                    "a previous run",
+                    ", --resume to continue that run, or --overwrite to delete its files and start again",
+                )
+            else:
+                what, fix = "other files", " or an empty folder"
             raise InputError(
-                f"the output directory {self.path} already holds {what} ({listing}); give a new --output, --resume "
-                f"to continue that run, or --overwrite to delete its files and start again"
+                f"the output directory {self.path} already holds {what} ({listing}); give a new --output{fix}"
             )
 
     def discard_if_created(self) -> None:

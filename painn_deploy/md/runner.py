@@ -38,7 +38,7 @@ from ..openmm.forces import make_whole
 from ..openmm.mlpotential import residue_groups
 from ..resources import BUNDLED_MODEL
 from ..structures import find_molecules, load_pdb, write_atoms_pdb
-from .build import build_integrator, choose_platform, replicated_topology, resolve_model
+from .build import build_integrator, choose_platform, replicated_topology, resolve_model, stop_thermostat
 from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
@@ -194,6 +194,8 @@ class MDRun:
             self.system, self.adapter = create_system(
                 self.artefact, topology, self.backend, ring_capacity=ring, cuda_graphs=cuda_graphs, device=device,
                 n_frames=self.layout.n_frames, modes=self.layout.modes(),
+                # (OpenMM's RPMDIntegrator applies a remover to every bead, which would take 3 degrees of freedom each)
+                remove_cm_motion=cfg.beads == 1,
             )  # fmt: skip
         if self.periodic:
             # the model's molecules (ML/MM: the ML atoms', rebuilt where they are) start whole, however the PDB
@@ -223,7 +225,7 @@ class MDRun:
         self.context = openmm.Context(self.system, self.integrator, self.platform, properties)
         self.dt_ps = cfg.timestep_fs * units.PS_PER_FS
         # degrees of freedom of one physical copy: a single classical copy has its centre-of-mass motion removed
-        removed = 3 if self.layout.n_frames == 1 else 0
+        removed = 3 if self.layout.n_frames == 1 and cfg.beads == 1 else 0
         self.dof = 3 * len(z) - removed - self.system.getNumConstraints()
         self.step = 0
         self.features_read = 0  # evaluations read from the adapter's feature ring so far
@@ -371,8 +373,9 @@ class MDRun:
             "temperature_K": temperature,
             "speed_ns_per_day": steps_since_start * self.dt_ps * 1e-3 / max(elapsed, 1e-9) * 86400.0,
         }
-        if p > 1:
+        if p > 1:  # the quantum kinetic energy, and with it the quantum total energy estimate <V> + K_cv
             row["quantum_kinetic_kj_per_mol"] = centroid_virial_kinetic_energy(beads, bead_forces, cfg.temperature_K)
+            row["total_kj_per_mol"] = potential + row["quantum_kinetic_kj_per_mol"]
             springs = spring_energy(beads, self.masses_amu[: beads.shape[2]], cfg.temperature_K)
             row["ring_polymer_hamiltonian_kj_per_mol"] = (kinetic_total + energy) / copies + springs
         if box is not None:  # (periodic runs are one copy: the system's mass is the box's contents)
@@ -507,6 +510,8 @@ class MDRun:
                 self._equilibrate(requested)
             resume_step, resume_frames = -1, -1
             self._write_run_record()
+        if cfg.integrator == "verlet":  # NVE from here on; the equilibration ran with the thermostat
+            stop_thermostat(self.integrator)
         self.log = CsvLog(out / "log.csv", log_columns(cfg.beads > 1, self.periodic), resume_step)
         self.properties = (
             PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames, cfg.replicas)

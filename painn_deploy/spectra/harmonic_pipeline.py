@@ -31,8 +31,8 @@ DESCRIPTION = (
     "Minimise a structure with a model, then compute harmonic vibrational wavenumbers (cm^-1, negative = "
     "imaginary) from the Hessian with translations and rotations projected out, IR intensities (km/mol) from "
     "dipole derivatives and Raman activities 45 a'^2 + 7 g'^2 (Angstrom^4/amu) from polarizability derivatives. "
-    "Options can also come from --config FILE.yaml (keys: the option names with underscores, e.g. max_steps); "
-    "flags override the file. See docs/spectra.md."
+    "Options can also come from --config FILE.yaml (keys: option names with underscores and the unit where "
+    "there is one, e.g. max_steps); flags override the file. See docs/spectra.md."
 )
 #: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
 #: accident.

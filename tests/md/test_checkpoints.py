@@ -178,7 +178,9 @@ def test_a_previous_run_is_not_overwritten_without_overwrite(exported64, tmp_pat
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.pdb").write_text("")
-    with pytest.raises(InputError, match=r"already holds files \(a\.pdb\)"):
+    with pytest.raises(
+        InputError, match=r"already holds other files \(a\.pdb\); give a new --output or an empty folder"
+    ):
         run_simulation(config(exported64, other, steps=10))
     with pytest.raises(InputError, match="give one of them"):
         config(exported64, out, steps=10, resume=True, overwrite=True)

@@ -15,7 +15,14 @@ from painn_deploy import units
 from painn_deploy.deploy import load
 from painn_deploy.errors import InputError
 from painn_deploy.md import SimulationConfig, run_simulation
-from painn_deploy.md.rpmd import Layout, mode_frequencies_per_ps, normal_modes, ring_polymer_integrator
+from painn_deploy.md.rpmd import (
+    Layout,
+    centroid_virial_kinetic_energy,
+    mode_frequencies_per_ps,
+    normal_modes,
+    ring_polymer_integrator,
+    ring_polymer_thermostat_off,
+)
 from painn_deploy.md.runner import MDRun
 from painn_deploy.openmm import ModelForce, create_system, torch_force
 
@@ -102,8 +109,7 @@ def test_harmonic_oscillator_matches_the_exact_path_integral(backend):
         beads = layout.beads_nm(state.getPositions(asNumpy=True)._value)  # [R, P, 1, 3]
         forces = layout.beads_nm(state.getForces(asNumpy=True)._value)
         x2.append(np.mean(np.sum(beads**2, axis=-1)) / 3.0)
-        deviation = beads - beads.mean(axis=1, keepdims=True)
-        kinetic.append(1.5 * kt - np.mean(np.einsum("rkna,rkna->r", deviation, forces)) / (2 * p))
+        kinetic.append(centroid_virial_kinetic_energy(beads, forces, temperature))
     omega_l = mode_frequencies_per_ps(p, temperature)
     exact_x2 = kt / mass * np.sum(1.0 / (omega**2 + omega_l**2))
     exact_kinetic = 1.5 * kt * (1.0 + np.sum(omega**2 / (omega**2 + omega_l[1:] ** 2)))
@@ -146,7 +152,7 @@ def test_batched_integrator_equals_openmm_rpmd_integrator_step_by_step(exported6
     set_beads(reference, layout, beads, velocities, True)
 
     batched_system, _ = create_system(exported64, pdb.topology, n_frames=p, modes=layout.modes())
-    batched = ring_polymer_integrator(layout, 300.0, 1.0, 0.5, thermostat=False)
+    batched = ring_polymer_thermostat_off(ring_polymer_integrator(layout, 300.0, 1.0, 0.5))
     context = openmm.Context(batched_system, batched, openmm.Platform.getPlatformByName("Reference"))
     set_beads(context, layout, beads, velocities, False)
     for _ in range(4):
@@ -192,7 +198,7 @@ def test_ring_polymer_hamiltonian_is_conserved_without_thermostat(exported64):
                     return e, scale * f, frames, s, v
 
             adapter.module = Scaled()
-        integrator = ring_polymer_integrator(layout, temperature, 1.0, 0.25, thermostat=False)
+        integrator = ring_polymer_thermostat_off(ring_polymer_integrator(layout, temperature, 1.0, 0.25))
         context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
         x0 = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
         context.setPositions(layout.particles_nm(np.broadcast_to(x0, (1, p, 9, 3))))
@@ -311,6 +317,35 @@ def test_rpmd_logs_the_ring_polymer_hamiltonian(exported64, tmp_path):
     _, thermostatted = logged("nvt", friction_per_ps=10.0)
     spread = np.ptp(hamiltonian)
     assert spread < 1e-5 * np.ptp(thermostatted), (spread, np.ptp(thermostatted))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [dict(replicas=16), dict(beads=4, replicas=4), dict(beads=4, rpmd_integrator="openmm")],
+    ids=["classical", "rpmd", "openmm-rpmd"],
+)
+def test_nve_runs_after_a_thermostatted_equilibration(tmp_path, options):
+    """--integrator verlet equilibrates with the thermostat and then conserves the energy (classical: the total;
+    ring polymers: H_P): the bundled model's ethanol runs at the target temperature (within 20%; from the minimised
+    structure without a thermostat the molecules keep about half of it, 150-175 K), and the conserved energy spans
+    less than a tenth of the potential's span."""
+    import csv
+
+    from painn_deploy.resources import BUNDLED_MODEL
+
+    cfg = config(BUNDLED_MODEL, tmp_path / "nve", steps=400, integrator="verlet", equilibration_steps=1000,
+                 friction_per_ps=20.0, log_interval=20, **options)  # fmt: skip
+    run = MDRun(cfg)
+    run.run()
+    if cfg.beads > 1:  # no centre-of-mass remover: OpenMM's RPMDIntegrator would apply it to every bead
+        assert not any(isinstance(f, openmm.CMMotionRemover) for f in run.system.getForces())
+        assert run.dof == 27
+    rows = list(csv.DictReader(open(tmp_path / "nve" / "log.csv")))[1:]
+    temperature = np.mean([float(r["temperature_K"]) for r in rows])
+    assert 240.0 < temperature < 360.0, temperature
+    conserved = "ring_polymer_hamiltonian_kj_per_mol" if cfg.beads > 1 else "total_kj_per_mol"
+    spread = np.ptp([float(r[conserved]) for r in rows])
+    assert spread < 0.1 * np.ptp([float(r["potential_kj_per_mol"]) for r in rows])
 
 
 @pytest.mark.parametrize("options", [dict(beads=4, record_dipole=True), dict(replicas=3, record_dipole=True)],

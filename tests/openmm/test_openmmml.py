@@ -330,7 +330,9 @@ def test_solvation_padding_in_the_wrong_unit(tmp_path, monkeypatch):
     """padding_nm of 0 or less is refused; 10 (Angstrom meant) warns with the size of the box before a minute of
     Modeller work (stopped here after the warning)."""
     for bad in (0.0, -1.0):
-        with pytest.raises(InputError, match="padding_nm is the layer of water around the solute in nm"):
+        with pytest.raises(
+            InputError, match="padding_nm is the distance in nm between the solute and its periodic images"
+        ):
             solvate(ETHANOL_PDB, tmp_path / "out.pdb", padding_nm=bad)
 
     def stop(*args, **kwargs):
