@@ -202,8 +202,9 @@ class SimulationConfig(Config):
             )
         if self.friction_per_ps <= 0:
             raise InputError(
-                f"--friction must be positive (1/ps), not {self.friction_per_ps:g}; for dynamics without a "
-                f"thermostat use --integrator verlet"
+                f"--friction must be positive (1/ps), not {self.friction_per_ps:g}: it is the Langevin thermostat's "
+                f"(with --integrator verlet, the equilibration's); for dynamics without a thermostat use --integrator "
+                f"verlet"
             )
         if self.max_temperature_K < 0:
             raise InputError(
@@ -236,6 +237,11 @@ class SimulationConfig(Config):
             raise InputError("--ml-residues (a solute in solvent) runs one classical copy: drop --beads and --replicas")
         if self.pressure_bar < 0:
             raise InputError(f"--pressure must be positive (bar), or 0 for constant volume, not {self.pressure_bar}")
+        if self.pressure_bar > 0 and self.integrator == "verlet":
+            raise InputError(
+                "--pressure (NPT) needs a thermostat, and --integrator verlet runs without one (NVE): use --integrator "
+                "langevin or nose-hoover, or drop --pressure"
+            )
         if self.beads == 1 and (self.rpmd_integrator == "openmm" or self.bead_trajectory):
             what = "--bead-trajectory" if self.bead_trajectory else "--rpmd-integrator openmm"
             raise InputError(f"{what} is for ring polymers: give --beads P (P > 1), or drop it")
@@ -249,8 +255,9 @@ class SimulationConfig(Config):
                 raise InputError("--replicas and --bead-trajectory need the batched ring-polymer integrator")
         if self.beads > 1 and self.integrator == "nose-hoover":
             raise InputError(
-                "ring-polymer MD (--beads > 1) uses the PILE thermostat (--integrator langevin) or none (verlet: "
-                "the ring-polymer Hamiltonian is conserved); Nose-Hoover is not available for it"
+                "ring-polymer MD (--beads > 1) uses the PILE thermostat (--integrator langevin) or, after an "
+                "equilibration with it, none (verlet: the ring-polymer Hamiltonian is conserved); Nose-Hoover is not "
+                "available for it"
             )
         if self.backend == "torch" and self.records:
             raise InputError(

@@ -18,7 +18,7 @@ from .config import SimulationConfig, flag
 from .outputs import dcd_frames
 
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.chk", "checkpoint.prev.chk"
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: --integrator verlet steps with the thermostatted integrator, its thermostat off
 CHECKPOINT_KEYS = {"step": int, "trajectory_frames": int, "trajectory_bytes": int, "property_frames": int,
                    "model_sha256": str, "state_bytes": int}  # fmt: skip
 # what a run writes in its output directory (what --overwrite deletes; nothing else there is touched)

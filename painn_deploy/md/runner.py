@@ -6,6 +6,7 @@ goes bad or leaves the model's training data (:mod:`.safety`), keeping the last 
 directory, the checkpoint format and what a resume verifies: :mod:`.rundir`.
 """
 
+import math
 import os
 import shlex
 import signal
@@ -49,6 +50,8 @@ from .solution import add_barostat, mixed_system, ml_atoms_by_residue
 
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
+# friction x equilibration time before a run without a thermostat: e^-3 of the temperature's deficit is left
+VERLET_EQUILIBRATION_RELAXATIONS = 3
 WARM_UP_EVALUATIONS = 3  # TorchScript runs a module's first call unoptimised (see MDRun._warm_up)
 
 
@@ -141,6 +144,19 @@ class MDRun:
                 f"grid is fixed for the box it was exported with: export with --neighbor-list cell_list for NPT "
                 f"(then run NVT at the box it reaches with a static list, if you want CUDA graphs)"
             )
+        if cfg.integrator == "verlet" and not cfg.resume:
+            step_ps = cfg.timestep_fs * units.PS_PER_FS
+            relaxations = cfg.equilibration_steps * step_ps * cfg.friction_per_ps
+            if relaxations < VERLET_EQUILIBRATION_RELAXATIONS:
+                warnings.warn(
+                    f"--integrator verlet runs without a thermostat after --equilibration-steps, which relax the "
+                    f"temperature at --friction: {cfg.equilibration_steps} steps at {cfg.friction_per_ps:g}/ps are "
+                    f"{relaxations:.2g} relaxation times, and a run from a minimised structure that is not relaxed "
+                    f"keeps up to half of --temperature for good; give at least {VERLET_EQUILIBRATION_RELAXATIONS}, "
+                    f"for example --friction 10 --equilibration-steps "
+                    f"{math.ceil(VERLET_EQUILIBRATION_RELAXATIONS / (10.0 * step_ps))}",
+                    SimulationWarning, stacklevel=3,
+                )  # fmt: skip
         if box_nm is not None and not self.periodic:
             warnings.warn(
                 f"{cfg.structure} has a periodic box (CRYST1), which is ignored: the model {self.artefact.path} "

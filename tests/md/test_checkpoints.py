@@ -19,7 +19,7 @@ import pytest
 from painn_deploy.cli.simulate import main
 from painn_deploy.errors import CheckpointError, InputError
 from painn_deploy.md import run_simulation
-from painn_deploy.md.rundir import decode_checkpoint, encode_checkpoint
+from painn_deploy.md.rundir import CHECKPOINT_FORMAT, decode_checkpoint, encode_checkpoint
 
 from ..conftest import ETHANOL_PDB, checkpoint_meta
 from .test_runner import config, load_traj, read_log_text, read_properties
@@ -85,7 +85,7 @@ def test_checkpoint_verification_names_the_damage():
     meta = {"step": 7, "trajectory_frames": 1, "trajectory_bytes": 10, "property_frames": 0, "model_sha256": "ab"}
     blob = encode_checkpoint(meta, b"openmm state bytes")
     header, state = decode_checkpoint(blob)
-    assert state == b"openmm state bytes" and header["step"] == 7 and header["checkpoint_format"] == 2
+    assert state == b"openmm state bytes" and header["step"] == 7 and header["checkpoint_format"] == CHECKPOINT_FORMAT
 
     cases = {
         "truncated": blob[: len(blob) // 2],
@@ -100,7 +100,7 @@ def test_checkpoint_verification_names_the_damage():
         "extended": "truncated or extended",
         "flipped": "SHA-256 checksum does not match",
         "tiny": "too short for a checkpoint",
-        "old format": "not a checkpoint of format 2",
+        "old format": f"not a checkpoint of format {CHECKPOINT_FORMAT}",
     }
     for name, damaged in cases.items():
         with pytest.raises(CheckpointError, match=patterns[name]):

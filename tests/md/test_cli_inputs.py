@@ -5,6 +5,7 @@ no heavy package, and a quiet run (no third-party banners, no torch temporary fo
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 
@@ -22,7 +23,8 @@ from .test_runner import config, write_pdb
     [
         (["--temperature", "-1"], "--temperature must be positive (K), not -1"),
         (["--temperature", "nan"], "--temperature must be a number, not nan"),
-        (["--friction", "-1"], "--friction must be positive (1/ps), not -1; for dynamics without a thermostat"),
+        (["--friction", "-1"], "--friction must be positive (1/ps), not -1: it is the Langevin thermostat's"),
+        (["--integrator", "verlet", "--pressure", "1"], "--pressure (NPT) needs a thermostat, and --integrator verlet"),
         (["--threads", "-1"], "--threads must be a non-negative whole number, not -1"),
         (["--max-temperature", "-5"], "--max-temperature must be positive (K), or 0 for the default"),
         (["--max-temperature", "250"], "--max-temperature 250 K is not above --temperature 300 K"),
@@ -66,6 +68,18 @@ def test_element_column_must_hold_an_element(exported32, tmp_path, capsys):
     # element symbols in either case, and no element columns at all, are still read
     assert load_pdb(write_pdb(tmp_path / "upper.pdb", elements=["C", "C", "O"] + ["h"] * 6))[1][3] == 1
     assert load_pdb(write_pdb(tmp_path / "none.pdb", element_columns=False))[1] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+
+
+def test_verlet_without_enough_equilibration_is_warned_about(exported32, tmp_path):
+    """--integrator verlet keeps the temperature its equilibration reached: fewer than 3 relaxation times (friction x
+    equilibration time) warn with a remedy; enough do not."""
+    with pytest.warns(SimulationWarning, match=r"200 steps at 1/ps are 0.1 relaxation times.* --friction 10 "
+                      r"--equilibration-steps 600"):  # fmt: skip
+        run_simulation(config(exported32, tmp_path / "short", steps=10, integrator="verlet", equilibration_steps=200))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="--integrator verlet", category=SimulationWarning)
+        run_simulation(config(exported32, tmp_path / "enough", steps=10, integrator="verlet", equilibration_steps=60,
+                              friction_per_ps=100.0))  # fmt: skip
 
 
 def test_box_given_to_a_molecule_model_is_noted(exported32, tmp_path):

@@ -29,6 +29,7 @@ from painn_deploy.errors import (
 )
 from painn_deploy.md import SimulationConfig, nyquist_limit_fs, run_simulation
 from painn_deploy.md.outputs import LOG_COLUMNS, log_columns
+from painn_deploy.md.rundir import CHECKPOINT_FORMAT
 from painn_deploy.md.runner import MDRun
 from painn_deploy.resources import BUNDLED_MODEL, RESOURCES
 
@@ -170,7 +171,7 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
     meta = checkpoint_meta(out / "checkpoint.chk")
     assert meta == {
         "step": 60, "trajectory_frames": 12, "trajectory_bytes": (out / "trajectory.dcd").stat().st_size,
-        "property_frames": 60, "model_sha256": record["model_sha256"], "checkpoint_format": 2,
+        "property_frames": 60, "model_sha256": record["model_sha256"], "checkpoint_format": CHECKPOINT_FORMAT,
         "state_bytes": meta["state_bytes"],
     }  # fmt: skip
     # the checkpoint before it (step 40) is kept, and log.csv has plain newlines
