@@ -22,6 +22,7 @@ from .module import ForcesOutput, PaiNNForceField
 # "auto": all pairs up to this many atoms, else the cell list; set below the time crossover of
 # benchmarks/results/scaling.md, as the dense pair tensors grow as N^2 times the batch (beads, replicas)
 ALL_PAIRS_MAX_ATOMS = 30
+FIXED_SHAPE_MODES = ("all_pairs", "static")  # no shape depends on the positions (CUDA graphs, torch.export)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BATCH_CHECK_MAX_ATOMS = 1000  # systems batched in practice (molecules: beads, replicas) get the batch check
 
@@ -247,7 +248,7 @@ def export(
         },
         md.KEY_NEIGHBOR_LIST: mode,
         md.KEY_FORCES: choose_strategy(mode),
-        md.KEY_FIXED_SHAPES: mode in ("all_pairs", "static"),
+        md.KEY_FIXED_SHAPES: mode in FIXED_SHAPE_MODES,
         md.KEY_PAIR_CAPACITY: eager.pair_capacity,
         md.KEY_N_FEATURES: int(config["n_features"]),
         md.KEY_VERSIONS: versions.collect(),

@@ -9,7 +9,7 @@ it) on the device they are on (``.to("cuda")``).
 
 The all-pairs and static-list paths have fixed shapes and no host synchronisation on GPUs (CUDA
 graphs; ``torch.export``).  Checks that need the host (box widths, static-list overflow) run on the
-CPU only; on GPUs an overflowing static list gives a NaN energy.
+CPU only; on GPUs a box narrower than twice the cutoff or an overflowing static list gives NaN energy and forces.
 """
 
 import copy
@@ -217,12 +217,16 @@ class PaiNNForceField(nn.Module):
             positions = positions_nm.to(dtype).reshape(-1, self.n_atoms, 3) * units.ANGSTROM_PER_NM
             n_frames = positions.shape[0]
             box: Optional[Tensor] = None
+            # frames whose results cannot be right (a box narrower than twice the cutoff, a static list that
+            # overflowed): where nothing is read back to the host (the GPU), their energy and forces are NaN
+            invalid: Optional[Tensor] = None
             if self.periodic:
                 if box_nm is None:
                     raise RuntimeError("InputError: this model is periodic: call it with (positions, boxvectors)")
                 box = (box_nm.to(dtype) * units.ANGSTROM_PER_NM).expand(n_frames, 3, 3)
                 if positions.device.type == "cpu" and host_checks():
                     neighbors.check_box(box, self.cutoff_angstrom)
+                invalid = neighbors.too_small(box, self.cutoff_angstrom)
             elif box_nm is not None:  # (a plain TorchForce told to use periodic boundaries: the box would be ignored)
                 raise RuntimeError(
                     "InputError: this model was exported without a periodic box but was called with box vectors, "
@@ -244,7 +248,13 @@ class PaiNNForceField(nn.Module):
                 flat = torch.zeros((n_frames * self.n_atoms, 3), dtype=dtype, device=positions.device)
                 gradient = flat.index_add(0, idx_j, result.gradient).index_add(0, idx_i, -result.gradient)
                 gradient = gradient.reshape(n_frames, self.n_atoms, 3)
-                energy = torch.where(overflow, torch.full_like(result.energy, float("nan")), result.energy)
+                energy = result.energy
+                invalid = overflow if invalid is None else invalid | overflow
+            if invalid is not None:
+                energy = torch.where(invalid, torch.full_like(energy, float("nan")), energy)
+                gradient = torch.where(
+                    invalid.reshape(n_frames, 1, 1), torch.full_like(gradient, float("nan")), gradient
+                )
             energy = energy * units.EV_TO_KJ_PER_MOL
             forces = (gradient * (-units.EV_TO_KJ_PER_MOL * units.ANGSTROM_PER_NM)).to(input_dtype)
             if self.select_atoms:

@@ -159,18 +159,20 @@ def spring_energy(beads_nm: np.ndarray, masses_amu: np.ndarray, temperature_K: f
     return float(np.mean(0.5 * omega_p**2 * stretch @ np.asarray(masses_amu)))
 
 
-def check_memory(layout: Layout, n_features: int, n_blocks: int, dtype_bytes: int, device: str) -> None:
-    """Refuse a batch the device cannot hold, with the estimate: on GPUs all F frames go through the
-    network at once (on the CPU the dense path takes cache-sized chunks of frames)."""
+def check_memory(
+    layout: Layout, n_model_atoms: int, n_features: int, n_blocks: int, dtype_bytes: int, device: str
+) -> None:
+    """Refuse a batch of an all-pairs model the device cannot hold, with the estimate: on GPUs all F frames of its
+    ``n_model_atoms`` go through the network at once (on the CPU the dense path takes cache-sized chunks)."""
     if device != "cuda" or not torch.cuda.is_available():
         return
-    pairs = layout.n_frames * layout.n_atoms**2
+    pairs = layout.n_frames * n_model_atoms**2
     estimate = dtype_bytes * (
-        pairs * 3 * n_features * (2 * n_blocks + 2) + layout.n_frames * layout.n_atoms * n_features * 40
+        pairs * 3 * n_features * (2 * n_blocks + 2) + layout.n_frames * n_model_atoms * n_features * 40
     )
     free, _ = torch.cuda.mem_get_info()
     if estimate > 0.8 * free:
         raise InputError(
-            f"{layout.replicas} replica(s) x {layout.beads} bead(s) of {layout.n_atoms} atoms need about "
+            f"{layout.replicas} replica(s) x {layout.beads} bead(s) of {n_model_atoms} atoms need about "
             f"{estimate / 2**30:.1f} GiB on the GPU, which has {free / 2**30:.1f} GiB free; use fewer beads or replicas"
         )

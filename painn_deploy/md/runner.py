@@ -188,10 +188,12 @@ class MDRun:
         self.platform = choose_platform(cfg.platform)
         on_gpu = self.platform.getName() == "CUDA"
         module = self.artefact.load().module
-        check_memory(
-            self.layout, int(module.n_features), int(self.artefact.metadata[md.KEY_MODEL]["n_interactions"]),
-            module.dtype_marker.element_size(), "cuda" if on_gpu else "cpu",
-        )  # fmt: skip
+        if self.artefact.metadata[md.KEY_NEIGHBOR_LIST] == "all_pairs":  # (pair lists grow as N, not N^2)
+            check_memory(
+                self.layout, int(module.n_atoms), int(module.n_features),
+                int(self.artefact.metadata[md.KEY_MODEL]["n_interactions"]), module.dtype_marker.element_size(),
+                "cuda" if on_gpu else "cpu",
+            )  # fmt: skip
         self.backend = cfg.backend if cfg.backend != "auto" else ("python" if self.recorded else "torch")
         cuda_graphs = on_gpu and self.artefact.fixed_shapes if cfg.cuda_graphs == "auto" else cfg.cuda_graphs == "on"
         ring = FEATURE_CAPACITY if self.recorded else 0

@@ -24,6 +24,23 @@ def minimum_image(r_ij: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     return r_ij
 
 
+def fractional(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """Fractional coordinates [..., N, 3] of positions [..., N, 3] in a reduced triclinic box [..., 3, 3] that
+    broadcasts against their leading dimensions: positions = fractional @ box, solved by back-substitution (the box
+    is lower triangular), with no linear-algebra call that checks its result on the host."""
+    a, b, c = box[..., 0:1, :], box[..., 1:2, :], box[..., 2:3, :]
+    f_c = positions[..., 2:3] / c[..., 2:3]
+    f_b = (positions[..., 1:2] - f_c * c[..., 1:2]) / b[..., 1:2]
+    f_a = (positions[..., 0:1] - f_c * c[..., 0:1] - f_b * b[..., 0:1]) / a[..., 0:1]
+    return torch.cat([f_a, f_b, f_c], -1)
+
+
+def too_small(box: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """Whether a periodic box [..., 3, 3] is narrower than twice the cutoff ([...]; a tensor, for the paths that
+    read nothing back to the host)."""
+    return torch.any(torch.diagonal(box, dim1=-2, dim2=-1) < 2.0 * cutoff, -1)
+
+
 def check_box(box: torch.Tensor, cutoff: float) -> None:
     """Raise if a periodic box [..., 3, 3] is narrower than twice the cutoff or not in reduced form."""
     widths = torch.diagonal(box, dim1=-2, dim2=-1)
@@ -48,7 +65,7 @@ def _cell_offsets(n_cells: List[int], periodic: bool, device: torch.device) -> t
         if periodic and n < 3:
             per_dim.append(torch.arange(n, device=device))
         else:
-            per_dim.append(torch.tensor([-1, 0, 1], device=device))
+            per_dim.append(torch.arange(-1, 2, device=device))
     grid = torch.meshgrid(per_dim[0], per_dim[1], per_dim[2], indexing="ij")
     return torch.stack([grid[0].reshape(-1), grid[1].reshape(-1), grid[2].reshape(-1)], dim=1)
 
@@ -73,11 +90,12 @@ def cell_list_candidates(
     device = positions.device
     overflow = torch.zeros((), dtype=torch.bool, device=device)
     if box is not None:
-        frac = torch.linalg.solve(box.transpose(0, 1), positions.transpose(0, 1)).transpose(0, 1)
+        frac = fractional(positions, box)
         frac = frac - torch.floor(frac)
         widths = torch.diagonal(box)
         if fixed_cells is not None:
-            n_cells_t = torch.tensor(fixed_cells, dtype=torch.long, device=device)
+            # (filled on the device: a tensor made from a list is copied from the host, which a CUDA graph forbids)
+            n_cells_t = torch.stack([torch.full((), n, dtype=torch.long, device=device) for n in fixed_cells])
             overflow = overflow | torch.any(widths / n_cells_t.to(widths.dtype) < cutoff)
         else:
             n_cells_t = torch.clamp(torch.floor(widths / cutoff), min=1).to(torch.long)

@@ -204,9 +204,11 @@ class _CapturedEvaluation:
             for _ in range(self.warmup):
                 self.module.evaluate(self.positions, self.box)
         torch.cuda.current_stream(self.device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        graph = torch.cuda.CUDAGraph()
+        # (thread_local: CUDA calls of OpenMM's own threads during the capture do not invalidate it)
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.outputs = self.module.evaluate(self.positions, self.box)
+        self.graph = graph  # (only a complete capture is replayed)
 
     def __call__(self, positions: torch.Tensor, box: Optional[torch.Tensor]):
         if box is not None:

@@ -50,10 +50,11 @@ from openmm import unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 from torch import Tensor, nn
 
-from .. import elements
+from .. import elements, neighbors
 from ..deploy import Artefact, build_forcefield
+from ..deploy import metadata as md
 from ..deploy.artefact import check_box_width
-from ..deploy.export import warn_other_chemistry
+from ..deploy.export import FIXED_SHAPE_MODES, choose_neighbor_mode, warn_other_chemistry
 from ..deploy.module import host_checks
 from ..errors import (
     CheckpointError,
@@ -143,6 +144,16 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         recipe = self._recipe(topology, ml, z, box, options.get("dtype"), atoms is not None)
         module = build_module(recipe, python_force=backend == "python")
         cuda_graphs = bool(options.get("cudaGraphs", False))
+        if cuda_graphs:
+            mode = (
+                self.artefact.metadata[md.KEY_NEIGHBOR_LIST] if self.artefact else choose_neighbor_mode(len(z), "auto")
+            )
+            if mode not in FIXED_SHAPE_MODES:
+                raise InputError(
+                    f"cudaGraphs=True needs fixed shapes, and the model of these {len(z)} ML atoms uses the {mode} "
+                    f"neighbour list; export one with painn-export --neighbor-list static (periodic) or all_pairs, "
+                    f"or leave cudaGraphs out"
+                )
         if backend == "torch":
             force = torch_force(module, recipe.force_periodic, cuda_graphs)
         else:
@@ -377,8 +388,9 @@ class MLAtoms(nn.Module):
             shape = positions.shape
             every = torch.zeros(shape, dtype=forces.dtype, device=forces.device)
             forces = every.index_copy(positions.dim() - 2, self.atoms, forces)
-        if broken is not None:
+        if broken is not None:  # (on the GPU nothing raises: the step's energy and forces are NaN, and the run stops)
             energy = torch.where(broken, torch.full_like(energy, float("nan")), energy)
+            forces = torch.where(broken.unsqueeze(-1).unsqueeze(-1), torch.full_like(forces, float("nan")), forces)
         return energy, forces, s, v
 
     @torch.jit.export
@@ -389,7 +401,7 @@ class MLAtoms(nn.Module):
     def _check_whole(self, ml: Tensor, box: Tensor) -> Tensor:
         """Whether the ML atoms come closer than the cutoff to one another's periodic images ([] or [B])."""
         a, b, c = box[..., 0, :], box[..., 1, :], box[..., 2, :]
-        volume = torch.abs(torch.linalg.det(box))
+        volume = torch.abs(box[..., 0, 0] * box[..., 1, 1] * box[..., 2, 2])  # (reduced triclinic: lower triangular)
         spacing = torch.stack(  # distances between the lattice planes across each box vector
             [
                 volume / torch.linalg.norm(torch.cross(b, c, dim=-1), dim=-1),
@@ -398,8 +410,8 @@ class MLAtoms(nn.Module):
             ],
             -1,
         )
-        fractional = torch.matmul(ml, torch.linalg.inv(box))
-        extent = (fractional.amax(-2) - fractional.amin(-2)) * spacing  # [..., 3] nm
+        frac = neighbors.fractional(ml, box)
+        extent = (frac.amax(-2) - frac.amin(-2)) * spacing  # [..., 3] nm
         too_wide = extent > spacing - self.cutoff_nm
         broken = too_wide.any(-1)
         if ml.device.type == "cpu" and host_checks() and bool(broken.any()):

@@ -97,7 +97,21 @@ def exported_ops(program) -> set:
     return ops
 
 
-@pytest.mark.parametrize("case", ["molecule", "molecule batch", "static box batch"])
+# operations that read a value back to the host (forbidden while a CUDA graph captures): .item(), nonzero, tensors made
+# from Python lists (lift_fresh_copy: copied from the host), and linear algebra that checks its result on the host
+HOST_READS = ("local_scalar_dense", "nonzero", "lift_fresh_copy", "linalg_solve", "linalg_inv", "linalg_det")
+
+
+def ml_atoms_in_a_box(pot):
+    """Ethanol's model inside a solvent box, as OpenMM-ML's createMixedSystem runs it (MLAtoms checks that the
+    molecule stays whole across the box)."""
+    from painn_deploy.openmm.mlpotential import MLAtoms
+
+    model = PaiNNForceField(pot, ETHANOL_Z, dtype=torch.float64)
+    return MLAtoms(model, list(range(9)), 9, False, False, False, True, 0.5), torch.eye(3, dtype=torch.float64) * 2.5
+
+
+@pytest.mark.parametrize("case", ["molecule", "molecule batch", "static box batch", "ML atoms in a box"])
 def test_fixed_shape_paths_export_without_host_synchronisation(case):
     """torch.export traces the step without reading any value back to the host (it fails on .item(),
     bool(tensor) and data-dependent shapes): the property CUDA graphs need, guarded on the CPU."""
@@ -107,6 +121,9 @@ def test_fixed_shape_paths_export_without_host_synchronisation(case):
         module = PaiNNForceField(pot, ETHANOL_Z, dtype=torch.float64)
         pos = ethanol_frames(4 if case.endswith("batch") else 1)
         pos = pos if case.endswith("batch") else pos[0]
+    elif case.startswith("ML atoms"):
+        module, box = ml_atoms_in_a_box(pot)
+        pos = ethanol_frames(1)[0] + 1.0
     else:
         z, frame, box = small_box(n_side=3)
         module = static_module(pot, z, frame, box, capacity=20000)
@@ -114,11 +131,38 @@ def test_fixed_shape_paths_export_without_host_synchronisation(case):
             (2,) + frame.shape, generator=torch.Generator().manual_seed(3), dtype=frame.dtype
         )
     program = torch.export.export(Step(module), (pos, box), strict=False)
-    assert not any("local_scalar_dense" in op or "nonzero" in op for op in exported_ops(program))
+    host_reads = [op for op in exported_ops(program) if any(name in op for name in HOST_READS)]
+    assert not host_reads
     got = program.module()(pos, box)
     ref = module.energy_forces_features(pos, box)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_without_host_checks_invalid_frames_give_nan_energy_and_forces():
+    """On the GPU nothing is read back to check a frame: a static list that overflows, a box narrower than twice the
+    cutoff, or an ML molecule across the box boundary make that frame's energy and every force NaN (so that the run
+    stops), not finite forces that miss pairs.  The exported program is the module as the GPU runs it."""
+    pot = small_potential(n_features=8)
+    z, frame, box = small_box(n_side=3)
+    module = static_module(pot, z, frame, box, capacity=20000)
+    program = torch.export.export(Step(module), (frame.expand(2, -1, -1).clone(), box), strict=False).module()
+    crowded = frame.expand(2, -1, -1).clone()
+    crowded[1, :40] = crowded[1, 0]  # forty atoms in one cell: more than it holds
+    energy, forces = program(crowded + 1e-3 * torch.rand(crowded.shape, dtype=crowded.dtype), box)[:2]
+    assert torch.isfinite(energy[0]) and torch.isfinite(forces[0]).all()
+    assert torch.isnan(energy[1]) and torch.isnan(forces[1]).all()
+    energy, forces = program(frame.expand(2, -1, -1).clone() * 0.5, box * 0.5)[:2]  # narrower than 2 x 0.5 nm
+    assert torch.isnan(energy).all() and torch.isnan(forces).all()
+
+    ml, box = ml_atoms_in_a_box(pot)
+    program = torch.export.export(Step(ml), (ethanol_frames(1)[0] + 1.0, box), strict=False).module()
+    whole = ethanol_frames(1)[0] + 1.0
+    torn = whole.clone()
+    torn[3] += torch.tensor([2.3, 0.0, 0.0], dtype=torn.dtype)  # one hydrogen wrapped to the far side of the box
+    assert torch.isfinite(program(whole, box)[1]).all()
+    energy, forces = program(torn, box)[:2]
+    assert torch.isnan(energy) and torch.isnan(forces).all()
 
 
 def test_cell_list_has_data_dependent_shapes():

@@ -391,8 +391,10 @@ def test_a_ring_polymer_too_large_for_the_gpu_is_refused_with_the_estimate(monke
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (2 * 2**30, 80 * 2**30))  # 2 GiB free
-    check_memory(Layout(n_atoms=21, replicas=1, beads=64), 128, 3, 4, "cuda")  # ~0.35 GiB: fits
+    check_memory(Layout(n_atoms=21, replicas=1, beads=64), 21, 128, 3, 4, "cuda")  # ~0.35 GiB: fits
     with pytest.raises(InputError, match=r"16 replica\(s\) x 64 bead\(s\) of 21 atoms need about 5\.6 GiB on the GPU, "
                        r"which has 2\.0 GiB free; use fewer beads or replicas"):  # fmt: skip
-        check_memory(Layout(n_atoms=21, replicas=16, beads=64), 128, 3, 4, "cuda")
-    check_memory(Layout(n_atoms=21, replicas=16, beads=64), 128, 3, 4, "cpu")  # the CPU takes chunks of frames
+        check_memory(Layout(n_atoms=21, replicas=16, beads=64), 21, 128, 3, 4, "cuda")
+    check_memory(Layout(n_atoms=21, replicas=16, beads=64), 21, 128, 3, 4, "cpu")  # the CPU takes chunks of frames
+    # the model's atoms count, not the solvent's: 9 ML atoms among 3,009 particles fit
+    check_memory(Layout(n_atoms=3009, replicas=1, beads=1), 9, 128, 3, 4, "cuda")

@@ -357,6 +357,20 @@ def test_python_force_serializes(model64):
     assert energy_forces(context(copy, positions))[0] == energy_forces(context(system, positions))[0]
 
 
+def test_cuda_graphs_need_a_model_with_fixed_shapes(tmp_path):
+    """cudaGraphs=True with a cell-list model (shapes that depend on the positions) is refused when the System is
+    built, before any capture could fail on the GPU; an all-pairs model is accepted."""
+    from painn_deploy.deploy import export
+
+    cell_list = tmp_path / "cell_list.pt"
+    export(CHECKPOINT, cell_list, neighbor_mode="cell_list")
+    topology, _ = ethanol()
+    with pytest.raises(InputError, match=r"cudaGraphs=True needs fixed shapes, and the model of these 9 ML atoms uses "
+                       r"the cell_list neighbour list; export one with painn-export --neighbor-list static"):  # fmt: skip
+        MLPotential("painn", model=cell_list).createSystem(topology, cudaGraphs=True)
+    MLPotential("painn", model=CHECKPOINT).createSystem(topology, cudaGraphs=True, backend="torch")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_device(model64):
     topology, positions = ethanol()
