@@ -55,6 +55,9 @@ def main():
     args = p.parse_args()
     import warnings
 
+    import painn_deploy.deploy  # noqa: F401  (imported before the minutes of training: later edits do not reach the run)
+    import painn_deploy.md  # noqa: F401
+    import painn_deploy.training  # noqa: F401
     from painn_deploy.errors import SimulationWarning
 
     warnings.simplefilter("ignore", SimulationWarning)

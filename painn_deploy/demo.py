@@ -54,8 +54,8 @@ def run_demo(config: DemoConfig) -> dict:
             n_val=100,
             n_features=config.features,
             max_time_s=config.train_minutes * 60.0,
-            # the weights' moving average: without it, a quarter of 20 ps runs at 300 K left the training data
-            # (hydrogens drawn together; benchmarks/README.md), with it none of twelve
+            # the weights' moving average: without it the short training's model lets hydrogens meet in some MD
+            # runs, which then stop at the training envelope (benchmarks/results/demo_stability.md)
             ema_decay=0.999,
             progress_bar=False,
         )

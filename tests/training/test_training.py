@@ -517,3 +517,27 @@ def test_lightning_advertisements_are_dropped_and_its_information_kept():
     finally:
         logger.removeHandler(handler)
     assert seen == ["GPU available: False, used: False"]
+
+
+def test_the_weights_average_follows_a_short_training_and_keeps_its_decay_in_a_long_one():
+    """--ema-decay 0.999 from the first step would leave 74% of the random initial weights in the average of a
+    300-step training; its decay grows as (1 + n) / (10 + n) instead, up to 0.999.  Weights that move by 0.01 per
+    step lag in the average by about the averaging window: ~35 steps after 300 updates, 1000 steps (the decay's)
+    after 20,000."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from painn_deploy.training.task import ema_with_warmup
+
+    model = torch.nn.Linear(3, 3)
+    ema = AveragedModel(model, multi_avg_fn=ema_with_warmup(0.999))
+    ema.update_parameters(model)
+
+    def train(steps):
+        for _ in range(steps):
+            with torch.no_grad():
+                model.weight.add_(0.01)
+            ema.update_parameters(model)
+        return float((model.weight - ema.module.weight).mean())
+
+    assert 0.2 < train(300) < 0.5
+    assert 9.0 < train(20_000) < 11.0
