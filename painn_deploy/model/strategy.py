@@ -8,8 +8,9 @@ the tape's and first derivatives are all they give (second derivatives: autograd
 - ``dense``: every pair of a small system as [B, N, N] arrays (broadcasts and sums instead of
   gathers and scatters).  Fixed shapes for fixed N.
 - ``sparse``: a pair list (cell list or static list) over B frames of N atoms, processed in
-  chunks of at most ``pairs_per_chunk`` pairs, so no pair tensor outgrows a few MB and memory grows
-  with the atoms, not the pairs (the tape keeps per-atom tensors and a [P, n_rbf + 1] basis).
+  chunks of at most ``pairs_per_chunk`` pairs, so no pair tensor outgrows a few MB on the CPU and memory grows
+  with the atoms, not the pairs (the tape keeps per-atom tensors and a [P, n_rbf + 1] basis); on a GPU in
+  chunks of ``GPU_PAIRS_PER_CHUNK``.
 
 Inputs and outputs are in model units (Angstrom, eV).
 """
@@ -26,6 +27,9 @@ STRATEGIES = ("dense", "sparse")
 # a [pairs, 3F] float32 chunk of the paper's model (F = 128) stays below 16 MB, so that glibc serves it
 # from the heap (see painn_deploy.allocator)
 PAIRS_PER_CHUNK = 2**22 // (3 * 128)
+# on a GPU, chunks of at least this many pairs ([pairs, 3F] float32 tensors of 0.8 GB for F = 128): the CPU's chunks
+# would cost a box of 100,000 atoms some 35,000 kernel launches per evaluation
+GPU_PAIRS_PER_CHUNK = 2**19
 # frames evaluated together on the CPU by the dense strategy: [B, N, N, 3F] tensors of about 2 MB (float32), a core's
 # second-level cache (benchmarks/results/batch.md compares half and twice this)
 DENSE_CHUNK_ELEMENTS = 2**19
@@ -65,6 +69,7 @@ class Evaluator(nn.Module):
 
     strategy: torch.jit.Final[str]
     pairs_per_chunk: torch.jit.Final[int]
+    gpu_pairs_per_chunk: torch.jit.Final[int]
     dense_chunk_elements: torch.jit.Final[int]
 
     def __init__(self, potential: PaiNNPotential, strategy: str, pairs_per_chunk: int = PAIRS_PER_CHUNK):
@@ -76,6 +81,7 @@ class Evaluator(nn.Module):
         self.potential = potential
         self.strategy = strategy
         self.pairs_per_chunk = int(pairs_per_chunk)
+        self.gpu_pairs_per_chunk = GPU_PAIRS_PER_CHUNK
         self.dense_chunk_elements = DENSE_CHUNK_ELEMENTS
 
     def forward(
@@ -157,7 +163,9 @@ class Evaluator(nn.Module):
         rep = self.potential.representation
         n, f = species.shape[0], rep.n_features
         n_pairs = r_ij.shape[0]
-        chunk = self.pairs_per_chunk
+        chunk = (
+            self.pairs_per_chunk if r_ij.device.type == "cpu" else max(self.pairs_per_chunk, self.gpu_pairs_per_chunk)
+        )
         basis, units = rep.pair_basis(r_ij, pair_weight)
         s, v = rep.initial_features(species.repeat(n_frames))
         message_tapes: List[MessageTape] = []
