@@ -41,7 +41,7 @@ class PaiNNForceField(nn.Module):
     the positions) or "static" (periodic: a cell list with a fixed grid ``static_cells``, at most
     ``atoms_per_cell`` atoms per cell and ``pair_capacity`` pairs per frame, so every shape is fixed;
     see :func:`painn_deploy.neighbors.static_grid`).  ``pairs_per_chunk`` bounds the pair tensors of
-    the pair-list paths.
+    the pair-list paths on the CPU (on a GPU the chunks are larger: :mod:`painn_deploy.model.strategy`).
     """
 
     periodic: torch.jit.Final[bool]

@@ -10,7 +10,7 @@ the tape's and first derivatives are all they give (second derivatives: autograd
 - ``sparse``: a pair list (cell list or static list) over B frames of N atoms, processed in
   chunks of at most ``pairs_per_chunk`` pairs, so no pair tensor outgrows a few MB on the CPU and memory grows
   with the atoms, not the pairs (the tape keeps per-atom tensors and a [P, n_rbf + 1] basis); on a GPU in
-  chunks of ``GPU_PAIRS_PER_CHUNK``.
+  chunks of at least ``GPU_PAIRS_PER_CHUNK`` pairs (several GB of pair tensors at a time).
 
 Inputs and outputs are in model units (Angstrom, eV).
 """

@@ -2,7 +2,8 @@
 
 Positions and boxes here are in the model's length unit (Angstrom).  Box vectors are the rows of
 a [3, 3] tensor in OpenMM's reduced triclinic form (a = (ax, 0, 0), b = (bx, by, 0),
-c = (cx, cy, cz) with ax >= 2|bx|, ...), so ax, by, cz are the perpendicular widths.
+c = (cx, cy, cz) with ax >= 2|bx|, ...).  Its lattice vectors are at least min(ax, by, cz) long (the minimum
+image), but only cz is the distance between two opposite faces (:func:`face_distances`), which sizes cells.
 """
 
 from typing import List, Optional, Tuple
@@ -33,6 +34,21 @@ def fractional(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
     f_b = (positions[..., 1:2] - f_c * c[..., 1:2]) / b[..., 1:2]
     f_a = (positions[..., 0:1] - f_c * c[..., 0:1] - f_b * b[..., 0:1]) / a[..., 0:1]
     return torch.cat([f_a, f_b, f_c], -1)
+
+
+def face_distances(box: torch.Tensor) -> torch.Tensor:
+    """Distances [..., 3] between the opposite faces of a reduced triclinic box [..., 3, 3] (rows a, b, c): across
+    a, V / |b x c|; across b, V / |c x a|; across c, cz.  At most ax, by and cz."""
+    a, b, c = box[..., 0, :], box[..., 1, :], box[..., 2, :]
+    volume = torch.abs(box[..., 0, 0] * box[..., 1, 1] * box[..., 2, 2])  # (lower triangular)
+    return torch.stack(
+        [
+            volume / torch.linalg.vector_norm(torch.cross(b, c, dim=-1), dim=-1),
+            volume / torch.linalg.vector_norm(torch.cross(c, a, dim=-1), dim=-1),
+            volume / torch.linalg.vector_norm(torch.cross(a, b, dim=-1), dim=-1),
+        ],
+        -1,
+    )
 
 
 def too_small(box: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -92,7 +108,7 @@ def cell_list_candidates(
     if box is not None:
         frac = fractional(positions, box)
         frac = frac - torch.floor(frac)
-        widths = torch.diagonal(box)
+        widths = face_distances(box)  # (cells at least a cutoff wide across each face)
         if fixed_cells is not None:
             # (filled on the device: a tensor made from a list is copied from the host, which a CUDA graph forbids)
             n_cells_t = torch.stack([torch.full((), n, dtype=torch.long, device=device) for n in fixed_cells])
@@ -193,7 +209,7 @@ def static_pairs(
 def static_grid(box: torch.Tensor, positions: torch.Tensor, cutoff: float, spare: float = 2.0):
     """Fixed cell grid and per-cell capacity for :func:`static_pairs`, from a reference
     configuration: (cells [3], per_cell) with ``spare`` times the fullest cell's atoms."""
-    cells: List[int] = torch.clamp(torch.floor(torch.diagonal(box) / cutoff), min=1).to(torch.long).tolist()
+    cells: List[int] = torch.clamp(torch.floor(face_distances(box) / cutoff), min=1).to(torch.long).tolist()
     _, idx_j, _, _ = cell_list_candidates(positions, box, cutoff, cells, 0)
     fullest = idx_j.shape[1] // _cell_offsets(cells, True, positions.device).shape[0]
     return cells, max(8, int(spare * fullest))

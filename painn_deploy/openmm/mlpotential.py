@@ -327,7 +327,7 @@ class MLAtoms(nn.Module):
     and ``atoms`` only says which to check.  ``check_whole``: the model is not periodic but the system is; the
     ML atoms must then span, along each box vector, less than the box's width there minus the cutoff, so that
     no atom sees another's periodic image (it would not: the model knows no box).  Otherwise CPU evaluations
-    raise an error and CUDA ones (no host synchronisation) return a NaN energy.
+    raise an error and CUDA ones (no host synchronisation) return NaN energy and forces.
     """
 
     select: torch.jit.Final[bool]
@@ -400,16 +400,7 @@ class MLAtoms(nn.Module):
 
     def _check_whole(self, ml: Tensor, box: Tensor) -> Tensor:
         """Whether the ML atoms come closer than the cutoff to one another's periodic images ([] or [B])."""
-        a, b, c = box[..., 0, :], box[..., 1, :], box[..., 2, :]
-        volume = torch.abs(box[..., 0, 0] * box[..., 1, 1] * box[..., 2, 2])  # (reduced triclinic: lower triangular)
-        spacing = torch.stack(  # distances between the lattice planes across each box vector
-            [
-                volume / torch.linalg.norm(torch.cross(b, c, dim=-1), dim=-1),
-                volume / torch.linalg.norm(torch.cross(c, a, dim=-1), dim=-1),
-                volume / torch.linalg.norm(torch.cross(a, b, dim=-1), dim=-1),
-            ],
-            -1,
-        )
+        spacing = neighbors.face_distances(box)  # distances between the lattice planes across each box vector
         frac = neighbors.fractional(ml, box)
         extent = (frac.amax(-2) - frac.amin(-2)) * spacing  # [..., 3] nm
         too_wide = extent > spacing - self.cutoff_nm

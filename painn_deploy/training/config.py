@@ -127,6 +127,8 @@ class TrainConfig(Config):
             raise InputError("target 'forces' needs 'energy' (forces are -dE/dr); add energy to --targets")
         if not 0.0 <= self.rho <= 1.0:
             raise InputError(f"rho (force weight) must be in [0, 1], got {self.rho}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"--ema-decay must be in [0, 1) (0: off; 0.999 is usual), got {self.ema_decay}")
         for name in (
             "n_train",
             "n_val",

@@ -79,6 +79,30 @@ def test_outputs_in_the_dtype_of_the_positions_computed_in_the_dtype_of_the_weig
     torch.testing.assert_close(f, reference.energy_and_forces(pos)[1], rtol=1e-12, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", ["dodecahedron", "octahedron"])
+def test_pair_lists_find_every_pair_of_a_triclinic_box(shape):
+    """OpenMM's rhombic dodecahedron and truncated octahedron (the boxes Modeller.addSolvent builds): the cell
+    list and the static list give the forces of all pairs.  Their cells must be a cutoff wide across each face,
+    which is narrower than the box vectors' diagonal elements: sized by those, they missed 78 of 9,728 pairs."""
+    import math
+
+    d = 3.0
+    rows = {
+        "dodecahedron": [[1.0, 0, 0], [0, 1.0, 0], [0.5, 0.5, math.sqrt(2) / 2]],
+        "octahedron": [[1.0, 0, 0], [1 / 3, 2 * math.sqrt(2) / 3, 0], [-1 / 3, math.sqrt(2) / 3, math.sqrt(6) / 3]],
+    }[shape]
+    box = d * torch.tensor(rows, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.rand((400, 3), dtype=torch.float64, generator=generator) @ box
+    z = [8 if i % 3 == 0 else 1 for i in range(400)]
+    pot = small_potential(n_features=8)
+    e_all, f_all = PaiNNForceField(pot, z, True, "all_pairs", torch.float64).energy_and_forces(positions, box)
+    for module in (PaiNNForceField(pot, z, True, "cell_list", torch.float64), static_module(pot, z, positions, box)):
+        energy, forces = module.energy_and_forces(positions, box)
+        torch.testing.assert_close(energy, e_all, rtol=1e-10, atol=0)
+        torch.testing.assert_close(forces, f_all, rtol=0, atol=1e-9 * float(f_all.abs().max()))
+
+
 # ---- the fixed-shape paths: no host synchronisation, no data-dependent shapes ---------------------------------
 class Step(torch.nn.Module):
     def __init__(self, model):

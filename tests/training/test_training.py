@@ -541,3 +541,6 @@ def test_the_weights_average_follows_a_short_training_and_keeps_its_decay_in_a_l
 
     assert 0.2 < train(300) < 0.5
     assert 9.0 < train(20_000) < 11.0
+    for decay in (1.0, 1.5, -0.1):  # a decay of 1 or more would make it a running average of every step
+        with pytest.raises(InputError, match=r"--ema-decay must be in \[0, 1\) \(0: off; 0.999 is usual\)"):
+            TrainConfig(data="x.npz", ema_decay=decay)
