@@ -220,13 +220,15 @@ class PaiNNForceField(nn.Module):
             # frames whose results cannot be right (a box narrower than twice the cutoff, a static list that
             # overflowed): where nothing is read back to the host (the GPU), their energy and forces are NaN
             invalid: Optional[Tensor] = None
+            host = positions.device.type == "cpu" and host_checks()  # (then invalid frames raise instead)
             if self.periodic:
                 if box_nm is None:
                     raise RuntimeError("InputError: this model is periodic: call it with (positions, boxvectors)")
                 box = (box_nm.to(dtype) * units.ANGSTROM_PER_NM).expand(n_frames, 3, 3)
-                if positions.device.type == "cpu" and host_checks():
+                if host:
                     neighbors.check_box(box, self.cutoff_angstrom)
-                invalid = neighbors.too_small(box, self.cutoff_angstrom)
+                else:
+                    invalid = neighbors.too_small(box, self.cutoff_angstrom)
             elif box_nm is not None:  # (a plain TorchForce told to use periodic boundaries: the box would be ignored)
                 raise RuntimeError(
                     "InputError: this model was exported without a periodic box but was called with box vectors, "
@@ -249,7 +251,8 @@ class PaiNNForceField(nn.Module):
                 gradient = flat.index_add(0, idx_j, result.gradient).index_add(0, idx_i, -result.gradient)
                 gradient = gradient.reshape(n_frames, self.n_atoms, 3)
                 energy = result.energy
-                invalid = overflow if invalid is None else invalid | overflow
+                if not host:
+                    invalid = overflow if invalid is None else invalid | overflow
             if invalid is not None:
                 energy = torch.where(invalid, torch.full_like(energy, float("nan")), energy)
                 gradient = torch.where(

@@ -60,7 +60,7 @@ def too_small(box: torch.Tensor, cutoff: float) -> torch.Tensor:
 def check_box(box: torch.Tensor, cutoff: float) -> None:
     """Raise if a periodic box [..., 3, 3] is narrower than twice the cutoff or not in reduced form."""
     widths = torch.diagonal(box, dim1=-2, dim2=-1)
-    if bool(torch.any(widths < 2.0 * cutoff)):
+    if bool(torch.any(too_small(box, cutoff))):
         narrowest = float(torch.round(widths.min() * 100.0)) / 100.0
         raise RuntimeError(
             "BoxTooSmallError: the periodic box's narrowest width (" + str(narrowest) + " Angstrom) must be at least "

@@ -27,6 +27,7 @@ from openmm import unit
 from ..allocator import tune_malloc
 from ..deploy import Artefact, ForcesOutput
 from ..deploy import metadata as md
+from ..deploy.export import FIXED_SHAPE_MODES
 from ..errors import InputError, typed_errors
 from .recorder import FeatureRing
 
@@ -282,6 +283,15 @@ def topology_box_nm(topology: "openmm.app.Topology") -> Optional[np.ndarray]:
     return None if box is None else np.asarray([[x.value_in_unit(unit.nanometer) for x in v] for v in box])
 
 
+def check_fixed_shapes(neighbor_list: str, model: str) -> None:
+    """CUDA graphs replay fixed shapes: refuse ``model``'s neighbour list when its shapes depend on the positions."""
+    if neighbor_list not in FIXED_SHAPE_MODES:
+        raise InputError(
+            f"CUDA graphs need fixed shapes, and {model} uses the {neighbor_list} neighbour list; export with "
+            f"painn-export --neighbor-list static (periodic) or all_pairs, or run without CUDA graphs"
+        )
+
+
 def create_force(
     model: ArtefactLike,
     topology: "openmm.app.Topology",
@@ -300,12 +310,8 @@ def create_force(
     tune_malloc()  # the model's tensors reused from step to step instead of faulted in anew (see allocator.py)
     artefact = as_artefact(model)
     artefact.check_system(topology_atomic_numbers(topology), topology_box_nm(topology), "the topology")
-    if cuda_graphs and not artefact.fixed_shapes:
-        raise InputError(
-            f"CUDA graphs need fixed shapes, and {artefact.path} uses the "
-            f"{artefact.metadata[md.KEY_NEIGHBOR_LIST]} neighbour list; export with --neighbor-list static (periodic) "
-            f"or all_pairs, or run without --cuda-graphs"
-        )
+    if cuda_graphs:
+        check_fixed_shapes(artefact.metadata[md.KEY_NEIGHBOR_LIST], str(artefact.path))
     if backend == "torch":
         return torch_force(artefact.load().module, artefact.periodic, cuda_graphs, n_frames, modes), None
     if backend == "python":

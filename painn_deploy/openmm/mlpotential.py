@@ -54,7 +54,7 @@ from .. import elements, neighbors
 from ..deploy import Artefact, build_forcefield
 from ..deploy import metadata as md
 from ..deploy.artefact import check_box_width
-from ..deploy.export import FIXED_SHAPE_MODES, choose_neighbor_mode, warn_other_chemistry
+from ..deploy.export import choose_neighbor_mode, warn_other_chemistry
 from ..deploy.module import host_checks
 from ..errors import (
     CheckpointError,
@@ -66,7 +66,7 @@ from ..errors import (
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..model.checkpoint import load_checkpoint
 from ..structures import check_indices
-from .forces import ModelForce, tie_molecules, topology_atomic_numbers, torch_force
+from .forces import ModelForce, check_fixed_shapes, tie_molecules, topology_atomic_numbers, torch_force
 
 BACKENDS = ("python", "torch")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -148,12 +148,7 @@ class PaiNNPotentialImpl(MLPotentialImpl):
             mode = (
                 self.artefact.metadata[md.KEY_NEIGHBOR_LIST] if self.artefact else choose_neighbor_mode(len(z), "auto")
             )
-            if mode not in FIXED_SHAPE_MODES:
-                raise InputError(
-                    f"cudaGraphs=True needs fixed shapes, and the model of these {len(z)} ML atoms uses the {mode} "
-                    f"neighbour list; export one with painn-export --neighbor-list static (periodic) or all_pairs, "
-                    f"or leave cudaGraphs out"
-                )
+            check_fixed_shapes(mode, f"the model of these {len(z)} ML atoms")
         if backend == "torch":
             force = torch_force(module, recipe.force_periodic, cuda_graphs)
         else:

@@ -365,8 +365,8 @@ def test_cuda_graphs_need_a_model_with_fixed_shapes(tmp_path):
     cell_list = tmp_path / "cell_list.pt"
     export(CHECKPOINT, cell_list, neighbor_mode="cell_list")
     topology, _ = ethanol()
-    with pytest.raises(InputError, match=r"cudaGraphs=True needs fixed shapes, and the model of these 9 ML atoms uses "
-                       r"the cell_list neighbour list; export one with painn-export --neighbor-list static"):  # fmt: skip
+    with pytest.raises(InputError, match=r"CUDA graphs need fixed shapes, and the model of these 9 ML atoms uses the "
+                       r"cell_list neighbour list; export with painn-export --neighbor-list static"):  # fmt: skip
         MLPotential("painn", model=cell_list).createSystem(topology, cudaGraphs=True)
     MLPotential("painn", model=CHECKPOINT).createSystem(topology, cudaGraphs=True, backend="torch")
 
