@@ -47,6 +47,12 @@ class SimulationInstabilityError(PainnDeployError, RuntimeError):
     exit_status = 1
 
 
+class MinimizationError(PainnDeployError, RuntimeError):
+    """A minimisation left the starting molecule (its covalent bonds changed)."""
+
+    exit_status = 1
+
+
 class RecordingError(PainnDeployError, RuntimeError):
     """Recorded properties could not be matched to the MD steps they belong to."""
 

@@ -95,6 +95,12 @@ ENERGY_TO_EV = {
     "kJ/mol": 1.0 / EV_TO_KJ_PER_MOL,
     "Hartree": HARTREE_TO_EV,
 }
+#: energy/length: every combination of the two tables above (Hartree/Bohr, kcal/mol/Angstrom, ...)
+FORCE_TO_EV_PER_ANGSTROM = {
+    f"{energy}/{length}": to_ev / to_angstrom
+    for energy, to_ev in ENERGY_TO_EV.items()
+    for length, to_angstrom in LENGTH_TO_ANGSTROM.items()
+}
 DIPOLE_TO_E_ANGSTROM = {
     "e*Angstrom": 1.0,
     "e*nm": ANGSTROM_PER_NM,

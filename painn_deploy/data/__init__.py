@@ -3,6 +3,7 @@
 Model units: Angstrom, eV, eV/Angstrom, e*Angstrom, Angstrom^3.
 """
 
+import math
 import warnings
 import zipfile
 from dataclasses import dataclass, replace
@@ -22,37 +23,43 @@ DATA_FILE_FIX = "give reference data: an .npz (nuclear_charges, coords, energies
 @dataclass
 class FileUnits:
     """Units of the quantities in a data file.  ``energy`` None: the format's convention, kcal/mol for an
-    rMD17-style .npz and eV (ASE's) for the files ASE reads (:meth:`for_format`)."""
+    rMD17-style .npz and eV (ASE's) for the files ASE reads (:meth:`for_format`).  ``forces`` None: energy/length;
+    quantum-chemistry programs often write Hartree/Bohr beside coordinates in Angstrom."""
 
     length: str = "Angstrom"
     energy: Optional[str] = None
     dipole: str = "e*Angstrom"
     polarizability: str = "Angstrom^3"
+    forces: Optional[str] = None
 
     def for_format(self, npz: bool) -> "FileUnits":
         return self if self.energy else replace(self, energy="kcal/mol" if npz else "eV")
 
     def describe(self) -> str:
         return (
-            f"lengths in {self.length}, energies in {self.energy}, forces in {self.energy}/{self.length}, dipoles in "
+            f"lengths in {self.length}, energies in {self.energy}, forces in {self.force_unit}, dipoles in "
             f"{self.dipole}, polarizabilities in {self.polarizability}"
         )
+
+    @property
+    def force_unit(self) -> str:
+        return self.forces or f"{self.energy}/{self.length}"
 
     def factors(self) -> dict:
         """Multiplicative factors file unit -> model unit for every quantity."""
         tables = (
-            ("length", units.LENGTH_TO_ANGSTROM),
-            ("energy", units.ENERGY_TO_EV),
-            ("dipole", units.DIPOLE_TO_E_ANGSTROM),
-            ("polarizability", units.POLARIZABILITY_TO_ANGSTROM3),
+            ("length", self.length, units.LENGTH_TO_ANGSTROM),
+            ("energy", self.energy, units.ENERGY_TO_EV),
+            ("forces", self.force_unit, units.FORCE_TO_EV_PER_ANGSTROM),
+            ("dipole", self.dipole, units.DIPOLE_TO_E_ANGSTROM),
+            ("polarizability", self.polarizability, units.POLARIZABILITY_TO_ANGSTROM3),
         )
         out = {}
-        for name, table in tables:
-            unit = getattr(self, name)
+        for name, unit, table in tables:
             if unit not in table:
-                raise InputError(f"unknown {name} unit {unit!r}; choose one of {', '.join(table)}")
+                raise InputError(f"unknown {'force' if name == 'forces' else name} unit {unit!r}; choose one of "
+                                 f"{', '.join(table)}")  # fmt: skip
             out[name] = table[unit]
-        out["forces"] = out["energy"] / out["length"]
         return out
 
 
@@ -97,9 +104,9 @@ class MoleculeDataset:
             )
 
 
-def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
+def load_npz(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEYS)) -> MoleculeDataset:
     """Read an rMD17-style npz (``nuclear_charges``, ``coords``, ``energies``, ``forces``, optional
-    ``dipoles``, ``polarizabilities``) and convert to model units."""
+    ``dipoles``, ``polarizabilities``; of these, only ``targets``) and convert to model units."""
     file_units = (file_units or FileUnits()).for_format(npz=True)
     path = require_file(path, "data file", DATA_FILE_FIX)
     arrays = _read_npz(path)
@@ -110,7 +117,7 @@ def load_npz(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
     z = np.asarray(arrays["nuclear_charges"], dtype=np.int64)
     data = MoleculeDataset(z, np.asarray(arrays["coords"], dtype=np.float64) * f["length"], source=str(path))
     for name, key in NPZ_KEYS.items():
-        if key in arrays:
+        if key in arrays and name in targets:
             setattr(data, name, np.asarray(arrays[key], dtype=np.float64) * f[name])
     data.sha256, data.units = file_sha256(path), file_units
     _check_dataset(data)
@@ -156,19 +163,20 @@ def _read_npz(path: Path) -> dict:
     return arrays
 
 
-def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> MoleculeDataset:
+def load_ase(path, file_units: Optional[FileUnits] = None, index=":", targets=tuple(NPZ_KEYS)) -> MoleculeDataset:
     """Read anything ASE reads (extxyz, ASE db, ...) with the units stated by the user.
 
-    Energies/forces come from the attached calculator results (``energy``, ``forces``); dipoles and
-    polarizabilities from ``atoms.info`` / calculator results under ``dipole`` and
-    ``polarizability`` (3x3 or 9 values).  Default file units: Angstrom and eV (ASE's).
+    Each of ``targets`` comes from the attached calculator results, ``atoms.info`` or ``atoms.arrays`` under its
+    name (``energy``, ``forces``, ``dipole``, ``polarizability`` as 3x3 or 9 values), and in an ASE database also
+    from a row's ``data`` or key-value pairs.  Other properties are not read.  Default file units: Angstrom and eV
+    (ASE's).
     """
     import ase.io
 
     file_units = (file_units or FileUnits()).for_format(npz=False)
     path = require_file(path, "data file", DATA_FILE_FIX)
     try:
-        frames = ase.io.read(str(path), index=index)
+        frames = _read_database(path) if path.suffix == ".db" else ase.io.read(str(path), index=index)
     except Exception as exc:  # ASE raises many kinds on unreadable files
         raise InputError(
             f"cannot read {path} with ASE ({type(exc).__name__}: {exc}); give an rMD17-style .npz or a file ASE "
@@ -188,11 +196,21 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
             return atoms.calc.results[name]
         return atoms.info.get(name, atoms.arrays.get(name))
 
+    def array(k, name, v, shape):
+        v = np.asarray(v, dtype=np.float64)
+        if v.size != int(np.prod(shape)):
+            six = " (a symmetric tensor in 6 components?)" if name == "polarizability" and v.size == 6 else ""
+            raise InputError(
+                f"{path}: frame {k}: '{name}' has {v.size} values{six}, expected {' x '.join(map(str, shape)) or 1}"
+                + ("; store the full 3 x 3 tensor (or its 9 values, row by row)" if name == "polarizability" else "")
+            )
+        return v.reshape(shape)
+
     def collect(name, shape):
         found = [value(a, name) for a in frames]
         missing = [k for k, v in enumerate(found) if v is None]
         if not missing:
-            return np.stack([np.reshape(np.asarray(v, dtype=np.float64), shape) for v in found])
+            return np.stack([array(k, name, v, shape) for k, v in enumerate(found)])
         if len(missing) < len(frames):
             raise InputError(
                 f"{path}: {len(missing)} of {len(frames)} frames have no '{name}' (the first: frame {missing[0]}); "
@@ -212,7 +230,7 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
         np.asarray(z, np.int64), np.stack([a.positions for a in frames]) * f["length"], source=str(path)
     )
     for name, shape in (("energy", ()), ("forces", (n, 3)), ("dipole", (3,)), ("polarizability", (3, 3))):
-        v = collect(name, shape)
+        v = collect(name, shape) if name in targets else None
         if v is not None:
             setattr(data, name, v * f[name])
     data.sha256, data.units = file_sha256(path), file_units
@@ -220,12 +238,27 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":") -> Molecul
     return data
 
 
-def load(path, file_units: Optional[FileUnits] = None) -> MoleculeDataset:
-    """Read a data file by its extension (``.npz``: rMD17 style; anything else: ASE)."""
+def _read_database(path: Path) -> list:
+    """The structures of an ASE database, each row's ``data`` and key-value pairs in ``atoms.info`` (where
+    ``ase.io.read`` leaves them out)."""
+    import ase.db
+
+    frames = []
+    for row in ase.db.connect(str(path)).select():
+        atoms = row.toatoms()
+        atoms.info.update(row.key_value_pairs)
+        atoms.info.update(row.data)
+        frames.append(atoms)
+    return frames
+
+
+def load(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEYS)) -> MoleculeDataset:
+    """Read a data file by its extension (``.npz``: rMD17 style; anything else: ASE); of the properties, only
+    ``targets``."""
     path = Path(path)
     if path.suffix == ".npz":
-        return load_npz(path, file_units or FileUnits())
-    return load_ase(path, file_units)
+        return load_npz(path, file_units, targets)
+    return load_ase(path, file_units, targets=targets)
 
 
 def _check_dataset(d: MoleculeDataset) -> None:
@@ -260,13 +293,24 @@ def _check_dataset(d: MoleculeDataset) -> None:
 
 
 #: Ratios of energy changes to what the forces predict that mean other units, for the message.
-UNIT_MIXUPS = "23.06: kcal/mol against eV; 27.21: Hartree against eV; 51.42: Hartree/Bohr against eV/Angstrom"
+UNIT_MIXUPS = (
+    "1.89: forces per Bohr beside lengths in Angstrom, --force-unit Hartree/Bohr; 23.06: kcal/mol against eV; "
+    "27.21: Hartree against eV; 51.42: Hartree/Bohr against eV/Angstrom"
+)
+#: Correlations between the energy changes and the forces' prediction from which the ratio of the two is judged,
+#: and the ratios accepted: within 1/2-2 where they correlate, within 0.75-1.33 (which refuses forces per Bohr
+#: read per Angstrom, 1.89) where they correlate so well that noise cannot shrink the ratio by a quarter.
+UNIT_RATIO_BANDS = ((0.95, (0.75, 1.0 / 0.75)), (0.8, (0.5, 2.0)))
 #: Force RMS (eV/Angstrom) outside which data are unlikely to be molecules near thermal equilibrium.
 FORCE_RMS_RANGE_EV_A = (0.05, 10.0)
 #: Median distance (Angstrom) from an atom to its nearest neighbour: about 1.1 in organic molecules, 2.9 in metal
 #: clusters, 3.8 in noble-gas clusters; a factor of 10 (nm against Angstrom) or 1/1.89 (Angstrom read as Bohr)
 #: falls outside
 NEAREST_NEIGHBOUR_RANGE_A = (0.65, 6.0)
+#: Median distance (Angstrom) from a hydrogen atom to its nearest neighbour, above which the coordinates are not in
+#: Angstrom: bonded hydrogens are 0.74 (H2) to 1.7 (H-Te) Angstrom from their partner; in Bohr, O-H reads 1.81 and
+#: C-H 2.06
+HYDROGEN_NEAREST_MAX_A = 1.78
 
 
 #: Frame pairs nearer than this RMS displacement per atom (Angstrom) are near enough for the trapezoid rule.
@@ -292,10 +336,11 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
 
     - Forces must be minus the gradient of the energies in the units given.  For each frame whose nearest frame
       is within CLOSE_PAIR_RMS_A per atom, the energy change is compared with the trapezoid rule,
-      -(F_a + F_b)/2 . (x_b - x_a).  A least-squares ratio outside 1/2 to 2, with at least 10 such pairs that
-      correlate with r >= 0.8, is an InputError.  Consistent GFN2-xTB data give 1.00 (ethanol) and 0.96
-      (aspirin), r = 0.98; forces in Hartree/Bohr beside energies in eV give 51.  Data without close pairs
-      (a few frames, or frames not from MD) are not judged.
+      -(F_a + F_b)/2 . (x_b - x_a).  With at least 10 such pairs, a least-squares ratio outside the band of
+      UNIT_RATIO_BANDS for their correlation is an InputError, and so are energy changes that anticorrelate with
+      r <= -0.8 (gradients stored as forces).  Consistent GFN2-xTB data give 1.00 (ethanol) and 0.96 (aspirin),
+      r = 0.98; forces in Hartree/Bohr beside energies in eV give 51.  Data without close pairs (a few frames, or
+      frames not from MD) are not judged.
     - A force RMS outside FORCE_RMS_RANGE_EV_A is warned about: a unit mistake that scales energies and forces
       alike (an eV file read as kcal/mol) keeps them consistent but not plausible.
     """
@@ -313,13 +358,20 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
     if len(close) >= 10 and np.std(predicted) > 0 and np.std(actual) > 0:
         r = float(np.corrcoef(predicted, actual)[0, 1])
         ratio = float(np.dot(predicted, actual) / np.dot(predicted, predicted))
-        if r >= 0.8 and not 0.5 <= ratio <= 2.0:
+        if r <= -UNIT_RATIO_BANDS[-1][0]:
+            raise InputError(
+                f"the forces of {where} are the gradient of its energies, not minus it: between nearby frames the "
+                f"energy changes have the opposite sign of what the forces predict (correlation {r:.2f}). Store "
+                f"forces = -dE/dx (negate the gradients)"
+            )
+        low, high = next((band for least, band in UNIT_RATIO_BANDS if r >= least), (0.0, math.inf))
+        if not low <= ratio <= high:
             raise InputError(
                 f"the forces of {where} are not minus the gradient of its energies: between nearby frames the energy "
                 f"changes are {max(ratio, 1 / ratio):.4g} times {'larger' if ratio > 1 else 'smaller'} than the "
-                f"forces predict (correlation {r:.2f}). Give the units the file uses with --energy-unit and "
-                f"--length-unit (forces are read in energy/length units), or convert the forces to match the "
-                f"energies ({UNIT_MIXUPS})"
+                f"forces predict (correlation {r:.2f}). Give the units the file uses with --energy-unit, "
+                f"--length-unit and --force-unit (forces are read in energy/length units unless --force-unit), or "
+                f"convert the forces to match the energies ({UNIT_MIXUPS})"
             )
     rms = float(np.sqrt(np.mean(forces**2)))
     low, high = FORCE_RMS_RANGE_EV_A
@@ -341,13 +393,22 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
     frames = d.positions[: min(len(d), 10)]
     if frames.shape[1] < 2 or not len(frames):
         return
-    typical = float(np.median([nearest_neighbours(f)[0] for f in frames]))
+    nearest = np.stack([nearest_neighbours(f)[0] for f in frames])
+    typical = float(np.median(nearest))
     low, high = NEAREST_NEIGHBOUR_RANGE_A
     if not low <= typical <= high:
         raise UnitsError(
             f"the atoms of {where} are {typical:.3g} Angstrom from their nearest neighbour (median) as read, where "
             f"bonded atoms are about 1-3 Angstrom apart: the coordinates are not in the length unit given. Give "
             f"the file's length unit with --length-unit (Angstrom, nm or Bohr)"
+        )
+    hydrogen = np.asarray(d.atomic_numbers) == 1
+    if hydrogen.any() and (h := float(np.median(nearest[:, hydrogen]))) > HYDROGEN_NEAREST_MAX_A:
+        raise UnitsError(
+            f"the hydrogen atoms of {where} are {h:.3g} Angstrom from their nearest neighbour (median) as read, "
+            f"where bonded hydrogens are 0.74-1.7 Angstrom from their partner: the coordinates are not in the "
+            f"length unit given (Bohr read as Angstrom gives 1.81 for O-H, 2.06 for C-H). Give the file's length "
+            f"unit with --length-unit (Angstrom, nm or Bohr), and --force-unit if the forces use another length"
         )
 
 

@@ -127,6 +127,26 @@ class Excursion:
         return bool(self.bound <= BONDED_NEAREST_FACTOR * (covalent_radii[a] + covalent_radii[b]))
 
 
+def describe(e: Excursion, atoms: Sequence[int], elements: Sequence[str], where: str = "") -> str:
+    """An excursion in words: ``atoms`` its two atoms' numbers as the user counts them, ``elements`` their
+    symbols, ``where`` (e.g. " (replica 2)") after the first atom."""
+    if e.kind == "shortest":
+        return (
+            f"atoms {atoms[0]} ({elements[0]}) and {atoms[1]} ({elements[1]}){where} are {e.distance:.3f} Angstrom "
+            f"apart, {e.beyond:.3f} Angstrom closer than any {e.key} pair in the training data "
+            f"({e.bound:.3f} Angstrom)"
+        )
+    target = e.key.split("->")[1]
+    of, partner = (
+        ("atom", f"atom {atoms[1]}, {elements[1]}") if target == ANY else (f"{target} atom", f"atom {atoms[1]}")
+    )
+    return (
+        f"atom {atoms[0]} ({elements[0]}){where} is {e.distance:.3f} Angstrom from its nearest {of} ({partner}), "
+        f"{e.beyond:.3f} Angstrom further than any {elements[0]} atom's nearest {of} in the training data "
+        f"({e.bound:.3f} Angstrom)"
+    )
+
+
 class EnvelopeCheck:
     """Checks frames of a system (the model's atoms, ``atomic_numbers``) against an envelope."""
 

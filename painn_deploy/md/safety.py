@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import units
 from ..deploy import metadata as md
-from ..deploy.envelope import EnvelopeCheck
+from ..deploy.envelope import EnvelopeCheck, describe
 from ..elements import symbol
 from ..errors import InputError, SimulationInstabilityError, SimulationWarning
 from .config import SimulationConfig
@@ -186,18 +186,4 @@ class SafetyNet:
                 [f"bead {bead}"] if self.layout.beads > 1 else []
             )
             where = f" ({', '.join(parts)})"
-        if e.kind == "shortest":
-            return (
-                f"atoms {atoms[0]} ({elements[0]}) and {atoms[1]} ({elements[1]}){where} are {e.distance:.3f} Angstrom "
-                f"apart, {e.beyond:.3f} Angstrom closer than any {e.key} pair in the training data "
-                f"({e.bound:.3f} Angstrom)"
-            )
-        target = e.key.split("->")[1]
-        of, partner = (
-            ("atom", f"atom {atoms[1]}, {elements[1]}") if target == "any" else (f"{target} atom", f"atom {atoms[1]}")
-        )
-        return (
-            f"atom {atoms[0]} ({elements[0]}){where} is {e.distance:.3f} Angstrom from its nearest {of} ({partner}), "
-            f"{e.beyond:.3f} Angstrom further than any {elements[0]} atom's nearest {of} in the training data "
-            f"({e.bound:.3f} Angstrom)"
-        )
+        return describe(e, atoms, elements, where)

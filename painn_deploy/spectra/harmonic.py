@@ -56,7 +56,7 @@ from scipy.optimize import minimize as sp_minimize
 
 from .. import units
 from ..elements import masses_amu as element_masses
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, MinimizationError
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..structures import BOND_TOLERANCE, count_fragments
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
@@ -68,6 +68,11 @@ DEFAULT_FMAX_KJ_MOL_NM = 1e-3
 LINEAR_TOLERANCE = 1e-6
 #: Warn when the projected-out (translation/rotation) curvature exceeds this (cm^-1).
 EXTERNAL_WARN_CM1 = 50.0
+#: Smallest over largest moment of inertia below which a molecule taken as non-linear is called nearly linear.
+NEARLY_LINEAR = 1e-2
+#: Imaginary wavenumber (cm^-1) beyond which a minimised structure is reported as a saddle point: float32 models
+#: give soft modes a few i cm^-1 at a true minimum.
+IMAGINARY_WARN_CM1 = 50.0
 #: Without minimisation, a larger force (kJ/mol/nm) means the structure is not at a minimum of the model.
 NONSTATIONARY_FORCE_KJ_MOL_NM = 1.0
 
@@ -82,7 +87,13 @@ def _warn(message: str, depth: int = 0) -> None:
 
 
 def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, where: str = "the structure"):
-    """Load a model for harmonic analysis, checked against the structure before anything is evaluated.
+    """The module of :func:`open_model`."""
+    return open_model(path, device, atomic_numbers, box_nm, where)[0]
+
+
+def open_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, where: str = "the structure"):
+    """(module, training envelope or None): a model for harmonic analysis, checked against the structure before
+    anything is evaluated, and the distances of its training data (:mod:`~painn_deploy.deploy.envelope`).
 
     * a painn-train checkpoint (``.ckpt``): built in float64 for ``atomic_numbers`` (default: the training
       molecule), which must be the training molecule's elements (in any order);
@@ -93,11 +104,14 @@ def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
 
     ``atomic_numbers`` and ``box_nm`` describe the structure (``where`` names it in errors).
     """
+    from ..deploy import metadata as md
     from ..deploy.artefact import Artefact, read_metadata
 
     path = require_file(path, "model", MODEL_FILE_FIX, CheckpointError)
     if is_checkpoint(path):
-        return _checkpoint_model(path, atomic_numbers, where).to(device).eval()
+        module, envelope = _checkpoint_model(path, atomic_numbers, where)
+        return module.to(device).eval(), envelope
+    envelope = None
     try:
         read_metadata(path)
         is_artefact = True
@@ -118,7 +132,7 @@ def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
             )
         if atomic_numbers is not None:
             artefact.check_system(atomic_numbers, box_nm, where)
-        module = artefact.load(device).module
+        module, envelope = artefact.load(device).module, artefact.metadata.get(md.KEY_ENVELOPE)
     else:
         try:
             module = torch.jit.load(str(path), map_location=device)
@@ -133,11 +147,12 @@ def load_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
                 "model whose properties(positions_nm) returns energy, forces, dipole and polarizability"
             )
     module.eval()
-    return module
+    return module, envelope if envelope and envelope.get("source") else None
 
 
 def _checkpoint_model(path: Path, atomic_numbers, where: str):
-    """The float64 eager module of a painn-train checkpoint for ``atomic_numbers`` (its training molecule)."""
+    """The float64 eager module of a painn-train checkpoint for ``atomic_numbers`` (its training molecule), and
+    its training envelope."""
     from .. import elements
     from ..deploy import build_forcefield
     from ..errors import TopologyMismatchError
@@ -155,7 +170,7 @@ def _checkpoint_model(path: Path, atomic_numbers, where: str):
             f"{elements.formula(trained)} ({len(trained)} atoms) only: its normal modes would be meaningless. Give "
             "the structure of the training molecule, or a model trained on this one"
         )
-    return build_forcefield(record, z, dtype="float64")
+    return build_forcefield(record, z, dtype="float64"), record.get("training_envelope")
 
 
 def model_dtype(module) -> tuple[torch.dtype, torch.device]:
@@ -197,6 +212,8 @@ NEWTON_STEPS = 20
 NEWTON_HALVINGS = 10
 NEWTON_MIN_CURVATURE = 1e-6
 NEWTON_MAX_STEP_NM = 0.01
+#: The length (nm) in whose units L-BFGS-B works, and so the length of its first step.
+LBFGS_LENGTH_NM = 0.01
 
 
 def minimize_positions(
@@ -207,19 +224,22 @@ def minimize_positions(
     # relative to the start: L-BFGS-B stops when the energy falls by less than ftol times |E|, and a molecule's
     # total energy (1e5 kJ/mol for aspirin) would make that stop come before the force threshold
     e0 = energy_and_gradient(module, x0)[0]
+    # in coordinates of LBFGS_LENGTH_NM: L-BFGS-B's first step has unit length, 1 nm in nm coordinates, which
+    # throws atoms out of a molecule, far from any data the model was trained on
+    scale = LBFGS_LENGTH_NM
 
-    def fun(x):
-        e, g = energy_and_gradient(module, x)
-        return e - e0, g.reshape(-1)
+    def fun(y):
+        e, g = energy_and_gradient(module, y * scale)
+        return e - e0, g.reshape(-1) * scale
 
     res = sp_minimize(
         fun,
-        x0,
+        x0 / scale,
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": max_steps, "gtol": fmax_kj_mol_nm / math.sqrt(3.0), "ftol": 1e-15, "maxcor": 50},
+        options={"maxiter": max_steps, "gtol": scale * fmax_kj_mol_nm / math.sqrt(3.0), "ftol": 1e-15, "maxcor": 50},
     )
-    pos = res.x.reshape(-1, 3)
+    pos = res.x.reshape(-1, 3) * scale
     e, g = energy_and_gradient(module, pos)
     fmax, message, steps = float(np.linalg.norm(g, axis=1).max()), str(res.message), int(res.nit)
     if message.rstrip(": ") == "ABNORMAL":  # (scipy gives no reason for a failed line search)
@@ -367,6 +387,17 @@ def property_derivatives(module, positions_nm) -> dict:
     return out
 
 
+def principal_moments(positions_nm, masses_amu) -> np.ndarray:
+    """The principal moments of inertia (amu nm^2, ascending) about the centre of mass."""
+    r = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 3)
+    m = np.asarray(masses_amu, dtype=np.float64)
+    rc = r - (m[:, None] * r).sum(axis=0) / m.sum()
+    inertia = (
+        m[:, None, None] * ((rc**2).sum(axis=1)[:, None, None] * np.eye(3) - rc[:, :, None] * rc[:, None, :])
+    ).sum(axis=0)
+    return np.linalg.eigvalsh(inertia)
+
+
 def external_basis(positions_nm, masses_amu, linear: bool | None = None) -> tuple[np.ndarray, bool]:
     """Orthonormal mass-weighted translation and rotation vectors D [3N, 6 or 5] and linearity.
 
@@ -378,10 +409,7 @@ def external_basis(positions_nm, masses_amu, linear: bool | None = None) -> tupl
     m = np.asarray(masses_amu, dtype=np.float64)
     n = r.shape[0]
     rc = r - (m[:, None] * r).sum(axis=0) / m.sum()
-    inertia = (
-        m[:, None, None] * ((rc**2).sum(axis=1)[:, None, None] * np.eye(3) - rc[:, :, None] * rc[:, None, :])
-    ).sum(axis=0)
-    moments = np.linalg.eigvalsh(inertia)
+    moments = principal_moments(r, m)
     if linear is None:
         linear = bool(n == 2 or moments[0] < LINEAR_TOLERANCE * moments[-1])
     sq = np.sqrt(m)[:, None]
@@ -477,8 +505,8 @@ class HarmonicResult:
 
 
 def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_steps):
-    """(positions, the minimisation's record): minimised when asked, with warnings when it did not converge or
-    changed the molecule's bonds."""
+    """(positions, the minimisation's record): minimised when asked, with a warning when it did not converge;
+    a :class:`MinimizationError` when it changed the molecule's bonds."""
     minimization: dict = {"performed": bool(minimize)}
     if minimize:
         start = pos
@@ -497,12 +525,13 @@ def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_
         if atomic_numbers is not None:
             before, after = count_fragments(atomic_numbers, start), count_fragments(atomic_numbers, pos)
             if before != after:
-                _warn(
+                raise MinimizationError(
                     f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
-                    f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii). "
-                    "The model has no minimum near the starting structure: check the structure, or the model's "
-                    "training data",
-                    depth=1,
+                    f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii; "
+                    f"energy {mres.energy_kj_mol - energy_and_gradient(module, start)[0]:+.4g} kJ/mol from the "
+                    "start). The model has no minimum near the starting structure, so its modes would be of another "
+                    "molecule: check the structure and the model's training data, or minimise it yourself and give "
+                    "--no-minimize"
                 )
     return pos, minimization
 
@@ -615,10 +644,26 @@ def harmonic_analysis(
     wavenumber = _wavenumber(evals)
     external = _wavenumber(np.linalg.eigvalsh(d.T @ h_mw @ d))
     if np.max(np.abs(external), initial=0.0) > EXTERNAL_WARN_CM1:
+        moments = principal_moments(pos, masses)
+        nearly_linear = not is_linear and moments[0] < NEARLY_LINEAR * moments[-1]
         _warn(
             f"the projected-out translations/rotations have curvatures up to {np.max(np.abs(external)):.1f} "
-            "cm^-1: the structure is not at a stationary point or the energy is not invariant under "
-            "rotation; minimise more tightly"
+            "cm^-1: "
+            + (
+                f"the molecule is nearly linear (smallest moment of inertia {moments[0] / moments[-1]:.2g} of the "
+                "largest), so the rotation about its axis took a bending vibration with it. If it is linear at "
+                "the model's minimum, give --linear yes (linear=True)"
+                if nearly_linear
+                else "the structure is not at a stationary point or the energy is not invariant under rotation; "
+                "minimise more tightly"
+            )
+        )
+    saddle = wavenumber[wavenumber < -IMAGINARY_WARN_CM1]
+    if minimize and len(saddle):
+        _warn(
+            f"{len(saddle)} imaginary mode(s), down to {abs(saddle[0]):.1f}i cm^-1: the minimisation ended at a "
+            "saddle point of the model, not a minimum (a symmetric start keeps its symmetry). Displace the "
+            "structure along the mode (its displacements are in harmonic.json) and run again"
         )
     disp = modes * inv_sqrt_m[:, None]  # Cartesian displacement per unit normal coordinate
     reduced_mass = 1.0 / (disp**2).sum(axis=0)

@@ -24,7 +24,7 @@ import torch
 from ..configuration import Config, option
 from ..errors import InputError, typed_errors
 from ..files import check_output_folder, earlier_outputs, remove_stale_outputs, write_json
-from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, load_model
+from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, open_model
 from .io import write_modes_csv
 
 DESCRIPTION = (
@@ -151,7 +151,7 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        module = load_model(config.model, config.device, numbers, box_nm, where)
+        module, envelope = open_model(config.model, config.device, numbers, box_nm, where)
         with typed_errors():
             result = harmonic_analysis(
                 module,
@@ -171,9 +171,34 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
         ) from exc
     finally:
         torch.set_num_threads(threads)
+    outside = _outside_training_data(envelope, numbers, result.positions_nm)
+    if outside:
+        notes.append(outside)
+        warnings.warn(outside, HarmonicWarning, stacklevel=2)
     run = HarmonicRun(config, result, notes)
     run.written = _write_outputs(run, pdb.topology)
     return run
+
+
+def _outside_training_data(envelope, atomic_numbers, positions_nm) -> str:
+    """A note when a bond of the analysed structure lies outside the distances of the model's training data
+    ("" when inside, or when the model records none)."""
+    from .. import units
+    from ..deploy.envelope import EnvelopeCheck, describe
+    from ..elements import symbol
+
+    if not envelope:
+        return ""
+    bonds = [e for e in EnvelopeCheck(envelope, atomic_numbers).excursions(positions_nm[None] * units.ANGSTROM_PER_NM)
+             if e.bonded]  # fmt: skip
+    if not bonds:
+        return ""
+    e = bonds[0]
+    text = describe(e, [a + 1 for a in e.atoms], [symbol(atomic_numbers[a]) for a in e.atoms])
+    return (
+        f"the analysed structure is outside the model's training data: {text}. Its modes are the model's "
+        "extrapolation, not the molecule's: check the structure, or train on data that covers it"
+    )
 
 
 def _write_outputs(run: HarmonicRun, topology) -> list[Path]:

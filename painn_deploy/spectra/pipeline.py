@@ -304,6 +304,15 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
 
     ir, raman, meta = result.ir, result.raman, result.metadata
     sticks = read_modes_csv(result.config.sticks) if result.config.sticks else None
+    imaginary = np.asarray([] if sticks is None else sticks.wavenumber_cm1, dtype=float)
+    imaginary = imaginary[imaginary < 0]
+    if len(imaginary):
+        warnings.warn(
+            f"{len(imaginary)} imaginary mode(s) of {result.config.sticks} (down to {abs(imaginary.min()):.1f}i "
+            "cm^-1) are left out of the harmonic line shape: the harmonic analysis was not at a minimum",
+            SpectrumWarning,
+            stacklevel=2,
+        )
     beads = sorted({b for b in meta["beads"].values() if b is not None})
     dynamics = "classical MD"
     if meta["correlation"] == "kubo":

@@ -39,9 +39,16 @@ class TrainConfig(Config):
     energy_unit: str | None = option(
         None,
         "--energy-unit",
-        "energy unit of the data file; forces are energy/length (default: kcal/mol for an rMD17-style .npz, eV for "
-        "the files ASE reads)",
+        "energy unit of the data file; forces are energy/length unless --force-unit (default: kcal/mol for an "
+        "rMD17-style .npz, eV for the files ASE reads)",
         kind=tuple(units.ENERGY_TO_EV),
+    )
+    force_unit: str | None = option(
+        None,
+        "--force-unit",
+        "force unit of the data file, when it is not the energy unit per length unit (Hartree/Bohr beside "
+        "coordinates in Angstrom, as many quantum-chemistry programs write)",
+        kind=tuple(units.FORCE_TO_EV_PER_ANGSTROM),
     )
     dipole_unit: str = option(
         "e*Angstrom", "--dipole-unit", "dipole unit of the data file", kind=tuple(units.DIPOLE_TO_E_ANGSTROM)

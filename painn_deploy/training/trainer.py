@@ -55,13 +55,16 @@ def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) ->
     if changed:
         raise InputError(
             f"--resume would read {data.source} in other units than the run started with ({', '.join(changed)}); "
-            f"give the original ones with --length-unit / --energy-unit / --dipole-unit / --polarizability-unit"
+            f"give the original ones with --length-unit / --energy-unit / --force-unit / --dipole-unit / "
+            f"--polarizability-unit"
         )
 
 
 def load_data(cfg: TrainConfig) -> data_io.MoleculeDataset:
-    file_units = data_io.FileUnits(cfg.length_unit, cfg.energy_unit, cfg.dipole_unit, cfg.polarizability_unit)
-    data = data_io.load(cfg.data, file_units)
+    file_units = data_io.FileUnits(
+        cfg.length_unit, cfg.energy_unit, cfg.dipole_unit, cfg.polarizability_unit, cfg.force_unit
+    )
+    data = data_io.load(cfg.data, file_units, cfg.targets)
     data.require(cfg.targets)
     data_io.check_units(data)
     return data

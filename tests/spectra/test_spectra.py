@@ -1,7 +1,9 @@
 """Tests of painn_deploy.spectra (correlation, quantum corrections, IR/Raman line shapes, I/O, CLI)."""
 
 import csv
+import json
 import math
+import re
 import warnings
 
 import h5py
@@ -513,6 +515,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     sticks.write_text(
         "mode,wavenumber_cm-1,ir_intensity_km_per_mol,raman_activity_A4_per_amu\n"
         f"1,{d['nu0']:.4f},{IR_KM_PER_MOL_PER_E2_PER_AMU * d['q'] ** 2 / d['mu']:.6f},1.0\n"
+        "2,-150.0,5.0,1.0\n"  # an imaginary mode: left out of the line shape, with a warning
     )
     out = tmp_path / "spectra"
     rc = main([*files, "--ir", "--raman", "-o", str(out), "--sticks", str(sticks), "--wmax", "3000"])
@@ -538,6 +541,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     iso = _read_csv(out / "raman_isotropic.csv")
     assert abs(iso[np.argmax(iso[:, 1]), 0] - d["nu0"]) <= grid
     assert (out / "metadata.json").is_file()
+    recorded = json.loads((out / "metadata.json").read_text())["warnings"]
+    assert any(re.match(r"1 imaginary mode\(s\) of .*modes.csv \(down to 150\.0i cm\^-1\) are left out", w)
+               for w in recorded)  # fmt: skip
     printed = capsys.readouterr().out
     assert "2 run(s)" in printed and "IR peaks" in printed
 

@@ -115,6 +115,79 @@ def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_c
             data_io.check_units(wrong)
 
 
+def test_what_quantum_chemistry_programs_write_is_read_or_refused(tmp_path):
+    """Hartree/Bohr forces beside Angstrom coordinates are read with --force-unit and refused without it (a ratio
+    of 1.89); gradients stored as forces, and coordinates in Bohr read as Angstrom, are refused."""
+    import ase
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    npz = data_io.load(ETHANOL_NPZ)
+    hartree, bohr = units.HARTREE_TO_EV, units.BOHR_TO_ANGSTROM
+
+    def extxyz(name, length=1.0, energy=1.0, forces=1.0):
+        frames = []
+        for k in range(400):
+            atoms = ase.Atoms(numbers=npz.atomic_numbers, positions=npz.positions[k] * length)
+            atoms.calc = SinglePointCalculator(atoms, energy=npz.energy[k] * energy, forces=npz.forces[k] * forces)
+            frames.append(atoms)
+        ase.io.write(tmp_path / name, frames)
+        return tmp_path / name
+
+    orca = extxyz("orca.extxyz", energy=1 / hartree, forces=bohr / hartree)  # Hartree, Hartree/Bohr, Angstrom
+    with pytest.raises(InputError, match=r"energy changes are 1\.8\d+ times larger than the forces predict .*"
+                       r"--force-unit"):  # fmt: skip
+        data_io.check_units(data_io.load(orca, data_io.FileUnits(energy="Hartree")))
+    read = data_io.load(orca, data_io.FileUnits(energy="Hartree", forces="Hartree/Bohr"))
+    assert read.units.describe().startswith("lengths in Angstrom, energies in Hartree, forces in Hartree/Bohr")
+    np.testing.assert_allclose(read.forces, npz.forces[:400], rtol=1e-6, atol=1e-6)
+    data_io.check_units(read)
+
+    gradients = extxyz("gradients.extxyz", forces=-1.0)
+    with pytest.raises(InputError, match=r"the gradient of its energies, not minus it: .* \(correlation -0\.9\d\)\. "
+                       r"Store forces = -dE/dx"):  # fmt: skip
+        data_io.check_units(data_io.load(gradients))
+
+    atomic = extxyz("atomic.extxyz", length=1 / bohr, energy=1 / hartree, forces=bohr / hartree)  # all in a.u.
+    with pytest.raises(UnitsError, match=r"hydrogen atoms of .* are 2\.\d+ Angstrom from their nearest neighbour"):
+        data_io.check_units(data_io.load(atomic, data_io.FileUnits(energy="Hartree")))
+    data_io.check_units(data_io.load(atomic, data_io.FileUnits(length="Bohr", energy="Hartree")))
+
+
+def test_only_the_targets_are_read_and_an_ase_database_gives_its_data(tmp_path):
+    import ase
+    import ase.db
+    import ase.io
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    raw = np.load(ETHANOL_NPZ)
+    frames = []
+    for k in range(4):
+        atoms = ase.Atoms(numbers=raw["nuclear_charges"], positions=raw["coords"][k])
+        atoms.calc = SinglePointCalculator(atoms, energy=float(raw["energies"][k]), forces=raw["forces"][k])
+        if k != 1:  # one frame without a dipole, and polarizabilities in 6 components
+            atoms.info["dipole"] = raw["dipoles"][k]
+        atoms.info["polarizability"] = raw["polarizabilities"][k][[0, 1, 2, 1, 2, 0], [0, 1, 2, 2, 0, 1]]
+        frames.append(atoms)
+    ase.io.write(tmp_path / "partial.extxyz", frames)
+    data = data_io.load(tmp_path / "partial.extxyz", targets=("energy", "forces"))
+    assert data.dipole is None and data.polarizability is None and data.forces.shape == (4, 9, 3)
+    with pytest.raises(InputError, match=r"1 of 4 frames have no 'dipole'"):
+        data_io.load(tmp_path / "partial.extxyz", targets=("energy", "forces", "dipole"))
+    with pytest.raises(InputError, match=r"frame 0: 'polarizability' has 6 values \(a symmetric tensor in 6 "
+                       r"components\?\), expected 3 x 3; store the full 3 x 3 tensor"):  # fmt: skip
+        data_io.load(tmp_path / "partial.extxyz", targets=("energy", "forces", "polarizability"))
+    with ase.db.connect(tmp_path / "data.db") as db:
+        for k, atoms in enumerate(frames):
+            atoms.info.clear()
+            db.write(atoms, data={"polarizability": raw["polarizabilities"][k]}, dipole_x=1.0)
+    data = data_io.load(
+        tmp_path / "data.db", data_io.FileUnits(energy="kcal/mol"), targets=("energy", "polarizability")
+    )
+    np.testing.assert_allclose(data.polarizability, raw["polarizabilities"][:4], rtol=1e-12)
+    np.testing.assert_allclose(data.energy, raw["energies"][:4] * units.KCAL_PER_MOL_TO_EV, rtol=1e-12)
+
+
 def test_other_programs_keys_and_frames_without_a_target_are_named(tmp_path):
     import ase
     import ase.io
