@@ -81,7 +81,8 @@ def artefact(molecule: str, folder: Path) -> Path:
         z, _, _ = read_pdb(common.RESOURCES / MOLECULES[molecule])
         scripted = torch.jit.script(common.paper_forcefield(z))
         meta = {md.KEY_FORMAT: md.FORMAT, md.KEY_FORMAT_VERSION: md.FORMAT_VERSION, md.KEY_ATOMIC_NUMBERS: list(z),
-                md.KEY_PARTICLE_ATOMIC_NUMBERS: list(z), md.KEY_MODEL_ELEMENTS: ["H", "C", "O"], md.KEY_PERIODIC: False,
+                md.KEY_PARTICLE_ATOMIC_NUMBERS: list(z), md.KEY_N_MOLECULES: 1, md.KEY_MODEL_ELEMENTS: ["H", "C", "O"],
+                md.KEY_PERIODIC: False,
                 md.KEY_HEADS: ["energy", "forces", "dipole", "polarizability"], md.KEY_CUTOFF_NM: 0.5,
                 md.KEY_FIXED_SHAPES: True, md.KEY_NEIGHBOR_LIST: "all_pairs", md.KEY_DTYPE: "float32"}  # fmt: skip
         torch.jit.save(scripted, str(path), _extra_files={md.METADATA_FILE: json.dumps(meta)})

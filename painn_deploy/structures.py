@@ -224,6 +224,19 @@ class Molecules:
     whole_nm: np.ndarray
 
 
+def molecule_index(groups: Sequence[Sequence[int]], atoms: Sequence[int]) -> List[int]:
+    """Each of ``atoms``' molecule (0, 1, ... in the order of the molecules' first atoms), from ``groups``: lists
+    of the indices that ``atoms`` holds, one list per molecule."""
+    position = {int(a): k for k, a in enumerate(atoms)}
+    index = [-1] * len(position)
+    for m, group in enumerate(sorted((g for g in groups if len(g)), key=min)):
+        for a in group:
+            index[position[int(a)]] = m
+    if min(index, default=0) < 0:
+        raise InputError("molecule_index: every atom needs a molecule")
+    return index
+
+
 def find_molecules(
     topology,
     positions_nm: np.ndarray,

@@ -14,7 +14,7 @@ from ..errors import CheckpointError, InputError, SimulationWarning
 from ..files import atomic_write, file_sha256
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..model.strategy import choose_strategy
-from ..structures import check_indices, random_rotation, read_pdb
+from ..structures import check_indices, find_molecules, load_pdb, molecule_index, random_rotation
 from . import metadata as md
 from .artefact import check_box_width
 from .module import ForcesOutput, PaiNNForceField
@@ -43,10 +43,12 @@ def build_forcefield(
     positions_nm=None,
     box_nm=None,
     atoms: Optional[Sequence[int]] = None,
+    molecules: Optional[Sequence[int]] = None,
 ) -> PaiNNForceField:
     """The eager deployable module for a checkpoint record (default: the training molecule).
     The static neighbour list takes its fixed grid from ``positions_nm``/``box_nm`` and, when
-    ``pair_capacity`` is 0, 1.3 times the pairs of that configuration."""
+    ``pair_capacity`` is 0, 1.3 times the pairs of that configuration.  ``molecules``: each model atom's
+    molecule (:class:`PaiNNForceField`; default: one molecule)."""
     if dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
     potential = potential_from_record(record)
@@ -76,7 +78,7 @@ def build_forcefield(
             )
     return PaiNNForceField(potential, z, periodic, mode, DTYPES[dtype], pair_capacity=pair_capacity,
                            static_cells=cells, atoms_per_cell=per_cell, atom_indices=atoms,
-                           n_particles=n_particles)  # fmt: skip
+                           n_particles=n_particles, molecules=molecules)  # fmt: skip
 
 
 def _energy_forces(module, positions_nm, box_nm=None, dtype=torch.float64):
@@ -200,8 +202,9 @@ def export(
     if "atomic_numbers" not in record:
         raise CheckpointError(f"{checkpoint} holds no training molecule; it was not written by painn-train")
     envelope = training_data_envelope(record)
+    molecules = None  # one molecule: the training molecule's atoms
     if pdb is not None:
-        z, positions_nm, box_nm = read_pdb(pdb)
+        structure, z, positions_nm, box_nm = load_pdb(pdb)
     else:
         z = list(record["atomic_numbers"])
         positions_nm, box_nm = None, None
@@ -214,7 +217,13 @@ def export(
         raise InputError("ML atoms (--atoms) select particles of a system: give its PDB with --pdb")
     if is_periodic:
         check_box_width(box_nm, record["config"]["cutoff_angstrom"] * units.NM_PER_ANGSTROM, str(pdb))
-    eager = build_forcefield(record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, atoms)
+    if pdb is not None:
+        atoms = None if atoms is None else check_indices(atoms, len(z), "the system")
+        found = find_molecules(structure.topology, positions_nm, box_nm, atoms=atoms, wrap=False)
+        molecules = molecule_index(found.finite + found.networks, range(len(z)) if atoms is None else atoms)
+    eager = build_forcefield(
+        record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, atoms, molecules
+    )
     scripted = torch.jit.script(eager)
     frames_nm = _validation_frames(record)
     record = dict(record, validation_frames_nm=frames_nm)
@@ -232,6 +241,7 @@ def export(
         md.KEY_ELEMENTS: [elements.symbol(x) for x in model_z],
         md.KEY_ATOM_INDICES: None if atoms is None else [int(a) for a in atoms],
         md.KEY_N_PARTICLES: len(z),
+        md.KEY_N_MOLECULES: eager.n_molecules,
         md.KEY_PARTICLE_ATOMIC_NUMBERS: [int(x) for x in z],
         md.KEY_MODEL_ELEMENTS: [elements.symbol(x) for x in config["elements"]],
         md.KEY_CUTOFF_NM: config["cutoff_angstrom"] * units.NM_PER_ANGSTROM,

@@ -2,7 +2,9 @@
 
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
-FORMAT_VERSION = 5  # the only format loaded: batched positions, features and responses, hand-written forces
+FORMAT_VERSION = (
+    6  # the only format loaded: batched positions, features and responses per molecule, hand-written forces
+)
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"
@@ -13,6 +15,7 @@ KEY_MODEL_ELEMENTS = "model_elements"  # elements the model knows
 KEY_ATOM_INDICES = "atom_indices"  # the model's atoms among the system's particles (ML/MM), or None: all of them
 KEY_N_PARTICLES = "n_particles"  # particles the artefact takes positions for
 KEY_PARTICLE_ATOMIC_NUMBERS = "particle_atomic_numbers"  # of every particle
+KEY_N_MOLECULES = "n_molecules"  # molecules among the model's atoms (dipole and polarizability are their sums)
 KEY_CUTOFF_NM = "cutoff_nm"
 KEY_PERIODIC = "periodic"
 KEY_DTYPE = "dtype"

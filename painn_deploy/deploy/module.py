@@ -55,6 +55,7 @@ class PaiNNForceField(nn.Module):
     cutoff_angstrom: torch.jit.Final[float]
     pair_capacity: torch.jit.Final[int]
     atoms_per_cell: torch.jit.Final[int]
+    n_molecules: torch.jit.Final[int]
 
     def __init__(
         self,
@@ -63,13 +64,13 @@ class PaiNNForceField(nn.Module):
         periodic: bool = False,
         neighbor_mode: str = "all_pairs",
         dtype: torch.dtype = torch.float32,
-        total_charge_e: float = 0.0,
         pair_capacity: int = 0,
         static_cells: Optional[Sequence[int]] = None,
         atoms_per_cell: int = 0,
         pairs_per_chunk: int = PAIRS_PER_CHUNK,
         atom_indices: Optional[Sequence[int]] = None,
         n_particles: int = 0,
+        molecules: Optional[Sequence[int]] = None,
     ):
         super().__init__()
         if neighbor_mode not in neighbors.MODES:
@@ -109,7 +110,14 @@ class PaiNNForceField(nn.Module):
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
         self.register_buffer("species", torch.from_numpy(species_index(atomic_numbers, config.elements)))
         self.register_buffer("masses", torch.from_numpy(masses_amu(atomic_numbers)).to(dtype))
-        self.register_buffer("total_charge", torch.tensor([total_charge_e], dtype=dtype))
+        # each atom's molecule (0, 1, ...): the output heads neutralise latent charges and take centres of mass per
+        # molecule, so that the dipole and polarizability of molecules far apart add up, in any periodic image
+        index = [0] * n if molecules is None else [int(m) for m in molecules]
+        if len(index) != n or sorted(set(index)) != list(range(max(index, default=-1) + 1)):
+            raise InputError(f"molecules must give each of the {n} atoms a molecule index 0, 1, ... (every one used)")
+        self.n_molecules = max(index, default=-1) + 1
+        self.register_buffer("molecule_index", torch.tensor(index, dtype=torch.long))
+        self.register_buffer("molecule_charges", torch.zeros(self.n_molecules, dtype=dtype))
         # all pairs as a dense [N, N] array: every pair but an atom with itself
         mask = 1.0 - torch.eye(n, dtype=dtype) if neighbor_mode == "all_pairs" else torch.zeros((0, 0), dtype=dtype)
         self.register_buffer("pair_mask", mask)
@@ -155,7 +163,9 @@ class PaiNNForceField(nn.Module):
     def responses(self, s: Tensor, v: Tensor, positions: Tensor) -> Dict[str, Tensor]:
         """Dipole (e*nm) and polarizability (nm^3) from the features of :meth:`energy_forces_features`
         and the positions (nm) they were computed at: the output heads only.  Frames may be batched
-        ([B, N, F], [B, N, 3, F], [B, N, 3])."""
+        ([B, N, F], [B, N, 3, F], [B, N, 3]).  The sums of each molecule's (neutral latent charges, positions
+        from its centre of mass), so each molecule must be whole, as OpenMM's positions are when a run starts
+        with whole molecules."""
         with torch.no_grad():
             batched = positions.dim() == 3
             n = self.n_atoms
@@ -165,18 +175,20 @@ class PaiNNForceField(nn.Module):
             pos = positions.to(self.dtype_marker.dtype).reshape(n_frames * n, 3) * units.ANGSTROM_PER_NM
             s = s.reshape(n_frames * n, self.n_features)
             v = v.reshape(n_frames * n, 3, self.n_features)
-            batch = torch.arange(n_frames, device=pos.device).repeat_interleave(n)
+            m = self.n_molecules
+            frame = torch.arange(n_frames, device=pos.device).repeat_interleave(n)
+            batch = frame * m + self.molecule_index.repeat(n_frames)  # (frame, molecule)
             species = self.species.repeat(n_frames)
             out = self.evaluator.potential.heads(
-                s, v, species, pos, batch, n_frames, self.masses.repeat(n_frames),
-                self.total_charge.repeat(n_frames), False, True,
+                s, v, species, pos, batch, n_frames * m, self.masses.repeat(n_frames),
+                self.molecule_charges.repeat(n_frames), False, True,
             )  # fmt: skip
             result: Dict[str, Tensor] = {}
             if self.has_dipole:
-                dipole = out["dipole"] * units.NM_PER_ANGSTROM
+                dipole = out["dipole"].reshape(n_frames, m, 3).sum(1) * units.NM_PER_ANGSTROM
                 result["dipole"] = dipole if batched else dipole[0]
             if self.has_polarizability:
-                alpha = out["polarizability"] * units.NM_PER_ANGSTROM**3
+                alpha = out["polarizability"].reshape(n_frames, m, 3, 3).sum(1) * units.NM_PER_ANGSTROM**3
                 result["polarizability"] = alpha if batched else alpha[0]
         return result
 

@@ -502,6 +502,10 @@ class MDRun:
             # RPMD gives Kubo-transformed correlation functions (docs/spectra.md)
             "correlation": "kubo" if cfg.beads > 1 else "classical",
             "model_sha256": self.artefact.sha256,
+            # the molecules whose dipole and polarizability are recorded (painn-spectrum's line shapes per molecule)
+            "molecules": len(residue_groups(self.pdb.topology, self.ml_atoms))
+            if self.ml_atoms is not None
+            else int(self.artefact.metadata[md.KEY_N_MOLECULES]),
         }
         if cfg.progress != "none":
             print(self._header(), flush=True)

@@ -65,7 +65,7 @@ from ..errors import (
 )
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..model.checkpoint import load_checkpoint
-from ..structures import check_indices
+from ..structures import check_indices, molecule_index
 from .forces import ModelForce, check_fixed_shapes, tie_molecules, topology_atomic_numbers, torch_force
 
 BACKENDS = ("python", "torch")
@@ -258,8 +258,9 @@ def build_module(recipe: Recipe, python_force: bool = False) -> nn.Module:
     if recipe.checkpoint:
         record = load_checkpoint(recipe.path)
         eager = build_forcefield(
-            record, recipe.atomic_numbers, recipe.model_periodic, "auto", recipe.dtype or "float32"
-        )
+            record, recipe.atomic_numbers, recipe.model_periodic, "auto", recipe.dtype or "float32",
+            molecules=molecule_index(recipe.molecules, range(len(recipe.atomic_numbers))),
+        )  # fmt: skip
         module = torch.jit.script(eager)
     else:
         model = Artefact(recipe.path).load("cpu")

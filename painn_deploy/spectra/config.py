@@ -110,10 +110,11 @@ class SpectrumConfig(Config):
         "accept only auto, kubo or harmonic (default: auto)",
         kind=QUANTUM_CHOICES,
     )
-    n_molecules: float = option(
-        1.0,
+    n_molecules: float | None = option(
+        None,
         "--molecules",
-        "number of molecules in the simulated system: line shapes are divided by N (per molecule; default: 1)",
+        "number of molecules whose dipole and polarizability were recorded: line shapes are divided by N (per "
+        "molecule; default: the files' molecules attribute, which painn-simulate writes, else 1)",
         "N",
     )
     integrator_timestep_fs: float | None = option(
@@ -146,12 +147,16 @@ class SpectrumConfig(Config):
         kind="bool",
     )
 
-    def options(self, temperature_K: float, correlation: str, integrator_timestep_fs: float | None) -> SpectrumOptions:
-        """The analysis options, with what the files decide (temperature, correlation kind, time step)."""
-        names = {f.name for f in fields(SpectrumOptions)} - {"temperature_K", "correlation", "integrator_timestep_fs"}
+    def options(
+        self, temperature_K: float, correlation: str, integrator_timestep_fs: float | None, n_molecules: float
+    ) -> SpectrumOptions:
+        """The analysis options, with what the files decide (temperature, correlation kind, time step, molecules)."""
+        decided = {"temperature_K", "correlation", "integrator_timestep_fs", "n_molecules"}
+        names = {f.name for f in fields(SpectrumOptions)} - decided
         return SpectrumOptions(
             temperature_K=temperature_K,
             correlation=correlation,
             integrator_timestep_fs=integrator_timestep_fs,
+            n_molecules=n_molecules,
             **{n: getattr(self, n) for n in names},
         )

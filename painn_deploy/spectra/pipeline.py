@@ -73,7 +73,8 @@ class SpectraResult:
             f"{s['dt_ps'] * units.FS_PER_PS:g} fs (Nyquist {s['nyquist_cm1']:.0f} cm^-1), tau_max "
             f"{s['max_corr_time_ps']:.4g} ps, resolution (FWHM) {s['resolution_fwhm_cm1']:.3g} cm^-1, grid "
             f"{s['grid_spacing_cm1']:.3g} cm^-1, range {s['wmin_cm1']:g}-{s['wmax_cm1']:.0f} cm^-1, "
-            f"T = {m['temperature_K']:g} K ({m['temperature_source']})"
+            f"T = {m['temperature_K']:g} K ({m['temperature_source']}), per molecule of {m['molecules']:g} "
+            f"({m['molecules_source']})"
         ]
         if self.ir is not None:
             lines.append(f"IR peaks (cm^-1): {', '.join(f'{v:.0f}' for v in _peaks(self.ir)) or 'none'}")
@@ -175,6 +176,24 @@ def _temperature(config: SpectrumConfig, props: list[Properties]) -> tuple[float
     return float(temps[0]), "file attribute temperature_K"
 
 
+def _molecules(config: SpectrumConfig, props: list[Properties]) -> tuple[float, str]:
+    """The number of molecules the line shapes are per, and where it came from: --molecules, else the files'
+    ``molecules`` attribute (the molecules whose dipole and polarizability painn-simulate recorded), else 1."""
+    counts = {p.attrs.get("molecules") for p in props}
+    if config.n_molecules is not None:
+        return float(config.n_molecules), "command line"
+    if len(counts) > 1:
+        raise InputError(
+            f"the files recorded different numbers of molecules ({', '.join(str(c) for c in counts)}; attribute "
+            "molecules): a spectrum per molecule averages runs of one system. Analyse them separately, or give "
+            "--molecules"
+        )
+    count = counts.pop()
+    if count is None:
+        return 1.0, "default (no molecules attribute in the files)"
+    return float(count), "file attribute molecules"
+
+
 def _timestep(config: SpectrumConfig, props: list[Properties]) -> tuple[float | None, str]:
     """MD time step (fs) for the integrator shift, and where it came from."""
     if config.integrator_timestep_fs is not None:
@@ -238,7 +257,8 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
     correlation = _correlation(props)
     temperature, t_source = _temperature(config, props)
     step_fs, step_source = _timestep(config, props)
-    options = config.options(temperature, correlation, step_fs)
+    n_molecules, molecules_source = _molecules(config, props)
+    options = config.options(temperature, correlation, step_fs, n_molecules)
     runs = [run for p in props for run in p.runs()]
     times = [r.time_ps for r in runs]
     ir = ir_spectrum(times, [r.dipole_e_nm for r in runs], options=options) if do_ir else None
@@ -265,6 +285,8 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
         "file_attributes": {p.path: p.attrs for p in props},
         "temperature_K": temperature,
         "temperature_source": t_source,
+        "molecules": n_molecules,
+        "molecules_source": molecules_source,
         "correlation": correlation,
         "quantum_correction": settings["quantum_correction"],
         "quantum_correction_requested": config.quantum_correction,

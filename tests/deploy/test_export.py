@@ -32,7 +32,7 @@ def test_metadata_describes_the_model(exported32, trained_checkpoint):
     assert v["openmm_torch"]["outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
     assert v["batched_vs_single"]["max_abs_force_diff_kj_per_mol_nm"] < 0.05
     assert (meta["neighbor_list"], meta["forces"], meta["fixed_shapes"]) == ("all_pairs", "dense", True)
-    assert meta["format_version"] == 5 and meta["n_features"] == 16
+    assert meta["format_version"] == 6 and meta["n_features"] == 16
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-5)])
@@ -91,7 +91,8 @@ def test_export_warns_for_another_molecule_but_not_for_copies_of_its_own(trained
     write_pdb(tmp_path / "methanol_like.pdb", list(z[:3]) + list(z[-3:]), np.asarray(pos)[[0, 1, 2, 6, 7, 8]])
     with warnings.catch_warnings():
         warnings.simplefilter("error", SimulationWarning)
-        export(trained_checkpoint, tmp_path / "two.pt", pdb=str(tmp_path / "two.pdb"))  # two ethanols: C2H6O
+        two = export(trained_checkpoint, tmp_path / "two.pt", pdb=str(tmp_path / "two.pdb"))  # two ethanols: C2H6O
+    assert two["n_molecules"] == 2  # (their dipole and polarizability: the sums of each molecule's)
     with pytest.warns(SimulationWarning, match=r"atoms \(C2H3O\) are not copies of its training molecule \(C2H6O\)"):
         export(trained_checkpoint, tmp_path / "other.pt", pdb=str(tmp_path / "methanol_like.pdb"))
 

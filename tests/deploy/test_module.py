@@ -372,6 +372,43 @@ def test_far_apart_molecules_add_up(box_system):
         assert e2 == pytest.approx(2 * e1, rel=1e-12)
 
 
+def test_the_dipole_and_polarizability_of_molecules_are_the_sums_of_theirs(box_system):
+    """Latent charges are neutral per molecule and positions taken from each molecule's centre of mass, so two
+    ethanols 1.5 nm apart have the dipole and polarizability of each alone added up (1e-10), batched as per
+    frame; as one molecule, a charge transfer between them grows with their distance.  In a periodic box,
+    molecules moved to other images leave both unchanged (as one molecule, they moved by 13 times their thermal
+    fluctuation in a user's liquid)."""
+    pot = box_system[0]
+    first, second = ethanol_frames(2)  # (two conformations: copies would carry equal excess charges)
+    apart = torch.tensor([1.5, 0.0, 0.0], dtype=torch.float64)
+    single = PaiNNForceField(pot, ETHANOL_Z, dtype=torch.float64)
+    alone = [single.properties(first), single.properties(second + apart)]
+    pair_pos = torch.cat([first, second + apart])
+    pair = torch.jit.script(PaiNNForceField(pot, ETHANOL_Z * 2, dtype=torch.float64, molecules=[0] * 9 + [1] * 9))
+    out = pair.properties(pair_pos)
+    for key in ("dipole", "polarizability"):
+        torch.testing.assert_close(out[key], alone[0][key] + alone[1][key], rtol=1e-10, atol=1e-14)
+    merged = PaiNNForceField(pot, ETHANOL_Z * 2, dtype=torch.float64).properties(pair_pos)
+    assert (merged["dipole"] - out["dipole"]).abs().max() > 1e-4 * out["dipole"].abs().max()
+    frames = torch.stack([pair_pos, pair_pos + 0.01 * torch.randn(pair_pos.shape, dtype=torch.float64)])
+    batched = pair.properties(frames)
+    for b in range(2):
+        for key, value in pair.properties(frames[b]).items():
+            torch.testing.assert_close(batched[key][b], value, rtol=1e-10, atol=1e-12)
+
+    _, z, pos, box = box_system
+    index = [a // 9 for a in range(len(z))]  # (molecular_box: whole ethanols, one after another)
+    module = PaiNNForceField(pot, z, True, "cell_list", torch.float64, molecules=index)
+    reference = module.properties(pos, box)
+    images = torch.randint(-2, 3, (len(z) // 9, 3), generator=torch.Generator().manual_seed(3)).to(torch.float64)
+    moved = module.properties(pos + (images @ box).repeat_interleave(9, dim=0), box)
+    assert float(moved["energy"]) == pytest.approx(float(reference["energy"]), rel=1e-12)
+    for key in ("dipole", "polarizability"):
+        torch.testing.assert_close(moved[key], reference[key], rtol=1e-10, atol=1e-12)
+    with pytest.raises(InputError, match="molecules must give each of the 9 atoms a molecule index"):
+        PaiNNForceField(pot, ETHANOL_Z, dtype=torch.float64, molecules=[0] * 8 + [2])
+
+
 def test_box_smaller_than_twice_cutoff_is_an_error(box_system):
     pot, z, pos, _ = box_system
     module = torch.jit.script(PaiNNForceField(pot, z, True, "all_pairs", torch.float64))

@@ -266,7 +266,7 @@ def test_rpmd_records_the_bead_average_of_the_evaluation_that_moved_it(exported6
 
     with h5py.File(tmp_path / "rpmd" / "properties.h5") as f:
         props = {k: f[k][:] for k in f}
-        assert f.attrs["beads"] == 4 and f.attrs["correlation"] == "kubo"
+        assert f.attrs["beads"] == 4 and f.attrs["correlation"] == "kubo" and f.attrs["molecules"] == 1
     np.testing.assert_allclose(props["time"], np.arange(1, steps + 1) * 0.5e-3, rtol=1e-12)
     beads = run.layout.beads_nm(run.context.getState(getPositions=True).getPositions(asNumpy=True)._value)[0]
     assert np.abs(beads - beads[0]).max() > 1e-4  # the ring polymer is spread out

@@ -553,6 +553,26 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "Nyquist" in capsys.readouterr().err
 
 
+def test_line_shapes_are_per_molecule_of_the_files(tmp_path):
+    """painn-simulate writes the number of molecules it recorded (a liquid's box: all of them); the line shapes
+    are per molecule of that number unless --molecules says otherwise, and files that disagree are refused."""
+    from painn_deploy.spectra import SpectrumConfig, compute_spectra
+
+    d = _rotating_diatomic(4000)
+    one = _write_h5(tmp_path / "one.h5", d["t"], d["dipole"], temperature_K=300.0)
+    box = _write_h5(tmp_path / "box.h5", d["t"], d["dipole"], temperature_K=300.0, molecules=4)
+    ir = {}
+    for name, path, given in (("one", one, None), ("box", box, None), ("given", box, 2.0)):
+        result = compute_spectra(SpectrumConfig(files=(str(path),), output=None, n_molecules=given))
+        ir[name] = result.ir.intensity
+        assert result.metadata["molecules"] == {"one": 1, "box": 4, "given": 2}[name]
+    np.testing.assert_allclose(ir["box"], ir["one"] / 4, rtol=1e-12)
+    np.testing.assert_allclose(ir["given"], ir["one"] / 2, rtol=1e-12)
+    with pytest.raises(InputError, match=r"different numbers of molecules .* Analyse them separately, or give "
+                       r"--molecules"):  # fmt: skip
+        compute_spectra(SpectrumConfig(files=(str(one), str(box)), output=None))
+
+
 def test_cli_warns_on_coarse_sampling(tmp_path, capsys):
     from painn_deploy.cli.spectrum import main
 

@@ -100,7 +100,7 @@ def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_c
     # forces in Hartree/Bohr beside energies in eV
     mixed = data_io.load(extxyz("mixed.extxyz", force_factor=units.BOHR_TO_ANGSTROM / units.HARTREE_TO_EV))
     with pytest.raises(InputError, match=r"not minus the gradient of its energies: between nearby frames the energy "
-                       r"changes are ([\d.]+) times larger than the forces predict .*--energy-unit and --length-unit") as info:  # fmt: skip
+                       r"changes are ([\d.]+) times larger than the forces predict .*--energy-unit, --length-unit and --force-unit") as info:  # fmt: skip
         data_io.check_units(mixed)
     factor = float(re.search(r"changes are ([\d.]+) times", str(info.value))[1])
     assert factor == pytest.approx(units.HARTREE_TO_EV / units.BOHR_TO_ANGSTROM, rel=0.1)  # 51.42
