@@ -199,9 +199,9 @@ def _covalent_pairs(structure):
     return neighbor_list("ijD", structure, natural_cutoffs(structure, mult=BOND_TOLERANCE))
 
 
-def count_fragments(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> int:
-    """How many covalently bonded fragments a molecular structure (no box) has, by the bond rule of
-    :func:`find_molecules`."""
+def fragment_index(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> List[int]:
+    """Each atom's covalently bonded fragment (0, 1, ... in the order of their first atoms) in a molecular
+    structure (no box), by the bond rule of :func:`find_molecules`."""
     from ase import Atoms
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -210,7 +210,14 @@ def count_fragments(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> 
     i, j, _ = _covalent_pairs(
         Atoms(numbers=list(atomic_numbers), positions=np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
     )
-    return int(connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)[0])
+    labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)[1]
+    first = {}
+    return [first.setdefault(int(label), len(first)) for label in labels]
+
+
+def count_fragments(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> int:
+    """How many covalently bonded fragments a molecular structure (no box) has (:func:`fragment_index`)."""
+    return max(fragment_index(atomic_numbers, positions_nm), default=-1) + 1
 
 
 @dataclass

@@ -53,6 +53,8 @@ def build_forcefield(
         raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
     potential = potential_from_record(record)
     z = list(atomic_numbers) if atomic_numbers is not None else list(record["atomic_numbers"])
+    if molecules is None and atoms is None and z == list(record["atomic_numbers"]):
+        molecules = record.get("molecules")  # the training molecule's, as painn-train found them
     n_particles = len(z)
     if atoms is not None:  # the model's atoms among the system's particles (ML/MM)
         atoms = check_indices(atoms, n_particles, "the system")

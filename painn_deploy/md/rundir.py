@@ -18,12 +18,13 @@ from .config import SimulationConfig, flag
 from .outputs import dcd_frames
 
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.chk", "checkpoint.prev.chk"
+FINAL_STRUCTURE = "final.pdb"  # the last structure of a run of one copy, with its box
 CHECKPOINT_FORMAT = 3  # 3: --integrator verlet steps with the thermostatted integrator, its thermostat off
 CHECKPOINT_KEYS = {"step": int, "trajectory_frames": int, "trajectory_bytes": int, "property_frames": int,
                    "model_sha256": str, "state_bytes": int}  # fmt: skip
 # what a run writes in its output directory (what --overwrite deletes; nothing else there is touched)
 RUN_FILES = ("run.json", "log.csv", "properties.h5", "trajectory.dcd", "trajectory.xtc", "beads.dcd", "beads.xtc",
-             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb")  # fmt: skip
+             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb", FINAL_STRUCTURE)  # fmt: skip
 RESUME_MUST_MATCH = (
     "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
     "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "backend", "seed",

@@ -34,6 +34,7 @@ from ..errors import (
     SimulationWarning,
     typed_errors,
 )
+from ..files import atomic_write
 from ..openmm import check_positions, create_system
 from ..openmm.forces import make_whole
 from ..openmm.mlpotential import residue_groups
@@ -44,7 +45,7 @@ from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
-from .rundir import CHECKPOINT, RunDirectory
+from .rundir import CHECKPOINT, FINAL_STRUCTURE, RunDirectory
 from .safety import SafetyNet
 from .solution import add_barostat, mixed_system, ml_atoms_by_residue
 
@@ -557,6 +558,7 @@ class MDRun:
         wall_start, start_step = time.perf_counter(), self.step
         try:
             self._steps(progress, wall_start, start_step, requested)
+            self._write_final_structure()
         finally:
             progress.close()
             self.log.close()
@@ -574,6 +576,24 @@ class MDRun:
             with h5py.File(out / "properties.h5") as f:
                 frames = f["time"].shape[0]
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
+
+    def _write_final_structure(self) -> None:
+        """final.pdb: the last structure of a run of one copy, with the box it ended in (where a barostat took it):
+        a structure to start another run from, or to export a static-list model for."""
+        if self.cfg.beads > 1 or self.cfg.replicas > 1:
+            return
+        from openmm.app import PDBFile
+
+        state = self.context.getState(getPositions=True)
+        topology = self.pdb.topology
+        if self.periodic:
+            topology.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
+
+        def write(tmp):
+            with open(tmp, "w") as fh:
+                PDBFile.writeFile(topology, state.getPositions(), fh, keepIds=True)
+
+        atomic_write(self.output / FINAL_STRUCTURE, write)
 
     def _equilibrate(self, requested: list) -> None:
         """--equilibration-steps, in blocks of --log-interval steps, each checked as a log step is (nothing is

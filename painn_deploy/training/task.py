@@ -69,7 +69,7 @@ class PaiNNTask(pl.LightningModule):
             prog_bar=True,
             on_step=False,
             on_epoch=True,
-            batch_size=batch["n_molecules"],
+            batch_size=batch["frames"],
             sync_dist=True,
         )
         return loss
@@ -82,7 +82,7 @@ class PaiNNTask(pl.LightningModule):
         with torch.enable_grad():
             out = self._predict(self.deployable(), batch, training=False)
         loss, _ = self._loss({k: v.detach() for k, v in out.items()}, batch)
-        n = batch["n_molecules"]
+        n = batch["frames"]
         sums = self._val_sums
         sums["loss"] = sums.get("loss", 0.0) + float(loss) * n
         sums["n"] = sums.get("n", 0) + n

@@ -212,6 +212,7 @@ def train(cfg: TrainConfig) -> dict:
     )
     record_extra = {
         "atomic_numbers": data.atomic_numbers.tolist(),
+        "molecules": frames.molecules,  # each atom's molecule: the exported model's, too
         "statistics": stats,
         "split": {k: v.tolist() for k, v in split.items()},
         "data": {
@@ -308,7 +309,7 @@ def predict(potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, b
         b = frames.collate(np.asarray(indices[start : start + batch_size]))
         res = predict_batch(potential, b, with_forces="energy" in potential.config.targets, training=False)
         if "forces" in res:
-            res["forces"] = res["forces"].reshape(b["n_molecules"], -1, 3)
+            res["forces"] = res["forces"].reshape(b["frames"], -1, 3)
         for k, v in res.items():
             out.setdefault(k, []).append(v.detach().cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}

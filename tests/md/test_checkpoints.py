@@ -167,7 +167,15 @@ def test_a_previous_run_is_not_overwritten_without_overwrite(exported64, tmp_pat
     result = run_simulation(config(exported64, out, steps=30, overwrite=True, **plain))
     assert result.steps == 30
     names = {p.name for p in out.iterdir()}
-    assert names == {"run.json", "log.csv", "trajectory.dcd", "checkpoint.chk", "checkpoint.prev.chk", "notes.txt"}
+    assert names == {
+        "run.json",
+        "log.csv",
+        "trajectory.dcd",
+        "checkpoint.chk",
+        "checkpoint.prev.chk",
+        "final.pdb",
+        "notes.txt",
+    }
     assert checkpoint_meta(out / "checkpoint.chk")["step"] == 30
     assert checkpoint_meta(out / "checkpoint.chk")["property_frames"] == 0
     assert [r[0] for r in read_log_text(out / "log.csv")] == ["25", "30"]

@@ -5,6 +5,7 @@ end, and what it refuses."""
 import csv
 import warnings
 
+import h5py
 import numpy as np
 import openmm
 import pytest
@@ -173,7 +174,7 @@ def npt_config(pdb, model, output, **kwargs):
     return SimulationConfig(**base)
 
 
-def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, tmp_path):
+def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, trained_checkpoint, tmp_path):
     """painn-simulate --pressure on 27 model ethanols: the run starts from whole molecules, the barostat moves
     the box, and log.csv's volume and density at each logged step are the trajectory's box and the atoms' mass
     in it.  (The tiny test model's
@@ -182,7 +183,7 @@ def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, tmp_path):
 
     pdb, model = liquid
     out = tmp_path / "npt"
-    run = MDRun(npt_config(pdb, model, out))
+    run = MDRun(npt_config(pdb, model, out, record_dipole=True))
     residues = [list(range(9 * k, 9 * k + 9)) for k in range(27)]
     extent = [np.ptp(run.start_positions_nm[r], axis=0).max() for r in residues]
     assert max(extent) < 0.4  # it starts from whole molecules (the PDB splits some: checked in the first test)
@@ -197,6 +198,17 @@ def test_npt_run_of_a_liquid_box_of_the_models_molecules(liquid, tmp_path):
     np.testing.assert_allclose(logged, volumes, rtol=1e-5)
     mass_g = sum(a.element.mass for a in traj.topology.atoms) / units.AVOGADRO_PER_MOL
     np.testing.assert_allclose([float(r["density_g_per_cm3"]) for r in log], mass_g / (logged * 1e-21), rtol=1e-5)
+    with h5py.File(out / "properties.h5") as f:
+        assert f.attrs["molecules"] == 27  # (painn-spectrum's line shapes: per molecule)
+    # final.pdb: the last structure in the box the barostat reached, from which a static-list model is exported
+    final = app.PDBFile(str(out / "final.pdb"))
+    final_box = np.array(final.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    assert abs(np.linalg.det(final_box)) == pytest.approx(logged[-1], rel=3e-4)  # (CRYST1 keeps 0.001 Angstrom)
+    from painn_deploy.deploy import Artefact, export
+
+    meta = export(trained_checkpoint, tmp_path / "static.pt", pdb=str(out / "final.pdb"), neighbor_mode="static")
+    assert meta["neighbor_list"] == "static" and meta["n_particles"] == 243
+    assert Artefact(model).metadata["n_molecules"] == 27  # (the tiny model's molecules come apart in the run)
 
 
 def test_pressure_is_refused_with_a_static_neighbour_list(liquid, trained_checkpoint, tmp_path):

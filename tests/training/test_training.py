@@ -14,7 +14,7 @@ from painn_deploy import units
 from painn_deploy.errors import CheckpointError, DataWarning, InputError, UnitsError
 from painn_deploy.training import TrainConfig, load_checkpoint, potential_from_record, predict, train
 
-from ..conftest import ETHANOL_NPZ, ETHANOL_PDB
+from ..conftest import ETHANOL_NPZ, ETHANOL_PDB, small_potential
 
 TINY = dict(n_features=16, n_interactions=2, n_rbf=8, batch_size=10, progress_bar=False)
 
@@ -186,6 +186,34 @@ def test_only_the_targets_are_read_and_an_ase_database_gives_its_data(tmp_path):
     )
     np.testing.assert_allclose(data.polarizability, raw["polarizabilities"][:4], rtol=1e-12)
     np.testing.assert_allclose(data.energy, raw["energies"][:4] * units.KCAL_PER_MOL_TO_EV, rtol=1e-12)
+
+
+def test_frames_of_several_molecules_train_the_heads_the_exported_model_runs():
+    """Frames of two ethanols 1.2 nm apart: training finds the two molecules (covalent fragments of the first
+    frame) and its heads neutralise charges and take centres of mass per molecule, as the exported model does:
+    the training path and the deployable module give the same energies, forces, dipoles and polarizabilities."""
+    from painn_deploy.deploy import PaiNNForceField
+    from painn_deploy.training.batching import FrameTensors, predict_batch
+
+    raw = np.load(ETHANOL_NPZ)
+    z = np.concatenate([raw["nuclear_charges"]] * 2)
+    positions = np.concatenate([raw["coords"][:4], raw["coords"][4:8] + [12.0, 0.0, 0.0]], axis=1)  # Angstrom
+    data = data_io.MoleculeDataset(z, positions, np.zeros(4), np.zeros((4, 18, 3)), np.zeros((4, 3)))
+    potential = small_potential()
+    frames = FrameTensors(data, potential.config.elements, dtype=torch.float64)
+    assert frames.molecules == [0] * 9 + [1] * 9
+    trained = predict_batch(potential, frames.collate(np.arange(4)), with_forces=True, training=False)
+    module = PaiNNForceField(potential, z.tolist(), dtype=torch.float64, molecules=frames.molecules)
+    deployed = module.properties(torch.tensor(positions * 0.1))
+    ev = units.EV_TO_KJ_PER_MOL
+    torch.testing.assert_close(deployed["energy"], trained["energy"].detach() * ev, rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(
+        deployed["forces"], trained["forces"].detach().reshape(4, 18, 3) * ev * 10, rtol=1e-8, atol=1e-8
+    )
+    torch.testing.assert_close(deployed["dipole"], trained["dipole"].detach() * 0.1, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        deployed["polarizability"], trained["polarizability"].detach() * 1e-3, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_other_programs_keys_and_frames_without_a_target_are_named(tmp_path):
