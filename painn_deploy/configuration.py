@@ -90,6 +90,8 @@ def convert(kind, value, default=None):
     if value is None and default is None and kind != "files":
         return None
     if isinstance(kind, tuple):
+        if isinstance(value, bool) and {"yes", "no"} <= set(kind):  # (YAML reads yes and no as booleans)
+            value = "yes" if value else "no"
         if isinstance(value, int) and not isinstance(value, bool) and str(value) in kind:
             value = str(value)
         if value not in kind:

@@ -53,6 +53,12 @@ class MinimizationError(PainnDeployError, RuntimeError):
     exit_status = 1
 
 
+class TrainingDivergedError(PainnDeployError, RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    exit_status = 1
+
+
 class RecordingError(PainnDeployError, RuntimeError):
     """Recorded properties could not be matched to the MD steps they belong to."""
 

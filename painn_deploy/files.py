@@ -108,6 +108,20 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+def check_writable(folder, option: str = "-o/--output") -> None:
+    """Refuse a folder that cannot be written (or made, in the nearest folder above it that exists), before any
+    work whose results would then be lost."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a directory")
+        with tempfile.NamedTemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write to {folder} ({existing}: {exc.strerror}); choose another {option}") from None
+
+
 def check_output_folder(folder, record: str, overwrite: bool) -> Path:
     """``folder`` as a Path, once it is known to be usable as the output folder of a command whose runs end by
     writing the JSON file ``record`` (with the names of their files under "written").  A folder holding an
@@ -122,6 +136,7 @@ def check_output_folder(folder, record: str, overwrite: bool) -> Path:
             f"{folder} already holds the results of an earlier run ({record}); give another -o/--output, or "
             "--overwrite to replace them"
         )
+    check_writable(folder)
     return folder
 
 

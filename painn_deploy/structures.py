@@ -199,17 +199,26 @@ def _covalent_pairs(structure):
     return neighbor_list("ijD", structure, natural_cutoffs(structure, mult=BOND_TOLERANCE))
 
 
+def covalent_bonds(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> set:
+    """The atom pairs (i < j) of a molecular structure (no box) closer than BOND_TOLERANCE times their covalent
+    radii: the bonds of :func:`find_molecules`."""
+    from ase import Atoms
+
+    i, j, _ = _covalent_pairs(
+        Atoms(numbers=list(atomic_numbers), positions=np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
+    )
+    return {(int(a), int(b)) for a, b in zip(i, j) if a < b}
+
+
 def fragment_index(atomic_numbers: Sequence[int], positions_nm: np.ndarray) -> List[int]:
     """Each atom's covalently bonded fragment (0, 1, ... in the order of their first atoms) in a molecular
     structure (no box), by the bond rule of :func:`find_molecules`."""
-    from ase import Atoms
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
     n = len(atomic_numbers)
-    i, j, _ = _covalent_pairs(
-        Atoms(numbers=list(atomic_numbers), positions=np.asarray(positions_nm) * units.ANGSTROM_PER_NM)
-    )
+    bonds = np.array(sorted(covalent_bonds(atomic_numbers, positions_nm)), dtype=int).reshape(-1, 2)
+    i, j = bonds[:, 0], bonds[:, 1]
     labels = connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)), directed=False)[1]
     first = {}
     return [first.setdefault(int(label), len(first)) for label in labels]

@@ -77,6 +77,11 @@ def run_command(
                 result = execute(args)
     except Exception as raised:
         exc = raised if isinstance(raised, PainnDeployError) else from_torchscript(raised)
+        if exc is None and isinstance(raised, MemoryError):  # (numpy's and torch's: the size asked for)
+            _print_warnings(prog, caught)
+            print(f"{prog}: error: not enough memory ({raised}); ask for less (fewer beads, replicas, atoms or "
+                  "frames, a smaller zero padding)", file=sys.stderr)  # fmt: skip
+            return FAILED_RUN
         if exc is None:  # a failed run (I/O, a bug): the traceback for the report, then one line
             _print_warnings(prog, caught)
             traceback.print_exc()

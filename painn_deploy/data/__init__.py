@@ -114,7 +114,10 @@ def load_npz(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEY
         if key not in arrays:
             raise InputError(f"{path} has no '{key}' array; rMD17-style npz files need nuclear_charges and coords")
     f = file_units.factors()
-    z = np.asarray(arrays["nuclear_charges"], dtype=np.int64)
+    charges = np.asarray(arrays["nuclear_charges"])
+    if charges.dtype.kind == "f" and not np.all(charges == np.round(charges)):
+        raise InputError(f"{path}: nuclear_charges are not whole numbers; they must be atomic numbers (1 for H, ...)")
+    z = charges.astype(np.int64)
     data = MoleculeDataset(z, np.asarray(arrays["coords"], dtype=np.float64) * f["length"], source=str(path))
     for name, key in NPZ_KEYS.items():
         if key in arrays and name in targets:
@@ -254,8 +257,10 @@ def _read_database(path: Path) -> list:
 
 def load(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEYS)) -> MoleculeDataset:
     """Read a data file by its extension (``.npz``: rMD17 style; anything else: ASE); of the properties, only
-    ``targets``."""
+    ``targets`` (and the forces with the energy)."""
     path = Path(path)
+    if "energy" in targets:  # forces, where the file has them, check the energies' units and set their scale
+        targets = (*targets, "forces")
     if path.suffix == ".npz":
         return load_npz(path, file_units, targets)
     return load_ase(path, file_units, targets=targets)
@@ -307,10 +312,15 @@ FORCE_RMS_RANGE_EV_A = (0.05, 10.0)
 #: clusters, 3.8 in noble-gas clusters; a factor of 10 (nm against Angstrom) or 1/1.89 (Angstrom read as Bohr)
 #: falls outside
 NEAREST_NEIGHBOUR_RANGE_A = (0.65, 6.0)
-#: Median distance (Angstrom) from a hydrogen atom to its nearest neighbour, above which the coordinates are not in
-#: Angstrom: bonded hydrogens are 0.74 (H2) to 1.7 (H-Te) Angstrom from their partner; in Bohr, O-H reads 1.81 and
-#: C-H 2.06
+#: Atoms closer than this (Angstrom) overlap (duplicated atoms): the shortest bond, H-H, is 0.74, and hot MD
+#: compresses bonds to about 0.5
+MIN_DISTANCE_A = 0.2
+#: Median distance (Angstrom) from a hydrogen atom to its nearest neighbour, a non-metal, above which the
+#: coordinates are not in Angstrom: bonded hydrogens are 0.74 (H2) to 1.7 (H-Te) Angstrom from their partner; in
+#: Bohr, O-H reads 1.81 and C-H 2.06
 HYDROGEN_NEAREST_MAX_A = 1.78
+#: H, B, C, N, O, F, Si, P, S, Cl, As, Se, Br, Te, I: the partners of the hydrogens that check judges
+NON_METALS = (1, 5, 6, 7, 8, 9, 14, 15, 16, 17, 33, 34, 35, 52, 53)
 
 
 #: Frame pairs nearer than this RMS displacement per atom (Angstrom) are near enough for the trapezoid rule.
@@ -394,6 +404,15 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
     if frames.shape[1] < 2 or not len(frames):
         return
     nearest = np.stack([nearest_neighbours(f)[0] for f in frames])
+    frame, atom = np.unravel_index(int(np.argmin(nearest)), nearest.shape)
+    if nearest[frame, atom] < MIN_DISTANCE_A:
+        others = np.linalg.norm(frames[frame] - frames[frame][atom], axis=1)
+        others[atom] = np.inf
+        a, b = sorted((int(atom), int(np.argmin(others))))
+        raise InputError(
+            f"{d.source}: in frame {frame}, atoms {a + 1} and {b + 1} are {nearest[frame, atom]:.3f} Angstrom apart "
+            f"(overlapping atoms; bonds are 0.74 Angstrom and longer): fix the data (e.g. remove duplicated atoms)"
+        )
     typical = float(np.median(nearest))
     low, high = NEAREST_NEIGHBOUR_RANGE_A
     if not low <= typical <= high:
@@ -402,8 +421,11 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
             f"bonded atoms are about 1-3 Angstrom apart: the coordinates are not in the length unit given. Give "
             f"the file's length unit with --length-unit (Angstrom, nm or Bohr)"
         )
-    hydrogen = np.asarray(d.atomic_numbers) == 1
-    if hydrogen.any() and (h := float(np.median(nearest[:, hydrogen]))) > HYDROGEN_NEAREST_MAX_A:
+    # hydrogens bonded to non-metals (in metal hydrides H-M reaches 2.5 Angstrom)
+    z = np.asarray(d.atomic_numbers)
+    partners = np.stack([z[nearest_neighbours(f)[1][:, 1]] for f in frames])
+    covalent = (z == 1)[None, :] & np.isin(partners, NON_METALS)
+    if covalent.any() and (h := float(np.median(nearest[covalent]))) > HYDROGEN_NEAREST_MAX_A:
         raise UnitsError(
             f"the hydrogen atoms of {where} are {h:.3g} Angstrom from their nearest neighbour (median) as read, "
             f"where bonded hydrogens are 0.74-1.7 Angstrom from their partner: the coordinates are not in the "

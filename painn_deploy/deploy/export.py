@@ -11,7 +11,7 @@ import torch
 
 from .. import elements, neighbors, units, versions
 from ..errors import CheckpointError, InputError, SimulationWarning
-from ..files import atomic_write, file_sha256
+from ..files import atomic_write, check_writable, file_sha256
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..model.strategy import choose_strategy
 from ..structures import check_indices, find_molecules, load_pdb, molecule_index, random_rotation
@@ -200,11 +200,12 @@ def export(
     other forces (ML/MM: a solute in water); the artefact takes every particle's positions and returns
     forces on all of them, so ``TorchForce("model.pt")`` works on the whole system.
     """
+    check_writable(Path(output).parent, "-o")
     record = load_checkpoint(checkpoint)
     if "atomic_numbers" not in record:
         raise CheckpointError(f"{checkpoint} holds no training molecule; it was not written by painn-train")
     envelope = training_data_envelope(record)
-    molecules = None  # one molecule: the training molecule's atoms
+    molecules = None  # the training molecule's (build_forcefield), or the PDB's
     if pdb is not None:
         structure, z, positions_nm, box_nm = load_pdb(pdb)
     else:

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CheckpointError, InputError
-from ..files import atomic_write, write_json
+from ..files import atomic_write, check_writable, write_json
 from .config import SimulationConfig, flag
 from .outputs import dcd_frames
 
@@ -81,10 +81,9 @@ class RunDirectory:
         self._check_writable()
 
     def _check_writable(self) -> None:
+        check_writable(self.path, "--output")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.path):
-                pass
         except OSError as exc:
             raise InputError(
                 f"cannot write to the output directory {self.path}: {exc.strerror}; choose another --output"

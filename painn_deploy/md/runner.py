@@ -504,9 +504,7 @@ class MDRun:
             "correlation": "kubo" if cfg.beads > 1 else "classical",
             "model_sha256": self.artefact.sha256,
             # the molecules whose dipole and polarizability are recorded (painn-spectrum's line shapes per molecule)
-            "molecules": len(residue_groups(self.pdb.topology, self.ml_atoms))
-            if self.ml_atoms is not None
-            else int(self.artefact.metadata[md.KEY_N_MOLECULES]),
+            "molecules": int(self.artefact.metadata[md.KEY_N_MOLECULES]),
         }
         if cfg.progress != "none":
             print(self._header(), flush=True)
@@ -585,15 +583,18 @@ class MDRun:
         from openmm.app import PDBFile
 
         state = self.context.getState(getPositions=True)
-        topology = self.pdb.topology
-        if self.periodic:
-            topology.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
+        topology, box = self.pdb.topology, self.pdb.topology.getPeriodicBoxVectors()
 
         def write(tmp):
             with open(tmp, "w") as fh:
                 PDBFile.writeFile(topology, state.getPositions(), fh, keepIds=True)
 
-        atomic_write(self.output / FINAL_STRUCTURE, write)
+        try:
+            if self.periodic:  # (the structure's topology keeps its own box)
+                topology.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
+            atomic_write(self.output / FINAL_STRUCTURE, write)
+        finally:
+            topology.setPeriodicBoxVectors(box)
 
     def _equilibrate(self, requested: list) -> None:
         """--equilibration-steps, in blocks of --log-interval steps, each checked as a log step is (nothing is

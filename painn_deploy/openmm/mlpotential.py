@@ -163,11 +163,8 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         force.setName(f"PaiNN ({self.path.name})")
         force.setForceGroup(forceGroup)
         system.addForce(force)
-        if box is not None:  # each ML residue, and ML residues bonded to each other, one OpenMM molecule
+        if box is not None:  # each ML molecule one OpenMM molecule (createMixedSystem removed their bonds)
             tie_molecules(system, [[ml[k] for k in group] for group in residue_groups(topology, ml)])
-            chosen = set(int(i) for i in ml)
-            tie_molecules(system, [(a.index, b.index) for a, b in topology.bonds()
-                                   if a.index in chosen and b.index in chosen and a.residue != b.residue])  # fmt: skip
 
     def _recipe(self, topology, ml, z, box, dtype, subset: bool) -> "Recipe":
         """What the force runs, after the checks of the ML atoms against the model."""
@@ -464,12 +461,26 @@ def warn_cut_residues(topology: "openmm.app.Topology", ml: Sequence[int]) -> Non
 
 
 def residue_groups(topology: "openmm.app.Topology", ml: Sequence[int]) -> List[List[int]]:
-    """The ML atoms grouped by residue: lists of positions in ``ml`` (each small enough for :func:`make_whole`)."""
+    """The ML molecules: the ML atoms' residues, joined where the topology bonds ML atoms of two residues (a
+    peptide's residues), as lists of positions in ``ml`` in the order of their first atoms.  The rule of the
+    ML atoms' molecules wherever positions are not at hand (OpenMM-ML's createSystem); each is made whole as one."""
+    position = {int(i): k for k, i in enumerate(ml)}
     residue_of = [atom.residue.index for atom in topology.atoms()]
+    parent = {residue_of[i]: residue_of[i] for i in position}
+
+    def root(r):
+        while parent[r] != r:
+            parent[r] = parent[parent[r]]
+            r = parent[r]
+        return r
+
+    for a, b in topology.bonds():
+        if a.index in position and b.index in position:
+            parent[root(a.residue.index)] = root(b.residue.index)
     groups: dict = {}
-    for k, i in enumerate(ml):
-        groups.setdefault(residue_of[i], []).append(k)
-    return list(groups.values())
+    for i, k in position.items():
+        groups.setdefault(root(residue_of[i]), []).append(k)
+    return sorted((sorted(g) for g in groups.values()), key=min)
 
 
 def _short(indices: Sequence[int]) -> str:

@@ -58,7 +58,7 @@ from .. import units
 from ..elements import masses_amu as element_masses
 from ..errors import CheckpointError, InputError, MinimizationError
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
-from ..structures import BOND_TOLERANCE, count_fragments
+from ..structures import BOND_TOLERANCE, count_fragments, covalent_bonds
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
 
 #: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
@@ -523,12 +523,16 @@ def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_
                 depth=1,
             )
         if atomic_numbers is not None:
-            before, after = count_fragments(atomic_numbers, start), count_fragments(atomic_numbers, pos)
+            before, after = covalent_bonds(atomic_numbers, start), covalent_bonds(atomic_numbers, pos)
             if before != after:
+                changed = [f"{a + 1}-{b + 1} {'broken' if (a, b) in before else 'formed'}"
+                           for a, b in sorted(before ^ after)]  # fmt: skip
                 raise MinimizationError(
-                    f"the minimisation changed the molecule's bonds: {before} covalently bonded fragment(s) at the "
-                    f"start, {after} at the end (atoms closer than {BOND_TOLERANCE} times their covalent radii; "
-                    f"energy {mres.energy_kj_mol - energy_and_gradient(module, start)[0]:+.4g} kJ/mol from the "
+                    f"the minimisation changed the molecule's bonds ({', '.join(changed[:6])}"
+                    f"{', ...' if len(changed) > 6 else ''}; {count_fragments(atomic_numbers, start)} covalently "
+                    f"bonded fragment(s) at the start, {count_fragments(atomic_numbers, pos)} at the end; atoms "
+                    f"closer than {BOND_TOLERANCE} times their covalent radii; energy "
+                    f"{mres.energy_kj_mol - energy_and_gradient(module, start)[0]:+.4g} kJ/mol from the "
                     "start). The model has no minimum near the starting structure, so its modes would be of another "
                     "molecule: check the structure and the model's training data, or minimise it yourself and give "
                     "--no-minimize"

@@ -15,6 +15,7 @@ The whole of ``painn-harmonic`` as one library call on a :class:`HarmonicConfig`
 Formulas and units: docs/spectra.md.
 """
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ DESCRIPTION = (
 #: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
 #: accident.
 RECORD = "harmonic.json"
+OUTPUTS = ("modes.csv", "minimized.pdb", "modes.png", RECORD)
 FLOAT64_HINT = (
     "Give the painn-train checkpoint (.ckpt) instead of the exported model: painn-harmonic then evaluates it in "
     "float64."
@@ -99,8 +101,8 @@ class HarmonicConfig(Config):
             raise InputError("give the model (MODEL: .ckpt or .pt) and the structure (STRUCTURE.pdb)")
         if self.threads < 1:
             raise InputError(f"--threads must be at least 1, got {self.threads}")
-        if self.fmax_kj_mol_nm <= 0 or self.max_steps < 0:
-            raise InputError("--fmax must be positive and --max-steps non-negative")
+        if not 0 < self.fmax_kj_mol_nm < math.inf or self.max_steps < 0:
+            raise InputError(f"--fmax must be positive and finite (got {self.fmax_kj_mol_nm}), --max-steps at least 0")
 
 
 @dataclass
@@ -136,10 +138,26 @@ class HarmonicRun:
 
 def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
     """Run the analysis described by ``config`` and write its outputs to ``config.output``."""
+    from ..openmm.preflight import check_positions
     from ..structures import load_pdb
 
-    check_output_folder(config.output, RECORD, config.overwrite)
+    out = check_output_folder(config.output, RECORD, config.overwrite)
+    inputs = {Path(p).resolve() for p in (config.structure, config.model)}
+    overwritten = sorted(str(out / name) for name in OUTPUTS if (out / name).resolve() in inputs)
+    if overwritten:
+        raise InputError(
+            f"-o {out} would overwrite the input {overwritten[0]} (painn-harmonic writes {', '.join(OUTPUTS)}); "
+            "give another -o/--output"
+        )
+    if config.device != "cpu":
+        try:
+            device = torch.device(config.device)
+        except RuntimeError:
+            raise InputError(f"--device {config.device} is not a torch device; give cpu or cuda") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"--device {config.device}: torch finds no CUDA device here; give --device cpu")
     pdb, numbers, positions_nm, box_nm = load_pdb(config.structure)
+    check_positions(positions_nm, None, where=config.structure)
     where = Path(config.structure).name
     notes = []
     if box_nm is not None:

@@ -8,8 +8,9 @@ Property file (HDF5, written by the MD part of painn-deploy):
 * ``polarizability`` [T, 3, 3] or [T, R, 3, 3], attribute ``units``: "nm^3" or "Angstrom^3"
   (also "Bohr^3");
 * optional root attributes ``temperature_K``, ``timestep_fs``, ``record_interval_steps``,
-  ``beads``, ``replicas`` (default 1) and ``correlation`` ("classical", the default, or "kubo" for
-  ring-polymer MD, whose bead-averaged properties give Kubo-transformed correlation functions).
+  ``beads``, ``replicas`` (default 1), ``correlation`` ("classical", the default, or "kubo" for
+  ring-polymer MD, whose bead-averaged properties give Kubo-transformed correlation functions) and
+  ``molecules`` (how many molecules the dipole and polarizability are the sums of; line shapes are per molecule).
 
 Values are converted to ps, e*nm and nm^3 with the factors of :mod:`painn_deploy.units`.  Each
 replica is an independent run (:meth:`Properties.runs`).
@@ -245,8 +246,11 @@ def _write_csv(path, header, rows) -> Path:
 
 def _read_csv(path, required: tuple[str, ...], fix: str) -> dict[str, np.ndarray]:
     path = require_file(path, "CSV file", fix)
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    try:
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{path} is not a CSV text file ({type(exc).__name__}); {fix}") from None
     if not rows:
         raise InputError(f"{path}: empty CSV file")
     header = [h.strip() for h in rows[0]]

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..files import check_output_folder, earlier_outputs, remove_stale_outputs, write_json
 from . import integrator
 from .config import DEFAULT_TEMPERATURE_K, SpectrumConfig
-from .io import Properties, read_modes_csv, read_properties, write_spectrum_csv
+from .io import Properties, Sticks, read_modes_csv, read_properties, write_spectrum_csv
 from .vibrational import (
     IR_UNITS,
     RAMAN_UNITS,
@@ -57,6 +57,7 @@ class SpectraResult:
     notices: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    sticks: Sticks | None = None  # painn-harmonic's modes (--sticks), drawn over the MD spectra
 
     def spectra(self) -> dict[str, Spectrum]:
         """Every spectrum keyed by its file-name stem (``ir``, ``raman_isotropic``, ...)."""
@@ -184,9 +185,9 @@ def _molecules(config: SpectrumConfig, props: list[Properties]) -> tuple[float, 
         return float(config.n_molecules), "command line"
     if len(counts) > 1:
         raise InputError(
-            f"the files recorded different numbers of molecules ({', '.join(str(c) for c in counts)}; attribute "
-            "molecules): a spectrum per molecule averages runs of one system. Analyse them separately, or give "
-            "--molecules"
+            f"the files recorded different numbers of molecules ({', '.join(sorted(str(c or 'none') for c in counts))}; "
+            "attribute molecules): a spectrum per molecule averages runs of one system. Analyse them separately, or "
+            "give --molecules"
         )
     count = counts.pop()
     if count is None:
@@ -253,6 +254,7 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
     if config.output is not None:
         check_output_folder(config.output, METADATA, config.overwrite)
     props = [read_properties(f) for f in config.files]
+    sticks = read_modes_csv(config.sticks) if config.sticks else None
     do_ir, do_raman = _quantities(config, props)
     correlation = _correlation(props)
     temperature, t_source = _temperature(config, props)
@@ -297,7 +299,7 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
         "config": config.as_dict(),
         "spectra": {},
     }
-    return SpectraResult(config, ir, raman, meta, notices)
+    return SpectraResult(config, ir, raman, meta, notices, sticks=sticks)
 
 
 def _peaks(spectrum: Spectrum, n: int = 6) -> list[float]:
@@ -325,7 +327,7 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
     from .plots import plot_spectra, unicode_units
 
     ir, raman, meta = result.ir, result.raman, result.metadata
-    sticks = read_modes_csv(result.config.sticks) if result.config.sticks else None
+    sticks = result.sticks
     imaginary = np.asarray([] if sticks is None else sticks.wavenumber_cm1, dtype=float)
     imaginary = imaginary[imaginary < 0]
     if len(imaginary):

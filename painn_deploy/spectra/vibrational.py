@@ -276,6 +276,10 @@ class SpectrumSettings:
         }
 
 
+#: The largest zero-padding factor: beyond it the transform only costs memory (a grid 64 times finer).
+MAX_ZERO_PAD = 64.0
+
+
 def nyquist_cm1(dt_ps: float) -> float:
     """Nyquist wavenumber 1/(2 dt c) in cm^-1 of a sampling interval dt in ps."""
     return 1.0 / (2.0 * dt_ps * units.SPEED_OF_LIGHT_CM_PER_PS)
@@ -358,8 +362,11 @@ def resolve_settings(
         raise InputError(f"the temperature must be positive (kelvin), got {temperature_K}")
     if not n_molecules > 0:
         raise InputError(f"the number of molecules must be positive, got {n_molecules}")
-    if not zero_pad >= 1:
-        raise InputError(f"the zero-padding factor must be >= 1, got {zero_pad}")
+    if not 1 <= zero_pad <= MAX_ZERO_PAD:
+        raise InputError(
+            f"the zero-padding factor must be between 1 and {MAX_ZERO_PAD:g} (it only interpolates the grid), got "
+            f"{zero_pad}"
+        )
     if max_corr_time_ps is not None and resolution_cm1 is not None:
         raise InputError(
             "give either a maximum correlation time or a resolution, not both "

@@ -15,14 +15,16 @@ PER_FRAME = ("energy", "dipole", "polarizability")  # sums over a frame's molecu
 
 class FrameTensors:
     """A dataset held as tensors (model units) with a collate function for index batches.  ``molecules``: each
-    atom's molecule (covalently bonded fragment of the first frame): the output heads neutralise latent charges
-    and take centres of mass per molecule, as the exported model does."""
+    atom's molecule (default: the covalently bonded fragments of the first frame): the output heads neutralise
+    latent charges and take centres of mass per molecule, as the exported model does."""
 
-    def __init__(self, data: MoleculeDataset, elements, dtype=torch.float32):
+    def __init__(self, data: MoleculeDataset, elements, dtype=torch.float32, molecules=None):
         n = len(data.atomic_numbers)
         self.n_atoms = n
         self.dtype = dtype
-        self.molecules = fragment_index(data.atomic_numbers, data.positions[0] * units.NM_PER_ANGSTROM)
+        if molecules is None:
+            molecules = fragment_index(data.atomic_numbers, data.positions[0] * units.NM_PER_ANGSTROM)
+        self.molecules = [int(m) for m in molecules]
         self.molecules_per_frame = max(self.molecules) + 1
         self.molecule_index = torch.tensor(self.molecules, dtype=torch.long)
         self.species = torch.from_numpy(species_index(data.atomic_numbers, elements))

@@ -4,12 +4,15 @@ Each field carries its ``painn-train`` flag and help (:func:`painn_deploy.config
 file uses the field names as keys, and ``config.yaml`` of a run is such a file.
 """
 
+import math
 from dataclasses import dataclass
 
 from .. import units
 from ..configuration import Config, option
 from ..errors import InputError
 from ..model.potential import TARGETS
+
+PRECISIONS = ("32", "64", "32-true", "64-true")  # (half precisions: the model's segment sums need one dtype)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ class TrainConfig(Config):
     )
     num_nodes: int = option(1, "--num-nodes", "number of nodes for multi-node DDP", "N", "int")
     strategy: str = option("auto", "--strategy", "Lightning strategy (auto, ddp, ...)", "NAME", "str")
-    precision: str = option("32", "--precision", "Lightning precision (32, 64)", "P", "str")
+    precision: str = option("32", "--precision", "Lightning precision: 32 or 64 bits", "P", "str")
     num_workers: int = option(0, "--num-workers", "data-loader worker processes", "N", "int")
     resume: bool = option(False, "--resume", "continue an interrupted run from OUTPUT/last.ckpt", kind="switch")
     progress_bar: bool | None = option(
@@ -148,8 +151,28 @@ class TrainConfig(Config):
         ):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.cutoff_angstrom <= 0 or self.lr <= 0:
-            raise InputError("--cutoff-angstrom and --lr must be positive")
+        if not 0 < self.cutoff_angstrom < math.inf:
+            raise InputError(f"--cutoff-angstrom must be positive, got {self.cutoff_angstrom}")
+        ranges = {  # (option, value, lowest, highest, what the range means)
+            "--lr": (self.lr, 0.0, math.inf, "positive"),
+            "--weight-decay": (self.weight_decay, 0.0, math.inf, "at least 0"),
+            "--dipole-weight": (self.dipole_weight, 0.0, math.inf, "at least 0"),
+            "--polarizability-weight": (self.polarizability_weight, 0.0, math.inf, "at least 0"),
+            "--lr-factor": (self.lr_factor, 0.0, 1.0, "between 0 and 1 (the LR is multiplied by it)"),
+            "--smoothing": (self.smoothing, 0.0, 1.0, "in [0, 1) (0: none)"),
+            "--max-time-s": (self.max_time_s, 0.0, math.inf, "at least 0 (0: no budget)"),
+            "--lr-patience": (self.lr_patience, 0, math.inf, "at least 0"),
+            "--early-stopping-patience": (self.early_stopping_patience, 0, math.inf, "at least 0"),
+            "--num-workers": (self.num_workers, 0, math.inf, "at least 0"),
+        }
+        for flag, (value, low, high, what) in ranges.items():
+            inside = low < value < high if flag in ("--lr", "--lr-factor") else low <= value < high
+            if not (math.isfinite(value) and inside):
+                raise InputError(f"{flag} must be {what}, got {value}")
+        if str(self.precision) not in PRECISIONS:
+            raise InputError(
+                f"--precision must be one of {', '.join(PRECISIONS)} (the model's float dtype), got {self.precision}"
+            )
 
     @classmethod
     def from_sources(cls, yaml_path=None, **overrides) -> "TrainConfig":

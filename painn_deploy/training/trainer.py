@@ -3,8 +3,10 @@
 import csv
 import logging
 import math
+import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -12,15 +14,17 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .. import data as data_io
 from ..deploy.envelope import training_envelope
 from ..elements import formula
-from ..errors import CheckpointError, InputError
-from ..files import file_sha256, require_file, write_json
+from ..errors import CheckpointError, DataWarning, InputError, RunInterrupted, TrainingDivergedError
+from ..files import check_writable, file_sha256, require_file, write_json
 from ..model import PaiNNConfig, PaiNNPotential
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..spectra.plots import unicode_units
+from ..structures import fragment_index
 from ..units import MODEL_UNITS
 from .batching import FrameTensors, predict_batch
 from .checkpoint import atomic_torch_save, painn_record
@@ -57,6 +61,65 @@ def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) ->
             f"--resume would read {data.source} in other units than the run started with ({', '.join(changed)}); "
             f"give the original ones with --length-unit / --energy-unit / --force-unit / --dipole-unit / "
             f"--polarizability-unit"
+        )
+
+
+#: What --resume may change: how long and on what hardware the run goes on, and where its data file now is
+#: (checked by its SHA-256).  Every other option shapes the model, its split or its optimisation.
+RESUME_MAY_CHANGE = {"max_epochs", "max_time_s", "early_stopping_patience", "accelerator", "devices", "num_nodes",
+                     "strategy", "num_workers", "progress_bar", "data", "output", "resume"}  # fmt: skip
+
+
+def _check_resume(record: dict, cfg: TrainConfig, data: data_io.MoleculeDataset, last: Path) -> None:
+    """--resume continues the run as it started: the same data, read alike, the same options (but
+    :data:`RESUME_MAY_CHANGE`), and more epochs than it has trained."""
+    _check_same_data(record, data, last)
+    if "molecules" not in record and max(fragment_index(data.atomic_numbers, data.positions[0] / 10.0)) > 0:
+        raise InputError(
+            f"--resume: the run in {last.parent} trained its dipole and polarizability heads on whole frames (it "
+            "predates heads per molecule), and its frames hold several molecules: resuming would change what they "
+            "learn. Start a new run in another --output"
+        )
+    started, now = record.get("train_config") or {}, cfg.as_dict()
+
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+
+    changed = [
+        f"{key} {started[key]!r} -> {now[key]!r}"
+        for key in now
+        if key in started and key not in RESUME_MAY_CHANGE and plain(started[key]) != plain(now[key])
+    ]
+    if changed:
+        raise InputError(
+            f"--resume continues the run in {last.parent} as it started, but these options differ: "
+            f"{'; '.join(changed)}. Give them as they were (its config.yaml holds them: --config "
+            f"{last.parent / 'config.yaml'}), or start a new run in another --output"
+        )
+    done = int(record.get("epoch", -1)) + 1  # (the epoch in which it was saved, counted from 0)
+    if cfg.max_epochs <= done:
+        raise InputError(
+            f"--resume: the run in {last.parent} has trained {done} epochs; give --max-epochs above {done}"
+        )
+
+
+#: Elements that form monatomic ions (Li, Na, K, Rb, Cs, Mg, Ca, Sr, Ba, F, Cl, Br, I).
+ION_FORMERS = {3, 11, 19, 37, 55, 12, 20, 38, 56, 9, 17, 35, 53}
+
+
+def _warn_charged_fragments(data: data_io.MoleculeDataset, molecules: list) -> None:
+    """The heads keep each molecule's latent charges neutral: say so when a frame's molecules include a lone
+    atom of an ion-forming element, whose charge they cannot give it."""
+    z = [int(a) for a in data.atomic_numbers]
+    lone = sorted({formula([z[i]]) for i, m in enumerate(molecules) if molecules.count(m) == 1 and z[i] in ION_FORMERS})
+    if lone:
+        warnings.warn(
+            f"the frames of {data.source} hold {max(molecules) + 1} molecules (covalently bonded fragments), among "
+            f"them lone {', '.join(lone)} atoms: the dipole and polarizability heads keep the latent charges of each "
+            "molecule neutral, so an ion cannot carry its charge and the dipoles of ion pairs will be wrong "
+            "(energies and forces are not affected)",
+            DataWarning,
+            stacklevel=3,
         )
 
 
@@ -176,6 +239,7 @@ def train(cfg: TrainConfig) -> dict:
     if main_process:
         if output.exists() and not output.is_dir():
             raise InputError(f"--output {output} exists and is a file; give a folder")
+        check_writable(output, "--output")
         if cfg.resume and not last.is_file():
             raise InputError(f"--resume: no {last} to continue from; start a new run without --resume")
         if not cfg.resume and (output / "best.ckpt").exists():
@@ -183,7 +247,7 @@ def train(cfg: TrainConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = load_data(cfg)
     if main_process and cfg.resume:
-        _check_same_data(load_checkpoint(last), data, last)
+        _check_resume(load_checkpoint(last), cfg, data, last)
     if main_process:
         print(f"data: {len(data)} frames of {formula(data.atomic_numbers)} from {cfg.data}; {data.units.describe()}")
     elements = sorted(set(int(z) for z in data.atomic_numbers))
@@ -207,6 +271,8 @@ def train(cfg: TrainConfig) -> dict:
         data_io.save_split(split, output / "split.npz")
 
     frames = FrameTensors(data, elements)
+    if main_process:
+        _warn_charged_fragments(data, frames.molecules)
     loader = lambda idx, shuffle: torch.utils.data.DataLoader(  # noqa: E731
         idx.tolist(), batch_size=cfg.batch_size, shuffle=shuffle, collate_fn=frames.collate, num_workers=cfg.num_workers
     )
@@ -262,13 +328,33 @@ def train(cfg: TrainConfig) -> dict:
         ) from None
     task = PaiNNTask(model, cfg.as_dict())
     t0 = time.perf_counter()
-    trainer.fit(
-        task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None
-    )
+    try:
+        trainer.fit(
+            task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None
+        )
+    except SystemExit as exc:  # Lightning's answer to Ctrl-C (exit 1) and to SIGTERM (SIGTERMException)
+        signum = signal.SIGTERM if isinstance(exc, SIGTERMException) else signal.SIGINT
+        kept = (
+            "last.ckpt holds the last finished validation and best.ckpt the best"
+            if last.is_file()
+            else "no validation finished yet, so there is nothing to resume from"
+        )
+        raise RunInterrupted(
+            f"training stopped by {signal.Signals(signum).name} in epoch {trainer.current_epoch}; {kept}. Continue "
+            f"with the same command and --resume",
+            signum,
+        ) from None
     train_seconds = time.perf_counter() - t0
     if not trainer.is_global_zero:  # rank 0 evaluates and reports
         return {"global_rank": trainer.global_rank, **_processes(trainer)}
     best = output / "best.ckpt"
+    diverged = [row["epoch"] for row in callback.history if not math.isfinite(row.get("val_loss", 0.0))]
+    if diverged:
+        where = "best.ckpt holds the best epoch before it" if best.is_file() else "no checkpoint was worth keeping"
+        raise TrainingDivergedError(
+            f"the validation loss became NaN or infinite in epoch {diverged[0]} and training stopped ({where}): the "
+            f"training diverged. Lower --lr (now {cfg.lr:g}), or check the data"
+        )
     if not best.is_file():
         raise InputError("training stopped before the first validation; no checkpoint was written")
     test = evaluate(best, data, split["test"])
@@ -300,10 +386,13 @@ def apply_statistics(model: PaiNNPotential, stats: dict) -> None:
             model.polarizability_head.scale.fill_(stats["polarizability_scale"])
 
 
-def predict(potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, batch_size: int = 50) -> dict:
-    """Predictions (model units) of ``potential`` (any dtype) on frames ``indices``."""
+def predict(
+    potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, batch_size: int = 50, molecules=None
+) -> dict:
+    """Predictions (model units) of ``potential`` (any dtype) on frames ``indices``; ``molecules``: each atom's,
+    as in training (default: the covalent fragments of the first frame, :class:`FrameTensors`)."""
     dtype = next(potential.parameters()).dtype
-    frames = FrameTensors(data, potential.config.elements, dtype=dtype)
+    frames = FrameTensors(data, potential.config.elements, dtype=dtype, molecules=molecules)
     out: dict = {}
     for start in range(0, len(indices), batch_size):
         b = frames.collate(np.asarray(indices[start : start + batch_size]))
@@ -317,8 +406,11 @@ def predict(potential: PaiNNPotential, data: data_io.MoleculeDataset, indices, b
 
 def evaluate(checkpoint, data: data_io.MoleculeDataset, indices) -> dict:
     """Test errors {target: {mae, rmse, unit}} in model units of a checkpoint on frames ``indices``."""
-    potential = potential_from_record(load_checkpoint(checkpoint))
-    pred = predict(potential, data, indices)
+    record = load_checkpoint(checkpoint)
+    # (a checkpoint without molecules was trained with one molecule per frame)
+    molecules = record.get("molecules") or [0] * len(data.atomic_numbers)
+    potential = potential_from_record(record)
+    pred = predict(potential, data, indices, molecules=molecules)
     errors = {}
     for t in potential.config.targets:
         ref = data.target(t)

@@ -56,6 +56,14 @@ def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
     assert cli.main(["--help"]) == 0
     assert "--config FILE.yaml" in capsys.readouterr().out
 
+    def too_large(*args, **kwargs):  # numpy's MemoryError for an impossible size: one line with the remedy
+        raise MemoryError("Unable to allocate 74.5 GiB for an array")
+
+    monkeypatch.setattr(cli, call, too_large)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{prog}: error: not enough memory (Unable to allocate 74.5 GiB") and "Traceback" not in err
+
 
 @dataclass(frozen=True)
 class Example(Config):
@@ -91,3 +99,12 @@ def test_options_are_checked_and_converted(tmp_path):
     path.write_text("count: [unclosed\n")
     with pytest.raises(InputError, match="not valid YAML"):
         load_config_file(path)
+
+
+def test_yaml_yes_and_no_are_the_choices_they_spell():
+    """YAML reads ``linear: yes`` as True: a choice of yes/no takes it as "yes" (and False as "no")."""
+    from painn_deploy.configuration import convert
+
+    assert convert(("auto", "yes", "no"), True) == "yes" and convert(("auto", "yes", "no"), False) == "no"
+    with pytest.raises(ValueError):
+        convert(("x", "y"), True)

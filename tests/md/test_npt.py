@@ -102,6 +102,20 @@ def test_an_ml_solute_of_several_residues_is_one_molecule():
     assert find_molecules(apart, pos, atoms=range(18)).finite == [list(range(9)), list(range(9, 18))]
 
 
+def test_the_ml_molecules_of_a_topology_are_its_bonded_residues():
+    """Without positions (OpenMM-ML's createSystem), the ML molecules are the ML atoms' residues joined by the
+    topology's bonds between ML atoms (a capped peptide's three residues: one molecule), numbered in the ML
+    atoms' order."""
+    from painn_deploy.openmm.mlpotential import residue_groups
+
+    peptide = topology_of(ETHANOL_Z * 3, [9, 9, 9], bonds=[(2, 9), (11, 18)])
+    assert residue_groups(peptide, range(27)) == [list(range(27))]
+    assert residue_groups(peptide, range(9, 27)) == [list(range(18))]
+    apart = topology_of(ETHANOL_Z * 3, [9, 9, 9], bonds=[(2, 9)])
+    assert residue_groups(apart, [20, 21, 0, 1, 10]) == [[0, 1], [2, 3], [4]]  # (positions in the list given)
+    assert residue_groups(apart, [20, 21, 0, 1, 2, 9, 10]) == [[0, 1], [2, 3, 4, 5, 6]]  # the bond 2-9: both ML
+
+
 def test_a_covalent_network_through_the_box_is_not_a_molecule():
     """A carbon chain through the box's faces (20 atoms, 0.15 nm apart along x) bonds to its own image: it is a
     network, left as given and joined to nothing, beside a CO molecule that is finite."""

@@ -642,8 +642,8 @@ def test_a_minimisation_that_breaks_the_molecule_is_refused():
             return {"energy": energy, "forces": -torch.autograd.grad(energy, p)[0]}
 
     positions = np.array([[0.0, 0.0, 0.0], [0.11, 0.0, 0.0], [-0.04, 0.10, 0.0]])
-    with pytest.raises(MinimizationError, match=r"the minimisation changed the molecule's bonds: 1 covalently "
-                       r"bonded fragment\(s\) at the start, 3 at the end .*give --no-minimize"):  # fmt: skip
+    with pytest.raises(MinimizationError, match=r"the minimisation changed the molecule's bonds \(1-2 broken, 1-3 "
+                       r"broken; 1 covalently bonded fragment\(s\) at the start, 3 at the end; .*give --no-minimize"):  # fmt: skip
         harmonic_analysis(Repulsive().double(), positions, [6, 1, 1], max_steps=200)
     assert MinimizationError.exit_status == 1
 
@@ -738,3 +738,39 @@ def test_a_structure_outside_the_training_data_is_noted():
     assert re.match(r"the analysed structure is outside the model's training data: atoms \d+ \([CHO]\) and \d+ "
                     r"\([CHO]\) are [\d.]+ Angstrom apart, [\d.]+ Angstrom closer than any", note)  # fmt: skip
     assert _outside_training_data(None, z, positions) == ""
+
+
+def test_structures_and_outputs_that_cannot_be_used_are_refused(tmp_path, capsys):
+    """painn-harmonic checks the structure as painn-simulate does (overlapping atoms, coordinates in nm), refuses
+    an output folder that would overwrite its input or cannot be written, and a device that is not there."""
+    from painn_deploy.cli.harmonic import main
+    from painn_deploy.resources import BUNDLED_CHECKPOINT, STRUCTURES
+    from painn_deploy.structures import read_pdb, write_pdb
+
+    z, pos, _ = read_pdb(STRUCTURES["ethanol"])
+    pos = np.asarray(pos)
+    overlap = pos.copy()
+    overlap[8] = overlap[2]
+    write_pdb(tmp_path / "overlap.pdb", z, overlap)
+    write_pdb(tmp_path / "nm.pdb", z, pos / 10)
+    model = str(BUNDLED_CHECKPOINT)
+    assert main([model, str(tmp_path / "overlap.pdb"), "-o", str(tmp_path / "a")]) == 2
+    assert "atoms 3 and 9 are 0.000 Angstrom apart (overlapping)" in capsys.readouterr().err
+    assert main([model, str(tmp_path / "nm.pdb"), "-o", str(tmp_path / "b")]) == 2
+    assert "look 10 times too small" in capsys.readouterr().err
+    inside = tmp_path / "c"
+    inside.mkdir()
+    write_pdb(inside / "minimized.pdb", z, pos)
+    before = (inside / "minimized.pdb").read_bytes()
+    assert main([model, str(inside / "minimized.pdb"), "-o", str(inside)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert (inside / "minimized.pdb").read_bytes() == before
+    (tmp_path / "file").write_text("")
+    assert main([model, str(STRUCTURES["ethanol"]), "-o", str(tmp_path / "file" / "out")]) == 2
+    assert "cannot write to" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([model, str(STRUCTURES["ethanol"]), "-o", str(tmp_path / "d"), "--device", "cuda"]) == 2
+        assert "torch finds no CUDA device here; give --device cpu" in capsys.readouterr().err
+    assert main([model, str(STRUCTURES["ethanol"]), "-o", str(tmp_path / "e"), "--fmax", "nan"]) == 2
+    assert "--fmax must be positive and finite" in capsys.readouterr().err
+    assert not any((tmp_path / x).exists() for x in "abde")

@@ -573,6 +573,22 @@ def test_line_shapes_are_per_molecule_of_the_files(tmp_path):
         compute_spectra(SpectrumConfig(files=(str(one), str(box)), output=None))
 
 
+def test_sticks_and_sizes_are_checked_before_anything_is_written(tmp_path, capsys):
+    from painn_deploy.cli.spectrum import main
+
+    d = _rotating_diatomic(4000)
+    good = str(_write_h5(tmp_path / "good.h5", d["t"], d["dipole"], temperature_K=300.0))
+    for sticks, message in ((tmp_path / "nope.csv", "does not exist"), (good, "is not a CSV text file")):
+        assert main([good, "--ir", "--no-plots", "-o", str(tmp_path / "out"), "--sticks", str(sticks)]) == 2
+        assert message in capsys.readouterr().err
+    assert main([good, "--ir", "-o", str(tmp_path / "out"), "--zero-pad", "1e9"]) == 2
+    assert "zero-padding factor must be between 1 and 64" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main([good, "--ir", "-o", str(tmp_path / "file" / "out")]) == 2
+    assert "cannot write to" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_cli_warns_on_coarse_sampling(tmp_path, capsys):
     from painn_deploy.cli.spectrum import main
 

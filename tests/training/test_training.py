@@ -216,6 +216,29 @@ def test_frames_of_several_molecules_train_the_heads_the_exported_model_runs():
     )
 
 
+def test_lone_ions_among_the_molecules_of_a_frame_are_warned_about():
+    from painn_deploy.training.trainer import _warn_charged_fragments
+
+    raw = np.load(ETHANOL_NPZ)
+    z = np.concatenate([raw["nuclear_charges"], [11, 17]])
+    positions = np.concatenate([raw["coords"][:2], [[[6.0, 0, 0], [9.0, 0, 0]]] * 2], axis=1)
+    data = data_io.MoleculeDataset(z, positions, source="salted.npz")
+    with pytest.warns(DataWarning, match=r"salted.npz hold 3 molecules .* lone Cl, Na atoms: .* an ion cannot carry"):
+        _warn_charged_fragments(data, [0] * 9 + [1, 2])
+
+
+def test_overlapping_atoms_and_fractional_charges_are_refused(tmp_path):
+    arrays = dict(np.load(ETHANOL_NPZ))
+    overlap = dict(arrays, coords=arrays["coords"].copy())
+    overlap["coords"][:, 8] = overlap["coords"][:, 2]
+    np.savez(tmp_path / "overlap.npz", **overlap)
+    with pytest.raises(InputError, match=r"in frame 0, atoms 3 and 9 are 0\.000 Angstrom apart \(overlapping"):
+        data_io.check_units(data_io.load(tmp_path / "overlap.npz"))
+    np.savez(tmp_path / "half.npz", **dict(arrays, nuclear_charges=arrays["nuclear_charges"] + 0.5))
+    with pytest.raises(InputError, match="nuclear_charges are not whole numbers"):
+        data_io.load(tmp_path / "half.npz")
+
+
 def test_other_programs_keys_and_frames_without_a_target_are_named(tmp_path):
     import ase
     import ase.io
@@ -343,6 +366,14 @@ def test_resume_continues_training(short_run, tmp_path):
     np.savez(other, **arrays)
     with pytest.raises(InputError, match=r"other.npz is not the file the run in .* started with"):
         train(replace(more, data=str(other)))
+    # other options that shape the model, its split or its optimisation; too few epochs: refused, nothing written
+    written = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(InputError, match=r"these options differ: n_train 60 -> 50; cutoff_angstrom 5\.0 -> 4\.0\. "
+                       r"Give them as they were \(its config.yaml holds them"):  # fmt: skip
+        train(replace(more, n_train=50, cutoff_angstrom=4.0))
+    with pytest.raises(InputError, match=rf"has trained {epochs_before + 1} epochs; give --max-epochs above"):
+        train(replace(more, max_epochs=epochs_before + 1))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == written
     assert torch.load(out / "last.ckpt", weights_only=False)["epoch"] == epochs_before
     from painn_deploy.data import load
     from painn_deploy.training.trainer import _check_same_data
@@ -353,6 +384,53 @@ def test_resume_continues_training(short_run, tmp_path):
     with open(out / "history.csv") as f:
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert epochs == list(range(10)) and epochs_before == 7
+
+
+def test_a_diverging_training_and_bad_options_are_named(tmp_path):
+    from painn_deploy.errors import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match=r"the validation loss became NaN or infinite in epoch 0 .* "
+                       r"Lower --lr \(now 1e\+06\)"):  # fmt: skip
+        train(TrainConfig(data=str(ETHANOL_NPZ), output=str(tmp_path / "nan"), n_train=20, n_val=10, max_epochs=2,
+                          lr=1e6, **TINY))  # fmt: skip
+    assert TrainingDivergedError.exit_status == 1
+    for option, value, message in (
+        ("lr", float("nan"), "--lr must be positive, got nan"),
+        ("lr_factor", 2.0, "--lr-factor must be between 0 and 1"),
+        ("weight_decay", -1.0, "--weight-decay must be at least 0"),
+        ("dipole_weight", -1.0, "--dipole-weight must be at least 0"),
+        ("smoothing", 1.5, r"--smoothing must be in \[0, 1\)"),
+        ("early_stopping_patience", -1, "--early-stopping-patience must be at least 0"),
+        ("num_workers", -1, "--num-workers must be at least 0"),
+        ("precision", "16", "--precision must be one of 32, 64"),
+    ):
+        with pytest.raises(InputError, match=message):
+            TrainConfig(data=str(ETHANOL_NPZ), output=str(tmp_path / "x"), **{option: value})
+
+
+def test_painn_train_stops_on_sigterm_with_the_status_and_the_way_on(tmp_path):
+    """A batch scheduler's SIGTERM (and Ctrl-C) stop painn-train with 128 + the signal and one line saying how to
+    continue (Lightning's own handling exits 0 on SIGTERM); the checkpoints of the last validation are kept."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "painn_deploy.cli.train", "--data", str(ETHANOL_NPZ), "-o", str(out), "--n-train",
+            "200", "--n-val", "10", "--n-features", "8", "--n-interactions", "1", "--n-rbf", "4", "--max-epochs", "100000"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (out / "last.ckpt").is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert re.search(r"painn-train: error: training stopped by SIGTERM in epoch \d+; last.ckpt holds the last finished "
+                     r"validation and best.ckpt the best\. Continue with the same command and --resume", err)  # fmt: skip
+    assert "Traceback" not in err and (out / "last.ckpt").is_file()
 
 
 def test_new_run_refuses_to_overwrite_and_resume_needs_a_checkpoint(short_run, tmp_path):
