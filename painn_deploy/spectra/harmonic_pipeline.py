@@ -41,7 +41,7 @@ RECORD = "harmonic.json"
 OUTPUTS = ("modes.csv", "minimized.pdb", "modes.png", RECORD)
 FLOAT64_HINT = (
     "Give the painn-train checkpoint (.ckpt) instead of the exported model: painn-harmonic then evaluates it in "
-    "float64."
+    "float64 (for its training molecule; for other structures, painn-export --dtype float64)."
 )
 
 
