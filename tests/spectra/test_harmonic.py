@@ -120,6 +120,15 @@ def _rotation(seed: int) -> np.ndarray:
     return random_rotation(seed)
 
 
+class EnergyOnly(torch.nn.Module):
+    """A model of energy alone: ``properties`` gives the energy and its forces by autograd."""
+
+    def properties(self, p):
+        p = p.detach().requires_grad_(True)
+        energy = self.forward(p)
+        return {"energy": energy, "forces": -torch.autograd.grad(energy, p)[0]}
+
+
 def _diatomic_geometry(r: float, seed: int = 0) -> np.ndarray:
     rot = _rotation(seed)
     return np.array([[0.0, 0.0, 0.0], [r, 0.0, 0.0]]) @ rot.T + np.array([0.3, -0.2, 1.1])
@@ -630,16 +639,11 @@ def test_a_minimisation_that_breaks_the_molecule_is_refused():
     from painn_deploy.errors import MinimizationError
     from painn_deploy.spectra.harmonic import harmonic_analysis
 
-    class Repulsive(torch.nn.Module):
+    class Repulsive(EnergyOnly):
         def forward(self, p):
             d = p[:, None] - p[None]
             r = torch.sqrt((d * d).sum(-1) + torch.eye(len(p), dtype=p.dtype))
             return (torch.exp(-r / 0.05) * (1 - torch.eye(len(p), dtype=p.dtype))).sum()
-
-        def properties(self, p):
-            p = p.detach().requires_grad_(True)
-            energy = self.forward(p)
-            return {"energy": energy, "forces": -torch.autograd.grad(energy, p)[0]}
 
     positions = np.array([[0.0, 0.0, 0.0], [0.11, 0.0, 0.0], [-0.04, 0.10, 0.0]])
     with pytest.raises(MinimizationError, match=r"the minimisation changed the molecule's bonds \(1-2 broken, 1-3 "
@@ -674,17 +678,12 @@ def test_a_saddle_point_is_not_called_a_minimum():
     """A symmetric start can be a stationary point that is not a minimum (a linear X-Y2 whose bending lowers the
     energy): the minimisation converges at once, and the imaginary modes are reported as a saddle point."""
 
-    class LinearSaddle(torch.nn.Module):
+    class LinearSaddle(EnergyOnly):
         def forward(self, p):
             d1, d2 = p[1] - p[0], p[2] - p[0]
             r1, r2 = torch.linalg.norm(d1), torch.linalg.norm(d2)
             bonds = 2e5 * ((r1 - 0.1) ** 2 + (r2 - 0.1) ** 2)
             return bonds - 100.0 * (1.0 + (d1 * d2).sum() / (r1 * r2))  # highest when linear
-
-        def properties(self, p):
-            p = p.detach().requires_grad_(True)
-            energy = self.forward(p)
-            return {"energy": energy, "forces": -torch.autograd.grad(energy, p)[0]}
 
     positions = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]])
     with pytest.warns(HarmonicWarning, match=r"2 imaginary mode\(s\), down to \d+\.\di cm\^-1: the minimisation "
@@ -698,16 +697,11 @@ def test_a_nearly_linear_molecule_is_named_with_the_remedy():
     1e-6 of the largest), and the rotation about its axis takes a bending mode with it: the warning says so and
     names --linear yes, which gives back its four modes."""
 
-    class LinearMinimum(torch.nn.Module):
+    class LinearMinimum(EnergyOnly):
         def forward(self, p):
             d1, d2 = p[1] - p[0], p[2] - p[0]
             r1, r2 = torch.linalg.norm(d1), torch.linalg.norm(d2)
             return 2e5 * ((r1 - 0.116) ** 2 + (r2 - 0.116) ** 2) + 300.0 * (1.0 + (d1 * d2).sum() / (r1 * r2))
-
-        def properties(self, p):
-            p = p.detach().requires_grad_(True)
-            energy = self.forward(p)
-            return {"energy": energy, "forces": -torch.autograd.grad(energy, p)[0]}
 
     bend = math.radians(0.3)
     positions = np.array([[0.0, 0.0, 0.0], [0.116, 0.0, 0.0], [-0.116 * math.cos(bend), 0.116 * math.sin(bend), 0]])
