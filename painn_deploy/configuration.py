@@ -52,7 +52,7 @@ def option(default, flag=None, help="", metavar=None, kind="float", *, short=Non
 def _number(text, whole: bool):
     value = float(str(text).replace("_", "").strip())
     if whole:
-        if value != int(value):
+        if value != int(value) or abs(value) > 2**53:  # (beyond 2^53 a float no longer holds every whole number)
             raise ValueError(text)
         return int(value)
     return value
@@ -193,8 +193,17 @@ def load_config_file(path) -> dict:
         "configuration file",
         "give a YAML file of options (keys: option names with underscores and the unit where there is one)",
     )
+
+    class UniqueKeys(yaml.SafeLoader):  # a key given twice is a mistake, not the last value
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if twice:
+                raise InputError(f"{path}: the key(s) {', '.join(twice)} are given more than once; keep one of each")
+            return super().construct_mapping(node, deep=deep)
+
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.load(path.read_text(), Loader=UniqueKeys)  # noqa: S506 (a SafeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid YAML ({exc})") from exc
     if values is None:

@@ -46,7 +46,9 @@ class CsvLog:
         self.columns = columns
         if resume_step >= 0 and path.exists():
             with open(path, newline="") as f:  # (a log of an earlier version may have other columns)
-                rows = [{k: r.get(k, "") for k in columns} for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+                rows = [{k: r.get(k, "") for k in columns} for r in csv.DictReader(f)
+                        if None not in r.values() and int(r["step"]) <= resume_step]  # fmt: skip
+                # (a row cut short by a killed process lacks fields: DictReader gives them as None)
             self._open("w")
             self.writer.writerows(rows)
         else:

@@ -187,7 +187,11 @@ def read_properties(path) -> Properties:
             f"with h5py.File(path, 'a').attrs['temperature_K'] = ..."
         )
     step = _number_attr(attrs, "timestep_fs", path, "a time step in fs")
-    step = step if step is not None and math.isfinite(step) and step > 0 else None
+    if step is not None and not (math.isfinite(step) and step > 0):
+        raise InputError(
+            f"{path}: the 'timestep_fs' attribute must be the MD time step in fs (positive), got {step}; set it with "
+            "h5py.File(path, 'a').attrs['timestep_fs'] = ..., or delete it"
+        )
     beads = _number_attr(attrs, "beads", path, "a whole number", int)
 
     found = {}

@@ -108,3 +108,14 @@ def test_yaml_yes_and_no_are_the_choices_they_spell():
     assert convert(("auto", "yes", "no"), True) == "yes" and convert(("auto", "yes", "no"), False) == "no"
     with pytest.raises(ValueError):
         convert(("x", "y"), True)
+
+
+def test_a_key_given_twice_and_a_number_too_large_to_be_whole_are_refused(tmp_path):
+    from painn_deploy.configuration import convert
+
+    (tmp_path / "twice.yaml").write_text("steps: 10\ntemperature_K: 300\nsteps: 20\n")
+    with pytest.raises(InputError, match=r"twice.yaml: the key\(s\) steps are given more than once"):
+        load_config_file(tmp_path / "twice.yaml")
+    assert convert("int", "1e4") == 10000
+    with pytest.raises(ValueError):
+        convert("int", 1e30)  # (1e30 as an int: 1000000000000000019884624838656)

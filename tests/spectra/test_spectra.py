@@ -449,6 +449,14 @@ def _write_h5(path, t, dipole=None, pol=None, *, time_units="ps", dip_units="e*n
     return path
 
 
+def test_a_time_step_attribute_that_is_not_one_is_refused(tmp_path):
+    d = _rotating_diatomic(400)
+    path = _write_h5(tmp_path / "bad.h5", d["t"], d["dipole"], temperature_K=300.0, timestep_fs=-1.0)
+    with pytest.raises(InputError, match=r"the 'timestep_fs' attribute must be the MD time step in fs \(positive\), "
+                       r"got -1\.0"):  # fmt: skip
+        read_properties(path)
+
+
 def test_unit_attributes(tmp_path):
     d = _rotating_diatomic(4000)
     a = read_properties(_write_h5(tmp_path / "nm.h5", d["t"], d["dipole"], d["pol"], temperature_K=250.0))
