@@ -12,6 +12,7 @@ Precedence: dataclass defaults < ``--config FILE.yaml`` (keys: the field names; 
 """
 
 import argparse
+import math
 from dataclasses import asdict, field, fields
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def option(default, flag=None, help="", metavar=None, kind="float", *, short=Non
 def _number(text, whole: bool):
     value = float(str(text).replace("_", "").strip())
     if whole:
-        if value != int(value) or abs(value) > 2**53:  # (beyond 2^53 a float no longer holds every whole number)
+        if (
+            not math.isfinite(value) or value != int(value) or abs(value) > 2**53
+        ):  # (beyond 2^53 a float no longer holds every whole number)
             raise ValueError(text)
         return int(value)
     return value
@@ -196,7 +199,7 @@ def load_config_file(path) -> dict:
 
     class UniqueKeys(yaml.SafeLoader):  # a key given twice is a mistake, not the last value
         def construct_mapping(self, node, deep=False):
-            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
             twice = sorted({str(k) for k in keys if keys.count(k) > 1})
             if twice:
                 raise InputError(f"{path}: the key(s) {', '.join(twice)} are given more than once; keep one of each")

@@ -77,7 +77,8 @@ def run_command(
                 result = execute(args)
     except Exception as raised:
         exc = raised if isinstance(raised, PainnDeployError) else from_torchscript(raised)
-        if exc is None and isinstance(raised, MemoryError):  # (numpy's and torch's: the size asked for)
+        out_of_memory = isinstance(raised, MemoryError) or type(raised).__name__ == "OutOfMemoryError"
+        if exc is None and (out_of_memory or "can't allocate memory" in str(raised)):  # (numpy's, torch's, CUDA's)
             _print_warnings(prog, caught)
             print(f"{prog}: error: not enough memory ({raised}); ask for less (fewer beads, replicas, atoms or "
                   "frames, a smaller zero padding)", file=sys.stderr)  # fmt: skip

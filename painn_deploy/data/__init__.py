@@ -257,10 +257,8 @@ def _read_database(path: Path) -> list:
 
 def load(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEYS)) -> MoleculeDataset:
     """Read a data file by its extension (``.npz``: rMD17 style; anything else: ASE); of the properties, only
-    ``targets`` (and the forces with the energy)."""
+    ``targets``."""
     path = Path(path)
-    if "energy" in targets:  # forces, where the file has them, check the energies' units and set their scale
-        targets = (*targets, "forces")
     if path.suffix == ".npz":
         return load_npz(path, file_units, targets)
     return load_ase(path, file_units, targets=targets)
@@ -404,6 +402,14 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
     if frames.shape[1] < 2 or not len(frames):
         return
     nearest = np.stack([nearest_neighbours(f)[0] for f in frames])
+    typical = float(np.median(nearest))
+    low, high = NEAREST_NEIGHBOUR_RANGE_A
+    if not low <= typical <= high:
+        raise UnitsError(
+            f"the atoms of {where} are {typical:.3g} Angstrom from their nearest neighbour (median) as read, where "
+            f"bonded atoms are about 1-3 Angstrom apart: the coordinates are not in the length unit given. Give "
+            f"the file's length unit with --length-unit (Angstrom, nm or Bohr)"
+        )
     frame, atom = np.unravel_index(int(np.argmin(nearest)), nearest.shape)
     if nearest[frame, atom] < MIN_DISTANCE_A:
         others = np.linalg.norm(frames[frame] - frames[frame][atom], axis=1)
@@ -412,14 +418,6 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
         raise InputError(
             f"{d.source}: in frame {frame}, atoms {a + 1} and {b + 1} are {nearest[frame, atom]:.3f} Angstrom apart "
             f"(overlapping atoms; bonds are 0.74 Angstrom and longer): fix the data (e.g. remove duplicated atoms)"
-        )
-    typical = float(np.median(nearest))
-    low, high = NEAREST_NEIGHBOUR_RANGE_A
-    if not low <= typical <= high:
-        raise UnitsError(
-            f"the atoms of {where} are {typical:.3g} Angstrom from their nearest neighbour (median) as read, where "
-            f"bonded atoms are about 1-3 Angstrom apart: the coordinates are not in the length unit given. Give "
-            f"the file's length unit with --length-unit (Angstrom, nm or Bohr)"
         )
     # hydrogens bonded to non-metals (in metal hydrides H-M reaches 2.5 Angstrom)
     z = np.asarray(d.atomic_numbers)

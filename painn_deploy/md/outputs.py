@@ -10,6 +10,7 @@ On resume each file is cut back to the frames written up to the checkpoint, then
 """
 
 import csv
+import io
 import os
 import struct
 from pathlib import Path
@@ -45,10 +46,11 @@ class CsvLog:
         self.path = path
         self.columns = columns
         if resume_step >= 0 and path.exists():
-            with open(path, newline="") as f:  # (a log of an earlier version may have other columns)
-                rows = [{k: r.get(k, "") for k in columns} for r in csv.DictReader(f)
-                        if None not in r.values() and int(r["step"]) <= resume_step]  # fmt: skip
-                # (a row cut short by a killed process lacks fields: DictReader gives them as None)
+            text = path.read_text()
+            text = text[: text.rfind("\n") + 1]  # (a row cut short by a killed process has no line end)
+            # (a log of an earlier version may have other columns)
+            rows = [{k: r.get(k, "") for k in columns} for r in csv.DictReader(io.StringIO(text, newline=""))
+                    if int(r["step"]) <= resume_step]  # fmt: skip
             self._open("w")
             self.writer.writerows(rows)
         else:

@@ -81,7 +81,7 @@ class SpectrumConfig(Config):
     zero_pad: float = option(
         4.0,
         "--zero-pad",
-        "zero-padding factor (dimensionless, >= 1) of the cosine transform: grid spacing = 1/(2 c tau_max FACTOR) "
+        "zero-padding factor (dimensionless, 1 to 64) of the cosine transform: grid spacing = 1/(2 c tau_max FACTOR) "
         "cm^-1 (interpolation only, no extra resolution; default: 4)",
         "FACTOR",
     )

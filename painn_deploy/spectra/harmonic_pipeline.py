@@ -154,8 +154,11 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
             device = torch.device(config.device)
         except RuntimeError:
             raise InputError(f"--device {config.device} is not a torch device; give cpu or cuda") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"--device {config.device}: torch finds no CUDA device here; give --device cpu")
+        if device.type == "cuda" and not (device.index or 0) < torch.cuda.device_count():
+            raise InputError(
+                f"--device {config.device}: torch finds {torch.cuda.device_count()} CUDA device(s) here; give "
+                "--device cpu, or cuda:N below that"
+            )
     pdb, numbers, positions_nm, box_nm = load_pdb(config.structure)
     check_positions(positions_nm, None, where=config.structure)
     where = Path(config.structure).name

@@ -67,7 +67,9 @@ def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) ->
 #: What --resume may change: how long and on what hardware the run goes on, and where its data file now is
 #: (checked by its SHA-256).  Every other option shapes the model, its split or its optimisation.
 RESUME_MAY_CHANGE = {"max_epochs", "max_time_s", "early_stopping_patience", "accelerator", "devices", "num_nodes",
-                     "strategy", "num_workers", "progress_bar", "data", "output", "resume"}  # fmt: skip
+                     "strategy", "num_workers", "progress_bar", "data", "output", "resume",
+                     # the units as read are compared by _check_same_data (a unit given or left to the format alike)
+                     "length_unit", "energy_unit", "force_unit", "dipole_unit", "polarizability_unit"}  # fmt: skip
 
 
 def _check_resume(record: dict, cfg: TrainConfig, data: data_io.MoleculeDataset, last: Path) -> None:
@@ -83,7 +85,7 @@ def _check_resume(record: dict, cfg: TrainConfig, data: data_io.MoleculeDataset,
     started, now = record.get("train_config") or {}, cfg.as_dict()
 
     def plain(value):
-        return list(value) if isinstance(value, tuple) else value
+        return list(value) if isinstance(value, tuple) else {"32-true": "32", "64-true": "64"}.get(value, value)
 
     changed = [
         f"{key} {started[key]!r} -> {now[key]!r}"
@@ -328,6 +330,7 @@ def train(cfg: TrainConfig) -> dict:
         ) from None
     task = PaiNNTask(model, cfg.as_dict())
     t0 = time.perf_counter()
+    sigint = signal.getsignal(signal.SIGINT)  # (Lightning ignores Ctrl-C after the first: restored below)
     try:
         trainer.fit(
             task, loader(split["train"], True), loader(split["val"], False), ckpt_path=str(last) if cfg.resume else None
@@ -344,6 +347,8 @@ def train(cfg: TrainConfig) -> dict:
             f"with the same command and --resume",
             signum,
         ) from None
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     train_seconds = time.perf_counter() - t0
     if not trainer.is_global_zero:  # rank 0 evaluates and reports
         return {"global_rank": trainer.global_rank, **_processes(trainer)}

@@ -64,6 +64,13 @@ def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"{prog}: error: not enough memory (Unable to allocate 74.5 GiB") and "Traceback" not in err
 
+    def torch_too_large(*args, **kwargs):  # torch's CPU allocator raises a RuntimeError
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(cli, call, torch_too_large)
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.startswith(f"{prog}: error: not enough memory ([enforce fail")
+
 
 @dataclass(frozen=True)
 class Example(Config):
@@ -116,6 +123,9 @@ def test_a_key_given_twice_and_a_number_too_large_to_be_whole_are_refused(tmp_pa
     (tmp_path / "twice.yaml").write_text("steps: 10\ntemperature_K: 300\nsteps: 20\n")
     with pytest.raises(InputError, match=r"twice.yaml: the key\(s\) steps are given more than once"):
         load_config_file(tmp_path / "twice.yaml")
+    (tmp_path / "merged.yaml").write_text("base: &b {steps: 10}\nrun:\n  <<: *b\n  temperature_K: 300\n")
+    assert load_config_file(tmp_path / "merged.yaml")["run"] == {"steps": 10, "temperature_K": 300}
     assert convert("int", "1e4") == 10000
-    with pytest.raises(ValueError):
-        convert("int", 1e30)  # (1e30 as an int: 1000000000000000019884624838656)
+    for huge in (1e30, float("inf"), "nan"):  # (1e30 as an int: 1000000000000000019884624838656)
+        with pytest.raises(ValueError):
+            convert("int", huge)

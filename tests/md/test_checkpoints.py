@@ -209,9 +209,10 @@ def test_a_log_with_other_columns_is_resumed_with_the_current_ones(tmp_path):
     lines = path.read_text().splitlines()
     assert lines == [",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0"]
     # a row cut short by a killed process is dropped, not kept as a broken row
-    path.write_text("\n".join([",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0", "125,0.0625,-2"]))
-    CsvLog(path, LOG_COLUMNS, resume_step=200).close()
-    assert path.read_text().splitlines() == [",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0"]
+    for cut in ("125,0.0625,-2", "125,0.0625,-2.0,2.0,1.0,300.0,3"):  # (in a field, or in the last one)
+        path.write_text("\n".join([",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0", cut]))
+        CsvLog(path, LOG_COLUMNS, resume_step=200).close()
+        assert path.read_text().splitlines() == [",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

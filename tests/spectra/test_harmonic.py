@@ -764,7 +764,7 @@ def test_structures_and_outputs_that_cannot_be_used_are_refused(tmp_path, capsys
     assert "cannot write to" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main([model, str(STRUCTURES["ethanol"]), "-o", str(tmp_path / "d"), "--device", "cuda"]) == 2
-        assert "torch finds no CUDA device here; give --device cpu" in capsys.readouterr().err
+        assert "torch finds 0 CUDA device(s) here; give --device cpu" in capsys.readouterr().err
     assert main([model, str(STRUCTURES["ethanol"]), "-o", str(tmp_path / "e"), "--fmax", "nan"]) == 2
     assert "--fmax must be positive and finite" in capsys.readouterr().err
     assert not any((tmp_path / x).exists() for x in "abde")

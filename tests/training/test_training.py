@@ -108,9 +108,11 @@ def test_the_data_format_decides_the_default_energy_unit_and_unit_mistakes_are_c
     misread = data_io.load(tmp_path / "ev.extxyz", data_io.FileUnits(energy="kcal/mol"))
     with pytest.warns(DataWarning, match=r"have an RMS of 0\.0\d+ eV/Angstrom as read; molecules near thermal "):
         data_io.check_units(misread)
-    # Angstrom read as nm (or Bohr): the atoms are not a bond length apart; the training envelope would be empty
-    for length, typical in (("nm", r"1\d\.\d"), ("Bohr", r"0\.5\d+")):
-        wrong = data_io.load(ETHANOL_NPZ, data_io.FileUnits(length=length))
+    # Angstrom read as nm (or Bohr), nm read as Angstrom: the atoms are not a bond length apart (not "overlapping")
+    nm_file = tmp_path / "nm.npz"
+    np.savez(nm_file, **dict(np.load(ETHANOL_NPZ), coords=np.load(ETHANOL_NPZ)["coords"] * 0.1))
+    for length, typical in (("nm", r"1\d\.\d"), ("Bohr", r"0\.5\d+"), ("Angstrom", r"0\.1\d+")):
+        wrong = data_io.load(nm_file if length == "Angstrom" else ETHANOL_NPZ, data_io.FileUnits(length=length))
         with pytest.raises(UnitsError, match=rf"are {typical} Angstrom from their nearest neighbour .*--length-unit"):
             data_io.check_units(wrong)
 
