@@ -85,7 +85,9 @@ def _check_resume(record: dict, cfg: TrainConfig, data: data_io.MoleculeDataset,
     started, now = record.get("train_config") or {}, cfg.as_dict()
 
     def plain(value):
-        return list(value) if isinstance(value, tuple) else {"32-true": "32", "64-true": "64"}.get(value, value)
+        if isinstance(value, (tuple, list)):
+            return list(value)
+        return {"32-true": "32", "64-true": "64"}.get(value, value) if isinstance(value, str) else value
 
     changed = [
         f"{key} {started[key]!r} -> {now[key]!r}"
