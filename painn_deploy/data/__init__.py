@@ -401,7 +401,8 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
     frames = d.positions[: min(len(d), 10)]
     if frames.shape[1] < 2 or not len(frames):
         return
-    nearest = np.stack([nearest_neighbours(f)[0] for f in frames])
+    found = [nearest_neighbours(f) for f in frames]  # (distance, index) of each atom's nearest atom
+    nearest = np.stack([distance for distance, _ in found])
     typical = float(np.median(nearest))
     low, high = NEAREST_NEIGHBOUR_RANGE_A
     if not low <= typical <= high:
@@ -421,7 +422,7 @@ def _check_lengths(d: MoleculeDataset, where: str) -> None:
         )
     # hydrogens bonded to non-metals (in metal hydrides H-M reaches 2.5 Angstrom)
     z = np.asarray(d.atomic_numbers)
-    partners = np.stack([z[nearest_neighbours(f)[1][:, 1]] for f in frames])
+    partners = np.stack([z[index[:, 1]] for _, index in found])
     covalent = (z == 1)[None, :] & np.isin(partners, NON_METALS)
     if covalent.any() and (h := float(np.median(nearest[covalent]))) > HYDROGEN_NEAREST_MAX_A:
         raise UnitsError(

@@ -151,9 +151,8 @@ class TrainConfig(Config):
         ):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.cutoff_angstrom < math.inf:
-            raise InputError(f"--cutoff-angstrom must be positive, got {self.cutoff_angstrom}")
         ranges = {  # (option, value, lowest, highest, what the range means)
+            "--cutoff-angstrom": (self.cutoff_angstrom, 0.0, math.inf, "positive"),
             "--lr": (self.lr, 0.0, math.inf, "positive"),
             "--weight-decay": (self.weight_decay, 0.0, math.inf, "at least 0"),
             "--dipole-weight": (self.dipole_weight, 0.0, math.inf, "at least 0"),
@@ -166,7 +165,7 @@ class TrainConfig(Config):
             "--num-workers": (self.num_workers, 0, math.inf, "at least 0"),
         }
         for flag, (value, low, high, what) in ranges.items():
-            inside = low < value < high if flag in ("--lr", "--lr-factor") else low <= value < high
+            inside = low < value < high if flag in ("--cutoff-angstrom", "--lr", "--lr-factor") else low <= value < high
             if not (math.isfinite(value) and inside):
                 raise InputError(f"{flag} must be {what}, got {value}")
         if str(self.precision) not in PRECISIONS:
