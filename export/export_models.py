@@ -2,7 +2,7 @@
 
     python export/export_models.py runs/ethanol/best.ckpt
 
-writes model.pt (the training molecule, float32, all pairs), model_float64.pt and, for a box of
+writes model.pt (the training molecule, float32, all pairs), model_float64.pt and, for an ethanol model, a box of
 64 ethanol molecules at liquid density, ethanol_box.pdb + model_box.pt (periodic, cell list).
 """
 
@@ -18,6 +18,10 @@ print("model.pt:", meta["elements"], meta["validation"]["rotation"])
 export(checkpoint, "model_float64.pt", dtype="float64")
 
 z, positions_nm, _ = read_pdb(RESOURCES / "ethanol.pdb")
+if sorted(meta["atomic_numbers"]) != sorted(z):
+    sys.exit(
+        f"the box is of ethanol; {checkpoint} was trained on {meta['elements']}: export it with painn-export --pdb"
+    )
 box_z, box_positions, box = molecular_box(z, positions_nm, 64, density_g_per_cm3=0.789)
 write_pdb("ethanol_box.pdb", box_z, box_positions, box, atoms_per_residue=len(z))
 meta = export(checkpoint, "model_box.pt", pdb="ethanol_box.pdb", neighbor_mode="cell_list")

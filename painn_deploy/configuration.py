@@ -88,10 +88,18 @@ def parse_indices(value) -> tuple:
     return tuple(value)
 
 
+def _plain(value):
+    """A numpy scalar or array as Python's number or list (numpy itself is not imported: --help stays fast)."""
+    return value.tolist() if type(value).__module__ == "numpy" and hasattr(value, "tolist") else value
+
+
 def convert(kind, value, default=None):
     """The value of an option of ``kind``, or ValueError.  ``None`` passes where the default is None."""
     if value is None and default is None and kind != "files":
         return None
+    value = _plain(value)  # a notebook's numpy values: np.int64(100), np.True_, np.arange(9)
+    if isinstance(value, (list, tuple)):
+        value = type(value)(_plain(v) for v in value)
     if isinstance(kind, tuple):
         if isinstance(value, bool) and {"yes", "no"} <= set(kind):  # (YAML reads yes and no as booleans)
             value = "yes" if value else "no"
@@ -194,7 +202,7 @@ def load_config_file(path) -> dict:
     path = require_file(
         path,
         "configuration file",
-        "give a YAML file of options (keys: option names with underscores and the unit where there is one)",
+        "give a YAML file of options (keys: option names with underscores, or the --config key an option names in --help)",
     )
 
     class UniqueKeys(yaml.SafeLoader):  # a key given twice is a mistake, not the last value
@@ -245,7 +253,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls, config_help: str | None 
         "--config",
         metavar="FILE.yaml",
         help=config_help
-        or f"YAML file of options (keys: option names with underscores and the unit where there is one, e.g. "
+        or f"YAML file of options (keys: option names with underscores, or the --config key an option names, e.g. "
         f"{examples}); command-line flags override it",
     )
     for f in _options(cls):
@@ -260,6 +268,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls, config_help: str | None 
                 f.name, nargs=nargs, metavar=meta["metavar"], help=text, default=[] if kind == "files" else None
             )
             continue
+        if meta["flag"].lstrip("-").replace("-", "_") != f.name:  # the key --config takes, where not the flag's
+            text = f"{text} [--config key: {f.name}]"
         kw = {"default": argparse.SUPPRESS, "help": text, "dest": f.name}
         flags = [meta["short"], meta["flag"]] if meta["short"] else [meta["flag"]]
         if kind == "bool":

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import units
 from .elements import masses_amu, symbol
-from .errors import InputError
+from .errors import InputError, UnitsError
 from .files import require_file
 
 
@@ -98,8 +98,12 @@ def molecular_box(
     density_g_per_cm3: Optional[float] = None,
     spacing_nm: Optional[float] = None,
     seed: int = 0,
+    min_distance_nm: float = 0.18,
+    attempts: int = 1000,
 ):
-    """Copies of a molecule on a cubic lattice with random orientations, in a periodic cubic box.
+    """Copies of a molecule on a cubic lattice with random orientations, in a periodic cubic box, each copy
+    turned until its atoms are at least ``min_distance_nm`` from those placed before (across the box's faces too;
+    at most ``attempts`` orientations per copy, else a ValueError: too dense for this simple packing).
 
     Give either the mass density (g/cm^3) or the lattice spacing (nm).  Returns atomic numbers
     [n_molecules * N], positions [n_molecules * N, 3] (nm) and box vectors [3, 3] (nm).
@@ -115,9 +119,40 @@ def molecular_box(
         volume_nm3 = grams / density_g_per_cm3 * 1e21
         spacing_nm = volume_nm3 ** (1.0 / 3.0) / n_side
     sites = np.array([(i, j, k) for i in range(n_side) for j in range(n_side) for k in range(n_side)])[:n_molecules]
-    coords = [mol @ random_rotation(rng).T + (site + 0.5) * spacing_nm for site in sites]
+    length = n_side * spacing_nm
+    placed: dict = {}  # lattice site -> the copy placed there
+    # the sites whose copies can come within min_distance_nm of a copy (each within its radius of its site)
+    reach = int(np.ceil((2 * np.linalg.norm(mol, axis=1).max() + min_distance_nm) / spacing_nm))
+    offsets = np.array([(i, j, k) for i in range(-reach, reach + 1) for j in range(-reach, reach + 1)
+                        for k in range(-reach, reach + 1)])  # fmt: skip
+    images = length * np.array([o for o in np.ndindex(3, 3, 3) if o != (1, 1, 1)], dtype=float) - length
+    for k, site in enumerate(sites):
+        near = {tuple((site + o) % n_side) for o in offsets} & placed.keys()
+        others = np.concatenate([placed[s] for s in near]) if near else np.zeros((0, 3))
+        for _ in range(attempts):
+            copy = mol @ random_rotation(rng).T + (site + 0.5) * spacing_nm
+            d = copy[:, None, :] - others[None, :, :]
+            d -= length * np.round(d / length)  # (the nearest image in the cubic box)
+            own = (copy[:, None, None, :] - copy[None, :, None, :] + images).reshape(-1, 3)  # its own images
+            nearest = min(np.sqrt((d**2).sum(-1)).min(initial=np.inf), np.sqrt((own**2).sum(-1)).min())
+            if nearest >= min_distance_nm:
+                break
+        else:
+            partial = (
+                f" ({n_molecules} is not a cube: the {n_side}^3 lattice sites share the volume of {n_molecules} "
+                f"molecules; {(n_side - 1) ** 3 or 1} or {n_side**3} molecules pack more loosely)"
+                if n_molecules < n_side**3
+                else ""
+            )
+            raise ValueError(
+                f"molecular_box: no orientation of copy {k + 1} of {n_molecules} in {attempts} tries keeps its atoms "
+                f"{min_distance_nm:g} nm from the others and their images: {spacing_nm:.3g} nm apart is too dense for "
+                f"randomly turned copies on a lattice{partial}; ask for a lower density or a larger spacing, or pack "
+                "with a tool such as Packmol"
+            )
+        placed[tuple(site)] = copy
     z = list(atomic_numbers) * n_molecules
-    return z, np.concatenate(coords), np.eye(3) * n_side * spacing_nm
+    return z, np.concatenate([placed[tuple(site)] for site in sites]), np.eye(3) * length
 
 
 def nearest_neighbours(positions: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
@@ -323,3 +358,42 @@ def find_molecules(
             box = np.asarray(box_nm)
             whole[members] -= np.floor(whole[members].mean(axis=0) @ np.linalg.inv(box)) @ box
     return Molecules(finite, networks, whole)
+
+
+MIN_DISTANCE_NM = 0.05  # closer than this two atoms overlap (shortest bonds, H-H, are ~0.074 nm)
+TOO_FAR_NM = 0.5  # a median nearest-neighbour distance above this: coordinates 10 times too large
+
+
+def check_positions(positions_nm: np.ndarray, box_nm=None, where: str = "the structure") -> None:
+    """Raise for NaN coordinates, overlapping atoms, or coordinates 10 times too large or too small (median
+    nearest-neighbour distances around 1 nm or 0.01 nm instead of 0.1 nm)."""
+    pos = np.asarray(positions_nm, dtype=np.float64)
+    if not np.all(np.isfinite(pos)):
+        raise InputError(f"{where} has NaN or infinite coordinates")
+    n = len(pos)
+    if n < 2:
+        return
+    nearest, idx = nearest_neighbours(pos, box_nm)
+    typical = float(np.median(nearest))
+    if typical > TOO_FAR_NM:
+        raise UnitsError(
+            f"{where}: the median nearest-neighbour distance is {typical * 10:.1f} Angstrom, about ten times a "
+            f"chemical bond (1-1.5 Angstrom): the coordinates look 10 times too large. A PDB file stores Angstrom: "
+            f"check the program that wrote it (e.g. a conversion to Angstrom done twice) and divide the coordinates "
+            f"by 10; positions given to the Python API are in nm."
+        )
+    if typical < MIN_DISTANCE_NM:
+        raise UnitsError(
+            f"{where}: the median nearest-neighbour distance is {typical * 10:.3f} Angstrom, about a tenth of a "
+            f"chemical bond (1-1.5 Angstrom): the coordinates look 10 times too small, e.g. nm written where "
+            f"Angstrom belong (a PDB file stores Angstrom); multiply the coordinates by 10."
+        )
+    i = int(np.argmin(nearest))
+    if nearest[i] < MIN_DISTANCE_NM:
+        # when two atoms coincide exactly the tree may list the atom itself as its second neighbour
+        partner = int(idx[i, 1]) if int(idx[i, 1]) != i else int(idx[i, 0])
+        first, second = sorted((i, partner))
+        raise InputError(
+            f"{where}: atoms {first + 1} and {second + 1} are {nearest[i] * 10:.3f} Angstrom apart (overlapping); "
+            f"fix the structure (e.g. remove duplicated atoms)"
+        )

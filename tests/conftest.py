@@ -95,7 +95,9 @@ def water_like_box(n_side=4, spacing_nm=0.35, seed=0):
     from painn_deploy.structures import molecular_box
 
     mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
-    return molecular_box([6, 6, 8, 1, 1, 1, 1, 1, 1], mol, n_side**3, spacing_nm=spacing_nm, seed=seed)
+    return molecular_box(
+        [6, 6, 8, 1, 1, 1, 1, 1, 1], mol, n_side**3, spacing_nm=spacing_nm, seed=seed, min_distance_nm=0
+    )
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,15 @@ from ..errors import PainnDeployError, from_torchscript
 BAD_INPUT = 2
 FAILED_RUN = 1
 INTERRUPTED = 130  # the shell's status for Ctrl-C
+# what each command can be asked for less of, when it runs out of memory
+LESS_MEMORY = {
+    "painn-simulate": "fewer beads or replicas, fewer atoms",
+    "painn-spectrum": "fewer or shorter files, a smaller --zero-pad or --max-corr-time-ps",
+    "painn-train": "a smaller --batch-size or model, fewer frames",
+    "painn-harmonic": "fewer atoms",
+    "painn-export": "fewer atoms",
+    "painn-demo": "a shorter --md-ps",
+}
 
 
 def build_parser(prog: str, description: str, config_cls, config_help: str | None = None) -> argparse.ArgumentParser:
@@ -80,8 +89,8 @@ def run_command(
         out_of_memory = isinstance(raised, MemoryError) or type(raised).__name__ == "OutOfMemoryError"
         if exc is None and (out_of_memory or "can't allocate memory" in str(raised)):  # (numpy's, torch's, CUDA's)
             _print_warnings(prog, caught)
-            print(f"{prog}: error: not enough memory ({raised}); ask for less (fewer beads, replicas, atoms or "
-                  "frames, a smaller zero padding)", file=sys.stderr)  # fmt: skip
+            less = LESS_MEMORY.get(prog, "a smaller system")
+            print(f"{prog}: error: not enough memory ({raised}); ask for less ({less})", file=sys.stderr)
             return FAILED_RUN
         if exc is None:  # a failed run (I/O, a bug): the traceback for the report, then one line
             _print_warnings(prog, caught)

@@ -16,7 +16,7 @@ PROG = "painn-demo"
 DESCRIPTION = (
     "The whole pipeline on the bundled ethanol data, on a laptop CPU: train a small model, export it, run NVT MD "
     "recording dipole and polarizability, and plot IR and Raman spectra. Options can also come from --config "
-    "FILE.yaml (keys: option names with underscores and the unit where there is one, e.g. md_ps); flags "
+    "FILE.yaml (keys: option names with underscores, or the --config key an option names, e.g. md_ps); flags "
     "override the file."
 )
 

@@ -21,8 +21,8 @@ PROG = "painn-export"
 DESCRIPTION = (
     "Write a self-contained TorchScript model (positions in nm -> energy in kJ/mol, forces in kJ/mol/nm) for "
     "openmmtorch.TorchForce, painn-simulate and painn-harmonic, validated against the checkpoint. Options can "
-    "also come from --config FILE.yaml (keys: option names with underscores and the unit where there is one, "
-    "e.g. neighbor_list); flags override the file."
+    "also come from --config FILE.yaml (keys: option names with underscores, or the --config key an option "
+    "names, e.g. neighbor_list); flags override the file."
 )
 
 

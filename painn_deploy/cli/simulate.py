@@ -17,8 +17,8 @@ DESCRIPTION = (
     "Molecular dynamics in OpenMM with an exported PaiNN model (or a painn-train checkpoint): NVT/NVE, "
     "ring-polymer MD, replicas, a solute in solvent; records the dipole and polarizability for painn-spectrum, "
     "writes checkpoints that --resume continues, and stops a run that goes bad or leaves the model's training "
-    "data. Options can also come from --config FILE.yaml (keys: option names with underscores and the unit "
-    "where there is one, e.g. temperature_K, friction_per_ps); flags override the file."
+    "data. Options can also come from --config FILE.yaml (keys: option names with underscores, or the "
+    "--config key an option names, e.g. temperature_K, friction_per_ps); flags override the file."
 )
 
 

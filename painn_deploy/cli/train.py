@@ -19,8 +19,8 @@ from .common import run_command
 PROG = "painn-train"
 DESCRIPTION = (
     "Train a PaiNN potential on energies, forces, dipoles and polarizabilities. Options can also come from "
-    "--config FILE.yaml (keys: option names with underscores and the unit where there is one, e.g. n_features; "
-    "a run's config.yaml is such a file); flags override the file."
+    "--config FILE.yaml (keys: option names with underscores, or the --config key an option names, e.g. "
+    "n_features; a run's config.yaml is such a file); flags override the file."
 )
 
 

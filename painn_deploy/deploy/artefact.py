@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import elements
+from ..devices import torch_device
 from ..errors import BoxTooSmallError, CheckpointError, InputError, TopologyMismatchError, typed_errors
 from ..files import MODEL_FILE_FIX, file_sha256, require_file, what_file
 from . import metadata as md
@@ -80,6 +81,7 @@ class Artefact:
 
     def load(self, device: str = "cpu") -> "Model":
         """The model on ``device`` (loaded once per device)."""
+        torch_device(device, "device=")
         if device not in self._models:
             try:
                 module = torch.jit.load(str(self.path), map_location=device)
@@ -172,28 +174,51 @@ class Model:
 
     def responses(self, s, v, positions):
         with typed_errors():
-            return self.module.responses(s, v, self._nm(positions))
+            return self.module.responses(s, v, self._nm(positions, "positions"))
 
     def properties(self, positions, boxvectors=None):
         with typed_errors():
             return self.module.properties(*self._inputs(positions, boxvectors))
 
     def _inputs(self, positions, boxvectors):
-        positions = self._nm(positions)
+        positions = self._nm(positions, "positions")
+        n = int(self.module.n_particles)
+        if positions.dim() not in (2, 3) or positions.shape[-2:] != (n, 3):
+            whose = (
+                f"every particle of the system it was exported for, its {int(self.module.n_atoms)} atoms among them"
+                if n != int(self.module.n_atoms)
+                else "the particles the model was exported for"
+            )
+            raise TopologyMismatchError(
+                f"positions must be [N, 3] or [B, N, 3] with N = {n} ({whose}), not {list(positions.shape)}; for "
+                "another system, export the model for it with painn-export --pdb"
+            )
         if not self._units_checked:  # the first call: positions in Angstrom are the likeliest mistake
             self._units_checked = True
             _check_nm(positions)
-        return positions, None if boxvectors is None else self._nm(boxvectors)
+        return positions, None if boxvectors is None else self._nm(boxvectors, "boxvectors")
 
-    def _nm(self, x) -> torch.Tensor:
-        """``x`` as a tensor: tensors as they are, arrays and OpenMM quantities in the model's dtype and device."""
+    def _nm(self, x, name: str) -> torch.Tensor:
+        """``x`` as a tensor: floating-point tensors as they are, arrays and OpenMM quantities in the model's dtype
+        and device."""
         if isinstance(x, torch.Tensor):
+            if not x.is_floating_point():
+                raise InputError(f"{name} must be floating-point coordinates in nm, not a {x.dtype} tensor")
             return x
         if hasattr(x, "value_in_unit"):
             from openmm import unit
 
-            x = x.value_in_unit(unit.nanometer)
-        return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=self.dtype, device=self.device)
+            try:
+                x = x.value_in_unit(unit.nanometer)
+            except TypeError as exc:
+                raise InputError(f"{name} must be a length (nm): {exc}") from None
+        try:
+            if x is None:
+                raise TypeError
+            array = np.asarray(x, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be coordinates in nm (an array [N, 3]), not {type(x).__name__}") from None
+        return torch.as_tensor(array, dtype=self.dtype, device=self.device)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -257,6 +282,11 @@ def read_metadata(path) -> dict:
     kind = what_file(path)
     if kind == "a TorchScript model":
         raise CheckpointError(f"{path} is a TorchScript file without painn-deploy metadata; {EXPORT_AGAIN}")
+    if kind and "torch.save" in kind:  # (the commands and MLPotential take checkpoints; this reads artefacts only)
+        raise CheckpointError(
+            f"{path} is {kind}, not an exported model: export it with painn-export (painn-simulate, painn-harmonic "
+            "and OpenMM-ML's MLPotential('painn', model=...) also take the checkpoint itself)"
+        )
     raise CheckpointError(f"{path} is {kind or 'a zip archive'}, not an exported model; {MODEL_FILE_FIX}")
 
 

@@ -339,8 +339,9 @@ class ForcesOutput(nn.Module):
 
     ``forward(positions [F * N, 3], boxvectors)`` returns the energy summed over the frames (kJ/mol) and the
     forces [F * N, 3] (kJ/mol/nm), from one batched evaluation, so openmm-torch runs no backward pass of its
-    own.  With ``modes`` (an orthogonal [F, F] matrix) the particles are the ring polymer's normal modes
-    rather than its beads: beads = modes^T @ particles, and the forces go back as modes @ bead forces.
+    own.  With ``modes`` (the orthogonal [P, P] normal-mode matrix of ring polymers of P beads, the F frames being
+    F / P replicas of P beads each) the particles are each ring polymer's normal modes rather than its beads:
+    beads = modes^T @ particles, and the forces go back as modes @ bead forces, one replica at a time.
     :meth:`evaluate` also returns the frames' positions and features, for the recording heads."""
 
     n_frames: torch.jit.Final[int]
@@ -367,7 +368,8 @@ class ForcesOutput(nn.Module):
             positions = torch.empty_like(positions).copy_(positions)
         f = self.n_frames
         n = positions.shape[0] // f
-        frames = positions.reshape(f, n * 3)
+        p = self.modes.shape[0] if self.use_modes else 1
+        frames = positions.reshape(f // p, p, n * 3)  # [replicas, beads, N * 3]
         if self.use_modes:
             frames = torch.matmul(self.modes.t().to(positions.dtype), frames)
         frames = frames.reshape(f, n, 3)
@@ -376,7 +378,7 @@ class ForcesOutput(nn.Module):
             forces, s, v = forces.unsqueeze(0), s.unsqueeze(0), v.unsqueeze(0)
         else:
             energy, forces, s, v = self.model.energy_forces_features(frames, boxvectors)
-        forces = forces.reshape(f, n * 3)
+        forces = forces.reshape(f // p, p, n * 3)
         if self.use_modes:
             forces = torch.matmul(self.modes.to(forces.dtype), forces)
         return energy.sum(), forces.reshape(f * n, 3), frames, s, v

@@ -13,7 +13,7 @@ from ..elements import formula
 from ..errors import CheckpointError, InputError
 from ..files import MODEL_FILE_FIX, file_sha256, is_checkpoint, require_file
 from ..openmm.forces import quiet_import
-from ..resources import BUNDLED_MODEL
+from ..resources import BUNDLED_CHECKPOINT, BUNDLED_MODEL
 from .config import SimulationConfig
 from .rpmd import Layout, is_ring_polymer_integrator, ring_polymer_integrator, ring_polymer_thermostat_off
 
@@ -35,10 +35,18 @@ def resolve_model(
             if len(names) > 1 and not cfg.ml_residues
             else ""
         )
+        copies = len(atomic_numbers) // 9
+        several = (
+            f" If these are {copies} ethanol molecules, the bundled model's checkpoint takes them (--model "
+            f"{BUNDLED_CHECKPOINT}), but it was trained on one isolated molecule: the forces between molecules are "
+            "extrapolated."
+            if copies > 1 and formula(atomic_numbers) == f"C{2 * copies}H{6 * copies}O{copies}"
+            else ""
+        )
         raise InputError(
             f"no --model given and the structure ({formula(atomic_numbers)}, {len(atomic_numbers)} atoms) is not the "
             f"bundled ethanol model's molecule (C2H6O in the atom order of painn_deploy/resources/ethanol.pdb); "
-            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint.{solvated}"
+            f"pass --model MODEL.pt (from painn-export) or a painn-train checkpoint.{several}{solvated}"
         )
     path = require_file(cfg.model, "model", MODEL_FILE_FIX)
     if is_checkpoint(path):

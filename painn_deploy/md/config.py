@@ -89,8 +89,8 @@ class SimulationConfig(Config):
         "independent thermostat noise); properties.h5 gets a replica axis", "R", "int",
     )  # fmt: skip
     bead_trajectory: bool = option(
-        False, "--bead-trajectory", "also write every bead's positions (beads.dcd: replicas x beads x atoms per "
-        "frame, in that order); trajectory.dcd holds the centroids", kind="bool",
+        False, "--bead-trajectory", "also write every bead's positions (beads.dcd, or .xtc with --trajectory-format "
+        "xtc: replicas x beads x atoms per frame, in that order); the trajectory holds the centroids", kind="bool",
     )  # fmt: skip
     ml_residues: str = option(
         "", "--ml-residues", "a solute in solvent: residue names (comma-separated) the model describes; every other "
@@ -183,9 +183,12 @@ class SimulationConfig(Config):
         super().__post_init__()
         if self.structure is None:
             raise InputError("give the starting structure (a PDB file) to simulate")
-        for name in ("steps", "equilibration_steps", "seed", "threads", "beads", "replicas"):
+        for name in ("steps", "equilibration_steps", "seed", "threads"):
             if getattr(self, name) < 0:
                 raise InputError(f"{flag(name)} must be a non-negative whole number, not {getattr(self, name)!r}")
+        for name in ("beads", "replicas"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{flag(name)} must be at least 1, not {getattr(self, name)!r}")
         for name in ("temperature_K", "timestep_fs", "friction_per_ps", "pressure_bar", "mm_cutoff_nm",
                      "max_temperature_K", "max_force_kj_per_mol_nm"):  # fmt: skip
             value = getattr(self, name)
@@ -222,10 +225,6 @@ class SimulationConfig(Config):
             raise InputError(f"--mm-cutoff must be positive (nm), not {self.mm_cutoff_nm:g}")
         if self.seed > MAX_SEED:
             raise InputError(f"--seed must be at most {MAX_SEED}, not {self.seed}")
-        if self.beads < 1:
-            raise InputError("--beads must be at least 1")
-        if self.replicas < 1:
-            raise InputError("--replicas must be at least 1")
         parse_margin(self.envelope_margin)
         if self.resume_from:
             object.__setattr__(self, "resume", True)

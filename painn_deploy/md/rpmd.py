@@ -65,10 +65,10 @@ class Layout:
         return self.replicas * self.beads
 
     def modes(self) -> Optional[torch.Tensor]:
-        """[F, F] matrix particles = M @ frames (block diagonal over replicas), or None when P = 1."""
+        """[P, P] matrix of every replica's ring polymer, particles = M @ beads, or None when P = 1."""
         if self.beads == 1:
             return None
-        return torch.from_numpy(np.kron(np.eye(self.replicas), normal_modes(self.beads)))
+        return torch.from_numpy(normal_modes(self.beads))
 
     def beads_nm(self, particles_nm: np.ndarray) -> np.ndarray:
         """Bead positions (or velocities, forces) [R, P, N, 3] of the System's particles [F * N, 3]."""

@@ -18,17 +18,19 @@ from .config import SimulationConfig, flag
 from .outputs import dcd_frames
 
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.chk", "checkpoint.prev.chk"
-FINAL_STRUCTURE = "final.pdb"  # the last structure of a run of one copy, with its box
+FINAL_STRUCTURE = "final.pdb"  # the last structure of the run's first copy (a ring polymer's centroid), with its box
+REPLICAS_STRUCTURE = "replicas.pdb"  # with --replicas: every copy's last structure (the trajectory's topology)
 CHECKPOINT_FORMAT = 3  # 3: --integrator verlet steps with the thermostatted integrator, its thermostat off
 CHECKPOINT_KEYS = {"step": int, "trajectory_frames": int, "trajectory_bytes": int, "property_frames": int,
                    "model_sha256": str, "state_bytes": int}  # fmt: skip
 # what a run writes in its output directory (what --overwrite deletes; nothing else there is touched)
 RUN_FILES = ("run.json", "log.csv", "properties.h5", "trajectory.dcd", "trajectory.xtc", "beads.dcd", "beads.xtc",
-             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb", FINAL_STRUCTURE)  # fmt: skip
+             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb", FINAL_STRUCTURE, REPLICAS_STRUCTURE)  # fmt: skip
 RESUME_MUST_MATCH = (
     "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
     "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "backend", "seed",
-    "replicas", "rpmd_integrator", "bead_trajectory",
+    "replicas", "rpmd_integrator", "bead_trajectory", "ml_residues", "mm_forcefield", "forcefield_file", "pressure_bar",
+    "mm_cutoff_nm",
 )  # fmt: skip
 
 
@@ -77,6 +79,7 @@ class RunDirectory:
         self.created = not self.path.exists()  # made by this run: removed again if the set-up fails
         self.written_by_set_up = set()  # files the set-up wrote (kept by --overwrite)
         self.last_checkpoint = None  # the bytes of the last checkpoint written or resumed from
+        self.record_checked = False  # whether run.json's options were compared with a resume's (check_record)
         self._check_free()
         self._check_writable()
 
@@ -186,7 +189,8 @@ class RunDirectory:
             ) from None
         if meta["model_sha256"] != model_sha256:
             raise InputError(f"{flag_used}: {path} was written with another model; use the same --model")
-        self._check_record()
+        if not self.record_checked:
+            self.check_record()
         self._check_outputs(meta, path, topology, recorded)
         self.last_checkpoint = blob
         return meta, state, path
@@ -206,7 +210,8 @@ class RunDirectory:
                 )
         return f" There is no intact earlier checkpoint: {otherwise}."
 
-    def _check_record(self) -> None:
+    def check_record(self) -> None:
+        """Refuse a resume whose options differ from those in run.json that must not change."""
         record, flag_used = self.path / "run.json", self.resume_flag
         try:
             previous = json.loads(record.read_text())["config"]
@@ -227,6 +232,7 @@ class RunDirectory:
         if changed:
             listing = ", ".join(f"{flag(k)} ({previous[k]} -> {now[k]})" for k in changed)
             raise InputError(f"{flag_used} with changed settings: {listing}; resume with the original options")
+        self.record_checked = True
 
     def _check_outputs(self, meta: dict, path: Path, topology, recorded) -> None:
         """The output files hold at least what the checkpoint says was written (resuming cuts them back to it)."""

@@ -31,6 +31,7 @@ from ..errors import (
     PainnDeployError,
     RecordingError,
     RunInterrupted,
+    SimulationInstabilityError,
     SimulationWarning,
     typed_errors,
 )
@@ -45,7 +46,7 @@ from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
-from .rundir import CHECKPOINT, FINAL_STRUCTURE, RunDirectory
+from .rundir import CHECKPOINT, FINAL_STRUCTURE, REPLICAS_STRUCTURE, RunDirectory
 from .safety import SafetyNet
 from .solution import add_barostat, mixed_system, ml_atoms_by_residue
 
@@ -88,6 +89,8 @@ class MDRun:
 
     def _set_up(self):
         cfg = self.cfg
+        if cfg.resume and (self.output / "run.json").is_file():  # changed options: refused before the slow set-up
+            self.dir.check_record()
         self.pdb, z, positions_nm, box_nm = load_pdb(cfg.structure)
         check_positions(positions_nm, box_nm, where=cfg.structure)
         self.atomic_numbers = z
@@ -176,7 +179,7 @@ class MDRun:
         self.recorded = tuple(
             n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f
         )
-        if self.periodic and self.layout.n_frames > 1:
+        if self.periodic and (cfg.beads > 1 or cfg.replicas > 1):  # (either RPMD integrator)
             raise InputError(
                 "ring polymers and replicas are for molecules: OpenMM wraps periodic positions, which the normal "
                 "modes and the replicas' shared box do not allow; run a periodic system with one copy and no beads"
@@ -196,6 +199,11 @@ class MDRun:
                 "cuda" if on_gpu else "cpu",
             )  # fmt: skip
         self.backend = cfg.backend if cfg.backend != "auto" else ("python" if self.recorded else "torch")
+        if cfg.cuda_graphs == "on" and not on_gpu:
+            raise InputError(
+                f"--cuda-graphs on captures the model in CUDA graphs, which need the CUDA platform; this run is on "
+                f"{self.platform.getName()}: give --platform CUDA, or leave --cuda-graphs at auto"
+            )
         cuda_graphs = on_gpu and self.artefact.fixed_shapes if cfg.cuda_graphs == "auto" else cfg.cuda_graphs == "on"
         ring = FEATURE_CAPACITY if self.recorded else 0
         device = "cuda" if on_gpu else "cpu"
@@ -205,7 +213,8 @@ class MDRun:
             mixed = mixed_system(
                 topology, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
                 [f for f in cfg.forcefield_file.split(",") if f], self.backend, ring, device, cuda_graphs,
-                cfg.mm_cutoff_nm, cfg.structure,
+                # (a resumed run keeps the cutoff it was started with: --resume refuses another)
+                cfg.mm_cutoff_nm, cfg.structure, barostat=cfg.pressure_bar > 0 and not cfg.resume,
             )  # fmt: skip
             self.system, self.adapter = mixed.system, mixed.adapter
             self.ml_molecules = residue_groups(topology, self.ml_atoms)
@@ -484,9 +493,18 @@ class MDRun:
         try:
             with typed_errors():  # an exported model's own errors (a neighbour list overflow, a torn ML molecule)
                 return self._run(requested)
-        except openmm.OpenMMException:
+        except openmm.OpenMMException as exc:
             if len(requested) > 1:  # the second signal's KeyboardInterrupt, raised inside a PythonForce callback
                 raise KeyboardInterrupt from None
+            if "box size has decreased" in str(exc):  # (OpenMM's PME check after a barostat move)
+                kept = (
+                    " (the outputs up to the last checkpoint are kept)" if (self.output / CHECKPOINT).is_file() else ""
+                )
+                raise SimulationInstabilityError(
+                    f"the barostat shrank the periodic box below twice --mm-cutoff ({self.cfg.mm_cutoff_nm:g} nm) "
+                    f"after step {self.step}{kept}: start the run again (another --output, or --overwrite) with a "
+                    "smaller --mm-cutoff or a larger box (more solvent)"
+                ) from None
             raise
         finally:
             for s, handler in previous.items():
@@ -503,6 +521,9 @@ class MDRun:
             # RPMD gives Kubo-transformed correlation functions (docs/spectra.md)
             "correlation": "kubo" if cfg.beads > 1 else "classical",
             "model_sha256": self.artefact.sha256,
+            # the checkpoint the model was exported from: one for every export of it (painn-spectrum's check that
+            # runs averaged together are of one model)
+            "checkpoint_sha256": self.artefact.metadata.get(md.KEY_CHECKPOINT_SHA256) or "",
             # the molecules whose dipole and polarizability are recorded (painn-spectrum's line shapes per molecule)
             "molecules": int(self.artefact.metadata[md.KEY_N_MOLECULES]),
         }
@@ -576,25 +597,33 @@ class MDRun:
         return SimulationResult(out, self.step, ns_per_day, frames, self.backend, self.safety.summary())
 
     def _write_final_structure(self) -> None:
-        """final.pdb: the last structure of a run of one copy, with the box it ended in (where a barostat took it):
-        a structure to start another run from, or to export a static-list model for."""
-        if self.cfg.beads > 1 or self.cfg.replicas > 1:
-            return
+        """final.pdb: the last structure of the first copy (a ring polymer's centroid), with the box it ended in
+        (where a barostat took it): a structure to start another run from, or to export a static-list model for.
+        With --replicas, replicas.pdb: every copy's, the topology of trajectory.dcd (the copies overlap in space:
+        they do not interact)."""
         from openmm.app import PDBFile
 
-        state = self.context.getState(getPositions=True)
-        topology, box = self.pdb.topology, self.pdb.topology.getPeriodicBoxVectors()
+        states = self._bead_states(getPositions=True)
+        beads = self._per_bead([s.getPositions(asNumpy=True).value_in_unit(unit.nanometer) for s in states])
+        centroids = beads.mean(axis=1)  # [R, N, 3]
+        topology = self.pdb.topology
+        box = topology.getPeriodicBoxVectors()
 
-        def write(tmp):
-            with open(tmp, "w") as fh:
-                PDBFile.writeFile(topology, state.getPositions(), fh, keepIds=True)
+        def write(name, top, positions_nm):
+            def to(tmp):
+                with open(tmp, "w") as fh:
+                    PDBFile.writeFile(top, positions_nm * unit.nanometer, fh, keepIds=True)
+
+            atomic_write(self.output / name, to)
 
         try:
             if self.periodic:  # (the structure's topology keeps its own box)
-                topology.setPeriodicBoxVectors(state.getPeriodicBoxVectors())
-            atomic_write(self.output / FINAL_STRUCTURE, write)
+                topology.setPeriodicBoxVectors(states[0].getPeriodicBoxVectors())
+            write(FINAL_STRUCTURE, topology, centroids[0])
         finally:
             topology.setPeriodicBoxVectors(box)
+        if self.cfg.replicas > 1:  # (molecules only: no box)
+            write(REPLICAS_STRUCTURE, replicated_topology(topology, self.cfg.replicas), centroids.reshape(-1, 3))
 
     def _equilibrate(self, requested: list) -> None:
         """--equilibration-steps, in blocks of --log-interval steps, each checked as a log step is (nothing is
@@ -697,5 +726,10 @@ class MDRun:
 
 
 def run_simulation(cfg: SimulationConfig) -> SimulationResult:
-    """Run (or resume) a simulation; see :class:`SimulationConfig` for the options."""
-    return MDRun(cfg).run()
+    """Run (or resume) a simulation; see :class:`SimulationConfig` for the options.  Torch's thread count, which
+    the run sets (``--threads``), is the caller's again on return."""
+    threads = torch.get_num_threads()
+    try:
+        return MDRun(cfg).run()
+    finally:
+        torch.set_num_threads(threads)

@@ -103,8 +103,9 @@ class SafetyNet:
             )  # fmt: skip
         if self.envelope.unseen_pairs:
             warnings.warn(
-                f"{cfg.structure} has atom pairs ({', '.join(self.envelope.unseen_pairs)}) that never came within "
-                f"the model's cutoff in its training data: the model's forces between them are extrapolated",
+                f"{cfg.structure} has pairs of elements ({', '.join(self.envelope.unseen_pairs)}) that never came "
+                f"within the model's cutoff ({self.envelope.cutoff:g} Angstrom) in its training data: wherever two "
+                f"such atoms come that close, the model's forces between them are extrapolated",
                 SimulationWarning, stacklevel=4,
             )  # fmt: skip
         frames = positions_nm if self.model_atoms is None else positions_nm[np.asarray(self.model_atoms)]

@@ -5,6 +5,7 @@ The ML atoms keep their force-field charges and Lennard-Jones parameters for the
 solvent; their bonded terms and the nonbonded terms among themselves are removed and the model replaces
 them.  The MM region uses OpenMM's own forces (PME) and platforms."""
 
+import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -19,6 +20,7 @@ from ..solvation import check_templates, forcefield
 __all__ = ["MixedSystem", "add_barostat", "mixed_system", "ml_atoms_by_residue"]
 
 BAROSTAT_FREQUENCY = 25  # steps between Monte Carlo volume moves
+BAROSTAT_SHRINK = 0.1  # the part of the box width --mm-cutoff leaves free under a barostat
 
 
 @dataclass
@@ -36,8 +38,10 @@ def ml_atoms_by_residue(topology: "app.Topology", residue_names: Sequence[str], 
     for residue in topology.residues():
         present[residue.name] = present.get(residue.name, 0) + 1
     missing = [n for n in names if n not in present]
+    listing = ", ".join(f"{name} ({count})" for name, count in sorted(present.items()))
+    if not names:
+        raise InputError(f"--ml-residues names no residue; give the ML residues' names ({where} has {listing})")
     if missing:
-        listing = ", ".join(f"{name} ({count})" for name, count in sorted(present.items()))
         raise InputError(
             f"--ml-residues {','.join(missing)}: no residue of {where} has that name; its residues are {listing}"
         )
@@ -68,6 +72,7 @@ def mixed_system(
     cuda_graphs: bool,
     cutoff_nm: float,
     where: str,
+    barostat: bool = False,
 ) -> MixedSystem:
     from openmmml import MLPotential
 
@@ -77,11 +82,15 @@ def mixed_system(
     periodic = topology.getPeriodicBoxVectors() is not None
     if periodic:
         box = np.asarray(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
-        half = 0.5 * float(min(np.diag(box)))  # PME: the cutoff may be at most half the narrowest box width
-        if cutoff_nm > half:
+        width = float(min(np.diag(box)))
+        # PME: the cutoff may be at most half the narrowest box width, which a barostat shrinks (a solvated box by a
+        # few percent as its loosely packed water settles)
+        limit = math.floor(500 * width * (1 - BAROSTAT_SHRINK if barostat else 1)) / 1000  # (nm, rounded down)
+        if cutoff_nm > limit:
+            under = f" less {BAROSTAT_SHRINK:.0%} for the barostat's shrinking" if barostat else ""
             raise InputError(
-                f"--mm-cutoff {cutoff_nm:g} nm is more than half the box's narrowest width ({2 * half:.3g} nm) of {where}: lower "
-                f"--mm-cutoff to at most {half:.3g} nm, or solvate with more padding"
+                f"--mm-cutoff {cutoff_nm:g} nm is more than half the box's narrowest width ({width:.3g} nm) of "
+                f"{where}{under}: lower --mm-cutoff to at most {limit:g} nm, or solvate with more padding"
             )
     mm_system = ff.createSystem(
         topology,

@@ -16,6 +16,7 @@ import torch  # noqa: F401  (must come before openmmtorch, or libnvrtc.so.12 is 
 import openmmml  # noqa: F401
 # isort: on
 
+from ..structures import check_positions
 from .forces import (
     ModelForce,
     as_artefact,
@@ -26,7 +27,6 @@ from .forces import (
     topology_box_nm,
     torch_force,
 )
-from .preflight import check_positions
 from .recorder import FeatureRing
 from .serialization import deserialize_system, serialize_system
 

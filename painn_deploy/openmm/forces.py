@@ -12,6 +12,7 @@ modes, replicas) and evaluate all of them in one batched call.
 """
 
 import importlib
+import io
 import logging
 import re
 import sys
@@ -123,9 +124,13 @@ class ModelForce:
         self.device = torch.device(device)
         self.dtype = module.dtype_marker.dtype
         self._source = module  # (a loaded module's code lives as long as its Python object)
-        wrapper = torch.jit.script(ForcesOutput(module, n_frames, modes)).to(self.device)
         # frozen as openmm-torch freezes TorchForce's modules: weights become constants, and what depends on them
-        # alone is computed once
+        # alone is computed once.  Frozen from a saved copy: freezing a module scripted in this process leaves its
+        # constants in Python's global compilation unit for good (pytorch#96726), some MB per force
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.script(ForcesOutput(module, n_frames, modes)), buffer)
+        buffer.seek(0)
+        wrapper = torch.jit.load(buffer, map_location=self.device)
         self.module = torch.jit.freeze(wrapper.eval(), preserved_attrs=["evaluate"])
         self.ring = None
         if ring_capacity > 0:

@@ -56,6 +56,7 @@ from ..deploy import metadata as md
 from ..deploy.artefact import check_box_width
 from ..deploy.export import choose_neighbor_mode, warn_other_chemistry
 from ..deploy.module import host_checks
+from ..devices import torch_device
 from ..errors import (
     CheckpointError,
     InputError,
@@ -149,6 +150,11 @@ class PaiNNPotentialImpl(MLPotentialImpl):
                 self.artefact.metadata[md.KEY_NEIGHBOR_LIST] if self.artefact else choose_neighbor_mode(len(z), "auto")
             )
             check_fixed_shapes(mode, f"the model of these {len(z)} ML atoms")
+            if backend == "python" and device.type != "cuda":
+                raise InputError(
+                    f"cudaGraphs=True captures the model in CUDA graphs, which the PythonForce backend runs on a "
+                    f"CUDA device only; this model runs on {device}: pass device='cuda', or leave out cudaGraphs"
+                )
         if backend == "torch":
             force = torch_force(module, recipe.force_periodic, cuda_graphs)
         else:
@@ -438,6 +444,8 @@ def _check_options(options: dict) -> None:
     dtype = options.get("dtype")
     if dtype is not None and dtype not in DTYPES:
         raise InputError(f"dtype must be float32 or float64, not {dtype!r}")
+    if "device" in options and backend == "python":  # (TorchForce runs on the Context's platform)
+        torch_device(options["device"], "device=")
 
 
 def warn_cut_residues(topology: "openmm.app.Topology", ml: Sequence[int]) -> None:

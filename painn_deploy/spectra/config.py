@@ -26,7 +26,7 @@ DESCRIPTION = (
     f"km/mol); Raman line shapes in {RAMAN_UNITS} (integral over a band = Raman activity in Angstrom^4/amu). "
     "Ring-polymer MD files (attribute correlation = kubo) are treated as Kubo-transformed correlation "
     "functions. Options can also come from --config FILE.yaml (keys: the option names below with "
-    "underscores, e.g. resolution_cm1); flags override the file. See docs/spectra.md."
+    "underscores, or the --config key an option names); flags override the file. See docs/spectra.md."
 )
 
 
@@ -110,12 +110,13 @@ class SpectrumConfig(Config):
         "accept only auto, kubo or harmonic (default: auto)",
         kind=QUANTUM_CHOICES,
     )
-    n_molecules: float | None = option(
+    n_molecules: int | None = option(
         None,
         "--molecules",
         "number of molecules whose dipole and polarizability were recorded: line shapes are divided by N (per "
         "molecule; default: the files' molecules attribute, which painn-simulate writes, else 1)",
         "N",
+        "int",
     )
     integrator_timestep_fs: float | None = option(
         None,

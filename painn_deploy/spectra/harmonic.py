@@ -56,7 +56,7 @@ from scipy.optimize import minimize as sp_minimize
 
 from .. import units
 from ..elements import masses_amu as element_masses
-from ..errors import CheckpointError, InputError, MinimizationError
+from ..errors import CheckpointError, InputError, MinimizationError, TopologyMismatchError, typed_errors
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..structures import BOND_TOLERANCE, count_fragments, covalent_bonds
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
@@ -119,17 +119,7 @@ def open_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
         is_artefact = False
     if is_artefact:
         artefact = Artefact(path)
-        if artefact.atom_indices is not None:
-            raise InputError(
-                f"{path} is an ML/MM model (exported with --atoms): it describes part of a system, and a harmonic "
-                "analysis needs the whole molecule. Give the painn-train checkpoint (.ckpt), or a model exported "
-                "without --atoms"
-            )
-        if artefact.periodic:
-            raise InputError(
-                f"{path} is a periodic model; a harmonic analysis is of one isolated molecule. Give the painn-train "
-                "checkpoint (.ckpt), or a model exported without a box (painn-export CHECKPOINT --no-periodic)"
-            )
+        refuse_partial_or_periodic(str(path), artefact.metadata)
         if atomic_numbers is not None:
             artefact.check_system(atomic_numbers, box_nm, where)
         module, envelope = artefact.load(device).module, artefact.metadata.get(md.KEY_ENVELOPE)
@@ -567,6 +557,23 @@ def _intensities(props: dict, disp: np.ndarray):
     return ir, d_mu, raman, rho, d_alpha
 
 
+def refuse_partial_or_periodic(what: str, metadata: dict) -> None:
+    """A harmonic analysis is of one whole, isolated molecule: ML/MM and periodic artefacts are refused."""
+    from ..deploy import metadata as md
+
+    if metadata.get(md.KEY_ATOM_INDICES) is not None:
+        raise InputError(
+            f"{what} is an ML/MM model (exported with --atoms): it describes part of a system, and a harmonic "
+            "analysis needs the whole molecule. Give the painn-train checkpoint (.ckpt), or a model exported "
+            "without --atoms"
+        )
+    if metadata.get(md.KEY_PERIODIC):
+        raise InputError(
+            f"{what} is a periodic model; a harmonic analysis is of one isolated molecule. Give the painn-train "
+            "checkpoint (.ckpt), or a model exported without a box (painn-export CHECKPOINT --no-periodic)"
+        )
+
+
 def harmonic_analysis(
     module,
     positions_nm,
@@ -578,13 +585,16 @@ def harmonic_analysis(
     max_steps: int = 5000,
     linear: bool | None = None,
     float64_hint: str | None = None,
+    where: str = "the positions",
 ) -> HarmonicResult:
     """Normal-mode analysis of ``module`` at (or, with ``minimize``, near) ``positions_nm``.
 
     Parameters
     ----------
     module:
-        Model following the contract in the module docstring (TorchScript or eager).
+        Model following the contract in the module docstring (TorchScript or eager), or the
+        :class:`~painn_deploy.deploy.artefact.Model` of an artefact (``painn_deploy.deploy.load``), whose atomic
+        numbers ``atomic_numbers`` must then match.
     positions_nm:
         Starting positions [N, 3] in nm.
     atomic_numbers:
@@ -596,17 +606,43 @@ def harmonic_analysis(
     float64_hint:
         How to get a float64 model, for the warning given when ``module`` is not float64.
 
+    where:
+        What the positions are, for the messages (a file name).
+
     Returns
     -------
     :class:`HarmonicResult` (wavenumbers in cm^-1, IR intensities in km/mol, Raman activities
     in Angstrom^4/amu; NaN when the model has no dipole / polarizability).
+
+    Errors raised inside an exported model reach the caller as the package's typed exceptions.
     """
+    from ..deploy import metadata as md
+    from ..deploy.artefact import Model
+    from ..structures import check_positions
+
+    if isinstance(module, Model):
+        refuse_partial_or_periodic("the model", module.metadata)
+        expected = module.metadata.get(md.KEY_ATOMIC_NUMBERS)
+        given = None if atomic_numbers is None else [int(z) for z in atomic_numbers]
+        if given is not None and expected and given != list(expected):
+            raise TopologyMismatchError(
+                f"{where}: atomic numbers {given} are not the model's {list(expected)} (in its atom order)"
+            )
+        module = module.module
     pos = positions_nm.detach().cpu().numpy() if isinstance(positions_nm, torch.Tensor) else positions_nm
-    pos = np.asarray(pos, dtype=np.float64)
+    pos = np.asarray(pos)
+    if not np.issubdtype(pos.dtype, np.floating):
+        raise InputError(f"{where} must be floating-point coordinates in nm, not {pos.dtype}")
+    pos = pos.astype(np.float64)
     if pos.ndim != 2 or pos.shape[1] != 3 or pos.shape[0] < 2:
-        raise InputError(f"positions must have shape [N, 3] with N >= 2 atoms, got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        raise InputError("positions contain NaN or infinite values")
+        raise InputError(f"{where} must have shape [N, 3] with N >= 2 atoms, got {pos.shape}")
+    check_positions(pos, None, where=where)  # (NaN, overlapping atoms, Angstrom given as nm)
+    with typed_errors():
+        return _analysis(module, pos, atomic_numbers, masses_amu, minimize, fmax_kj_mol_nm, max_steps, linear,
+                         float64_hint)  # fmt: skip
+
+
+def _analysis(module, pos, atomic_numbers, masses_amu, minimize, fmax_kj_mol_nm, max_steps, linear, float64_hint):
     n_atoms = pos.shape[0]
     if masses_amu is None:
         if atomic_numbers is None:

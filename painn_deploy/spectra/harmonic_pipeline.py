@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from ..configuration import Config, option
-from ..errors import InputError, typed_errors
+from ..devices import torch_device
+from ..errors import InputError
 from ..files import check_output_folder, earlier_outputs, remove_stale_outputs, write_json
 from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, open_model
 from .io import write_modes_csv
@@ -32,8 +33,8 @@ DESCRIPTION = (
     "Minimise a structure with a model, then compute harmonic vibrational wavenumbers (cm^-1, negative = "
     "imaginary) from the Hessian with translations and rotations projected out, IR intensities (km/mol) from "
     "dipole derivatives and Raman activities 45 a'^2 + 7 g'^2 (Angstrom^4/amu) from polarizability derivatives. "
-    "Options can also come from --config FILE.yaml (keys: option names with underscores and the unit where "
-    "there is one, e.g. max_steps); flags override the file. See docs/spectra.md."
+    "Options can also come from --config FILE.yaml (keys: option names with underscores, or the --config key an "
+    "option names, e.g. max_steps); flags override the file. See docs/spectra.md."
 )
 #: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
 #: accident.
@@ -138,8 +139,7 @@ class HarmonicRun:
 
 def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
     """Run the analysis described by ``config`` and write its outputs to ``config.output``."""
-    from ..openmm.preflight import check_positions
-    from ..structures import load_pdb
+    from ..structures import check_positions, load_pdb
 
     out = check_output_folder(config.output, RECORD, config.overwrite)
     inputs = {Path(p).resolve() for p in (config.structure, config.model)}
@@ -149,18 +149,9 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
             f"-o {out} would overwrite the input {overwritten[0]} (painn-harmonic writes {', '.join(OUTPUTS)}); "
             "give another -o/--output"
         )
-    if config.device != "cpu":
-        try:
-            device = torch.device(config.device)
-        except RuntimeError:
-            raise InputError(f"--device {config.device} is not a torch device; give cpu or cuda") from None
-        if device.type == "cuda" and not (device.index or 0) < torch.cuda.device_count():
-            raise InputError(
-                f"--device {config.device}: torch finds {torch.cuda.device_count()} CUDA device(s) here; give "
-                "--device cpu, or cuda:N below that"
-            )
+    torch_device(config.device, "--device ")
     pdb, numbers, positions_nm, box_nm = load_pdb(config.structure)
-    check_positions(positions_nm, None, where=config.structure)
+    check_positions(positions_nm, None, where=config.structure)  # (before the model: a duplicated atom is named)
     where = Path(config.structure).name
     notes = []
     if box_nm is not None:
@@ -173,17 +164,17 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
     torch.set_num_threads(config.threads)
     try:
         module, envelope = open_model(config.model, config.device, numbers, box_nm, where)
-        with typed_errors():
-            result = harmonic_analysis(
-                module,
-                positions_nm,
-                numbers,
-                minimize=config.minimize,
-                fmax_kj_mol_nm=config.fmax_kj_mol_nm,
-                max_steps=config.max_steps,
-                linear={"auto": None, "yes": True, "no": False}[config.linear],
-                float64_hint=FLOAT64_HINT if Path(config.model).suffix != ".ckpt" else None,
-            )
+        result = harmonic_analysis(
+            module,
+            positions_nm,
+            numbers,
+            minimize=config.minimize,
+            fmax_kj_mol_nm=config.fmax_kj_mol_nm,
+            max_steps=config.max_steps,
+            linear={"auto": None, "yes": True, "no": False}[config.linear],
+            float64_hint=FLOAT64_HINT if Path(config.model).suffix != ".ckpt" else None,
+            where=config.structure,
+        )
     except torch.jit.Error as exc:  # a TorchScript module of unknown contract failed on the structure
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(

@@ -193,11 +193,28 @@ def read_properties(path) -> Properties:
             "h5py.File(path, 'a').attrs['timestep_fs'] = ..., or delete it"
         )
     beads = _number_attr(attrs, "beads", path, "a whole number", int)
+    interval = _number_attr(attrs, "record_interval_steps", path, "a whole number", int)
+    if interval is not None and interval < 1:
+        raise InputError(f"{path}: the 'record_interval_steps' attribute must be at least 1, got {interval}")
+    if step is not None and interval is not None and len(t) > 1:
+        spacing_fs = float(t[1] - t[0]) * 1e3
+        if not math.isclose(spacing_fs, step * interval, rel_tol=1e-4):
+            raise InputError(
+                f"{path}: its frames are {spacing_fs:.6g} fs apart, but its attributes say every {interval} step(s) "
+                f"of {step:g} fs ({step * interval:g} fs): the 'time' dataset (ps) or the 'timestep_fs' and "
+                "'record_interval_steps' attributes are wrong; correct them with h5py.File(path, 'a')"
+            )
 
     found = {}
     for name, data, trailing in (("dipole", dipole, (3,)), ("polarizability", pol, (3, 3))):
         if data is not None:
             found[name] = _replica_count(data, trailing, name, t.shape[0], path)
+            if not np.all(np.isfinite(data)):
+                frame = int(np.argmin(np.isfinite(data).reshape(len(data), -1).all(axis=1)))
+                raise InputError(
+                    f"{path}: {name} contains NaN or infinite values from frame {frame} on (a crashed run?); "
+                    "analyse a copy of the file cut before that frame"
+                )
     axes = set(found.values())
     if len(axes) > 1:
         raise InputError(f"{path}: 'dipole' and 'polarizability' have different replica axes: {found}")

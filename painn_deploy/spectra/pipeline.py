@@ -4,8 +4,9 @@ The whole of ``painn-spectrum`` as one library call on a :class:`~.config.Spectr
 
 1. read the files (:func:`~.io.read_properties`); each file, and each replica of a file with a replica
    axis, is one independent run, averaged with equal weight;
-2. check that all files hold the same kind of correlation function ("classical", or "kubo" for
-   ring-polymer MD) and pick the quantum treatment (:func:`~.quantum.resolve_quantum_correction`);
+2. check that the files are distinct runs of one kind (no file or trajectory twice, one bead number) holding
+   the same kind of correlation function ("classical", or "kubo" for ring-polymer MD) and pick the quantum
+   treatment (:func:`~.quantum.resolve_quantum_correction`);
 3. compute the spectra (:func:`~.vibrational.ir_spectrum`, :func:`~.vibrational.raman_spectra`),
    optionally undoing the Verlet frequency shift (:mod:`.integrator`), whose size at the top of the
    range is reported either way;
@@ -40,6 +41,7 @@ from .vibrational import (
 #: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
 #: accident.
 METADATA = "metadata.json"
+MIXED_TIMESTEPS = "file attribute timestep_fs (the largest of the files)"
 
 
 @dataclass
@@ -177,11 +179,59 @@ def _temperature(config: SpectrumConfig, props: list[Properties]) -> tuple[float
     return float(temps[0]), "file attribute temperature_K"
 
 
+def _distinct_runs(props: list[Properties]) -> None:
+    """Files that average into one spectrum are distinct runs of one kind: a file given twice, or two runs that
+    repeat one trajectory (the same --seed), would shrink the standard error; ring polymers of different bead
+    numbers are different approximations.  Runs of different models are averaged, with a warning."""
+    seen: dict = {}
+    for p in props:
+        key = Path(p.path).resolve()
+        if key in seen:
+            raise InputError(f"{p.path} is given twice (also as {seen[key]}): name each run once")
+        seen[key] = p.path
+    series = [(p.path, p.dipole_e_nm if p.dipole_e_nm is not None else p.polarizability_nm3) for p in props]
+    for k, (first, a) in enumerate(series):
+        for second, b in series[k + 1 :]:
+            m = min(len(a), len(b))  # (a run and a longer one of the same seed share their start)
+            if a.shape[1:] == b.shape[1:] and m >= 2 and np.array_equal(a[:m], b[:m]):
+                raise InputError(
+                    f"{first} and {second} hold the same series (over their first {m} frames): one trajectory twice "
+                    "(the same --seed?), which would count as two runs and shrink the standard error. Leave one out, "
+                    "or run again with another --seed"
+                )
+    beads = sorted({p.beads for p in props if p.beads is not None})
+    if len(beads) > 1:
+        raise InputError(
+            f"the files are ring-polymer runs of different bead numbers ({', '.join(map(str, beads))}): different "
+            "approximations of the quantum dynamics, whose average has no meaning. Analyse them separately"
+        )
+    # a model is its checkpoint where it was exported from one (each export of it is another file)
+    models = {p.attrs.get("checkpoint_sha256") or p.attrs.get("model_sha256") for p in props} - {None}
+    if len(models) > 1:
+        warnings.warn(
+            f"the files were run with {len(models)} different models (attributes checkpoint_sha256, model_sha256): "
+            "their spectra are averaged as if they were runs of one model",
+            SpectrumWarning,
+            stacklevel=3,
+        )
+
+
 def _molecules(config: SpectrumConfig, props: list[Properties]) -> tuple[float, str]:
     """The number of molecules the line shapes are per, and where it came from: --molecules, else the files'
     ``molecules`` attribute (the molecules whose dipole and polarizability painn-simulate recorded), else 1."""
     counts = {p.attrs.get("molecules") for p in props}
     if config.n_molecules is not None:
+        if config.n_molecules < 1:
+            raise InputError(f"--molecules must be at least 1 (the molecules recorded), not {config.n_molecules}")
+        recorded = counts - {None}
+        if recorded and recorded != {config.n_molecules}:
+            warnings.warn(
+                f"--molecules {config.n_molecules} differs from the molecules painn-simulate recorded in the files "
+                f"({', '.join(str(c) for c in sorted(recorded))}; attribute molecules): the line shapes are divided "
+                f"by {config.n_molecules}",
+                SpectrumWarning,
+                stacklevel=3,
+            )
         return float(config.n_molecules), "command line"
     if len(counts) > 1:
         raise InputError(
@@ -215,7 +265,7 @@ def _timestep(config: SpectrumConfig, props: list[Properties]) -> tuple[float | 
                 f"the files were run with different time steps ({', '.join(f'{s:g}' for s in sorted(steps))} fs); "
                 "the integrator shift can only be corrected for one: analyse them separately"
             )
-        return max(steps), "file attribute timestep_fs (the largest of the files)"
+        return max(steps), MIXED_TIMESTEPS
     return steps.pop(), "file attribute timestep_fs"
 
 
@@ -245,7 +295,13 @@ def _shift_report(settings: dict, step_fs: float | None, source: str, corrected:
     )
     if corrected:
         return block, f"{what}; corrected: wavenumbers mapped back by omega = (2/dt) sin(omega' dt/2)", False
-    return block, f"{what}; --correct-integrator-shift maps them back", shift > 0.5 * settings["resolution_fwhm_cm1"]
+    remedy = (
+        "the files were run with different time steps, the largest assessed here: analyse each time step "
+        "separately to correct the shift (--correct-integrator-shift)"
+        if source == MIXED_TIMESTEPS
+        else "--correct-integrator-shift maps them back"
+    )
+    return block, f"{what}; {remedy}", shift > 0.5 * settings["resolution_fwhm_cm1"]
 
 
 def _analyse(config: SpectrumConfig) -> SpectraResult:
@@ -260,6 +316,7 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
     temperature, t_source = _temperature(config, props)
     step_fs, step_source = _timestep(config, props)
     n_molecules, molecules_source = _molecules(config, props)
+    _distinct_runs(props)
     options = config.options(temperature, correlation, step_fs, n_molecules)
     runs = [run for p in props for run in p.runs()]
     times = [r.time_ps for r in runs]
@@ -369,7 +426,7 @@ def _write_plots(result: SpectraResult, out: Path) -> list[Path]:
             ("raman_polarized.png", [raman.parallel, raman.perpendicular], ["parallel (VV)", "perpendicular (VH)"],
              f"Polarised Raman ({qc})", raman_y),
             ("raman_depolarization_ratio.png", [raman.depolarization_ratio], ["I_perp / I_par"],
-             "Depolarisation ratio", "depolarisation ratio (dimensionless)"),
+             f"Depolarisation ratio ({qc})", "depolarisation ratio (dimensionless)"),
         ]  # fmt: skip
     return [
         plot_spectra(out / name, spectra, labels=labels, title=title, ylabel=ylabel)

@@ -67,7 +67,7 @@ def spectrum_figure(
     if n_runs_note:
         n = first.n_runs
         note = f"\n{n} run{'s' if n != 1 else ''}{', shaded: standard error over runs' if n > 1 else ''}"
-    ax.set_title(title + note, fontsize=11)
+    ax.set_title(title + note, fontsize=11, wrap=True)  # (long titles: RPMD, sticks, corrections)
     if len(spectra) > 1:
         ax.legend(loc="upper left")
     return fig

@@ -487,10 +487,14 @@ def _lag_count(opts: SpectrumOptions, dt_ps: float, n_frames: Sequence[int], wmi
             tau = 0.5 * length_ps
     n_lags = int(round(tau / dt_ps)) + 1
     if n_lags < MIN_LAGS + 1:
+        given = max_corr_time_ps is not None or resolution_cm1 is not None
         raise InputError(
-            f"the maximum correlation time {tau:.4g} ps is only {n_lags - 1} sampling intervals of "
-            f"{dt_ps:.4g} ps; at least {MIN_LAGS} are needed. Use a longer correlation time or run."
-        )
+            f"the maximum correlation time {tau:.4g} ps is only {n_lags - 1} sampling intervals of {dt_ps:.4g} ps; at "
+            f"least {MIN_LAGS} are needed. "
+            + ("Ask for a longer --max-corr-time-ps or a finer (smaller) --resolution-cm1, or record more often "
+               "(painn-simulate --record-interval)." if given and not run_limits
+               else f"The shortest run ({length_ps:.4g} ps) is too short: {_run_longer(window)}")
+        )  # fmt: skip
     fwhm = resolution_for_max_corr_time((n_lags - 1) * dt_ps, window)
     if fwhm >= wmax_cm1 - wmin_cm1:
         wider = f"{fwhm:.3g} cm^-1 (FWHM), wider than the range {wmin_cm1:g}-{wmax_cm1:g} cm^-1"

@@ -23,7 +23,8 @@ class TrainConfig(Config):
     output: str = option(
         "runs/painn",
         "--output",
-        "output folder (best.ckpt, last.ckpt, history.csv, learning_curve.png, config.yaml)",
+        "output folder (best.ckpt, last.ckpt, history.csv, learning_curve.png, config.yaml, split.npz, summary.json, "
+        "Lightning's logs/)",
         "DIR",
         "path",
         short="-o",

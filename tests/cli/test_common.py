@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from painn_deploy.cli import common as cli_common
 from painn_deploy.configuration import Config, load_config_file, option, parse_indices
 from painn_deploy.errors import InputError, SimulationInstabilityError
 
@@ -63,6 +64,8 @@ def test_exit_codes_bad_input_2_failed_run_1(prog, monkeypatch, capsys):
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"{prog}: error: not enough memory (Unable to allocate 74.5 GiB") and "Traceback" not in err
+    less = cli_common.LESS_MEMORY.get(prog, "a smaller system")
+    assert err.rstrip().endswith(f"ask for less ({less})")  # (this command's own options)
 
     def torch_too_large(*args, **kwargs):  # torch's CPU allocator raises a RuntimeError
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
@@ -108,6 +111,24 @@ def test_options_are_checked_and_converted(tmp_path):
         load_config_file(path)
 
 
+def test_numpy_scalars_are_the_numbers_they_hold():
+    """A notebook's np.int64(100), np.float32(300) and np.True_ are options like Python's (np.int64 was refused as
+    "must be a whole number, got np.int64(100)"); an array is not a number."""
+    import numpy as np
+
+    from painn_deploy.md import SimulationConfig
+
+    cfg = SimulationConfig("x.pdb", steps=np.int64(100), temperature_K=np.float32(300), record_dipole=np.True_)
+    assert (cfg.steps, cfg.temperature_K, cfg.record_dipole) == (100, 300.0, True)
+    assert type(cfg.steps) is int and type(cfg.record_dipole) is bool
+    with pytest.raises(InputError, match="'steps' must be a whole number"):
+        SimulationConfig("x.pdb", steps=np.array([1, 2]))
+    from painn_deploy.deploy.config import ExportConfig
+
+    for atoms in (np.arange(3), list(np.arange(3)), np.where(np.arange(9) < 3)[0]):  # (index options too)
+        assert ExportConfig("best.ckpt", "model.pt", atoms=atoms).atoms == (0, 1, 2)
+
+
 def test_yaml_yes_and_no_are_the_choices_they_spell():
     """YAML reads ``linear: yes`` as True: a choice of yes/no takes it as "yes" (and False as "no")."""
     from painn_deploy.configuration import convert
@@ -129,3 +150,19 @@ def test_a_key_given_twice_and_a_number_too_large_to_be_whole_are_refused(tmp_pa
     for huge in (1e30, float("inf"), "nan"):  # (1e30 as an int: 1000000000000000019884624838656)
         with pytest.raises(ValueError):
             convert("int", huge)
+
+
+def test_help_names_the_config_key_of_an_option_whose_flag_differs(tmp_path):
+    """painn-spectrum's --molecules is n_molecules in a --config file, --no-plots is plots: the help says so (a
+    user wrote molecules: 2 and no_plots: true, as the help's rule suggested, and was refused); the key works."""
+    import argparse
+
+    from painn_deploy.cli.spectrum import build_parser
+    from painn_deploy.spectra import SpectrumConfig
+
+    helps = {a.dest: a.help for a in build_parser()._actions if isinstance(a, argparse.Action)}
+    assert helps["n_molecules"].endswith("[--config key: n_molecules]")
+    assert helps["plots"].endswith("[--config key: plots]") and "config key" not in helps["resolution_cm1"]
+    path = tmp_path / "spectrum.yaml"
+    path.write_text("files: [a.h5]\nn_molecules: 2\nplots: false\n")
+    assert SpectrumConfig.from_file(path) == SpectrumConfig(files=("a.h5",), n_molecules=2, plots=False)

@@ -16,6 +16,7 @@ from painn_deploy.errors import (
     NeighborListOverflowError,
     TopologyMismatchError,
     UnknownElementError,
+    typed_errors,
 )
 from painn_deploy.files import file_sha256
 from painn_deploy.resources import RESOURCES
@@ -140,8 +141,8 @@ def test_periodic_preflight_checks(tmp_path, trained_checkpoint):
 
 def test_errors_inside_torchscript_reach_python_as_typed_exceptions(tmp_path, exported32):
     model = load(exported32)
-    with pytest.raises(TopologyMismatchError, match="exported for 9 particles"):
-        model.properties(torch.zeros(5, 3))
+    with pytest.raises(TopologyMismatchError, match="exported for 9 particles"), typed_errors():
+        model.module.properties(torch.zeros(5, 3))  # (the module's own check, for TorchForce's callers)
     # a periodic static-list model: overflow and a box too small, raised inside TorchScript
     from painn_deploy.deploy import PaiNNForceField
     from painn_deploy.deploy.artefact import Model
@@ -193,3 +194,18 @@ def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethano
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load(exported64).properties(np.asarray(positions_nm))
+    # inputs that are not positions: typed errors with what is expected (an int64 tensor gave int64 zero forces;
+    # a flat array, None or a quantity in kJ/mol gave TorchScript's or OpenMM's own errors)
+    model = load(exported64)
+    with pytest.raises(InputError, match="positions must be floating-point coordinates in nm, not a torch.int64"):
+        model.properties(torch.zeros(9, 3, dtype=torch.int64))
+    for wrong in (np.zeros(27), np.zeros((1, 1, 9, 3)), np.zeros((9, 2))):
+        with pytest.raises(TopologyMismatchError, match=r"positions must be \[N, 3\] or \[B, N, 3\] with N = 9"):
+            model.energy_and_forces(wrong)
+    with pytest.raises(InputError, match=r"positions must be coordinates in nm \(an array \[N, 3\]\), not NoneType"):
+        model.properties(None)
+    with pytest.raises(InputError, match=r"positions must be a length \(nm\)"):
+        model.properties(unit.Quantity(np.asarray(positions_nm), unit.kilojoule_per_mole))
+    if not torch.cuda.is_available():  # the device named (it said "is the file complete?")
+        with pytest.raises(InputError, match="device=cuda: torch finds 0 CUDA device"):
+            Artefact(exported64).load("cuda")

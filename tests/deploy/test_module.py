@@ -278,6 +278,12 @@ def test_forces_output_over_frames_and_normal_modes():
     torch.testing.assert_close(beads, frames)
     assert float(e) == pytest.approx(float(energy.sum()), rel=1e-12)
     torch.testing.assert_close(f, (q @ forces.reshape(4, -1)).reshape(-1, 3))
+    # two replicas of two beads: each replica's ring polymer transformed by the one [2, 2] matrix, none mixed
+    q2, _ = torch.linalg.qr(torch.randn(2, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    modes = (q2 @ frames.reshape(2, 2, -1)).reshape(-1, 3)
+    e, f, beads, _, _ = torch.jit.script(ForcesOutput(module, 4, q2)).evaluate(modes)
+    torch.testing.assert_close(beads, frames)
+    torch.testing.assert_close(f, (q2 @ forces.reshape(2, 2, -1)).reshape(-1, 3))
 
 
 # ---- neighbour lists and periodic systems ------------------------------------------------------------------------

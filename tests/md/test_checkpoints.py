@@ -20,6 +20,7 @@ from painn_deploy.cli.simulate import main
 from painn_deploy.errors import CheckpointError, InputError
 from painn_deploy.md import run_simulation
 from painn_deploy.md.rundir import CHECKPOINT_FORMAT, decode_checkpoint, encode_checkpoint
+from painn_deploy.resources import BUNDLED_MODEL
 
 from ..conftest import ETHANOL_PDB, checkpoint_meta
 from .test_runner import config, load_traj, read_log_text, read_properties
@@ -216,13 +217,17 @@ def test_a_log_with_other_columns_is_resumed_with_the_current_ones(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_and_sigterm_stop_with_a_checkpoint_that_resumes(exported64, tmp_path, signum):
+def test_ctrl_c_and_sigterm_stop_with_a_checkpoint_that_resumes(tmp_path, signum):
     """Ctrl-C, or a batch scheduler's SIGTERM, finishes the current block of steps, writes a checkpoint there
     and exits 130 with one line; --resume then completes the run as if uninterrupted."""
+    model = BUNDLED_MODEL  # (stable however far a loaded host gets before the signal lands)
     out, reference = tmp_path / "stopped", tmp_path / "reference"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "painn_deploy.cli.simulate", *cli_args(exported64, out, 100_000)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    # a shell's background job starts with Ctrl-C ignored, which painn-simulate keeps: the child starts as from a
+    # terminal, whatever started pytest
+    proc = subprocess.Popen([sys.executable, "-m", "painn_deploy.cli.simulate", *cli_args(model, out, 100_000)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
         log = out / "log.csv"
@@ -236,8 +241,8 @@ def test_ctrl_c_and_sigterm_stop_with_a_checkpoint_that_resumes(exported64, tmp_
     stopped_at = int(err.split(" at step ")[1].split()[0])
     assert 50 < stopped_at < 100_000 and checkpoint_meta(out / "checkpoint.chk")["step"] == stopped_at
     steps = stopped_at + 60
-    assert main(cli_args(exported64, out, steps, "--resume")) == 0
-    assert main(cli_args(exported64, reference, steps)) == 0
+    assert main(cli_args(model, out, steps, "--resume")) == 0
+    assert main(cli_args(model, reference, steps)) == 0
     assert read_log_text(out / "log.csv") == read_log_text(reference / "log.csv")
     assert np.array_equal(
         read_properties(out / "properties.h5")["dipole"], read_properties(reference / "properties.h5")["dipole"]

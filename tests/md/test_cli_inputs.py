@@ -15,7 +15,7 @@ from painn_deploy.md import run_simulation
 from painn_deploy.structures import load_pdb
 
 from ..conftest import ETHANOL_PDB
-from .test_runner import config, write_pdb
+from .test_runner import ASPIRIN_PDB, config, write_pdb
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,9 @@ from .test_runner import config, write_pdb
         (["--steps", "-5"], "--steps must be a non-negative whole number, not -5"),
         (["--integrator", "leapfrog"], "argument --integrator: invalid choice: 'leapfrog'"),
         (["--resume-from", "nothing.chk"], "--resume-from nothing.chk: there is no checkpoint"),
+        (["--beads", "-2"], "--beads must be at least 1, not -2"),
+        (["--replicas", "0"], "--replicas must be at least 1, not 0"),
+        (["--cuda-graphs", "on"], "--cuda-graphs on captures the model in CUDA graphs, which need the CUDA platform"),
     ],
 )
 def test_bad_options_name_the_flag_and_exit_2(exported32, tmp_path, capsys, option, message):
@@ -173,3 +176,21 @@ def test_a_run_shorter_than_an_output_interval_is_warned_about(exported32, tmp_p
         with pytest.raises(InputError, match="does not exist"):
             run_simulation(config(tmp_path / "missing.pt", tmp_path / "f", steps=5))
     assert not [w for w in caught if issubclass(w.category, SimulationWarning)]
+
+
+def test_a_run_leaves_the_callers_torch_threads_as_they_were(exported32, tmp_path):
+    """run_simulation sets torch's threads for the run (--threads); a notebook's later work kept one thread."""
+    import torch
+
+    from painn_deploy.md import SimulationConfig, run_simulation
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_simulation(config(exported32, tmp_path / "run", steps=10, log_interval=10, threads=1))
+        assert torch.get_num_threads() == 2
+        with pytest.raises(InputError, match="no --model given"):  # refused after the threads were set
+            run_simulation(SimulationConfig(str(ASPIRIN_PDB), output=str(tmp_path / "x"), threads=1))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

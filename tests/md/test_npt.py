@@ -62,6 +62,24 @@ def topology_of(z, residue_sizes, bonds=()):
     return topology
 
 
+def test_molecular_box_keeps_its_copies_apart_at_liquid_density():
+    """64 ethanols at 0.789 g/cm^3 (the export example's box): no two atoms of different copies closer than
+    0.18 nm, across the faces too (random orientations alone put atoms 0.013 nm apart here, which painn-simulate
+    refuses); a density no orientation can fit is refused with the way on."""
+    from painn_deploy.openmm import check_positions
+
+    mol = np.load(ETHANOL_NPZ)["coords"][0] * 0.1
+    _, pos, box = molecular_box(ETHANOL_Z, mol, 64, density_g_per_cm3=0.789)
+    d = pos[:, None] - pos[None]
+    d -= box[0, 0] * np.round(d / box[0, 0])
+    copy = np.repeat(np.arange(64), 9)
+    r = np.sqrt((d**2).sum(-1))[copy[:, None] != copy[None]]
+    assert r.min() >= 0.18
+    check_positions(pos, box)
+    with pytest.raises(ValueError, match="too dense for randomly turned copies on a lattice; .* Packmol"):
+        molecular_box(ETHANOL_Z, mol, 27, spacing_nm=0.3)
+
+
 def test_molecules_are_found_whole_across_the_box_faces(tmp_path):
     """Every atom wrapped into the box on its own splits the molecules that cross a face: each is still found,
     as its residue, and made whole (its shape as built) with its centre in the box."""

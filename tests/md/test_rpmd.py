@@ -363,6 +363,19 @@ def test_rpmd_and_replicas_resume_bit_for_bit(exported64, tmp_path, options):
         if "replicas" in options:
             assert a["dipole"].shape == (60, 3, 3)
     assert (tmp_path / "a" / "checkpoint.chk").read_bytes() == (tmp_path / "b" / "checkpoint.chk").read_bytes()
+    # final.pdb: the first copy's last centroid, a start for another run; replicas.pdb: every copy's, the
+    # trajectory's topology
+    import mdtraj
+
+    replicas = options.get("replicas", 1)
+    topology = tmp_path / "a" / ("replicas.pdb" if replicas > 1 else "final.pdb")
+    assert (tmp_path / "a" / "replicas.pdb").is_file() == (replicas > 1)
+    trajectory = mdtraj.load(str(tmp_path / "a" / "trajectory.dcd"), top=str(topology))
+    assert trajectory.n_atoms == 9 * replicas and trajectory.n_frames == 6
+    np.testing.assert_allclose(mdtraj.load(str(topology)).xyz[0], trajectory.xyz[-1], atol=1e-4)  # (0.001 Angstrom)
+    final = mdtraj.load(str(tmp_path / "a" / "final.pdb"))
+    np.testing.assert_allclose(final.xyz[0], trajectory.xyz[-1, :9], atol=1e-4)
+    run_simulation(config(exported64, tmp_path / "next", structure=str(tmp_path / "a" / "final.pdb"), steps=10))
 
 
 def test_unsupported_combinations_fail_before_anything_is_written(exported64, trained_checkpoint, tmp_path):
@@ -381,9 +394,11 @@ def test_unsupported_combinations_fail_before_anything_is_written(exported64, tr
     )
     export(trained_checkpoint, tmp_path / "periodic.pt", pdb=str(boxed))
     out = tmp_path / "periodic_rpmd"
-    with pytest.raises(InputError, match="ring polymers and replicas are for molecules"):
-        run_simulation(config(tmp_path / "periodic.pt", out, structure=str(boxed), beads=4))
-    assert not out.exists()
+    for integrator in ("batched", "openmm"):  # (OpenMM's RPMDIntegrator too: the README's rule is one for both)
+        with pytest.raises(InputError, match="ring polymers and replicas are for molecules"):
+            run_simulation(config(tmp_path / "periodic.pt", out, structure=str(boxed), beads=4,
+                                  rpmd_integrator=integrator))  # fmt: skip
+        assert not out.exists()
 
 
 def test_a_ring_polymer_too_large_for_the_gpu_is_refused_with_the_estimate(monkeypatch):

@@ -557,6 +557,11 @@ def test_bad_options_are_rejected_before_running(exported32, tmp_path, capsys):
     with pytest.raises(InputError, match=r"no --model given .* pass --model"):
         run_simulation(SimulationConfig(str(ASPIRIN_PDB), output=str(out), steps=10, progress="none"))
     assert not (out / "log.csv").exists()
+    with pytest.raises(
+        InputError,
+        match=r"If these are 2 ethanol molecules, the bundled model.s checkpoint takes them \(--model .*isolated molecule",
+    ):
+        resolve_model(ethanol, tmp_path / "two", [6, 6, 8, 1, 1, 1, 1, 1, 1] * 2)
 
 
 # ---- 8. RPMD on OpenMM's RPMDIntegrator (for comparison; the batched integrator: test_rpmd.py) ----------------------

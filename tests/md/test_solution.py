@@ -80,7 +80,7 @@ def test_npt_run_records_the_ml_dipole_of_each_frame(solvated, tmp_path):
     assert np.all((density > 0.8) & (density < 1.1))  # Modeller packs a little loosely; 300 steps compress it
 
 
-def test_solvated_run_resumes_after_sigkill(solvated, tmp_path):
+def test_solvated_run_resumes_after_sigkill(solvated, tmp_path, capsys):
     """1000 steps with recording: a copy of a run at its step-400 checkpoint is continued in a process that is
     killed after a later checkpoint and resumed; it ends with the properties and log of the original continued
     without interruption, and the recorded dipoles are the model's of the trajectory frames.  Measured: equal
@@ -110,6 +110,13 @@ def test_solvated_run_resumes_after_sigkill(solvated, tmp_path):
     reference_dipoles, traj = ml_dipoles_of_trajectory(killed, solvated)
     assert traj.n_frames == 100
     np.testing.assert_allclose(dipole[9::10], reference_dipoles, rtol=0, atol=1e-6)
+    # the solvent's settings are the run's too: changed on --resume, they are refused and nothing is written
+    log = (original / "log.csv").read_text()
+    for changed, named in ((dict(mm_cutoff=0.8), "--mm-cutoff (0.9 -> 0.8)"), (dict(pressure=1), "--pressure (0.0 -> 1.0)"),
+                           (dict(mm_forcefield="amber14/spce"), "--mm-forcefield (amber14/tip3p -> amber14/spce)")):  # fmt: skip
+        assert main(cli_args(solvated, original, 1100, **changed) + ["--resume"]) == 2
+        assert f"--resume with changed settings: {named}" in capsys.readouterr().err
+    assert (original / "log.csv").read_text() == log
 
 
 def test_bad_solvated_input_is_named(solvated, tmp_path):
@@ -119,6 +126,8 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
     ):
         run_simulation(SimulationConfig(ml_residues="ETH", **base))
     assert not (tmp_path / "x").exists()
+    with pytest.raises(InputError, match=r"--ml-residues names no residue; .* has EOH \(1\), HOH \(340\)"):
+        run_simulation(SimulationConfig(ml_residues=" , ", **base))
     with pytest.raises(
         InputError, match=r"A solute in solvent\? Give --ml-residues .* \(this structure has EOH, HOH\)"
     ):
@@ -140,6 +149,32 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
         InputError, match=r"--mm-cutoff 1.5 nm is more than half the box's narrowest width .* at most 1\.\d+ nm"
     ):
         run_simulation(SimulationConfig(ml_residues="EOH", mm_cutoff_nm=1.5, **base))
+    # under a barostat the box shrinks: a cutoff of just under half the width is refused, with a limit that leaves room
+    from openmm import app, unit
+
+    width = min(np.diag(app.PDBFile(str(solvated)).topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    with pytest.raises(InputError, match=r"less 10% for the barostat's shrinking: lower --mm-cutoff to at most "):
+        run_simulation(SimulationConfig(ml_residues="EOH", mm_cutoff_nm=0.49 * width, pressure_bar=1.0, **base))
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_box_the_barostat_shrinks_below_the_cutoff_stops_with_one_line(solvated, tmp_path, monkeypatch, capsys):
+    """OpenMM's exception when a barostat move leaves the box narrower than twice the PME cutoff becomes one line
+    with the fix (exit 1), not a traceback."""
+    import openmm
+
+    from painn_deploy.md.runner import MDRun
+
+    def shrunk(self, *args):
+        raise openmm.OpenMMException("The periodic box size has decreased to less than twice the nonbonded cutoff.")
+
+    monkeypatch.setattr(MDRun, "_steps", shrunk)
+    assert main(cli_args(solvated, tmp_path / "npt", 100, pressure=1)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1
+    assert (
+        "the barostat shrank the periodic box below twice --mm-cutoff (0.9 nm)" in err and "smaller --mm-cutoff" in err
+    )
 
 
 def test_the_barostat_moves_the_ml_molecule_as_one_body(solvated, tmp_path):

@@ -156,6 +156,21 @@ def test_python_backend_does_not_grow_memory(exported64):
     assert rss_mb() - before < 25
 
 
+def test_python_backend_forces_leave_nothing_behind_when_made_again(exported64):
+    """Each PythonForce adapter froze a module scripted in the process, which leaves its constants in Python's
+    global TorchScript compilation unit for good (pytorch#96726): some MB per force, growing in a notebook that
+    builds Systems again and again. The unit holds no more after the second adapter than after the first."""
+    from painn_deploy.openmm.forces import ModelForce
+
+    module = torch.jit.load(str(exported64))
+    python_cu = torch.jit._state._python_cu
+    ModelForce(module, False)
+    held = len(python_cu.get_functions())
+    for _ in range(3):
+        ModelForce(module, False)
+    assert len(python_cu.get_functions()) == held
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_python_backend_on_cuda_with_a_graph_equals_the_cpu(exported32):
     pdb = app.PDBFile(str(ETHANOL_PDB))

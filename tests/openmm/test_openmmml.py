@@ -371,6 +371,19 @@ def test_cuda_graphs_need_a_model_with_fixed_shapes(tmp_path):
     MLPotential("painn", model=CHECKPOINT).createSystem(topology, cudaGraphs=True, backend="torch")
 
 
+def test_devices_this_machine_lacks_are_named():
+    """device='cuda' without a GPU, a device torch does not know, and CUDA graphs on the CPU are refused with the
+    fix (were torch's own RuntimeErrors, or ignored)."""
+    topology, _ = ethanol()
+    with pytest.raises(InputError, match=r"device=gpu is not a torch device; give device=cpu or device=cuda"):
+        MLPotential("painn", model=CHECKPOINT, device="gpu")
+    with pytest.raises(InputError, match=r"cudaGraphs=True .* CUDA device only; this model runs on cpu"):
+        MLPotential("painn", model=CHECKPOINT, device="cpu").createSystem(topology, cudaGraphs=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match=r"device=cuda: torch finds 0 CUDA device\(s\) here; give device=cpu"):
+            MLPotential("painn", model=CHECKPOINT, device="cuda").createSystem(topology)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_device(model64):
     topology, positions = ethanol()

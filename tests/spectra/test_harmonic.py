@@ -768,3 +768,34 @@ def test_structures_and_outputs_that_cannot_be_used_are_refused(tmp_path, capsys
     assert main([model, str(STRUCTURES["ethanol"]), "-o", str(tmp_path / "e"), "--fmax", "nan"]) == 2
     assert "--fmax must be positive and finite" in capsys.readouterr().err
     assert not any((tmp_path / x).exists() for x in "abde")
+
+
+def test_the_library_call_takes_the_artefacts_model_and_checks_its_inputs(exported64):
+    """harmonic_analysis(load(model.pt), ...) as a notebook writes it (was an AttributeError); positions in
+    Angstrom (all modes 0 cm^-1, without a word), atomic numbers in another order (a 4500 cm^-1 mode) and the
+    wrong number of atoms (TorchScript's own error) are refused with typed errors."""
+    from painn_deploy.deploy import load
+    from painn_deploy.errors import TopologyMismatchError, UnitsError
+    from painn_deploy.structures import read_pdb
+
+    from ..conftest import ETHANOL_PDB
+
+    numbers, pos, _ = read_pdb(ETHANOL_PDB)
+    model = load(exported64)
+    via_model = harmonic_analysis(model, pos, numbers, minimize=False)
+    via_module = harmonic_analysis(model.module, pos, numbers, minimize=False)
+    np.testing.assert_array_equal(via_model.wavenumber_cm1, via_module.wavenumber_cm1)
+    with pytest.raises(UnitsError, match="Angstrom"):
+        harmonic_analysis(model, pos * 10.0, numbers, minimize=False)
+    with pytest.raises(TopologyMismatchError, match="are not the model's"):
+        harmonic_analysis(model, pos, list(reversed(numbers)), minimize=False)
+    with pytest.raises(TopologyMismatchError, match="exported for 9 particles"):
+        harmonic_analysis(model.module, pos[:5], numbers[:5], minimize=False)
+    # integer coordinates, an ML/MM model (part of a system) and a periodic one are refused before any work
+    with pytest.raises(InputError, match="must be floating-point coordinates in nm, not int64"):
+        harmonic_analysis(model, np.round(pos).astype(np.int64), numbers, minimize=False)
+    from painn_deploy.deploy.artefact import Model
+
+    for key, value, said in (("atom_indices", list(range(9)), "is an ML/MM model"), ("periodic", True, "periodic")):
+        with pytest.raises(InputError, match=said):
+            harmonic_analysis(Model(model.module, {**model.metadata, key: value}), pos, numbers, minimize=False)

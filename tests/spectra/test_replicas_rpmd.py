@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import h5py
 import numpy as np
@@ -225,3 +226,73 @@ def test_beads_without_correlation_attribute_warn(tmp_path):
     assert props.correlation == "classical"
     with pytest.raises(InputError, match="unknown 'correlation'"):
         read_properties(_write(tmp_path / "odd.h5", t, dip, correlation="quantum"))
+
+
+def test_only_distinct_runs_of_one_kind_are_averaged(tmp_path):
+    """A file named twice, or two files of one trajectory (runs with the same --seed), would count as independent
+    runs and shrink the standard error to nothing; ring polymers of different bead numbers are different
+    approximations. All three are refused (they were averaged); runs of different models are warned about."""
+    t, dip, pol = _series(1)
+    _, other, _ = _series(2)
+    a = _write(tmp_path / "a.h5", t, dip, pol)
+    copy = _write(tmp_path / "copy.h5", t, dip, pol)
+    with pytest.raises(InputError, match=r"a.h5 is given twice \(also as .*a.h5\): name each run once"):
+        _run([a, str(tmp_path / "." / "a.h5")])
+    with pytest.raises(InputError, match=r"a.h5 and .*copy.h5 hold the same series \(over their first 6000 frames\)"):
+        _run([a, copy])
+    # the same seed run for fewer steps: the same start
+    shorter = _write(tmp_path / "shorter.h5", t[:4000], dip[:4000], pol[:4000])
+    with pytest.raises(InputError, match=r"over their first 4000 frames\): one trajectory twice \(the same --seed\?\)"):
+        _run([a, shorter])
+    p8 = _write(tmp_path / "p8.h5", t, dip, beads=8, correlation="kubo")
+    p16 = _write(tmp_path / "p16.h5", t, other, beads=16, correlation="kubo")
+    with pytest.raises(InputError, match=r"ring-polymer runs of different bead numbers \(8, 16\)"):
+        _run([p8, p16])
+    m1 = _write(tmp_path / "m1.h5", t, dip, model_sha256="1" * 64)
+    m2 = _write(tmp_path / "m2.h5", t, other, model_sha256="2" * 64)
+    with pytest.warns(SpectrumWarning, match="run with 2 different models"):
+        _run([m1, m2])
+    # two exports of one checkpoint (each run of a checkpoint exports its own file): one model, nothing said
+    e1 = _write(tmp_path / "e1.h5", t, dip, model_sha256="1" * 64, checkpoint_sha256="c" * 64)
+    e2 = _write(tmp_path / "e2.h5", t, other, model_sha256="2" * 64, checkpoint_sha256="c" * 64)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*different models")
+        _run([e1, e2])
+
+
+def test_files_of_different_time_steps_are_not_told_to_correct_the_shift(tmp_path):
+    """Files sampled alike but run with 0.5 and 1 fs steps: the shift of the largest step is reported, and the
+    report does not suggest --correct-integrator-shift, which refuses files of different steps."""
+    t, dip, _ = _series(1)
+    _, other, _ = _series(2)
+    half = _write(tmp_path / "half.h5", t, dip, timestep_fs=0.5, record_interval_steps=2)
+    one = _write(tmp_path / "one.h5", t, other, timestep_fs=1.0, record_interval_steps=1)
+    result = _run([half, one], wmax_cm1=4000.0)
+    said = " ".join(result.warnings + result.metadata["notices"])
+    assert "a 1 fs Verlet-type time step" in said and "the files were run with different time steps" in said
+    assert "maps them back" not in said
+    with pytest.raises(InputError, match="different time steps"):
+        _run([half, one], wmax_cm1=4000.0, correct_integrator_shift=True)
+
+
+def test_a_short_or_broken_file_is_named_with_the_way_on(tmp_path):
+    """A run of a few frames more than the minimum is told to run longer (it was told to lengthen a correlation time
+    it never set); NaN from a crashed run is named with its file and first frame (it said "the run")."""
+    t, dip, _ = _series(1)
+    short = _write(tmp_path / "short.h5", t[:12], dip[:12])
+    with pytest.raises(InputError, match=r"The shortest run \(.* ps\) is too short: Run at least"):
+        _run([short])
+    broken = dip.copy()
+    broken[30:] = np.nan
+    crashed = _write(tmp_path / "crashed.h5", t, broken)
+    with pytest.raises(InputError, match=r"crashed.h5: dipole contains NaN or infinite values from frame 30 on"):
+        _run([_write(tmp_path / "fine.h5", t, dip), crashed])
+
+
+def test_a_time_step_attribute_that_contradicts_the_frames_is_refused(tmp_path):
+    """timestep_fs x record_interval_steps must be the frames' spacing: a wrong step would misplace the integrator
+    shift's report and correction (it was read as given)."""
+    t, dip, _ = _series(1)
+    wrong = _write(tmp_path / "wrong.h5", t, dip, timestep_fs=0.25, record_interval_steps=2)
+    with pytest.raises(InputError, match=r"wrong.h5: its frames are 1 fs apart, but its attributes say every 2 step"):
+        _run([wrong])

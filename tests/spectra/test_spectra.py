@@ -570,10 +570,19 @@ def test_line_shapes_are_per_molecule_of_the_files(tmp_path):
     one = _write_h5(tmp_path / "one.h5", d["t"], d["dipole"], temperature_K=300.0)
     box = _write_h5(tmp_path / "box.h5", d["t"], d["dipole"], temperature_K=300.0, molecules=4)
     ir = {}
-    for name, path, given in (("one", one, None), ("box", box, None), ("given", box, 2.0)):
-        result = compute_spectra(SpectrumConfig(files=(str(path),), output=None, n_molecules=given))
+    for name, path, given in (("one", one, None), ("box", box, None), ("given", box, 2)):
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            result = compute_spectra(SpectrumConfig(files=(str(path),), output=None, n_molecules=given))
         ir[name] = result.ir.intensity
         assert result.metadata["molecules"] == {"one": 1, "box": 4, "given": 2}[name]
+        # --molecules against the files' own count: said (it divided every line shape silently)
+        overridden = [
+            str(w.message) for w in said if "differs from the molecules painn-simulate recorded" in str(w.message)
+        ]
+        assert len(overridden) == (name == "given")
+    with pytest.raises(InputError, match=r"--molecules must be at least 1 \(the molecules recorded\), not 0"):
+        compute_spectra(SpectrumConfig(files=(str(one),), output=None, n_molecules=0))
     np.testing.assert_allclose(ir["box"], ir["one"] / 4, rtol=1e-12)
     np.testing.assert_allclose(ir["given"], ir["one"] / 2, rtol=1e-12)
     with pytest.raises(InputError, match=r"different numbers of molecules .* Analyse them separately, or give "
