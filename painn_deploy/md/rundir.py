@@ -20,12 +20,14 @@ from .outputs import dcd_frames
 CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.chk", "checkpoint.prev.chk"
 FINAL_STRUCTURE = "final.pdb"  # the last structure of the run's first copy (a ring polymer's centroid), with its box
 REPLICAS_STRUCTURE = "replicas.pdb"  # with --replicas: every copy's last structure (the trajectory's topology)
+BEADS_STRUCTURE = "beads.pdb"  # with --bead-trajectory: every bead's last structure (the bead trajectory's topology)
 CHECKPOINT_FORMAT = 3  # 3: --integrator verlet steps with the thermostatted integrator, its thermostat off
 CHECKPOINT_KEYS = {"step": int, "trajectory_frames": int, "trajectory_bytes": int, "property_frames": int,
                    "model_sha256": str, "state_bytes": int}  # fmt: skip
 # what a run writes in its output directory (what --overwrite deletes; nothing else there is touched)
 RUN_FILES = ("run.json", "log.csv", "properties.h5", "trajectory.dcd", "trajectory.xtc", "beads.dcd", "beads.xtc",
-             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb", FINAL_STRUCTURE, REPLICAS_STRUCTURE)  # fmt: skip
+             CHECKPOINT, PREVIOUS_CHECKPOINT, "model.pt", "ml_region.pdb", FINAL_STRUCTURE, REPLICAS_STRUCTURE,
+             BEADS_STRUCTURE)  # fmt: skip
 RESUME_MUST_MATCH = (
     "structure", "temperature_K", "timestep_fs", "integrator", "friction_per_ps", "beads", "record_dipole",
     "record_polarizability", "record_interval", "trajectory_interval", "trajectory_format", "backend", "seed",

@@ -46,7 +46,7 @@ from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
-from .rundir import CHECKPOINT, FINAL_STRUCTURE, REPLICAS_STRUCTURE, RunDirectory
+from .rundir import BEADS_STRUCTURE, CHECKPOINT, FINAL_STRUCTURE, REPLICAS_STRUCTURE, RunDirectory
 from .safety import SafetyNet
 from .solution import add_barostat, mixed_system, ml_atoms_by_residue
 
@@ -600,7 +600,7 @@ class MDRun:
         """final.pdb: the last structure of the first copy (a ring polymer's centroid), with the box it ended in
         (where a barostat took it): a structure to start another run from, or to export a static-list model for.
         With --replicas, replicas.pdb: every copy's, the topology of trajectory.dcd (the copies overlap in space:
-        they do not interact)."""
+        they do not interact); with --bead-trajectory, beads.pdb: every bead's, the topology of beads.dcd."""
         from openmm.app import PDBFile
 
         states = self._bead_states(getPositions=True)
@@ -624,6 +624,9 @@ class MDRun:
             topology.setPeriodicBoxVectors(box)
         if self.cfg.replicas > 1:  # (molecules only: no box)
             write(REPLICAS_STRUCTURE, replicated_topology(topology, self.cfg.replicas), centroids.reshape(-1, 3))
+        if self.cfg.bead_trajectory:  # (replicas x beads x atoms, as beads.dcd)
+            copies = self.cfg.replicas * self.cfg.beads
+            write(BEADS_STRUCTURE, replicated_topology(topology, copies), beads.reshape(-1, 3))
 
     def _equilibrate(self, requested: list) -> None:
         """--equilibration-steps, in blocks of --log-interval steps, each checked as a log step is (nothing is

@@ -45,15 +45,17 @@ class SafetyNet:
         """Stop when the energy is not finite, a force or the temperature exceeds its limit, or (molecules) an
         atom of ``positions_nm`` [..., N, 3] has no other atom within NEAREST_NEIGHBOUR_LIMIT_NM."""
         cfg = self.cfg
-        reason = None
+        reason, limit = None, ""
         if not np.isfinite(energy):
             reason = f"the potential energy is {energy}"
         elif not np.isfinite(max_force) or max_force > cfg.max_force_kj_per_mol_nm:
             reason = (
                 f"a force of {max_force:.3g} kJ/mol/nm exceeds {cfg.max_force_kj_per_mol_nm:.3g} (exploding forces)"
             )
+            limit = " or, if it is too strict, raise --max-force" if np.isfinite(max_force) else ""
         elif not np.isfinite(temperature) or temperature > cfg.temperature_limit_K:
             reason = f"the temperature {temperature:.1f} K exceeds {cfg.temperature_limit_K:.0f} K"
+            limit = " or, if it is too strict, raise --max-temperature" if np.isfinite(temperature) else ""
         elif positions_nm is not None and not self.periodic and positions_nm.shape[-2] > 1:
             from scipy.spatial import cKDTree
 
@@ -68,7 +70,7 @@ class SafetyNet:
                     break
         if reason:
             self.stop(step, where, reason, "check the structure, lower --timestep, or use a model trained on "
-                      "configurations like these")  # fmt: skip
+                      f"configurations like these{limit}")  # fmt: skip
 
     def stop(self, step: int, where: str, reason: str, advice: str):
         kept = (

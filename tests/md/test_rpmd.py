@@ -280,6 +280,12 @@ def test_rpmd_records_the_bead_average_of_the_evaluation_that_moved_it(exported6
     centroid = mdtraj.load(str(tmp_path / "rpmd" / "trajectory.dcd"), top=str(ETHANOL_PDB))
     np.testing.assert_allclose(centroid.xyz[-1], beads.mean(axis=0), atol=1e-5)
     assert (tmp_path / "rpmd" / "beads.dcd").stat().st_size > 0
+    # beads.pdb: every bead's last positions, the topology with which beads.dcd opens
+    bead_traj = mdtraj.load(str(tmp_path / "rpmd" / "beads.dcd"), top=str(tmp_path / "rpmd" / "beads.pdb"))
+    np.testing.assert_allclose(bead_traj.xyz[-1], beads.reshape(-1, 3), atol=1e-5)
+    np.testing.assert_allclose(
+        mdtraj.load(str(tmp_path / "rpmd" / "beads.pdb")).xyz[0], beads.reshape(-1, 3), atol=1e-4
+    )
 
 
 def test_rpmd_logs_the_physical_and_quantum_kinetic_energy(tmp_path):

@@ -483,11 +483,13 @@ def test_force_limit_stops_the_run_and_cli_exits_non_zero(exported32, tmp_path, 
     assert code != 0
     err = capsys.readouterr().err
     assert "painn-simulate: error: simulation stopped at step 10" in err and "exceeds" in err
+    assert "if it is too strict, raise --max-force" in err  # (the limit the user set may be the problem)
 
 
 def test_temperature_limit_stops_the_run(exported32, tmp_path):
     with pytest.raises(
-        SimulationInstabilityError, match=r"stopped at step \d+ \(log\): the temperature .* exceeds 310 K"
+        SimulationInstabilityError,
+        match=r"stopped at step \d+ \(log\): the temperature .* exceeds 310 K.* raise --max-temp",
     ):
         run_simulation(config(exported32, tmp_path / "run", steps=200, timestep_fs=4.0, max_temperature_K=310.0))
 
