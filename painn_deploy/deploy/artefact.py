@@ -81,8 +81,8 @@ class Artefact:
 
     def load(self, device: str = "cpu") -> "Model":
         """The model on ``device`` (loaded once per device)."""
-        torch_device(device, "device=")
         if device not in self._models:
+            torch_device(device, "device=")
             try:
                 module = torch.jit.load(str(self.path), map_location=device)
             except Exception as exc:
@@ -90,7 +90,7 @@ class Artefact:
                     f"cannot load {self.path} as a TorchScript model ({str(exc).splitlines()[0]}); is the file "
                     f"complete? Otherwise {EXPORT_AGAIN}"
                 ) from exc
-            self._models[device] = Model(module, self.metadata)
+            self._models[device] = Model(module, self.metadata, self)
         return self._models[device]
 
     def check_system(self, atomic_numbers: Sequence[int], box_nm: Optional[np.ndarray], where: str) -> None:
@@ -155,9 +155,10 @@ class Model:
     Positions and box vectors may be tensors, arrays or OpenMM quantities (nm when unitless); outputs are
     tensors.  ``module`` is the TorchScript module itself (for ``TorchForce``, ``torch.jit.freeze``)."""
 
-    def __init__(self, module, metadata: dict):
+    def __init__(self, module, metadata: dict, artefact: Optional["Artefact"] = None):
         self.module = module
         self.metadata = metadata
+        self.artefact = artefact  # the file it was loaded from (its pre-flight checks), if any
         self._units_checked = False
 
     def __call__(self, positions, boxvectors=None):
@@ -241,7 +242,7 @@ class Model:
         buffer.seek(0)
         module = torch.jit.load(buffer).to(*args, **kwargs)
         module.called = False  # a copy not yet called (PaiNNForceField.forward)
-        return Model(module, self.metadata)
+        return Model(module, self.metadata, self.artefact)
 
 
 #: The median nearest-neighbour distance (nm) above which positions look like Angstrom (bonds: 0.1-0.2 nm).

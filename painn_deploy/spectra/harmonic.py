@@ -56,7 +56,7 @@ from scipy.optimize import minimize as sp_minimize
 
 from .. import units
 from ..elements import masses_amu as element_masses
-from ..errors import CheckpointError, InputError, MinimizationError, TopologyMismatchError, typed_errors
+from ..errors import CheckpointError, InputError, MinimizationError, typed_errors
 from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
 from ..structures import BOND_TOLERANCE, count_fragments, covalent_bonds
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
@@ -119,9 +119,7 @@ def open_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
         is_artefact = False
     if is_artefact:
         artefact = Artefact(path)
-        refuse_partial_or_periodic(str(path), artefact.metadata)
-        if atomic_numbers is not None:
-            artefact.check_system(atomic_numbers, box_nm, where)
+        check_artefact(str(path), artefact.metadata, artefact, atomic_numbers, box_nm, where)
         module, envelope = artefact.load(device).module, artefact.metadata.get(md.KEY_ENVELOPE)
     else:
         try:
@@ -557,8 +555,9 @@ def _intensities(props: dict, disp: np.ndarray):
     return ir, d_mu, raman, rho, d_alpha
 
 
-def refuse_partial_or_periodic(what: str, metadata: dict) -> None:
-    """A harmonic analysis is of one whole, isolated molecule: ML/MM and periodic artefacts are refused."""
+def check_artefact(what: str, metadata: dict, artefact, atomic_numbers, box_nm, where: str) -> None:
+    """A harmonic analysis is of one whole, isolated molecule: ML/MM and periodic artefacts are refused, and the
+    structure's atoms are checked against the artefact's (when there is one and ``atomic_numbers`` are given)."""
     from ..deploy import metadata as md
 
     if metadata.get(md.KEY_ATOM_INDICES) is not None:
@@ -572,6 +571,8 @@ def refuse_partial_or_periodic(what: str, metadata: dict) -> None:
             f"{what} is a periodic model; a harmonic analysis is of one isolated molecule. Give the painn-train "
             "checkpoint (.ckpt), or a model exported without a box (painn-export CHECKPOINT --no-periodic)"
         )
+    if artefact is not None and atomic_numbers is not None:
+        artefact.check_system(atomic_numbers, box_nm, where)
 
 
 def harmonic_analysis(
@@ -585,7 +586,7 @@ def harmonic_analysis(
     max_steps: int = 5000,
     linear: bool | None = None,
     float64_hint: str | None = None,
-    where: str = "the positions",
+    where: str = "the structure",
 ) -> HarmonicResult:
     """Normal-mode analysis of ``module`` at (or, with ``minimize``, near) ``positions_nm``.
 
@@ -593,8 +594,8 @@ def harmonic_analysis(
     ----------
     module:
         Model following the contract in the module docstring (TorchScript or eager), or the
-        :class:`~painn_deploy.deploy.artefact.Model` of an artefact (``painn_deploy.deploy.load``), whose atomic
-        numbers ``atomic_numbers`` must then match.
+        :class:`~painn_deploy.deploy.artefact.Model` of an artefact (``painn_deploy.deploy.load``), checked as
+        painn-harmonic checks the file (``atomic_numbers`` against its particles).
     positions_nm:
         Starting positions [N, 3] in nm.
     atomic_numbers:
@@ -616,18 +617,12 @@ def harmonic_analysis(
 
     Errors raised inside an exported model reach the caller as the package's typed exceptions.
     """
-    from ..deploy import metadata as md
     from ..deploy.artefact import Model
     from ..structures import check_positions
 
     if isinstance(module, Model):
-        refuse_partial_or_periodic("the model", module.metadata)
-        expected = module.metadata.get(md.KEY_ATOMIC_NUMBERS)
-        given = None if atomic_numbers is None else [int(z) for z in atomic_numbers]
-        if given is not None and expected and given != list(expected):
-            raise TopologyMismatchError(
-                f"{where}: atomic numbers {given} are not the model's {list(expected)} (in its atom order)"
-            )
+        what = str(module.artefact.path) if module.artefact is not None else "the model"
+        check_artefact(what, module.metadata, module.artefact, atomic_numbers, None, where)
         module = module.module
     pos = positions_nm.detach().cpu().numpy() if isinstance(positions_nm, torch.Tensor) else positions_nm
     pos = np.asarray(pos)

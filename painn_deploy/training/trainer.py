@@ -25,7 +25,7 @@ from ..model import PaiNNConfig, PaiNNPotential
 from ..model.checkpoint import load_checkpoint, potential_from_record
 from ..spectra.plots import unicode_units
 from ..structures import fragment_index
-from ..units import MODEL_UNITS
+from ..units import MODEL_UNITS, NM_PER_ANGSTROM
 from .batching import FrameTensors, predict_batch
 from .checkpoint import atomic_torch_save, painn_record
 from .config import TrainConfig
@@ -76,7 +76,7 @@ def _check_resume(record: dict, cfg: TrainConfig, data: data_io.MoleculeDataset,
     """--resume continues the run as it started: the same data, read alike, the same options (but
     :data:`RESUME_MAY_CHANGE`), and more epochs than it has trained."""
     _check_same_data(record, data, last)
-    if "molecules" not in record and max(fragment_index(data.atomic_numbers, data.positions[0] / 10.0)) > 0:
+    if "molecules" not in record and max(fragment_index(data.atomic_numbers, data.positions[0] * NM_PER_ANGSTROM)) > 0:
         raise InputError(
             f"--resume: the run in {last.parent} trained its dipole and polarizability heads on whole frames (it "
             "predates heads per molecule), and its frames hold several molecules: resuming would change what they "
