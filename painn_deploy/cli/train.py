@@ -2,6 +2,7 @@
 
     painn-train --data ethanol.npz --targets energy,forces,dipole,polarizability -o runs/ethanol
     painn-train --config train.yaml [--max-epochs 100]      # flags override the file
+    painn-train --resume -o runs/ethanol --max-epochs 200    # continue a run, with its config.yaml
     painn-train --test-only runs/ethanol/best.ckpt          # test errors of a checkpoint
 
 Parses the command line (and ``--config``) into a :class:`~painn_deploy.training.TrainConfig` and runs
@@ -10,8 +11,10 @@ Parses the command line (and ``--config``) into a :class:`~painn_deploy.training
 
 import sys
 from argparse import Namespace
+from pathlib import Path
 
 from ..configuration import config_from_arguments
+from ..errors import InputError
 from ..training import TrainConfig, checkpoint_test_errors, train
 from .common import build_parser as _build_parser
 from .common import run_command
@@ -40,6 +43,15 @@ def _execute(args: Namespace):
     checkpoint = given.pop("test_only", None)
     if checkpoint is not None:
         return {"test_errors": checkpoint_test_errors(checkpoint, given.get("data")), "test_only": True}
+    if given.get("resume") and given.get("config") is None:  # the run's own options, unless flags change them
+        run_config = Path(given.get("output") or TrainConfig.output) / "config.yaml"
+        if run_config.is_file():
+            given["config"] = str(run_config)
+        elif given.get("data") is None:
+            raise InputError(
+                f"--resume reads the run's options from {run_config}, which does not exist: give the run's folder "
+                "with -o/--output, or its options as they were (--data FILE ...)"
+            )
     return train(config_from_arguments(TrainConfig, Namespace(**given)))
 
 

@@ -17,6 +17,10 @@ from ..errors import DataWarning, InputError, UnitsError, UnknownElementError
 from ..files import file_sha256, require_file, what_file
 
 NPZ_KEYS = {"energy": "energies", "forces": "forces", "dipole": "dipoles", "polarizability": "polarizabilities"}
+#: Other names read for an npz array: those of the original MD17 and sGDML files (same units as rMD17)
+NPZ_ALIASES = {"nuclear_charges": ("z",), "coords": ("R",), "energies": ("E",), "forces": ("F",)}
+#: The singular of the npz names, for the near misses (difflib finds 'energy' too far from 'energies')
+NPZ_SINGULAR = {"energies": "energy", "dipoles": "dipole", "polarizabilities": "polarizability", "coords": "coord"}
 DATA_FILE_FIX = "give reference data: an .npz (nuclear_charges, coords, energies, ...) or a file ASE reads (.xyz)"
 
 
@@ -99,8 +103,8 @@ class MoleculeDataset:
             )
         if missing:
             raise InputError(
-                f"{self.source} has no {', '.join(missing)} data; drop them from --targets "
-                f"or use a file that contains them"
+                f"{self.source} has no {', '.join(missing)} data; drop {'them' if len(missing) > 1 else 'it'} from "
+                f"--targets or use a file that contains {'them' if len(missing) > 1 else 'it'}"
             )
 
 
@@ -109,10 +113,19 @@ def load_npz(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEY
     ``dipoles``, ``polarizabilities``; of these, only ``targets``) and convert to model units."""
     file_units = (file_units or FileUnits()).for_format(npz=True)
     path = require_file(path, "data file", DATA_FILE_FIX)
-    arrays = _read_npz(path)
-    for key in ("nuclear_charges", "coords"):
-        if key not in arrays:
-            raise InputError(f"{path} has no '{key}' array; rMD17-style npz files need nuclear_charges and coords")
+    arrays, names = _read_npz(path)
+    for key in ("nuclear_charges", "coords", *(NPZ_KEYS[t] for t in NPZ_KEYS if t in targets)):
+        if key in arrays:
+            continue
+        near = _near_miss(key, names)
+        if key in ("nuclear_charges", "coords") or near:
+            accepted = "; ".join(" or ".join(map(repr, (k, *NPZ_ALIASES.get(k, ())))) for k in NPZ_ARRAYS)
+            raise InputError(
+                f"{path} has no {key!r} array"
+                + (f" but has {near!r}: rename {near!r} to {key!r}" if near else "")
+                + f". The file's arrays: {', '.join(map(repr, names)) or 'none'}; the names read: {accepted} "
+                "(nuclear_charges and coords are required)"
+            )
     f = file_units.factors()
     charges = np.asarray(arrays["nuclear_charges"])
     if charges.dtype.kind == "f" and not np.all(charges == np.round(charges)):
@@ -130,9 +143,23 @@ def load_npz(path, file_units: Optional[FileUnits] = None, targets=tuple(NPZ_KEY
 NPZ_ARRAYS = ("nuclear_charges", "coords", *NPZ_KEYS.values())  # the arrays load_npz reads
 
 
-def _read_npz(path: Path) -> dict:
-    """The numeric arrays (of :data:`NPZ_ARRAYS`) of an npz archive, read without pickle (never loads Python objects); a file that is
-    not a complete npz of numeric arrays is an :class:`InputError` saying what it is instead."""
+def _near_miss(key: str, names) -> Optional[str]:
+    """The array of ``names`` most likely meant as ``key`` or one of its aliases (another case, singular for
+    plural, a typo), if any."""
+    import difflib
+
+    lowered = {name.lower(): name for name in names}
+    for wanted in (key, NPZ_SINGULAR.get(key, key), *NPZ_ALIASES.get(key, ())):
+        match = difflib.get_close_matches(wanted.lower(), list(lowered), n=1, cutoff=0.8)
+        if match:
+            return lowered[match[0]]
+    return None
+
+
+def _read_npz(path: Path) -> tuple[dict, list]:
+    """The numeric arrays (of :data:`NPZ_ARRAYS`, under their own names or :data:`NPZ_ALIASES`) of an npz archive,
+    read without pickle (never loads Python objects), and the names of all its arrays; a file that is not a
+    complete npz of numeric arrays is an :class:`InputError` saying what it is instead."""
     kind = what_file(path)
     if kind != "an incomplete or damaged zip archive" and not zipfile.is_zipfile(path):  # (npz: a zip of .npy)
         what = f"is {kind}, not an npz archive" if kind else "is not an npz archive"
@@ -141,29 +168,35 @@ def _read_npz(path: Path) -> dict:
             "ASE-readable file (extxyz, ASE db) with another extension"
         )
     arrays = {}
+    alias_of = {alias: key for key, aliases in NPZ_ALIASES.items() for alias in aliases}
     try:
         with np.load(path, allow_pickle=False) as archive:
-            for key in archive.files:
+            names = list(archive.files)
+            for key in names:
+                if key in alias_of and alias_of[key] not in names:
+                    key_read = alias_of[key]
+                elif key in NPZ_ARRAYS:
+                    key_read = key
+                else:  # other arrays (metadata such as 'method') are not used
+                    continue
                 try:
                     value = archive[key]
                 except ValueError as exc:
                     if "pickle" not in str(exc):
                         raise
                     value = None  # an object array: not read (unpickling could run code)
-                if key not in NPZ_ARRAYS:  # other arrays (metadata such as 'method') are not used
-                    continue
                 if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
                     raise InputError(
                         f"{path}: '{key}' is not a numeric array (Python objects or other data are not read); "
                         "data files must hold numeric arrays"
                     )
-                arrays[key] = value
+                arrays[key_read] = value
     except InputError:
         raise
     except Exception as exc:  # zip errors, truncated files, malformed members
         reason = "malformed array data" if "pickle" in str(exc) else f"{type(exc).__name__}: {exc}"
         raise InputError(f"cannot read {path} as an npz file ({reason}); is the file complete?") from None
-    return arrays
+    return arrays, names
 
 
 def load_ase(path, file_units: Optional[FileUnits] = None, index=":", targets=tuple(NPZ_KEYS)) -> MoleculeDataset:
@@ -188,8 +221,23 @@ def load_ase(path, file_units: Optional[FileUnits] = None, index=":", targets=tu
     if not frames:
         raise InputError(f"{path} contains no structures")
     z = frames[0].get_atomic_numbers()
-    if any(len(a) != len(z) or (a.get_atomic_numbers() != z).any() for a in frames):
-        raise InputError(f"{path}: all frames must contain the same atoms in the same order")
+    for k, atoms in enumerate(frames):
+        if len(atoms) == len(z) and (atoms.get_atomic_numbers() == z).all():
+            continue
+        if atoms.get_chemical_formula() != frames[0].get_chemical_formula():
+            differs = f"it holds {atoms.get_chemical_formula()}, frame 0 {frames[0].get_chemical_formula()}"
+            fix = "painn-train reads one set of atoms per file: write the frames of each molecule to a file of its own"
+        else:
+            i = int(np.flatnonzero(atoms.get_atomic_numbers() != z)[0])
+            differs = (
+                f"the same atoms in another order: atom {i + 1} is {atoms.get_chemical_symbols()[i]}, in frame 0 "
+                f"{frames[0].get_chemical_symbols()[i]}"
+            )
+            fix = "reorder the atoms of every frame like frame 0"
+        raise InputError(
+            f"{path}: all frames must contain the same atoms in the same order, and frame {k} (counted from 0) does "
+            f"not: {differs}; {fix}"
+        )
     if any(a.pbc.any() for a in frames):
         raise InputError(f"{path} holds periodic structures; training on periodic data is not supported yet")
     f = file_units.factors()
@@ -273,8 +321,7 @@ def _check_dataset(d: MoleculeDataset) -> None:
     m, n = d.positions.shape[:2]
     if m == 0:
         raise InputError(f"{d.source} holds no frames")
-    if not np.all(np.isfinite(d.positions)):
-        raise InputError(f"{d.source}: coords contain NaN or infinite values")
+    _require_finite(d.source, "coords", d.positions)
     expected = {"energy": (m,), "forces": (m, n, 3), "dipole": (m, 3), "polarizability": (m, 3, 3)}
     if d.positions.shape != (m, len(d.atomic_numbers), 3):
         raise InputError(
@@ -287,25 +334,62 @@ def _check_dataset(d: MoleculeDataset) -> None:
             raise InputError(
                 f"{d.source}: {exc}; nuclear_charges must hold atomic numbers (1 for H, 6 for C, ...)"
             ) from None
+    if d.energy is not None and d.energy.shape == (m, 1):  # one energy per frame as a column (sGDML, MD17)
+        d.energy = d.energy.reshape(m)
     for name, shape in expected.items():
         v = d.target(name)
         if v is not None and v.shape != shape:
             raise InputError(f"{d.source}: {name} has shape {v.shape}, expected {shape}")
-        if v is not None and not np.all(np.isfinite(v)):
-            raise InputError(f"{d.source}: {name} contains NaN or infinite values")
+        if v is not None:
+            _require_finite(d.source, name, v)
+
+
+def _require_finite(source: str, name: str, values: np.ndarray) -> None:
+    """Refuse NaN or infinite values in ``values`` [M, ...], naming the first frame that holds one."""
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        frames = np.flatnonzero(bad)
+        raise InputError(
+            f"{source}: {name} contains NaN or infinite values in {len(frames)} of {len(values)} frames (the first: "
+            f"frame {frames[0]}, counted from 0); remove those frames or recompute them"
+        )
 
 
 #: Ratios of energy changes to what the forces predict that mean other units, for the message.
 UNIT_MIXUPS = (
-    "1.89: forces per Bohr beside lengths in Angstrom, --force-unit Hartree/Bohr; 23.06: kcal/mol against eV; "
-    "27.21: Hartree against eV; 51.42: Hartree/Bohr against eV/Angstrom"
+    (1.0 / units.BOHR_TO_ANGSTROM, "forces per Bohr beside lengths in Angstrom"),
+    (units.KCAL_PER_MOL_TO_KJ_PER_MOL, "kcal/mol against kJ/mol"),
+    (units.ANGSTROM_PER_NM, "forces per nm against per Angstrom"),
+    (1.0 / units.KCAL_PER_MOL_TO_EV, "kcal/mol against eV"),
+    (units.HARTREE_TO_EV, "Hartree against eV"),
+    (units.HARTREE_TO_EV / units.BOHR_TO_ANGSTROM, "Hartree/Bohr against eV/Angstrom"),
+    (units.EV_TO_KJ_PER_MOL, "eV against kJ/mol"),
+    (units.HARTREE_TO_EV / units.KCAL_PER_MOL_TO_EV, "Hartree against kcal/mol"),
+    (units.HARTREE_TO_EV / units.KCAL_PER_MOL_TO_EV / units.BOHR_TO_ANGSTROM, "Hartree/Bohr against kcal/mol/Angstrom"),
 )
 #: Correlations between the energy changes and the forces' prediction from which the ratio of the two is judged,
 #: and the ratios accepted: within 1/2-2 where they correlate, within 0.75-1.33 (which refuses forces per Bohr
 #: read per Angstrom, 1.89) where they correlate so well that noise cannot shrink the ratio by a quarter.
 UNIT_RATIO_BANDS = ((0.95, (0.75, 1.0 / 0.75)), (0.8, (0.5, 2.0)))
-#: Force RMS (eV/Angstrom) outside which data are unlikely to be molecules near thermal equilibrium.
-FORCE_RMS_RANGE_EV_A = (0.05, 10.0)
+#: A correlation below which, over at least this many close pairs, the energies do not follow the forces at all
+#: (consistent data give 0.98; energies shuffled against their frames -0.06 to 0.06)
+NO_CORRELATION, NO_CORRELATION_PAIRS = 0.3, 50
+#: Force RMS (eV/Angstrom) outside which data are unlikely to be molecules near thermal equilibrium: about 1 at
+#: 300 K and 0.3 at 30 K (GFN2-xTB MD: ethanol 0.91-1.01, aspirin 1.17); an eV file read as kcal/mol gives 1/23 of
+#: that (aspirin 0.051, ethanol 0.044), kcal/mol read as eV 23 times it
+FORCE_RMS_RANGE_EV_A = (0.2, 10.0)
+#: Median dipole magnitude (e*Angstrom) above which dipoles are unlikely to be in the unit given: neutral molecules
+#: rarely exceed 7 Debye (GFN2-xTB MD: ethanol 0.41, aspirin 0.48); Debye read as e*Angstrom gives 4.8 times
+#: that (ethanol 1.98, aspirin 2.33)
+DIPOLE_MEDIAN_MAX_E_A = 1.5
+#: Isotropic polarizability per atom (Angstrom^3, median over frames) outside which polarizabilities are unlikely
+#: to be in the unit given: GFN2-xTB gives 0.25 (ethanol) and 0.58 (aspirin), about half of experiment; Bohr^3
+#: read as Angstrom^3 gives 6.75 times that (ethanol 1.71), Angstrom^3 read as Bohr^3 0.15 times.  The upper
+#: bound holds for molecules of H, C, N, O and F only (heavier atoms such as I reach 5 per atom).
+POLARIZABILITY_PER_ATOM_RANGE_A3 = (0.1, 1.5)
+LIGHT_ELEMENTS = (1, 6, 7, 8, 9)
+#: Typical values of the quantities above, to rank the units that would make data plausible
+TYPICAL = {"forces": 1.0, "dipole": 0.4, "polarizability": 0.6}
 #: Median distance (Angstrom) from an atom to its nearest neighbour: about 1.1 in organic molecules, 2.9 in metal
 #: clusters, 3.8 in noble-gas clusters; a factor of 10 (nm against Angstrom) or 1/1.89 (Angstrom read as Bohr)
 #: falls outside
@@ -351,9 +435,12 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
       frames not from MD) are not judged.
     - A force RMS outside FORCE_RMS_RANGE_EV_A is warned about: a unit mistake that scales energies and forces
       alike (an eV file read as kcal/mol) keeps them consistent but not plausible.
+    - So are dipoles above DIPOLE_MEDIAN_MAX_E_A and polarizabilities outside POLARIZABILITY_PER_ATOM_RANGE_A3.
+      Each message names the unit in which the data would be plausible and the option that gives it.
     """
     where = f"{d.source} ({d.units.describe()})" if d.units else d.source
     _check_lengths(d, where)
+    _check_response(d, where)
     if d.energy is None or d.forces is None or len(d) < 2:
         return
     take = np.unique(np.linspace(0, len(d) - 1, min(len(d), max_frames)).astype(int))
@@ -363,6 +450,7 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
     j = nearest[close]
     predicted = -0.5 * np.einsum("mij,mij->m", forces[close] + forces[j], x[j] - x[close])
     actual = energy[j] - energy[close]
+    rms = float(np.sqrt(np.mean(forces**2)))
     if len(close) >= 10 and np.std(predicted) > 0 and np.std(actual) > 0:
         r = float(np.corrcoef(predicted, actual)[0, 1])
         ratio = float(np.dot(predicted, actual) / np.dot(predicted, predicted))
@@ -373,23 +461,128 @@ def check_units(d: MoleculeDataset, max_frames: int = 20_000) -> None:
                 f"forces = -dE/dx (negate the gradients)"
             )
         low, high = next((band for least, band in UNIT_RATIO_BANDS if r >= least), (0.0, math.inf))
+        if ratio <= 0.0 or (len(close) >= NO_CORRELATION_PAIRS and r < NO_CORRELATION):  # (energies unrelated)
+            raise InputError(
+                f"the energies of {where} do not follow its forces: between nearby frames the energy changes do not "
+                f"correlate with what the forces predict (correlation {r:.2f}). Are the energies in the order of the "
+                f"frames, and the forces those of the same frames?"
+            )
         if not low <= ratio <= high:
+            factor = max(ratio, 1 / ratio)
+            mixups = sorted(UNIT_MIXUPS, key=lambda known: abs(math.log(known[0] / factor)))
+            nearest, what = mixups[0]
+            fix = _ratio_fix(d.units, ratio, (low, high), rms)
+            near = f"{factor:.4g} is close to {nearest:.4g}, {what}" if abs(math.log(nearest / factor)) < 0.2 else ""
             raise InputError(
                 f"the forces of {where} are not minus the gradient of its energies: between nearby frames the energy "
-                f"changes are {max(ratio, 1 / ratio):.4g} times {'larger' if ratio > 1 else 'smaller'} than the "
-                f"forces predict (correlation {r:.2f}). Give the units the file uses with --energy-unit, "
-                f"--length-unit and --force-unit (forces are read in energy/length units unless --force-unit), or "
-                f"convert the forces to match the energies ({UNIT_MIXUPS})"
+                f"changes are {factor:.4g} times {'larger' if ratio > 1 else 'smaller'} than the "
+                f"forces predict (correlation {r:.2f}). "
+                + (f"{near}: give {fix}. " if near and fix else f"{near}. " if near else "")
+                + (f"{fix} would make them agree. " if fix and not near else "")
+                + f"Give the units the file uses with --energy-unit, --length-unit and --force-unit (forces are "
+                f"read in energy/length units unless --force-unit), or convert the forces to match the energies "
+                f"(known mix-ups: {'; '.join(f'{k:.4g}: {text}' for k, text in mixups)})"
             )
-    rms = float(np.sqrt(np.mean(forces**2)))
     low, high = FORCE_RMS_RANGE_EV_A
     if not low <= rms <= high:
+        guess = ""
+        if d.units is not None:
+            quantity = "energy" if d.units.forces is None else "force"
+            table = units.ENERGY_TO_EV if quantity == "energy" else units.FORCE_TO_EV_PER_ANGSTROM
+            given = d.units.energy if quantity == "energy" else d.units.forces
+            guess = _unit_guess(quantity, given, table, rms, FORCE_RMS_RANGE_EV_A, TYPICAL["forces"], "eV/Angstrom")
         warnings.warn(
             f"the forces of {where} have an RMS of {rms:.3g} eV/Angstrom as read; molecules near thermal "
-            f"equilibrium have {low:g}-{high:g} (about 1 at 300 K). If the file's units are not the ones given, "
-            f"give them with --energy-unit and --length-unit",
+            f"equilibrium have {low:g}-{high:g} (about 1 at 300 K, 0.3 at 30 K). "
+            + (guess or "If the file's units are not the ones given, give them with --energy-unit and --length-unit")
+            + (
+                ". Structures near a minimum, or colder than 30 K, have smaller forces: then the units may be right"
+                if rms < low
+                else ""
+            ),
             DataWarning,
             stacklevel=2,
+        )
+
+
+def _unit_guess(quantity: str, given: str, table: dict, value: float, plausible, typical: float, unit: str) -> str:
+    """The units of ``table`` other than ``given`` in which ``value`` (model units, as read in ``given``) would be
+    plausible, the one nearest ``typical`` first, as the fix for the user; '' if none."""
+    if given not in table:
+        return ""
+    read = {other: value * factor / table[given] for other, factor in table.items() if other != given}
+    fits = sorted(
+        (other for other, v in read.items() if plausible[0] <= v <= plausible[1]),
+        key=lambda other: abs(math.log(read[other] / typical)),
+    )
+    if not fits:
+        return ""
+    best = fits[0]
+    others = f" (or {', '.join(fits[1:])})" if len(fits) > 1 else ""
+    return f"A file in {best} read as {given}? In {best} this is {read[best]:.3g} {unit}: give --{quantity}-unit {best}{others}"
+
+
+def _ratio_fix(file_units: Optional[FileUnits], ratio: float, band, rms: float) -> str:
+    """The --energy-unit and --force-unit options (those that differ from ``file_units``) that bring the ratio of
+    energy changes to the forces' prediction into ``band``, fewest options first and a plausible force RMS
+    preferred; '' if none or the file units are not known."""
+    if file_units is None or file_units.energy not in units.ENERGY_TO_EV:
+        return ""
+    energy, force = file_units.energy, file_units.force_unit
+    if force not in units.FORCE_TO_EV_PER_ANGSTROM:
+        return ""
+    candidates = []
+    for new_energy, to_ev in units.ENERGY_TO_EV.items():
+        for new_force, to_ev_per_a in units.FORCE_TO_EV_PER_ANGSTROM.items():
+            scale = to_ev_per_a / units.FORCE_TO_EV_PER_ANGSTROM[force]
+            new_ratio = ratio * to_ev / units.ENERGY_TO_EV[energy] / scale
+            if not band[0] <= new_ratio <= band[1]:
+                continue
+            options = [f"--energy-unit {new_energy}"] if new_energy != energy else []
+            if new_force != (file_units.forces or f"{new_energy}/{file_units.length}"):
+                options.append(f"--force-unit {new_force}")
+            implausible = not FORCE_RMS_RANGE_EV_A[0] <= rms * scale <= FORCE_RMS_RANGE_EV_A[1]
+            if options:
+                candidates.append((implausible, len(options), abs(math.log(new_ratio)), " ".join(options)))
+    return min(candidates)[3] if candidates else ""
+
+
+def _check_response(d: MoleculeDataset, where: str) -> None:
+    """Warn about dipoles and polarizabilities implausible for molecules in the units given (DIPOLE_MEDIAN_MAX_E_A,
+    POLARIZABILITY_PER_ATOM_RANGE_A3)."""
+    file_units = d.units or FileUnits()
+    if d.dipole is not None and (median := float(np.median(np.linalg.norm(d.dipole, axis=1)))) > DIPOLE_MEDIAN_MAX_E_A:
+        guess = _unit_guess(
+            "dipole", file_units.dipole, units.DIPOLE_TO_E_ANGSTROM, median, (0.0, DIPOLE_MEDIAN_MAX_E_A),
+            TYPICAL["dipole"], "e*Angstrom",
+        )  # fmt: skip
+        warnings.warn(
+            f"the dipoles of {where} have a median magnitude of {median:.3g} e*Angstrom "
+            f"({median / units.DEBYE_TO_E_ANGSTROM:.3g} Debye) as read; neutral molecules rarely exceed "
+            f"{DIPOLE_MEDIAN_MAX_E_A:g} ({DIPOLE_MEDIAN_MAX_E_A / units.DEBYE_TO_E_ANGSTROM:.2g} Debye). "
+            + (guess or "If the file's dipole unit is not the one given, give it with --dipole-unit"),
+            DataWarning,
+            stacklevel=3,
+        )
+    if d.polarizability is None:
+        return
+    n_atoms = len(d.atomic_numbers)
+    per_atom = float(np.median(np.trace(d.polarizability, axis1=1, axis2=2))) / 3.0 / n_atoms
+    low, high = POLARIZABILITY_PER_ATOM_RANGE_A3
+    if not set(int(z) for z in d.atomic_numbers) <= set(LIGHT_ELEMENTS):
+        high = math.inf
+    if not low <= per_atom <= high:
+        guess = _unit_guess(
+            "polarizability", file_units.polarizability, units.POLARIZABILITY_TO_ANGSTROM3, per_atom, (low, high),
+            TYPICAL["polarizability"], "Angstrom^3 per atom",
+        )  # fmt: skip
+        warnings.warn(
+            f"the polarizabilities of {where} have an isotropic mean (trace/3) of {per_atom:.3g} Angstrom^3 per "
+            f"atom (median over frames) as read; molecules have "
+            + (f"{low:g}-{high:g} (of H, C, N, O, F). " if high < math.inf else f"at least {low:g}. ")
+            + (guess or "If the file's polarizability unit is not the one given, give it with --polarizability-unit"),
+            DataWarning,
+            stacklevel=3,
         )
 
 

@@ -145,7 +145,8 @@ def check_box_width(box_nm, cutoff_nm: float, where: str) -> None:
             f"the periodic box of {where} is {widths.min():.3f} nm wide at its narrowest (widths "
             f"{np.round(widths, 3).tolist()} nm), less than twice the model cutoff ({limit:.3f} nm): atoms would "
             f"interact with their own periodic images. Use a box at least {limit:.3f} nm wide: solvate with more "
-            f"padding or more molecules (painn_deploy.solvation.solvate, or Modeller.addSolvent(padding=...))"
+            f"padding or more molecules (painn_deploy.solvation.solvate, or Modeller.addSolvent(padding=...)), or, "
+            f"for a pure liquid, pack more molecules (painn_deploy.structures.molecular_box, or Packmol)"
         )
 
 

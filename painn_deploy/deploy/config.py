@@ -64,3 +64,8 @@ class ExportConfig(Config):
             raise InputError(f"{output} already exists; give another -o, or --overwrite to replace it")
         if self.pair_capacity < 0:
             raise InputError(f"--pair-capacity must be 0 or positive, got {self.pair_capacity}")
+        if self.pair_capacity and self.neighbor_list != "static":
+            raise InputError(
+                f"--pair-capacity sizes the static neighbour list, but the list is {self.neighbor_list}: add "
+                "--neighbor-list static, or drop --pair-capacity"
+            )

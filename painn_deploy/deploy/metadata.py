@@ -2,9 +2,9 @@
 
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
-FORMAT_VERSION = (
-    6  # the only format loaded: batched positions, features and responses per molecule, hand-written forces
-)
+# the only format loaded: batched positions, features and responses per molecule, hand-written forces, errors
+# raised by the method called (evaluate_or_error for wrappers)
+FORMAT_VERSION = 7
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"

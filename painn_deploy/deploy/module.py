@@ -10,6 +10,13 @@ it) on the device they are on (``.to("cuda")``).
 The all-pairs and static-list paths have fixed shapes and no host synchronisation on GPUs (CUDA
 graphs; ``torch.export``).  Checks that need the host (box widths, static-list overflow) run on the
 CPU only; on GPUs a box narrower than twice the cutoff or an overflowing static list gives NaN energy and forces.
+
+Errors are values inside the module: the private methods return a message ("" for none) and only the methods
+a caller runs raise it, in their own bodies.  TorchScript inlines the methods a method calls, and in torch 2.9 an
+exception raised from inlined code can crash the process (its error path reads the call stack of modules freed
+since, e.g. an earlier ``torch.jit.freeze`` copy: every TorchForce Context makes one); an exception raised in the
+body of the method that runs has no such call stack.  Wrappers call :meth:`PaiNNForceField.evaluate_or_error`
+and raise in their own bodies too (:class:`ForcesOutput`).
 """
 
 import copy
@@ -137,10 +144,12 @@ class PaiNNForceField(nn.Module):
         ``called`` is saved with the module, so artefacts are saved with it False.  For ``torch.export``, export
         :meth:`energy_forces_features`."""
         if self.called:
-            energy, forces, _, _ = self._evaluate(positions, boxvectors)
+            energy, forces, _, _, error = self._evaluate(positions, boxvectors)
         else:
-            energy, forces, _, _ = self._evaluate(positions, boxvectors)
+            energy, forces, _, _, error = self._evaluate(positions, boxvectors)
             self.called = True
+        if len(error) > 0:  # (raised here, not where it is found: see the module's docstring)
+            raise RuntimeError(error)
         if positions.requires_grad:
             energy = _with_gradient(energy, positions, -forces)
         return energy
@@ -148,7 +157,9 @@ class PaiNNForceField(nn.Module):
     @torch.jit.export
     def energy_and_forces(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Energy (kJ/mol) and forces (kJ/mol/nm): the TorchForce contract with ``setOutputsForces(True)``."""
-        energy, forces, _, _ = self._evaluate(positions, boxvectors)
+        energy, forces, _, _, error = self._evaluate(positions, boxvectors)
+        if len(error) > 0:
+            raise RuntimeError(error)
         return energy, forces
 
     @torch.jit.export
@@ -157,6 +168,17 @@ class PaiNNForceField(nn.Module):
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Energy (kJ/mol), forces (kJ/mol/nm) and the representation's final features s [.., N, F] and
         v [.., N, 3, F], from which :meth:`responses` gives the dipole and polarizability later."""
+        energy, forces, s, v, error = self._evaluate(positions, boxvectors)
+        if len(error) > 0:
+            raise RuntimeError(error)
+        return energy, forces, s, v
+
+    @torch.jit.export
+    def evaluate_or_error(
+        self, positions: Tensor, boxvectors: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, str]:
+        """:meth:`energy_forces_features` and the message of the error it would raise ("" for none; the tensors
+        are then not results), for modules around this one, which raise it in their own bodies."""
         return self._evaluate(positions, boxvectors)
 
     @torch.jit.export
@@ -196,16 +218,18 @@ class PaiNNForceField(nn.Module):
     def properties(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Energy (kJ/mol), forces (kJ/mol/nm), dipole (e*nm) and polarizability (nm^3), where the model
         has those heads, of one evaluation."""
-        energy, forces, s, v = self.energy_forces_features(positions, boxvectors)
+        energy, forces, s, v, error = self._evaluate(positions, boxvectors)
+        if len(error) > 0:
+            raise RuntimeError(error)
         result: Dict[str, Tensor] = {"energy": energy, "forces": forces}
         for key, value in self.responses(s, v, positions).items():
             result[key] = value
         return result
 
     # ---- units, pairs, dispatch ---------------------------------------------------------------------------
-    def _evaluate(self, positions_nm: Tensor, box_nm: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _evaluate(self, positions_nm: Tensor, box_nm: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, str]:
         """Energy (kJ/mol), forces (kJ/mol/nm, in the dtype of the positions) and the features, for [N, 3] or
-        [B, N, 3] positions (nm).
+        [B, N, 3] positions (nm), and the message of an error ("" for none; the tensors are then not results).
 
         Runs outside autograd, on a copy of the positions made before anything else reads them: openmm-torch
         passes positions that require gradients, and if TorchScript's profiling executor sees any operation
@@ -215,81 +239,123 @@ class PaiNNForceField(nn.Module):
         with torch.no_grad():
             # a copy, not detach() (which torch.jit.freeze removes)
             positions_nm = torch.empty_like(positions_nm).copy_(positions_nm)
-            batched = positions_nm.dim() == 3
-            if positions_nm.shape[-2] != self.n_particles or positions_nm.shape[-1] != 3 or positions_nm.dim() > 3:
-                raise RuntimeError(
-                    "TopologyMismatchError: the model was exported for " + str(self.n_particles) + " particles, "
-                    "positions [N, 3] or [B, N, 3], but received positions of shape " + str(positions_nm.shape)
-                    + "; export it for this system with painn-export --pdb."
-                )  # fmt: skip
-            input_dtype = positions_nm.dtype
-            if self.select_atoms:
-                positions_nm = positions_nm.index_select(-2, self.atom_indices)
             dtype = self.dtype_marker.dtype
-            positions = positions_nm.to(dtype).reshape(-1, self.n_atoms, 3) * units.ANGSTROM_PER_NM
-            n_frames = positions.shape[0]
             box: Optional[Tensor] = None
-            # frames whose results cannot be right (a box narrower than twice the cutoff, a static list that
-            # overflowed): where nothing is read back to the host (the GPU), their energy and forces are NaN
-            invalid: Optional[Tensor] = None
-            host = positions.device.type == "cpu" and host_checks()  # (then invalid frames raise instead)
-            if self.periodic:
-                if box_nm is None:
-                    raise RuntimeError("InputError: this model is periodic: call it with (positions, boxvectors)")
-                box = (box_nm.to(dtype) * units.ANGSTROM_PER_NM).expand(n_frames, 3, 3)
-                if host:
-                    neighbors.check_box(box, self.cutoff_angstrom)
-                else:
-                    invalid = neighbors.too_small(box, self.cutoff_angstrom)
-            elif box_nm is not None:  # (a plain TorchForce told to use periodic boundaries: the box would be ignored)
-                raise RuntimeError(
-                    "InputError: this model was exported without a periodic box but was called with box vectors, "
-                    "which it would ignore; export it periodic (painn-export CHECKPOINT --pdb SYSTEM.pdb, with a "
-                    "CRYST1 box), or call it without box vectors (TorchForce: setUsesPeriodicBoundaryConditions(False))"
-                )
-            if self.mode == neighbors.ALL_PAIRS:
-                r_ij = positions.unsqueeze(1) - positions.unsqueeze(2)  # r_j - r_i [B, N(i), N(j), 3]
-                if box is not None:
-                    r_ij = neighbors.minimum_image(r_ij, box.reshape(n_frames, 1, 1, 3, 3))
-                no_pairs = self.species[:0]  # (the dense strategy takes no pair list)
-                result = self.evaluator(self.species, r_ij, no_pairs, no_pairs, self.pair_mask, n_frames)
-                # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j = sum_i dE/dr_ij, dE/dr_i = -sum_j dE/dr_ij
-                gradient = result.gradient.sum(1) - result.gradient.sum(2)
-                energy = result.energy
+            if box_nm is not None and self.periodic:
+                box = box_nm.to(dtype) * units.ANGSTROM_PER_NM
+            host = positions_nm.device.type == "cpu" and host_checks()  # (then invalid frames are errors)
+            error = self._input_error(positions_nm, box_nm, box, host)
+            if len(error) > 0:  # (no return inside `with`: TorchScript cannot compile one)
+                none = positions_nm.new_zeros((0,))
+                energy, forces, s, v = none, none, none, none
             else:
-                idx_i, idx_j, r_ij, weight, overflow = self._pair_list(positions, box)
-                result = self.evaluator(self.species, r_ij, idx_i, idx_j, weight, n_frames)
-                flat = torch.zeros((n_frames * self.n_atoms, 3), dtype=dtype, device=positions.device)
-                gradient = flat.index_add(0, idx_j, result.gradient).index_add(0, idx_i, -result.gradient)
-                gradient = gradient.reshape(n_frames, self.n_atoms, 3)
-                energy = result.energy
-                if not host:
-                    invalid = overflow if invalid is None else invalid | overflow
-            if invalid is not None:
-                energy = torch.where(invalid, torch.full_like(energy, float("nan")), energy)
-                gradient = torch.where(
-                    invalid.reshape(n_frames, 1, 1), torch.full_like(gradient, float("nan")), gradient
-                )
-            energy = energy * units.EV_TO_KJ_PER_MOL
-            forces = (gradient * (-units.EV_TO_KJ_PER_MOL * units.ANGSTROM_PER_NM)).to(input_dtype)
-            if self.select_atoms:
-                every = torch.zeros((n_frames, self.n_particles, 3), dtype=input_dtype, device=forces.device)
-                forces = every.index_copy(1, self.atom_indices, forces)
-            s, v = result.s, result.v
-            if not batched:
-                energy, forces, s, v = energy[0], forces[0], s[0], v[0]
-        return energy, forces, s, v
+                energy, forces, s, v, error = self._compute(positions_nm, box, host)
+        return energy, forces, s, v, error
 
-    def _pair_list(self, positions: Tensor, box: Optional[Tensor]):
+    def _compute(
+        self, positions_nm: Tensor, box: Optional[Tensor], host: bool
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, str]:
+        """:meth:`_evaluate` (under its ``no_grad``) for inputs it checked (``box`` in Angstrom); the error: a
+        static list's overflow found on the host."""
+        batched = positions_nm.dim() == 3
+        dtype = self.dtype_marker.dtype
+        error = ""
+        input_dtype = positions_nm.dtype
+        if self.select_atoms:
+            positions_nm = positions_nm.index_select(-2, self.atom_indices)
+        positions = positions_nm.to(dtype).reshape(-1, self.n_atoms, 3) * units.ANGSTROM_PER_NM
+        n_frames = positions.shape[0]
+        # frames whose results cannot be right (a box narrower than twice the cutoff, a static list that
+        # overflowed): where nothing is read back to the host (the GPU), their energy and forces are NaN; and
+        # frames with atoms at NaN or infinite positions, on every device
+        invalid: Optional[Tensor] = None
+        if box is not None:
+            box = box.expand(n_frames, 3, 3)
+            if not host:
+                invalid = neighbors.too_small(box, self.cutoff_angstrom)
+        if self.mode == neighbors.ALL_PAIRS:
+            r_ij = positions.unsqueeze(1) - positions.unsqueeze(2)  # r_j - r_i [B, N(i), N(j), 3]
+            if box is not None:
+                r_ij = neighbors.minimum_image(r_ij, box.reshape(n_frames, 1, 1, 3, 3))
+            no_pairs = self.species[:0]  # (the dense strategy takes no pair list)
+            result = self.evaluator(self.species, r_ij, no_pairs, no_pairs, self.pair_mask, n_frames)
+            # r_ij = r_j - r_i (+ a fixed lattice vector): dE/dr_j = sum_i dE/dr_ij, dE/dr_i = -sum_j dE/dr_ij
+            gradient = result.gradient.sum(1) - result.gradient.sum(2)
+            energy = result.energy
+        else:
+            # atoms at NaN or infinite positions would have no pairs (a finite energy): their frames' energy and
+            # forces are NaN, as with all pairs, and the pairs are searched with such atoms at the origin
+            finite = torch.isfinite(positions)
+            not_finite = ~finite.all(-1).all(-1)
+            invalid = not_finite if invalid is None else invalid | not_finite
+            positions = torch.where(finite, positions, torch.zeros_like(positions))
+            idx_i, idx_j, r_ij, weight, overflow, error = self._pair_list(positions, box)
+            result = self.evaluator(self.species, r_ij, idx_i, idx_j, weight, n_frames)
+            flat = torch.zeros((n_frames * self.n_atoms, 3), dtype=dtype, device=positions.device)
+            gradient = flat.index_add(0, idx_j, result.gradient).index_add(0, idx_i, -result.gradient)
+            gradient = gradient.reshape(n_frames, self.n_atoms, 3)
+            energy = result.energy
+            if not host:
+                invalid = overflow if invalid is None else invalid | overflow
+        if invalid is not None:
+            energy = torch.where(invalid, torch.full_like(energy, float("nan")), energy)
+            gradient = torch.where(invalid.reshape(n_frames, 1, 1), torch.full_like(gradient, float("nan")), gradient)
+        energy = energy * units.EV_TO_KJ_PER_MOL
+        forces = (gradient * (-units.EV_TO_KJ_PER_MOL * units.ANGSTROM_PER_NM)).to(input_dtype)
+        if self.select_atoms:
+            every = torch.zeros((n_frames, self.n_particles, 3), dtype=input_dtype, device=forces.device)
+            forces = every.index_copy(1, self.atom_indices, forces)
+        s, v = result.s, result.v
+        if not batched:
+            energy, forces, s, v = energy[0], forces[0], s[0], v[0]
+        return energy, forces, s, v, error
+
+    def _input_error(self, positions_nm: Tensor, box_nm: Optional[Tensor], box: Optional[Tensor], host: bool) -> str:
+        """The message of the error of inputs the model cannot evaluate ("" for none): positions of other
+        particles, a box missing or not wanted, and (``host``) a box narrower than twice the cutoff."""
+        n_dims = positions_nm.dim()
+        if n_dims < 2 or n_dims > 3 or positions_nm.shape[-2] != self.n_particles or positions_nm.shape[-1] != 3:
+            return (
+                "TopologyMismatchError: the model was exported for " + str(self.n_particles) + " particles, "
+                "positions [N, 3] or [B, N, 3], but received positions of shape " + str(positions_nm.shape)
+                + "; export it for this system with painn-export --pdb."
+            )  # fmt: skip
+        if self.periodic:
+            if box is None:
+                return "InputError: this model is periodic: call it with (positions, boxvectors)"
+            box_dims = box.dim()
+            if (
+                box_dims < 2 or box_dims > 3 or box.shape[-2] != 3 or box.shape[-1] != 3
+                or (box_dims == 3 and box.shape[0] != 1 and (n_dims != 3 or box.shape[0] != positions_nm.shape[0]))
+            ):  # fmt: skip
+                return (
+                    "InputError: box vectors must be [3, 3] (rows a, b, c in nm, as OpenMM gives them), or [B, 3, 3]: "
+                    "one box per frame of positions [B, N, 3]; received " + str(box.shape) + " with positions of "
+                    "shape " + str(positions_nm.shape)
+                )  # fmt: skip
+            if host:
+                return neighbors.box_error(box, self.cutoff_angstrom)
+        elif box_nm is not None:  # (a plain TorchForce told to use periodic boundaries: the box would be ignored)
+            return (
+                "InputError: this model was exported without a periodic box but was called with box vectors, "
+                "which it would ignore; export it periodic (painn-export CHECKPOINT --pdb SYSTEM.pdb, with a "
+                "CRYST1 box), or call it without box vectors (TorchForce: setUsesPeriodicBoundaryConditions(False))"
+            )
+        return ""
+
+    def _pair_list(
+        self, positions: Tensor, box: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Tensor, str]:
         """Pairs of every frame (cell list or static list), frame-major over the B * N atoms:
-        idx_i, idx_j, r_ij = r_j - r_i (Angstrom), weights (static: 0 for padding) and a per-frame
-        overflow flag [B] (static list)."""
+        idx_i, idx_j, r_ij = r_j - r_i (Angstrom), weights (static: 0 for padding), a per-frame
+        overflow flag [B] (static list) and the message of an overflow found on the host ("" for none)."""
         n_frames, n = positions.shape[0], self.n_atoms
         idx_i_all: List[Tensor] = []
         idx_j_all: List[Tensor] = []
         r_all: List[Tensor] = []
         weights: List[Tensor] = []
         overflows: List[Tensor] = []
+        error = ""
         for b in range(n_frames):
             frame_box: Optional[Tensor] = None if box is None else box[b]
             if self.mode == neighbors.CELL_LIST:
@@ -301,8 +367,8 @@ class PaiNNForceField(nn.Module):
                     positions[b], frame_box, self.cutoff_angstrom, self.pair_capacity, self.static_cells,
                     self.atoms_per_cell,
                 )  # fmt: skip
-                if positions.device.type == "cpu" and host_checks() and bool(overflow):
-                    raise RuntimeError(
+                if len(error) == 0 and positions.device.type == "cpu" and host_checks() and bool(overflow):
+                    error = (
                         "NeighborListOverflowError: the static neighbour list holds " + str(self.pair_capacity)
                         + " pairs and " + str(self.atoms_per_cell) + " atoms per cell of a fixed grid; this "
                         "configuration has " + str(int(n_pairs)) + " pairs (or a cell overflowed, or the box "
@@ -316,7 +382,7 @@ class PaiNNForceField(nn.Module):
             idx_j_all.append(idx_j + b * n)
         weight_all: Optional[Tensor] = torch.cat(weights) if len(weights) > 0 else None
         r_ij = ungrouped(torch.cat(r_all))
-        return torch.cat(idx_i_all), torch.cat(idx_j_all), r_ij, weight_all, torch.stack(overflows)
+        return torch.cat(idx_i_all), torch.cat(idx_j_all), r_ij, weight_all, torch.stack(overflows), error
 
 
 def _with_gradient(energy: Tensor, positions: Tensor, gradient: Tensor) -> Tensor:
@@ -355,7 +421,9 @@ class ForcesOutput(nn.Module):
         self.register_buffer("modes", torch.zeros((0, 0), dtype=torch.float64) if modes is None else modes.double())
 
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        energy, forces, _, _, _ = self.evaluate(positions, boxvectors)
+        energy, forces, _, _, _, error = self._evaluate(positions, boxvectors)
+        if len(error) > 0:  # (raised here, not where it is found: see the module's docstring)
+            raise RuntimeError(error)
         return energy, forces
 
     @torch.jit.export
@@ -364,6 +432,14 @@ class ForcesOutput(nn.Module):
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Energy (kJ/mol, summed over frames), forces [F * N, 3], and the frames' positions [F, N, 3] (nm)
         and features s [F, N, F_], v [F, N, 3, F_]."""
+        energy, forces, frames, s, v, error = self._evaluate(positions, boxvectors)
+        if len(error) > 0:
+            raise RuntimeError(error)
+        return energy, forces, frames, s, v
+
+    def _evaluate(
+        self, positions: Tensor, boxvectors: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, str]:
         with torch.no_grad():  # before anything reads them: openmm-torch passes positions that require gradients
             positions = torch.empty_like(positions).copy_(positions)
         f = self.n_frames
@@ -374,11 +450,13 @@ class ForcesOutput(nn.Module):
             frames = torch.matmul(self.modes.t().to(positions.dtype), frames)
         frames = frames.reshape(f, n, 3)
         if f == 1:  # one configuration: the unbatched path
-            energy, forces, s, v = self.model.energy_forces_features(frames[0], boxvectors)
+            energy, forces, s, v, error = self.model.evaluate_or_error(frames[0], boxvectors)
             forces, s, v = forces.unsqueeze(0), s.unsqueeze(0), v.unsqueeze(0)
         else:
-            energy, forces, s, v = self.model.energy_forces_features(frames, boxvectors)
+            energy, forces, s, v, error = self.model.evaluate_or_error(frames, boxvectors)
+        if len(error) > 0:
+            return energy, forces, frames, s, v, error
         forces = forces.reshape(f // p, p, n * 3)
         if self.use_modes:
             forces = torch.matmul(self.modes.to(forces.dtype), forces)
-        return energy.sum(), forces.reshape(f * n, 3), frames, s, v
+        return energy.sum(), forces.reshape(f * n, 3), frames, s, v, ""

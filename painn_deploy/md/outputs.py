@@ -13,11 +13,13 @@ import csv
 import io
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ..errors import SimulationWarning
 from .config import TRAJECTORY_FORMATS
 
 LOG_COLUMNS = (
@@ -42,19 +44,32 @@ def log_columns(ring_polymer: bool, periodic: bool) -> tuple:
 
 
 class CsvLog:
-    def __init__(self, path: Path, columns: tuple = LOG_COLUMNS, resume_step: int = -1):
+    """log.csv.  ``resume_step``: keep the rows up to that step and append; ``expected_rows``: how many rows the
+    checkpoint counted up to that step (None: not known), to warn when some are missing (the file was cut short,
+    replaced or removed).  ``rows``: the rows the file holds."""
+
+    def __init__(self, path: Path, columns: tuple = LOG_COLUMNS, resume_step: int = -1, expected_rows=None):
         self.path = path
         self.columns = columns
+        rows = []
         if resume_step >= 0 and path.exists():
             text = path.read_text()
             text = text[: text.rfind("\n") + 1]  # (a row cut short by a killed process has no line end)
             # (a log of an earlier version may have other columns)
             rows = [{k: r.get(k, "") for k in columns} for r in csv.DictReader(io.StringIO(text, newline=""))
                     if int(r["step"]) <= resume_step]  # fmt: skip
-            self._open("w")
-            self.writer.writerows(rows)
-        else:
-            self._open("w")
+        if resume_step >= 0 and expected_rows is not None and len(rows) < expected_rows:
+            last = int(rows[-1]["step"]) if rows else 0
+            holds = (f"holds rows up to step {last}" if rows else "holds no rows") if path.exists() else "is missing"
+            warnings.warn(
+                f"{path.name} {holds}, but the checkpoint at step {resume_step} counted {expected_rows} rows: the rows "
+                f"in between are lost (the file was cut short, replaced or removed); the run goes on from the "
+                f"checkpoint and adds its rows after step {last}",
+                SimulationWarning, stacklevel=2,
+            )  # fmt: skip
+        self._open("w")
+        self.writer.writerows(rows)
+        self.rows = len(rows)
         self.file.flush()
 
     def _open(self, mode):
@@ -64,6 +79,7 @@ class CsvLog:
 
     def write(self, row: dict) -> None:
         self.writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+        self.rows += 1
         self.file.flush()
 
     def close(self):

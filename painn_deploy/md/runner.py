@@ -26,8 +26,10 @@ from .. import units, versions
 from ..deploy import Artefact
 from ..deploy import metadata as md
 from ..errors import (
+    BoxTooSmallError,
     CheckpointError,
     InputError,
+    NeighborListOverflowError,
     PainnDeployError,
     RecordingError,
     RunInterrupted,
@@ -48,7 +50,7 @@ from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
 from .rundir import BEADS_STRUCTURE, CHECKPOINT, FINAL_STRUCTURE, REPLICAS_STRUCTURE, RunDirectory
 from .safety import SafetyNet
-from .solution import add_barostat, mixed_system, ml_atoms_by_residue
+from .solution import BAROSTAT_SHRINK, add_barostat, mixed_system, ml_atoms_by_residue
 
 MINIMIZE_TOLERANCE_KJ_PER_MOL_NM, MINIMIZE_STEPS = 10.0, 200  # solvated structures, before the dynamics
 FEATURE_CAPACITY = 100  # steps per integrator call and per call of the output heads when recording
@@ -174,7 +176,8 @@ class MDRun:
         for wanted, head in ((cfg.record_dipole, "dipole"), (cfg.record_polarizability, "polarizability")):
             if wanted and head not in heads:
                 raise InputError(
-                    f"--record-{head} needs a model with a {head} head; {self.model_path} has {', '.join(heads)}"
+                    f"--record-{head} needs a model with a {head} head; {cfg.model or self.model_path} has "
+                    f"{', '.join(heads)}. Drop --record-{head}, or train a model with {head} among its --targets"
                 )
         self.recorded = tuple(
             n for n, f in (("dipole", cfg.record_dipole), ("polarizability", cfg.record_polarizability)) if f
@@ -208,6 +211,8 @@ class MDRun:
         ring = FEATURE_CAPACITY if self.recorded else 0
         device = "cuda" if on_gpu else "cpu"
         self.barostat_frequency = 0
+        self.stepping = False  # (from the first step on: errors of the model stop a run that has moved)
+        self.equilibrating = None  # the equilibration steps done, while it runs (int)
         self.start_positions_nm = positions_nm
         if self.ml_atoms is not None:
             mixed = mixed_system(
@@ -235,6 +240,15 @@ class MDRun:
                 self.barostat_frequency = add_barostat(
                     self.system, molecules.finite if self.ml_atoms is None else [], cfg.pressure_bar, cfg.temperature_K
                 )
+                limit_nm = 2.0 * float(self.artefact.cutoff_nm)
+                width_nm = float(np.min(np.diag(np.asarray(box_nm))))
+                if self.ml_atoms is None and width_nm < limit_nm / (1.0 - BAROSTAT_SHRINK):
+                    warnings.warn(
+                        f"the box of {cfg.structure} is {width_nm:.3f} nm wide, within {BAROSTAT_SHRINK:.0%} of twice "
+                        f"the model cutoff ({limit_nm:.3f} nm): if the barostat shrinks it below that, the model "
+                        f"stops the run. Start from a larger box (more molecules) for NPT",
+                        SimulationWarning, stacklevel=3,
+                    )  # fmt: skip
 
     def _make_context(self, z) -> None:
         """The integrator and the OpenMM Context, and what the step loop counts with."""
@@ -430,6 +444,7 @@ class MDRun:
             **self.trajectory.sync(),
             **(self.bead_trajectory.sync() if self.bead_trajectory is not None else {}),
             "property_frames": self.properties.n_frames if self.properties is not None else 0,
+            "log_rows": self.log.rows,
             "model_sha256": self.artefact.sha256,
         }
         if self.openmm_rpmd:  # OpenMM's context checkpoint does not hold the RPMDIntegrator's beads
@@ -506,9 +521,38 @@ class MDRun:
                     "smaller --mm-cutoff or a larger box (more solvent)"
                 ) from None
             raise
+        except (InputError, NeighborListOverflowError) as exc:  # (the model's own checks, as it steps)
+            if not self.stepping:
+                raise
+            raise SimulationInstabilityError(self._stopped_by_model(exc)) from None
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    def _stopped_by_model(self, exc: Exception) -> str:
+        """The message of a run the model stopped as it stepped (a box or a configuration it cannot take); after a
+        static list's overflow, the configuration goes to final.pdb, to export the model again for."""
+        if self.equilibrating is not None:
+            when = f"after equilibration step {self.equilibrating} (no checkpoint was written: start the run again)"
+        else:
+            kept = " (the outputs up to the last checkpoint are kept)" if (self.output / CHECKPOINT).is_file() else ""
+            when = f"after step {self.step}{kept}"
+        message = f"the model stopped the run {when}: {str(exc).rstrip('.')}"
+        if isinstance(exc, BoxTooSmallError) and self.barostat_frequency:
+            return message + (
+                ". The barostat (--pressure) shrank the box: start again (another --output, or --overwrite) from a "
+                "larger box (more molecules) or at a lower pressure"
+            )
+        if isinstance(exc, NeighborListOverflowError):
+            try:
+                self._write_final_structure()
+            except Exception:  # (the message matters more than the file)
+                return message
+            return message + (
+                f". The configuration is in {self.output / FINAL_STRUCTURE}; a run with a model exported for it starts "
+                "anew (another --output): --resume takes the model the run started with"
+            )
+        return message
 
     def _run(self, requested: list) -> SimulationResult:
         cfg, out = self.cfg, self.output
@@ -554,7 +598,10 @@ class MDRun:
             self._write_run_record()
         if cfg.integrator == "verlet":  # NVE from here on; the equilibration ran with the thermostat
             stop_thermostat(self.integrator)
-        self.log = CsvLog(out / "log.csv", log_columns(cfg.beads > 1, self.periodic), resume_step)
+        self.log = CsvLog(
+            out / "log.csv", log_columns(cfg.beads > 1, self.periodic), resume_step,
+            resume.get("log_rows") if resume is not None else None,
+        )  # fmt: skip
         self.properties = (
             PropertiesFile(out / "properties.h5", self.recorded, attrs, resume_frames, cfg.replicas)
             if self.recorded
@@ -633,11 +680,13 @@ class MDRun:
         written): an equilibration that goes bad, or is asked to stop (see :meth:`run`), stops before the run's
         first checkpoint."""
         cfg, done = self.cfg, 0
+        self.stepping = True
         progress = Progress(cfg.equilibration_steps, 0, cfg.progress, label="equilibration ")
         self.safety.phase, wall_start = "equilibration ", time.perf_counter()
         try:
             while done < cfg.equilibration_steps:
                 n = min(cfg.log_interval, cfg.equilibration_steps - done)
+                self.equilibrating = done
                 self.integrator.step(n)
                 done += n
                 self.step = done  # (for the checks' messages)
@@ -649,6 +698,7 @@ class MDRun:
                         "before the run's first checkpoint: there is nothing to resume; start the run again",
                         requested[0],
                     )
+            self.equilibrating = None
         finally:
             progress.close()
             self.safety.phase, self.step = "", 0
@@ -683,6 +733,7 @@ class MDRun:
             intervals.append(max(1, self.adapter.ring.capacity - 2))
             if self.barostat_frequency:
                 intervals.append(self.barostat_frequency)
+        self.stepping = True
         while self.step < cfg.steps:
             n = min(i - self.step % i for i in intervals)
             n = min(n, cfg.steps - self.step)

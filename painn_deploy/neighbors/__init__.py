@@ -57,21 +57,29 @@ def too_small(box: torch.Tensor, cutoff: float) -> torch.Tensor:
     return torch.any(torch.diagonal(box, dim1=-2, dim2=-1) < 2.0 * cutoff, -1)
 
 
-def check_box(box: torch.Tensor, cutoff: float) -> None:
-    """Raise if a periodic box [..., 3, 3] is narrower than twice the cutoff or not in reduced form."""
+def _hundredths(x: float) -> str:
+    """A positive number with two decimals, rounded down (a width just under a limit reads under it; TorchScript
+    has no format specifiers)."""
+    hundredths = int(x * 100.0)
+    return str(hundredths // 100) + "." + ("0" + str(hundredths % 100))[-2:]
+
+
+def box_error(box: torch.Tensor, cutoff: float) -> str:
+    """The message of the error of a periodic box [..., 3, 3] narrower than twice the cutoff or not in reduced
+    form ("" for a usable box; the deployed module raises it where it is called)."""
     widths = torch.diagonal(box, dim1=-2, dim2=-1)
     if bool(torch.any(too_small(box, cutoff))):
-        narrowest = float(torch.round(widths.min() * 100.0)) / 100.0
-        raise RuntimeError(
-            "BoxTooSmallError: the periodic box's narrowest width (" + str(narrowest) + " Angstrom) must be at least "
-            "twice the model cutoff (" + str(2.0 * cutoff) + " Angstrom), or atoms would see their own images. "
-            "Use a larger box (more molecules) or a model with a smaller cutoff."
+        return (
+            "BoxTooSmallError: the periodic box's narrowest width (" + _hundredths(float(widths.min())) + " Angstrom) "
+            "must be at least twice the model cutoff (" + _hundredths(2.0 * cutoff) + " Angstrom), or atoms would "
+            "see their own images. Use a larger box (more molecules) or a model with a smaller cutoff."
         )
     if bool(torch.any(box[..., 0, 1:] != 0.0)) or bool(torch.any(box[..., 1, 2] != 0.0)):
-        raise RuntimeError(
+        return (
             "InputError: box vectors are not in OpenMM's reduced triclinic form "
             "(a along x, b in the xy plane); pass the vectors OpenMM gives."
         )
+    return ""
 
 
 def _cell_offsets(n_cells: List[int], periodic: bool, device: torch.device) -> torch.Tensor:
@@ -118,8 +126,17 @@ def cell_list_candidates(
     else:
         lo = torch.min(positions, dim=0).values
         extent = torch.max(positions, dim=0).values - lo
-        n_cells_t = torch.floor(extent / cutoff).to(torch.long) + 1
-        frac = (positions - lo) / (n_cells_t.to(positions.dtype) * cutoff)
+        # cells a cutoff wide, but at most 8 N in all (wider cells along the longest axes where atoms are far apart:
+        # a gas, a molecule blown apart), so that the grid never outgrows the atoms
+        limit = 8 * max(n_atoms, 1)
+        wide: List[float] = torch.clamp(torch.floor(extent / cutoff) + 1.0, min=1.0, max=float(limit)).tolist()
+        counts = [int(c) for c in wide]
+        while float(counts[0]) * float(counts[1]) * float(counts[2]) > float(limit):  # (floats: no int64 overflow)
+            longest = counts.index(max(counts))
+            counts[longest] = (counts[longest] + 1) // 2
+        n_cells_t = torch.tensor(counts, dtype=torch.long, device=device)
+        span = torch.maximum(n_cells_t.to(positions.dtype) * cutoff, extent)
+        frac = (positions - lo) / span
     n_cells: List[int] = fixed_cells if (fixed_cells is not None and box is not None) else n_cells_t.tolist()
     cell3 = torch.floor(frac * n_cells_t.to(frac.dtype)).to(torch.long)
     cell3 = torch.minimum(torch.clamp(cell3, min=0), n_cells_t - 1)

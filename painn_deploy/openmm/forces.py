@@ -29,7 +29,7 @@ from ..allocator import tune_malloc
 from ..deploy import Artefact, ForcesOutput
 from ..deploy import metadata as md
 from ..deploy.export import FIXED_SHAPE_MODES
-from ..errors import InputError, typed_errors
+from ..errors import InputError, PainnDeployError, typed_errors
 from .recorder import FeatureRing
 
 ArtefactLike = Union[str, Path, Artefact]
@@ -182,8 +182,21 @@ class ModelForce:
         self.last = {"energy": float(energy), "forces": self._forces_np}
         return self.last["energy"], self._forces_np
 
+    @property
+    def finite_positions(self) -> bool:
+        """Whether the positions of the last call were all finite."""
+        return self._positions_np is None or bool(np.isfinite(self._positions_np).all())
+
+    def _for_openmm(self, state):
+        """The call OpenMM makes: the package's errors go to OpenMM as ``RuntimeError("TypeName: message")``, whose
+        type :func:`painn_deploy.errors.from_torchscript` gives back (OpenMM passes on only the message)."""
+        try:
+            return self(state)
+        except PainnDeployError as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+
     def force(self) -> "openmm.Force":
-        f = openmm.PythonForce(self)
+        f = openmm.PythonForce(self._for_openmm)
         f.setUsesPeriodicBoundaryConditions(self.periodic)
         return f
 

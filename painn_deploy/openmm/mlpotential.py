@@ -307,7 +307,8 @@ class PaiNNComputation:
             energy, forces = self.adapter(state)
         except PainnDeployError as exc:
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
-        if self.recipe.check_whole and not np.isfinite(energy):  # (on CUDA the check gives NaN, not an error)
+        if self.recipe.check_whole and not np.isfinite(energy) and self.adapter.finite_positions:
+            # (on CUDA the check gives NaN, not an error; positions at NaN or infinity give NaN too)
             raise RuntimeError(
                 "InputError: the model returned a NaN energy: the ML atoms straddle a boundary of the periodic box "
                 "or come too close to their periodic images, and the model is not periodic. " + PERIODIC_FIX + "."
@@ -366,23 +367,40 @@ class MLAtoms(nn.Module):
 
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Energy (kJ/mol) and forces (kJ/mol/nm): the TorchForce contract with ``setOutputsForces(True)``."""
-        energy, forces, _, _ = self.energy_forces_features(positions, boxvectors)
+        energy, forces, _, _, error = self.evaluate_or_error(positions, boxvectors)
+        if len(error) > 0:  # (errors are raised only by the method called: see painn_deploy.deploy.module)
+            raise RuntimeError(error)
         return energy, forces
 
     @torch.jit.export
     def energy_forces_features(
         self, positions: Tensor, boxvectors: Optional[Tensor] = None
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        energy, forces, s, v, error = self.evaluate_or_error(positions, boxvectors)
+        if len(error) > 0:
+            raise RuntimeError(error)
+        return energy, forces, s, v
+
+    @torch.jit.export
+    def evaluate_or_error(
+        self, positions: Tensor, boxvectors: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, str]:
+        """:meth:`energy_forces_features` and the message of its error ("" for none), as the model's."""
         with torch.no_grad():  # a copy before anything reads them (see PaiNNForceField._evaluate)
             positions = torch.empty_like(positions).copy_(positions)
         ml = positions.index_select(-2, self.atoms) if self.select or self.check_atoms else positions
         broken: Optional[Tensor] = None
         if self.check_whole:
             if boxvectors is None:
-                raise RuntimeError("InputError: the ML atoms are in a periodic box: call with (positions, boxvectors)")
-            broken = self._check_whole(ml, boxvectors.to(ml.dtype))
+                error = "InputError: the ML atoms are in a periodic box: call with (positions, boxvectors)"
+                return positions, positions, positions, positions, error
+            broken, error = self._check_whole(ml, boxvectors.to(ml.dtype))
+            if len(error) > 0:
+                return positions, positions, positions, positions, error
         box = boxvectors if self.model_periodic else None
-        energy, forces, s, v = self.model.energy_forces_features(ml if self.select else positions, box)
+        energy, forces, s, v, error = self.model.evaluate_or_error(ml if self.select else positions, box)
+        if len(error) > 0:
+            return energy, forces, s, v, error
         if self.select:
             shape = positions.shape
             every = torch.zeros(shape, dtype=forces.dtype, device=forces.device)
@@ -390,19 +408,21 @@ class MLAtoms(nn.Module):
         if broken is not None:  # (on the GPU nothing raises: the step's energy and forces are NaN, and the run stops)
             energy = torch.where(broken, torch.full_like(energy, float("nan")), energy)
             forces = torch.where(broken.unsqueeze(-1).unsqueeze(-1), torch.full_like(forces, float("nan")), forces)
-        return energy, forces, s, v
+        return energy, forces, s, v, ""
 
     @torch.jit.export
     def responses(self, s: Tensor, v: Tensor, positions: Tensor) -> Dict[str, Tensor]:
         """The model's dipole and polarizability heads on the features of :meth:`energy_forces_features`."""
         return self.model.responses(s, v, positions)
 
-    def _check_whole(self, ml: Tensor, box: Tensor) -> Tensor:
-        """Whether the ML atoms come closer than the cutoff to one another's periodic images ([] or [B])."""
+    def _check_whole(self, ml: Tensor, box: Tensor) -> Tuple[Tensor, str]:
+        """Whether the ML atoms come closer than the cutoff to one another's periodic images ([] or [B]), and
+        the message of the error found on the host ("" for none)."""
         spacing = neighbors.face_distances(box)  # distances between the lattice planes across each box vector
         frac = neighbors.fractional(ml, box)
         extent = (frac.amax(-2) - frac.amin(-2)) * spacing  # [..., 3] nm
-        too_wide = extent > spacing - self.cutoff_nm
+        # (atoms at NaN or infinite positions are not across a boundary: the model gives them NaN)
+        too_wide = (extent > spacing - self.cutoff_nm) & torch.isfinite(extent)
         broken = too_wide.any(-1)
         if ml.device.type == "cpu" and host_checks() and bool(broken.any()):
             flat_extent = extent.reshape(-1, 3)
@@ -410,18 +430,22 @@ class MLAtoms(nn.Module):
             k = int(torch.nonzero(too_wide.reshape(-1, 3))[0, 1])
             frame = int(torch.nonzero(too_wide.reshape(-1, 3))[0, 0])
             vector = ["a", "b", "c"][k]
-            raise RuntimeError(
+            error = (
                 "InputError: the ML atoms extend over " + _nm(flat_extent[frame, k]) + " nm across box vector "
                 + vector + ", more than the box's width there (" + _nm(flat_spacing[frame, k]) + " nm) minus the "
                 "model cutoff (" + _nm(torch.tensor(self.cutoff_nm)) + " nm): the ML molecule straddles a boundary of "
                 "the periodic box (positions wrapped atom by atom?) or the box is too narrow, and the model is not "
                 "periodic, so it would miss the interactions across the boundary. " + self.periodic_fix + "."
             )  # fmt: skip
-        return broken
+            return broken, error
+        return broken, ""
 
 
 def _nm(x: Tensor) -> str:
     """A length (nm) with three decimals."""
+    value = float(x)
+    if not abs(value) < 1e9:  # (infinite, NaN or far too large: int() of it would fail)
+        return str(value)
     milli = int(torch.round(x.double() * 1000.0))
     return str(milli // 1000) + "." + ("00" + str(milli % 1000))[-3:]
 

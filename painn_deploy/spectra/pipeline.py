@@ -236,8 +236,8 @@ def _molecules(config: SpectrumConfig, props: list[Properties]) -> tuple[float, 
     if len(counts) > 1:
         raise InputError(
             f"the files recorded different numbers of molecules ({', '.join(sorted(str(c or 'none') for c in counts))}; "
-            "attribute molecules): a spectrum per molecule averages runs of one system. Analyse them separately, or "
-            "give --molecules"
+            "attribute molecules): a spectrum per molecule averages runs of one system. Analyse each system's "
+            "files separately"
         )
     count = counts.pop()
     if count is None:

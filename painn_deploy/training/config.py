@@ -117,7 +117,10 @@ class TrainConfig(Config):
     strategy: str = option("auto", "--strategy", "Lightning strategy (auto, ddp, ...)", "NAME", "str")
     precision: str = option("32", "--precision", "Lightning precision: 32 or 64 bits", "P", "str")
     num_workers: int = option(0, "--num-workers", "data-loader worker processes", "N", "int")
-    resume: bool = option(False, "--resume", "continue an interrupted run from OUTPUT/last.ckpt", kind="switch")
+    resume: bool = option(
+        False, "--resume", "continue an interrupted run from OUTPUT/last.ckpt, with the options of its config.yaml "
+        "(flags override them, e.g. a larger --max-epochs)", kind="switch",
+    )  # fmt: skip
     progress_bar: bool | None = option(
         None, "--progress-bar", "show a progress bar (default: when the output is a terminal)", kind="switch"
     )

@@ -42,7 +42,11 @@ class _NoAdvertisements(logging.Filter):
 for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
     logging.getLogger(_name).addFilter(_NoAdvertisements())
 
-CURVES = {"train_loss": "training", "val_loss": "validation", "val_loss_smoothed": "validation (smoothed)"}
+CURVES = {
+    "train_loss": "training",
+    "val_loss": "validation",
+    "val_loss_smoothed": "validation, smoothed (picks best.ckpt)",
+}
 
 
 def _check_same_data(record: dict, data: data_io.MoleculeDataset, last: Path) -> None:
@@ -97,7 +101,7 @@ def _check_resume(record: dict, cfg: TrainConfig, data: data_io.MoleculeDataset,
     if changed:
         raise InputError(
             f"--resume continues the run in {last.parent} as it started, but these options differ: "
-            f"{'; '.join(changed)}. Give them as they were (its config.yaml holds them: --config "
+            f"{'; '.join(changed)}. Give them as they were (drop the flags that change them: --resume reads "
             f"{last.parent / 'config.yaml'}), or start a new run in another --output"
         )
     done = int(record.get("epoch", -1)) + 1  # (the epoch in which it was saved, counted from 0)
@@ -139,13 +143,16 @@ def load_data(cfg: TrainConfig) -> data_io.MoleculeDataset:
 
 class CheckpointAndCurves(pl.Callback):
     """After each validation: write last.ckpt, best.ckpt when the smoothed validation loss
-    improved (both atomically), history.csv and learning_curve.png."""
+    improved (both atomically), history.csv and learning_curve.png; with ``report_s``, print the epoch's
+    validation errors, at most every ``report_s`` seconds (where no progress bar shows them)."""
 
-    def __init__(self, output: Path, record_extra: dict):
+    def __init__(self, output: Path, record_extra: dict, report_s: float | None = None):
         self.output = output
         self.record_extra = record_extra
         self.best = math.inf
         self.history: list = []
+        self.report_s = report_s
+        self.reported = -math.inf
 
     def state_dict(self):
         return {"best": self.best, "history": self.history}
@@ -153,6 +160,14 @@ class CheckpointAndCurves(pl.Callback):
     def load_state_dict(self, state):
         self.best = state["best"]
         self.history = state["history"]
+        # the checkpoint's own epoch got its training loss after the checkpoint was written: history.csv has it
+        written = self.output / "history.csv"
+        if written.is_file() and self.history:
+            with open(written, newline="") as f:
+                losses = {int(r["epoch"]): r.get("train_loss") for r in csv.DictReader(f) if r.get("epoch")}
+            for row in self.history:
+                if "train_loss" not in row and losses.get(row["epoch"]):
+                    row["train_loss"] = float(losses[row["epoch"]])
 
     def _save(self, trainer, pl_module, name):
         ckpt = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
@@ -165,6 +180,7 @@ class CheckpointAndCurves(pl.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.pop("train_loss", None)  # (the previous epoch's: this epoch's comes at its end, on_train_epoch_end)
         row = {"epoch": trainer.current_epoch, "lr": trainer.optimizers[0].param_groups[0]["lr"]}
         row.update(metrics)
         self.history.append(row)
@@ -174,6 +190,9 @@ class CheckpointAndCurves(pl.Callback):
             self._save(trainer, pl_module, "best.ckpt")
         self._save(trainer, pl_module, "last.ckpt")
         write_history(self.history, self.output)
+        if self.report_s is not None and time.monotonic() - self.reported >= self.report_s:
+            self.reported = time.monotonic()
+            print(epoch_line(row), flush=True)
 
     def on_train_epoch_end(self, trainer, pl_module):
         """The epoch's training loss, which Lightning aggregates only after the validation that wrote its row."""
@@ -183,6 +202,47 @@ class CheckpointAndCurves(pl.Callback):
         if self.history[-1]["epoch"] == trainer.current_epoch:
             self.history[-1]["train_loss"] = float(loss)
             write_history(self.history, self.output)
+
+
+#: Seconds between the epoch lines printed where no progress bar shows the training (a log file, painn-demo)
+EPOCH_LINE_EVERY_S = 30.0
+#: Ratio of the test to the training frames' force RMS beyond which the split's line says they differ
+SPLIT_FORCE_RMS_RATIO = 1.25
+
+
+def split_summary(data, split: dict, cfg: TrainConfig) -> str:
+    """Which frames each split takes, with the force RMS of the training and test frames, and a note where the
+    two differ (a file of several temperatures or molecules, of which a contiguous training block sees the first
+    only)."""
+    rms = {}
+    if data.forces is not None:
+        rms = {name: float(np.sqrt(np.mean(data.forces[split[name]] ** 2))) for name in ("train", "test")}
+    parts = []
+    for name, label in (("train", "training frames"), ("val", "validation"), ("test", "test")):
+        idx = split[name]
+        where = f"{idx[0]}-{idx[-1]}" if cfg.split == "contiguous" and len(idx) else f"{len(idx)}"
+        parts.append(f"{label} {where}" + (f" (force RMS {rms[name]:.3g} eV/Angstrom)" if name in rms else ""))
+    line = f"split ({cfg.split}" + (f", seed {cfg.seed}" if cfg.split == "random" else "") + "): " + ", ".join(parts)
+    ratio = rms["test"] / rms["train"] if rms and rms["train"] > 0 and rms["test"] > 0 else 1.0
+    if not 1 / SPLIT_FORCE_RMS_RATIO <= ratio <= SPLIT_FORCE_RMS_RATIO:
+        fix = "--split random mixes the file's frames" if cfg.split == "contiguous" else "more --n-train frames help"
+        line += (
+            f"; the test frames' forces are {max(ratio, 1 / ratio):.2f} times {'larger' if ratio > 1 else 'smaller'}"
+            f" than the training frames', so the test errors are on frames unlike those trained on (other "
+            f"temperatures or molecules?); {fix}"
+        )
+    return line
+
+
+def epoch_line(row: dict) -> str:
+    """One line of an epoch's validation: the loss and the mean absolute errors, with their units."""
+    maes = [
+        f"{key[4:-4]} {row[key]:.4g} {MODEL_UNITS[key[4:-4]]}"
+        for key in sorted(row)
+        if key.startswith("val_") and key.endswith("_mae") and key[4:-4] in MODEL_UNITS
+    ]
+    line = f"epoch {row['epoch']}: validation loss {row.get('val_loss', math.nan):.4g}"
+    return line + ("; MAE " + ", ".join(maes) if maes else "")
 
 
 def write_history(history: list, output: Path) -> None:
@@ -256,6 +316,8 @@ def train(cfg: TrainConfig) -> dict:
         print(f"data: {len(data)} frames of {formula(data.atomic_numbers)} from {cfg.data}; {data.units.describe()}")
     elements = sorted(set(int(z) for z in data.atomic_numbers))
     split = data_io.make_split(len(data), cfg.n_train, cfg.n_val, cfg.split, cfg.seed)
+    if main_process:
+        print(split_summary(data, split, cfg))
     stats = data_io.statistics(data, split["train"], elements)
     model = PaiNNPotential(
         PaiNNConfig(
@@ -300,7 +362,8 @@ def train(cfg: TrainConfig) -> dict:
             data_sha256=data.sha256,
         ),
     }
-    callback = CheckpointAndCurves(output, record_extra)
+    progress_bar = sys.stderr.isatty() if cfg.progress_bar is None else cfg.progress_bar
+    callback = CheckpointAndCurves(output, record_extra, report_s=None if progress_bar else EPOCH_LINE_EVERY_S)
     callbacks = [
         callback,
         pl.callbacks.EarlyStopping(
@@ -320,9 +383,10 @@ def train(cfg: TrainConfig) -> dict:
             inference_mode=False,  # validation needs autograd for forces
             enable_checkpointing=False,
             logger=pl.loggers.CSVLogger(str(output), name="logs"),
-            enable_progress_bar=sys.stderr.isatty() if cfg.progress_bar is None else cfg.progress_bar,
+            enable_progress_bar=progress_bar,
             enable_model_summary=False,
-            log_every_n_steps=10,
+            # (Lightning warns when an epoch has fewer batches than this)
+            log_every_n_steps=max(1, min(10, math.ceil(cfg.n_train / cfg.batch_size))),
             gradient_clip_val=None,
         )
     except (MisconfigurationException, ValueError, TypeError) as exc:

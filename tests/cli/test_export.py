@@ -78,6 +78,10 @@ def test_an_existing_output_is_kept_and_a_too_small_pair_capacity_is_named(train
     assert main(static + ["--neighbor-list", "static", "--pair-capacity", "3"]) == 2
     err = capsys.readouterr().err
     assert "--pair-capacity 3 is smaller than the 72 pairs of the structure itself" in err and "Traceback" not in err
+    assert main(static + ["--pair-capacity", "20000"]) == 2  # (without --neighbor-list static it would be ignored)
+    assert "--pair-capacity sizes the static neighbour list, but the list is auto: add --neighbor-list static" in (
+        capsys.readouterr().err
+    )
     assert not (tmp_path / "s.pt").exists()
 
 

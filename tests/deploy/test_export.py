@@ -32,7 +32,7 @@ def test_metadata_describes_the_model(exported32, trained_checkpoint):
     assert v["openmm_torch"]["outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
     assert v["batched_vs_single"]["max_abs_force_diff_kj_per_mol_nm"] < 0.05
     assert (meta["neighbor_list"], meta["forces"], meta["fixed_shapes"]) == ("all_pairs", "dense", True)
-    assert meta["format_version"] == 6 and meta["n_features"] == 16
+    assert meta["format_version"] == 7 and meta["n_features"] == 16
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-5)])

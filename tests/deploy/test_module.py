@@ -189,6 +189,54 @@ def test_without_host_checks_invalid_frames_give_nan_energy_and_forces():
     assert torch.isnan(energy) and torch.isnan(forces).all()
 
 
+@pytest.mark.parametrize("mode, periodic", [("all_pairs", False), ("cell_list", False), ("cell_list", True),
+                                            ("static", True)])  # fmt: skip
+def test_an_atom_at_a_nan_or_infinite_position_makes_its_frame_nan(mode, periodic):
+    """A frame with an atom at a NaN or infinite position (a run that blew up) has NaN energy and forces with every
+    neighbour list; the pair lists would otherwise give that atom no pairs and the frame a finite energy.  The other
+    frames of the batch are unchanged, and nothing raises (scripted, as openmm-torch runs it)."""
+    pot = small_potential(n_features=8, seed=2)
+    if periodic:
+        z, frame, box = small_box()
+        module = (static_module(pot, z, frame, box) if mode == "static"
+                  else PaiNNForceField(pot, z, True, mode, torch.float64))  # fmt: skip
+    else:
+        z, frame, box = ETHANOL_Z, ethanol_frames(1)[0], None
+        module = PaiNNForceField(pot, z, False, mode, torch.float64)
+    scripted = torch.jit.script(module)
+    for bad in (float("nan"), float("inf")):
+        frames = frame.expand(3, -1, -1).clone()
+        frames[1, 2, 0] = bad
+        energy, forces = scripted.energy_and_forces(frames, box)
+        assert torch.isnan(energy[1]) and torch.isnan(forces[1]).all()
+        ref_energy, ref_forces = scripted.energy_and_forces(frame, box)
+        for k in (0, 2):
+            torch.testing.assert_close(energy[k], ref_energy, rtol=1e-12, atol=0.0)
+            torch.testing.assert_close(forces[k], ref_forces, rtol=1e-12, atol=1e-12)
+
+
+def test_a_cell_list_grid_stays_small_when_atoms_are_far_apart():
+    """Without a box the cell list's grid spans the atoms; an atom far away (1e6 nm) or two molecules 1000 nm
+    apart give the energies and forces of all pairs, with a grid of at most about 8 N cells (a grid a cutoff wide
+    would need 1e19 cells for the second, and failed to allocate them)."""
+    from painn_deploy.neighbors import cell_list_candidates
+
+    pot = small_potential(n_features=8, seed=4)
+    cell = torch.jit.script(PaiNNForceField(pot, ETHANOL_Z * 2, False, "cell_list", torch.float64))
+    dense = PaiNNForceField(pot, ETHANOL_Z * 2, False, "all_pairs", torch.float64)
+    one = ethanol_frames(1)[0]
+    for far in (torch.tensor([1000.0, 0.0, 0.0]), torch.tensor([1e6, -1e6, 1e6])):
+        two = torch.cat([one, one + far.to(one.dtype)])
+        for got, ref in zip(cell.energy_and_forces(two), dense.energy_and_forces(two)):
+            torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+    # a long chain (4000 atoms 1.5 Angstrom apart) fits in 8 N cells a cutoff wide: each atom's candidates are the
+    # 27 cells around it of at most 4 atoms, as without the limit
+    chain = torch.zeros(4000, 3, dtype=torch.float64)
+    chain[:, 0] = 1.5 * torch.arange(4000)
+    idx_i, _, _, _ = cell_list_candidates(chain, None, 5.0)
+    assert idx_i.shape[1] <= 27 * 4
+
+
 def test_cell_list_has_data_dependent_shapes():
     """The control: the cell list's pair count depends on the positions, and torch.export says so."""
     z, frame, box = small_box()

@@ -216,6 +216,36 @@ def test_a_log_with_other_columns_is_resumed_with_the_current_ones(tmp_path):
         assert path.read_text().splitlines() == [",".join(LOG_COLUMNS), "100,0.05,-1.0,2.0,1.0,300.0,30.0"]
 
 
+def test_a_log_missing_rows_before_the_checkpoint_is_named_on_resume(tmp_path):
+    """A log.csv cut short, replaced or removed before --resume has fewer rows than the checkpoint counted: the run
+    says so (and goes on); a log that holds every row up to the checkpoint is resumed silently, whatever the
+    log interval was (here rows every 100 steps, then 10)."""
+    import warnings
+
+    from painn_deploy.errors import SimulationWarning
+    from painn_deploy.md.outputs import LOG_COLUMNS, CsvLog
+
+    path = tmp_path / "log.csv"
+
+    def resume(steps, resume_step, expected_rows):
+        path.write_text(",".join(LOG_COLUMNS) + "\n" + "".join(f"{s},0,0,0,0,300,30\n" for s in steps))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            CsvLog(path, LOG_COLUMNS, resume_step, expected_rows).close()
+        return " ".join(str(w.message) for w in caught if issubclass(w.category, SimulationWarning))
+
+    assert resume((100, 200, 210, 220), 225, 4) == "" and resume((100,), 150, 1) == ""
+    assert resume((100,), 150, None) == ""  # (a checkpoint that does not count its rows)
+    message = resume((25, 50), 100, 4)
+    assert message.startswith("log.csv holds rows up to step 50, but the checkpoint at step 100 counted 4 rows: the "
+                              "rows in between are lost") and "adds its rows after step 50" in message  # fmt: skip
+    assert [line.split(",")[0] for line in path.read_text().splitlines()[1:]] == ["25", "50"]
+    assert resume((), 100, 4).startswith("log.csv holds no rows, but the checkpoint at step 100 counted 4 rows")
+    path.unlink()
+    with pytest.warns(SimulationWarning, match="log.csv is missing, but the checkpoint at step 100 counted 4 rows"):
+        CsvLog(path, LOG_COLUMNS, 100, 4).close()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_and_sigterm_stop_with_a_checkpoint_that_resumes(tmp_path, signum):
     """Ctrl-C, or a batch scheduler's SIGTERM, finishes the current block of steps, writes a checkpoint there

@@ -3,6 +3,7 @@ from covalent bonds, a Monte Carlo barostat that moves them as rigid bodies, pai
 end, and what it refuses."""
 
 import csv
+import re
 import warnings
 
 import h5py
@@ -277,3 +278,56 @@ def test_write_pdb_refuses_atom_names_a_pdb_cannot_hold(tmp_path):
     with pytest.raises(ValueError, match="longer than a PDB's 4 characters; give atoms_per_residue"):
         write_pdb(tmp_path / "bad.pdb", z, pos, box)
     assert app.PDBFile(str(tmp_path / "ok.pdb")).topology.getNumAtoms() == 1125
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["torchforce", "recording-in-equilibration"])
+def test_a_box_the_barostat_shrinks_below_the_model_cutoff_stops_with_one_line(tmp_path, capsys, record):
+    """Eight ethanols in a box just over twice the model cutoff, compressed at 20 kbar: the model's own check stops
+    the run as it steps (exit 1, a run that failed on its way), in one line that names the step and the barostat,
+    with or without recording (a PythonForce, whose errors reach OpenMM without their type), in the run or in its
+    equilibration; a warning said at the start that the box was that close."""
+    from painn_deploy.cli.simulate import main
+    from painn_deploy.resources import BUNDLED_CHECKPOINT
+
+    pdb, _, _, box = ethanol_box(tmp_path / "eight.pdb", 8, density_g_per_cm3=0.6)
+    assert 1.0 < box[0, 0] < 1.02  # nm: over twice the 0.5 nm cutoff, by 1-2%
+    out = tmp_path / "npt"
+    args = [str(pdb), "--model", str(BUNDLED_CHECKPOINT), "--steps", "2000", "--pressure", "20000", "--log-interval",
+            "50", "--platform", "CPU", "--progress", "none", "-o", str(out)]  # fmt: skip
+    if record:
+        args += ["--record-dipole", "--equilibration-steps", "2000"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    when = (r"after equilibration step \d+ \(no checkpoint was written: start the run again\)" if record
+            else r"after step \d+ \(the outputs up to the last checkpoint are kept\)")  # fmt: skip
+    assert re.search(rf"error: the model stopped the run {when}: the periodic box's narrowest width \(9\.\d\d "
+                     r"Angstrom\) must be at least twice the model cutoff \(10\.00 Angstrom\), .* smaller cutoff\. "
+                     r"The barostat \(--pressure\) shrank the box: start again", err), err  # fmt: skip
+    assert "wide, within 10% of twice the model cutoff (1.000 nm): if the barostat shrinks it" in err  # (at the start)
+
+
+def test_a_static_list_that_overflows_as_the_run_goes_stops_with_one_line(tmp_path, capsys):
+    """A static list with room for ten pairs more than its structure, heated to 600 K: the model's overflow stops
+    the run (exit 1) in one line naming the step, with the configuration in final.pdb to export again for."""
+    from painn_deploy.cli.simulate import main
+    from painn_deploy.deploy import export
+    from painn_deploy.resources import BUNDLED_CHECKPOINT
+
+    pdb, _, pos, box = ethanol_box(tmp_path / "eight.pdb", 8, density_g_per_cm3=0.6)
+    width = np.diag(box)
+    d = pos[:, None] - pos[None]
+    d -= width * np.round(d / width)  # (minimum image)
+    pairs = int(np.sum((np.linalg.norm(d, axis=-1) < 0.5) & ~np.eye(len(pos), dtype=bool)))
+    model = tmp_path / "static.pt"
+    export(BUNDLED_CHECKPOINT, model, pdb=str(pdb), neighbor_mode="static", pair_capacity=pairs + 10)
+    out = tmp_path / "hot"
+    args = [str(pdb), "--model", str(model), "--steps", "1000", "--log-interval", "20", "--temperature", "600",
+            "--platform", "CPU", "--progress", "none", "-o", str(out)]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    assert re.search(r"error: the model stopped the run after step \d+ \(the outputs up to the last checkpoint are "
+                     rf"kept\): the static neighbour list holds {pairs + 10} pairs .* The configuration is in "
+                     rf"{re.escape(str(out / 'final.pdb'))}; a run with a model exported for it starts anew", err), err  # fmt: skip
+    assert (out / "final.pdb").is_file()

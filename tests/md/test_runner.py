@@ -171,8 +171,8 @@ def test_short_run_writes_all_outputs(exported32, tmp_path, platform):
     meta = checkpoint_meta(out / "checkpoint.chk")
     assert meta == {
         "step": 60, "trajectory_frames": 12, "trajectory_bytes": (out / "trajectory.dcd").stat().st_size,
-        "property_frames": 60, "model_sha256": record["model_sha256"], "checkpoint_format": CHECKPOINT_FORMAT,
-        "state_bytes": meta["state_bytes"],
+        "property_frames": 60, "log_rows": 6, "model_sha256": record["model_sha256"],
+        "checkpoint_format": CHECKPOINT_FORMAT, "state_bytes": meta["state_bytes"],
     }  # fmt: skip
     # the checkpoint before it (step 40) is kept, and log.csv has plain newlines
     assert checkpoint_meta(out / "checkpoint.prev.chk")["step"] == 40
@@ -614,3 +614,20 @@ def test_cli_help_states_units(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for unit_text in ("(fs)", "(K)", "(1/ps)", "(kJ/mol/nm)", "e*nm", "nm^3"):
         assert unit_text in text, unit_text
+
+
+def test_recording_a_property_the_model_lacks_names_the_model_given(tmp_path):
+    """--record-polarizability with a checkpoint trained without that head: the message names the checkpoint the
+    user gave (not the artefact exported from it into the output folder) and both ways on."""
+    from painn_deploy.training import TrainConfig, train
+
+    run = tmp_path / "train"
+    train(TrainConfig(data=str(ETHANOL_NPZ), output=str(run), targets=("energy", "forces"), n_train=20, n_val=5,
+                      n_features=8, n_interactions=1, n_rbf=4, max_epochs=1, batch_size=10, progress_bar=False))  # fmt: skip
+    checkpoint = run / "best.ckpt"
+    with pytest.raises(InputError) as info:
+        run_simulation(config(checkpoint, tmp_path / "md", steps=10, record_polarizability=True))
+    assert str(info.value) == (
+        f"--record-polarizability needs a model with a polarizability head; {checkpoint} has energy, forces. Drop "
+        "--record-polarizability, or train a model with polarizability among its --targets"
+    )

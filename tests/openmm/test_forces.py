@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import openmm
@@ -384,3 +385,28 @@ def test_openmm_imported_before_torch_still_works(exported32, tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ENERGY" in result.stdout
+
+
+def test_errors_met_again_and_again_leave_the_process_running(tmp_path):
+    """Each error of the deployed modules (a box too small through TorchForce and through ``load``, positions of
+    another system, box lengths given for box vectors, a static list's overflow, ML atoms across a boundary through
+    OpenMM-ML), met three times in one process, is raised with its type every time, and an atom at a NaN or
+    infinite position gives NaN (OpenMM-ML, both backends; a cell list) (torch 2.9 crashed the process at the second meeting when the error
+    was raised from inlined code, or the cell list failed on NaN)."""
+    script = Path(__file__).with_name("errors_in_one_process.py")
+    result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    met = [line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("MET ")]
+    expected = [
+        "TorchForce BoxTooSmallError",
+        "Model.properties BoxTooSmallError",
+        "module.energy_and_forces TopologyMismatchError",
+        "box lengths InputError",
+        "static list NeighborListOverflowError",
+        "OpenMM-ML InputError",
+    ]
+    assert met == expected * 3, result.stdout
+    # atoms at NaN or infinite positions: NaN energy, no error (not "the ML atoms straddle a boundary")
+    for nan in ("NAN OpenMM-ML inf torch True", "NAN OpenMM-ML inf python True", "NAN cell list True"):
+        assert result.stdout.count(nan) == 3, result.stdout
+    assert result.stdout.rstrip().endswith("DONE")

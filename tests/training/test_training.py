@@ -299,6 +299,53 @@ def test_splits():
         data_io.make_split(10, 8, 2)
 
 
+def test_an_epoch_cut_short_has_no_training_loss_of_its_own(tmp_path, monkeypatch, capsys):
+    """history.csv: Lightning's metrics at an epoch's validation still hold the previous epoch's training loss;
+    the row gets its own at the epoch's end, so an epoch interrupted after its validation shows none.  Where no
+    progress bar shows (a log file), each validation prints a line (here: report_s=0, every one)."""
+    from types import SimpleNamespace
+
+    from painn_deploy.training.trainer import CheckpointAndCurves
+
+    callback = CheckpointAndCurves(tmp_path, {}, report_s=0.0)
+    monkeypatch.setattr(callback, "_save", lambda *args: None)
+    optimizer = SimpleNamespace(param_groups=[{"lr": 1e-3}])
+    metrics = {"val_loss": torch.tensor(1.0), "val_forces_mae": torch.tensor(0.25)}
+    for epoch in (0, 1):  # epoch 1 is interrupted after its validation
+        trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, callback_metrics=metrics,
+                                  current_epoch=epoch, optimizers=[optimizer])  # fmt: skip
+        callback.on_validation_end(trainer, None)
+        if epoch == 0:
+            metrics["train_loss"] = torch.tensor(4.5)  # (kept in Lightning's metrics into epoch 1)
+            callback.on_train_epoch_end(trainer, None)
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["train_loss"] for r in rows] == ["4.5", ""]
+    assert capsys.readouterr().out.splitlines() == [
+        "epoch 0: validation loss 1; MAE forces 0.25 eV/Angstrom",
+        "epoch 1: validation loss 1; MAE forces 0.25 eV/Angstrom",
+    ]
+
+
+def test_the_split_is_printed_with_a_note_where_training_and_test_frames_differ():
+    """painn-train's split line: the frames of each split, and where a contiguous training block holds other
+    frames than the test (the bundled subset: 300 K first, hotter frames after), a note that says so and how to
+    mix them; a random split of the same file has no note."""
+    from painn_deploy.training.trainer import split_summary
+
+    data = data_io.load(ETHANOL_NPZ)
+    line = {}
+    for mode in ("contiguous", "random"):
+        cfg = TrainConfig(data=str(ETHANOL_NPZ), split=mode, n_train=1000, n_val=100)
+        line[mode] = split_summary(data, data_io.make_split(len(data), 1000, 100, mode, 0), cfg)
+    assert line["contiguous"].startswith("split (contiguous): training frames 0-999 (force RMS 0.767 eV/Angstrom), "
+                                         "validation 1000-1099, test 1100-1499 (force RMS 1.18 eV/Angstrom); the "
+                                         "test frames' forces are 1.54 times larger")  # fmt: skip
+    assert line["contiguous"].endswith("--split random mixes the file's frames")
+    assert line["random"].startswith("split (random, seed 0): training frames 1000 (force RMS 0.91")
+    assert "times" not in line["random"]
+
+
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
@@ -371,7 +418,7 @@ def test_resume_continues_training(short_run, tmp_path):
     # other options that shape the model, its split or its optimisation; too few epochs: refused, nothing written
     written = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     with pytest.raises(InputError, match=r"these options differ: n_train 60 -> 50; cutoff_angstrom 5\.0 -> 4\.0\. "
-                       r"Give them as they were \(its config.yaml holds them"):  # fmt: skip
+                       r"Give them as they were \(drop the flags that change them: --resume reads "):  # fmt: skip
         train(replace(more, n_train=50, cutoff_angstrom=4.0))
     with pytest.raises(InputError, match=rf"has trained {epochs_before + 1} epochs; give --max-epochs above"):
         train(replace(more, max_epochs=epochs_before + 1))
@@ -384,8 +431,9 @@ def test_resume_continues_training(short_run, tmp_path):
     _check_same_data({"data": {"sha256": data.sha256}}, data, out / "last.ckpt")
     train(more)
     with open(out / "history.csv") as f:
-        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
-    assert epochs == list(range(10)) and epochs_before == 7
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == list(range(10)) and epochs_before == 7
+    assert all(r["train_loss"] for r in rows)  # (also the checkpoint's epoch, whose loss came after it was saved)
 
 
 def test_a_diverging_training_and_bad_options_are_named(tmp_path):
@@ -433,6 +481,13 @@ def test_painn_train_stops_on_sigterm_with_the_status_and_the_way_on(tmp_path):
     assert re.search(r"painn-train: error: training stopped by SIGTERM in epoch \d+; last.ckpt holds the last finished "
                      r"validation and best.ckpt the best\. Continue with the same command and --resume", err)  # fmt: skip
     assert "Traceback" not in err and (out / "last.ckpt").is_file()
+    # --resume alone takes the run's options from its config.yaml (here: a flag raises the epochs)
+    from painn_deploy.cli.train import main
+
+    epochs = torch.load(out / "last.ckpt", weights_only=False)["epoch"] + 2
+    assert main(["--resume", "-o", str(out), "--max-epochs", str(epochs)]) == 0
+    assert main(["--resume", "-o", str(tmp_path / "elsewhere")]) == 2  # (no config.yaml there)
+    assert torch.load(out / "last.ckpt", weights_only=False)["epoch"] == epochs - 1
 
 
 def test_new_run_refuses_to_overwrite_and_resume_needs_a_checkpoint(short_run, tmp_path):
@@ -574,7 +629,7 @@ def test_learning_curve_labels_are_tex_free(short_run):
     for label in labels:
         assert not set("$^\\_") & set(label), label
     assert "validation MAE, forces (eV/Å)" in labels and "validation MAE, polarizability (Å³)" in labels
-    assert "validation MAE, dipole (e·Å)" in labels and "validation (smoothed)" in labels
+    assert "validation MAE, dipole (e·Å)" in labels and "validation, smoothed (picks best.ckpt)" in labels
 
 
 def test_missing_target_in_data(tmp_path):
