@@ -41,7 +41,23 @@ def host_checks() -> bool:
     return not torch.compiler.is_compiling()
 
 
-class PaiNNForceField(nn.Module):
+class RaisesItsErrors(nn.Module):
+    """A model whose ``evaluate_or_error(positions, boxvectors)`` returns energy, forces, features and the message
+    of an error ("" for none), and whose methods raise that error in their own bodies (see the module docstring)."""
+
+    @torch.jit.export
+    def energy_forces_features(
+        self, positions: Tensor, boxvectors: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Energy (kJ/mol), forces (kJ/mol/nm) and the representation's final features s [.., N, F] and
+        v [.., N, 3, F], from which ``responses`` gives the dipole and polarizability later."""
+        energy, forces, s, v, error = self.evaluate_or_error(positions, boxvectors)
+        if len(error) > 0:
+            raise RuntimeError(error)
+        return energy, forces, s, v
+
+
+class PaiNNForceField(RaisesItsErrors):
     """PaiNN for a fixed set of N particles, in OpenMM units, with its neighbour list inside.
 
     ``neighbor_mode``: "all_pairs" (every pair, dense; molecules), "cell_list" (O(N), shapes depend on
@@ -161,17 +177,6 @@ class PaiNNForceField(nn.Module):
         if len(error) > 0:
             raise RuntimeError(error)
         return energy, forces
-
-    @torch.jit.export
-    def energy_forces_features(
-        self, positions: Tensor, boxvectors: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Energy (kJ/mol), forces (kJ/mol/nm) and the representation's final features s [.., N, F] and
-        v [.., N, 3, F], from which :meth:`responses` gives the dipole and polarizability later."""
-        energy, forces, s, v, error = self._evaluate(positions, boxvectors)
-        if len(error) > 0:
-            raise RuntimeError(error)
-        return energy, forces, s, v
 
     @torch.jit.export
     def evaluate_or_error(

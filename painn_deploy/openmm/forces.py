@@ -187,7 +187,7 @@ class ModelForce:
         """Whether the positions of the last call were all finite."""
         return self._positions_np is None or bool(np.isfinite(self._positions_np).all())
 
-    def _for_openmm(self, state):
+    def for_openmm(self, state):
         """The call OpenMM makes: the package's errors go to OpenMM as ``RuntimeError("TypeName: message")``, whose
         type :func:`painn_deploy.errors.from_torchscript` gives back (OpenMM passes on only the message)."""
         try:
@@ -196,7 +196,7 @@ class ModelForce:
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
     def force(self) -> "openmm.Force":
-        f = openmm.PythonForce(self._for_openmm)
+        f = openmm.PythonForce(self.for_openmm)
         f.setUsesPeriodicBoundaryConditions(self.periodic)
         return f
 

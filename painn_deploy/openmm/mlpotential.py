@@ -55,12 +55,11 @@ from ..deploy import Artefact, build_forcefield
 from ..deploy import metadata as md
 from ..deploy.artefact import check_box_width
 from ..deploy.export import choose_neighbor_mode, warn_other_chemistry
-from ..deploy.module import host_checks
+from ..deploy.module import RaisesItsErrors, host_checks
 from ..devices import torch_device
 from ..errors import (
     CheckpointError,
     InputError,
-    PainnDeployError,
     SimulationWarning,
     TopologyMismatchError,
 )
@@ -303,10 +302,7 @@ class PaiNNComputation:
         )
 
     def __call__(self, state):
-        try:
-            energy, forces = self.adapter(state)
-        except PainnDeployError as exc:
-            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+        energy, forces = self.adapter.for_openmm(state)
         if self.recipe.check_whole and not np.isfinite(energy) and self.adapter.finite_positions:
             # (on CUDA the check gives NaN, not an error; positions at NaN or infinity give NaN too)
             raise RuntimeError(
@@ -319,7 +315,7 @@ class PaiNNComputation:
         return (PaiNNComputation, (self.recipe, self.device, self.cuda_graphs, None, self.ring_capacity))
 
 
-class MLAtoms(nn.Module):
+class MLAtoms(RaisesItsErrors):
     """A model's evaluation within a larger set of particles, or inside a periodic box it does not know.
 
     ``select``: the model's atoms are ``atoms`` among ``n_particles`` positions; forces go back to all
@@ -371,15 +367,6 @@ class MLAtoms(nn.Module):
         if len(error) > 0:  # (errors are raised only by the method called: see painn_deploy.deploy.module)
             raise RuntimeError(error)
         return energy, forces
-
-    @torch.jit.export
-    def energy_forces_features(
-        self, positions: Tensor, boxvectors: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        energy, forces, s, v, error = self.evaluate_or_error(positions, boxvectors)
-        if len(error) > 0:
-            raise RuntimeError(error)
-        return energy, forces, s, v
 
     @torch.jit.export
     def evaluate_or_error(
