@@ -86,15 +86,16 @@ def measure(
         row["force_err_kj_mol_nm"] = float(np.abs(eager_forces.double().cpu().numpy() - expected["forces"]).max())
     if graphs:
         try:  # a failed capture costs the graph columns, not the eager ones
-            row.update(graph_replay(module, positions, box, device, repeats, eager_forces))
+            row.update(graph_replay(module, positions, box, device, repeats))
         except Exception as error:  # noqa: BLE001
             row["error"] = f"graph: {type(error).__name__}: {first_line(error)}"[:300]
     return row
 
 
-def graph_replay(module, positions, box, device: torch.device, repeats: int, eager_forces) -> dict:
-    """``energy_and_forces`` captured in a CUDA graph on static input buffers: ms per replay, and its largest force
-    difference from the eager call."""
+def graph_replay(module, positions, box, device: torch.device, repeats: int) -> dict:
+    """``energy_and_forces`` captured in a CUDA graph on static input buffers: ms per replay, and the largest
+    energy and force differences from eager calls at positions other than the captured ones (every atom moved by
+    up to 0.002 nm; a graph that ignored its input, or froze a pair list, would differ)."""
     static_positions = positions.clone()
     stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
@@ -104,12 +105,44 @@ def graph_replay(module, positions, box, device: torch.device, repeats: int, eag
     torch.cuda.current_stream(device).wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        _, forces = module.energy_and_forces(static_positions, box)
-    graph.replay()
+        energy, forces = module.energy_and_forces(static_positions, box)
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    energy_diff, force_diff = 0.0, 0.0
+    for _ in range(2):
+        moved = positions + (0.004 * torch.rand(positions.shape, generator=generator) - 0.002).to(positions)
+        static_positions.copy_(moved)
+        graph.replay()
+        eager_energy, eager_forces = module.energy_and_forces(moved, box)
+        energy_diff = max(energy_diff, float((energy - eager_energy).abs().max()))
+        force_diff = max(force_diff, float((forces - eager_forces).abs().max()))
     return {
-        "graph_vs_eager_max_force_diff": float((forces - eager_forces).abs().max()),
+        "graph_vs_eager_energy_diff": energy_diff,
+        "graph_vs_eager_max_force_diff": force_diff,
         "graph_ms": timed(graph.replay, device, 3, repeats),
     }
+
+
+#: Largest deviations passed (float32 against the float64 reference, and a graph against eager calls): energy
+#: per atom (kJ/mol) and force component (kJ/mol/nm).  A wrong unit, dtype, frame order or stale graph input is
+#: off by far more.
+TOLERANCE = {"energy_err_kj_mol": 1e-3, "force_err_kj_mol_nm": 0.5, "graph_vs_eager_energy_diff": 1e-3,
+             "graph_vs_eager_max_force_diff": 0.5}  # fmt: skip
+
+
+def failures(rows) -> list:
+    """What went wrong in each case: an error, or a deviation beyond TOLERANCE (energies per atom)."""
+    found = []
+    for row in rows:
+        if "error" in row:
+            found.append(f"{row['case']}: {row['error']}")
+        for column, limit in TOLERANCE.items():
+            value = row.get(column)
+            if value is None:
+                continue
+            scale = row["atoms"] if "energy" in column else 1  # (energies: the largest over the frames)
+            if not value / scale <= limit:  # (NaN fails)
+                found.append(f"{row['case']}: {column} {value:.3g} exceeds {limit * scale:.3g}")
+    return found
 
 
 def first_line(error: Exception) -> str:
@@ -218,12 +251,14 @@ def main(argv=None) -> None:
         print(json.dumps(row), flush=True)
         write(name, rows, device, args.threads, reference_version(cases))  # after every case: a crash keeps the rest
     print((Path(f"{name}.md")).read_text())
+    if failures(rows):
+        raise SystemExit(1)
 
 
 def write(name: Path, rows: list, device: torch.device, threads: int, reference_torch: str) -> None:
     columns = ["case", "atoms", "frames", "neighbor_list", "eager_ms", "graph_ms", "eager_ms_per_frame",
-               "graph_ms_per_frame", "peak_mb", "graph_vs_eager_max_force_diff", "energy_err_kj_mol",
-               "force_err_kj_mol_nm", "error"]  # fmt: skip
+               "graph_ms_per_frame", "peak_mb", "graph_vs_eager_energy_diff", "graph_vs_eager_max_force_diff",
+               "energy_err_kj_mol", "force_err_kj_mol_nm", "error"]  # fmt: skip
     where = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -239,7 +274,11 @@ def write(name: Path, rows: list, device: torch.device, threads: int, reference_
               "artefacts on CUDA); peak_mb: peak allocator memory above the inputs (CUDA) or growth of the maximum "
               "resident set (CPU); energy_err, force_err: the largest deviation of any energy and force component of "
               "the eager call from the artefact evaluated in float64 on the CPU by gpu_artefacts.py (torch "
-              f"{reference_torch}); float32 rounds a total energy to about 1e-7 of itself."]  # fmt: skip
+              f"{reference_torch}); graph_vs_eager: the graph replayed at positions other than those it was captured "
+              "at, against eager calls there. Exit status 1 when a check below fails."]  # fmt: skip
+    failed = failures(rows)
+    lines += ["", f"Checks (tolerances: {TOLERANCE}, energies per atom): "
+              + ("all passed" if not failed else f"{len(failed)} failed"), ""] + [f"- {f}" for f in failed]  # fmt: skip
     if device.type == "cuda":
         lines += ["", "GPU targets (issues 12 and 13):", ""] + [f"- {t}" for t in targets(rows)]
     name.parent.mkdir(parents=True, exist_ok=True)

@@ -172,12 +172,17 @@ class Config:
     def from_mapping(cls, values: dict, source: str = "the configuration"):
         """Build from a mapping keyed by field names (``-`` may stand for ``_``); unknown keys are an
         :class:`InputError` naming them and the known ones."""
+        import difflib
+
         values = {str(k).replace("-", "_"): v for k, v in values.items()}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
+            named = [f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k)
+                     for k in unknown for close in [difflib.get_close_matches(k, sorted(known), 1, 0.5)]]  # fmt: skip
             raise InputError(
-                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; the known keys are {', '.join(sorted(known))}"
+                f"{source}: unknown key(s) {', '.join(named)}; the known keys are {', '.join(sorted(known))} (an "
+                "option's key is its name with underscores, or the [--config key] --help shows for it)"
             )
         return cls(**values)
 

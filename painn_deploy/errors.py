@@ -85,6 +85,7 @@ class SimulationWarning(UserWarning):
 _TYPED = {
     cls.__name__: cls
     for cls in (
+        CheckpointError,
         InputError,
         UnknownElementError,
         TopologyMismatchError,

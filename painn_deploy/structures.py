@@ -10,7 +10,7 @@ import numpy as np
 from . import units
 from .elements import masses_amu, symbol
 from .errors import InputError, UnitsError
-from .files import require_file
+from .files import require_file, what_file
 
 
 def load_pdb(pdb_path):
@@ -21,6 +21,10 @@ def load_pdb(pdb_path):
     require_file(
         pdb_path, "structure file", "give a PDB file (painn_deploy/resources/ holds ethanol.pdb and aspirin.pdb)"
     )
+    kind = what_file(pdb_path)
+    if kind and kind != "a PDB structure":  # (an XYZ file, a model given in the structure's place, ...)
+        convert = " (ase convert FILE.xyz FILE.pdb, or Open Babel, writes one)" if "XYZ" in kind else ""
+        raise InputError(f"{pdb_path} is {kind}, not a PDB structure: give a PDB file{convert}")
     check_element_columns(pdb_path)
     try:
         pdb = app.PDBFile(str(pdb_path))

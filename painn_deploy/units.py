@@ -57,6 +57,10 @@ NM3_TO_ANGSTROM3 = ANGSTROM_PER_NM**3
 NM2_TO_ANGSTROM2 = ANGSTROM_PER_NM**2
 #: Angular frequency (rad/ps) per wavenumber (cm^-1): omega = 2 pi c nu~.
 RAD_PER_PS_PER_CM1 = 1.0 / WAVENUMBER_PER_RAD_PER_PS
+#: Energy (kJ/mol) of one wavenumber (cm^-1): h c N_A.
+KJ_PER_MOL_PER_CM1 = PLANCK_J_S * SPEED_OF_LIGHT_CM_PER_S * AVOGADRO_PER_MOL / 1e3
+#: Bohr radii per nm (the unit of Molden's coordinates).
+BOHR_PER_NM = ANGSTROM_PER_NM / BOHR_TO_ANGSTROM
 #: Second radiation constant h c / k_B in cm*K: beta*hbar*omega = c2 * nu~[cm^-1] / T[K].
 SECOND_RADIATION_CM_K = PLANCK_J_S * SPEED_OF_LIGHT_CM_PER_S / BOLTZMANN_J_PER_K
 #: Harmonic IR intensity A = N_A / (12 eps0 c^2) |d mu/dQ|^2 (Q mass-weighted normal coordinate):

@@ -42,3 +42,23 @@ def test_gpu_benchmark_runs_with_torch_alone_and_matches_its_reference(tmp_path)
     table = Path(f"{result}.md").read_text()
     assert "| ethanol x 64 configurations | 9 | 64 | all_pairs |" in table
     assert "GPU targets" not in table  # (a CUDA run only)
+
+
+def test_gpu_benchmark_fails_a_case_with_an_error_or_a_deviation():
+    """gpu.py exits 1 on a failed check: a case's error, or an energy (per atom) or force beyond its tolerance,
+    NaN included (a graph that ignored its input deviates from the eager calls at moved positions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", BENCHMARKS / "gpu.py")
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    good = {"case": "ethanol", "atoms": 9, "frames": 1, "energy_err_kj_mol": 1e-4, "force_err_kj_mol_nm": 0.01,
+            "graph_vs_eager_energy_diff": 0.0, "graph_vs_eager_max_force_diff": 1e-5}  # fmt: skip
+    assert gpu.failures([good]) == []
+    for change, expected in (
+        ({"error": "graph: RuntimeError: capture"}, "ethanol: graph: RuntimeError: capture"),
+        ({"energy_err_kj_mol": 0.05}, "ethanol: energy_err_kj_mol 0.05 exceeds 0.009"),
+        ({"graph_vs_eager_max_force_diff": 120.0}, "ethanol: graph_vs_eager_max_force_diff 120 exceeds 0.5"),
+        ({"graph_vs_eager_energy_diff": float("nan")}, "ethanol: graph_vs_eager_energy_diff nan exceeds 0.009"),
+    ):
+        assert gpu.failures([{**good, **change}]) == [expected]

@@ -22,6 +22,12 @@ BAD_INPUT = 2
 FAILED_RUN = 1
 INTERRUPTED = 130  # the shell's status for Ctrl-C
 # what each command can be asked for less of, when it runs out of memory
+#: What a second Ctrl-C leaves to go on from.
+AFTER_INTERRUPT = {
+    "painn-simulate": "the last checkpoint is kept: painn-simulate --resume -o OUTPUT continues from it",
+    "painn-train": "the checkpoints of the last validation are kept: painn-train --resume -o OUTPUT continues",
+}
+
 LESS_MEMORY = {
     "painn-simulate": "fewer beads or replicas, fewer atoms",
     "painn-spectrum": "fewer or shorter files, a smaller --zero-pad or --max-corr-time-ps",
@@ -102,7 +108,8 @@ def run_command(
         return exc.exit_status
     except KeyboardInterrupt:  # Ctrl-C where nothing finishes the work first (painn-simulate checkpoints)
         _print_warnings(prog, caught)
-        print(f"{prog}: interrupted", file=sys.stderr)
+        after = f" ({AFTER_INTERRUPT[prog]})" if prog in AFTER_INTERRUPT else ""
+        print(f"{prog}: interrupted{after}", file=sys.stderr)
         return INTERRUPTED
     _print_warnings(prog, caught)
     if report is not None:

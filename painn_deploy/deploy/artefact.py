@@ -160,7 +160,6 @@ class Model:
         self.module = module
         self.metadata = metadata
         self.artefact = artefact  # the file it was loaded from (its pre-flight checks), if any
-        self._units_checked = False
 
     def __call__(self, positions, boxvectors=None):
         with typed_errors():
@@ -175,8 +174,19 @@ class Model:
             return self.module.energy_forces_features(*self._inputs(positions, boxvectors))
 
     def responses(self, s, v, positions):
+        positions = self._nm(positions, "positions")
+        frames = list(positions.shape[:-2])
+        n, f = int(self.module.n_atoms), int(self.module.n_features)
+        expected = {"s": frames + [n, f], "v": frames + [n, 3, f]}
+        for name, features in (("s", s), ("v", v)):
+            if not isinstance(features, torch.Tensor) or list(features.shape) != expected[name]:
+                got = list(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+                raise InputError(
+                    f"responses: {name} must be a tensor {expected[name]} for positions {list(positions.shape)}, "
+                    f"not {got}: give the features energy_forces_features returned for these positions"
+                )
         with typed_errors():
-            return self.module.responses(s, v, self._nm(positions, "positions"))
+            return self.module.responses(s.to(self.dtype), v.to(self.dtype), positions)
 
     def properties(self, positions, boxvectors=None):
         with typed_errors():
@@ -195,10 +205,9 @@ class Model:
                 f"positions must be [N, 3] or [B, N, 3] with N = {n} ({whose}), not {list(positions.shape)}; for "
                 "another system, export the model for it with painn-export --pdb"
             )
-        if not self._units_checked:  # the first call: positions in Angstrom are the likeliest mistake
-            self._units_checked = True
-            _check_nm(positions)
-        return positions, None if boxvectors is None else self._nm(boxvectors, "boxvectors")
+        box = None if boxvectors is None else self._nm(boxvectors, "boxvectors")
+        _check_nm(positions, box)  # (every call: a notebook reuses one Model, and Angstrom is the likeliest mistake)
+        return positions, box
 
     def _nm(self, x, name: str) -> torch.Tensor:
         """``x`` as a tensor: floating-point tensors as they are, arrays and OpenMM quantities in the model's dtype
@@ -246,22 +255,51 @@ class Model:
         return Model(module, self.metadata, self.artefact)
 
 
-#: The median nearest-neighbour distance (nm) above which positions look like Angstrom (bonds: 0.1-0.2 nm).
-ANGSTROM_LIKE_NM = 0.5
+#: How many atoms of the first frame :func:`_check_nm` measures the nearest neighbours of.
+UNITS_SAMPLE_ATOMS = 128
+#: Distances (nm) of a bonded nearest neighbour, H-H to the longest common bonds.
+BONDED_NM = (0.07, 0.25)
 
 
-def _check_nm(positions: torch.Tensor) -> None:
-    """Warn when the first frame's atoms are so far apart that its positions are probably in Angstrom."""
-    from ..structures import nearest_neighbours
+def _check_nm(positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> None:
+    """Warn when the first frame's atoms are so far apart that its positions are probably in Angstrom, or so
+    close that they overlap: the median nearest-neighbour distance of up to 128 of its atoms, spread over the
+    frame (minimum image in a ``box``), computed where the positions are."""
+    from ..neighbors import minimum_image
+    from ..structures import MIN_DISTANCE_NM, TOO_FAR_NM
 
-    frame = positions.detach().reshape(-1, positions.shape[-2], 3)[0].to("cpu", torch.float64).numpy()
-    if len(frame) < 2 or not np.all(np.isfinite(frame)):
+    frame = positions.detach().reshape(-1, positions.shape[-2], 3)[0].to(torch.float64)
+    n = frame.shape[0]
+    if n < 2:
         return
-    median = float(np.median(nearest_neighbours(frame)[0]))
-    if median > ANGSTROM_LIKE_NM:
+    sample = torch.linspace(0, n - 1, min(n, UNITS_SAMPLE_ATOMS), device=frame.device).round().long()
+    distances = torch.cdist(frame[sample], frame)
+    distances[torch.arange(len(sample), device=frame.device), sample] = float("inf")
+    nearest = distances.min(dim=1).values
+    if box is not None and box.shape[-2:] == (3, 3):  # (atoms unwrapped by whole box vectors: their images)
+        cell = box.detach().reshape(-1, 3, 3)[0].to(torch.float64)
+        imaged = torch.linalg.norm(minimum_image(frame[None] - frame[sample][:, None], cell), dim=-1)
+        imaged[torch.arange(len(sample), device=frame.device), sample] = float("inf")
+        imaged = imaged.min(dim=1).values
+        # unwrapped molecules have bonded neighbours among the images and no atom closer than a bond; Angstrom
+        # positions folded into a box in nm make a gas of atoms at random distances, some overlapping
+        bonded = float(((imaged >= BONDED_NM[0]) & (imaged < BONDED_NM[1])).double().mean())
+        if float(imaged.min()) >= BONDED_NM[0] and bonded >= 0.8:
+            nearest = imaged
+    if not bool(torch.isfinite(nearest).all()):
+        return  # (NaN positions: the model's own check)
+    median = float(nearest.median())
+    if median > TOO_FAR_NM:
         warnings.warn(
             f"the atoms' nearest neighbours are {median:.2f} nm away (median), where bonded atoms are 0.1-0.2 nm "
             f"apart: are the positions in Angstrom? The model takes nm (or an OpenMM Quantity)",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif median < MIN_DISTANCE_NM:
+        warnings.warn(
+            f"the atoms' nearest neighbours are {median:.4f} nm away (median), where bonded atoms are 0.1-0.2 nm "
+            f"apart: the atoms overlap, or the positions are in a unit 10 times too large (the model takes nm)",
             UserWarning,
             stacklevel=4,
         )
@@ -276,6 +314,10 @@ def read_metadata(path) -> dict:
                 return json.loads(archive.read(names[0]))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         kind = what_file(path)
+        if kind == "an incomplete or damaged zip archive":
+            raise CheckpointError(
+                f"{path} is {kind} (a copy cut short?): copy it again, or export the model again with painn-export"
+            ) from None
         if kind and not zipfile.is_zipfile(path):  # another kind of file; else a damaged one
             raise CheckpointError(f"{path} is {kind}, not an exported model; {MODEL_FILE_FIX}") from None
         raise CheckpointError(

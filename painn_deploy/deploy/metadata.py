@@ -3,8 +3,8 @@
 METADATA_FILE = "metadata.json"
 FORMAT = "painn-deploy-torchscript"
 # the only format loaded: batched positions, features and responses per molecule, hand-written forces, errors
-# raised by the method called (evaluate_or_error for wrappers)
-FORMAT_VERSION = 7
+# raised by the method called (evaluate_or_error for wrappers), energies summed and returned in float64
+FORMAT_VERSION = 8
 
 # keys (the artefact describes itself; nobody needs the training code to use it)
 KEY_FORMAT = "format"

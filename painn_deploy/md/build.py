@@ -1,6 +1,7 @@
 """The pieces a run is built from: the model to use, the OpenMM platform and the integrator, and the
 topology that trajectories of replicas and beads are written with."""
 
+import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -51,13 +52,37 @@ def resolve_model(
     path = require_file(cfg.model, "model", MODEL_FILE_FIX)
     if is_checkpoint(path):
         exported = output / "model.pt"
-        if cfg.resume and exported.is_file():  # the run's own export of this checkpoint: resume with it as it is
+        if cfg.resume and not exported.is_file() and (output / "run.json").is_file():
             try:
-                same = Artefact(exported).metadata.get(md.KEY_CHECKPOINT_SHA256) == file_sha256(path)
-            except CheckpointError:
-                same = False
-            if same:
-                return exported
+                record = json.loads((output / "run.json").read_text())
+                started = Path(record.get("working_directory") or ".", record["model"])
+            except (OSError, ValueError, AttributeError, KeyError, TypeError):
+                started = None
+            if started is not None and started.resolve() != exported.resolve():  # (the run used another model)
+                raise InputError(
+                    f"--resume with the checkpoint {path}: the run started with the model {started}; resume with it "
+                    "(leave --model out: its run.json names it)"
+                )
+            raise InputError(
+                f"--resume with the checkpoint {path}: the run's own export of it, {exported}, is not there (a run "
+                "continues with the very model it started with, and no two exports are alike): restore it, or start "
+                "again with --overwrite"
+            )
+        if cfg.resume and exported.is_file():  # the run's own export: resume with it as it is, never export again
+            try:
+                exported_from = Artefact(exported).metadata.get(md.KEY_CHECKPOINT_SHA256)
+            except CheckpointError as exc:
+                raise CheckpointError(
+                    f"--resume: the run's model {exported} cannot be used ({exc}); the run cannot be continued with "
+                    "another export (exports differ bit for bit): start it again with --overwrite"
+                ) from None
+            if exported_from != file_sha256(path):
+                raise InputError(
+                    f"--resume: the run's model {exported} was exported from another checkpoint than {path} (sha256 "
+                    f"{str(exported_from)[:12]}...): resume with the checkpoint the run started with, or leave --model "
+                    "out to take the one its run.json names"
+                )
+            return exported
         export(path, exported, pdb=str(ml_pdb or cfg.structure))
         return exported
     return path

@@ -141,7 +141,10 @@ class SimulationConfig(Config):
         "str",
     )  # fmt: skip
     seed: int = option(0, "--seed", "random seed (velocities and thermostat)", "N", "int")
-    resume: bool = option(False, "--resume", "continue from OUTPUT/checkpoint.chk", kind="bool")
+    resume: bool = option(
+        False, "--resume", "continue from OUTPUT/checkpoint.chk, with the options of OUTPUT/run.json unless flags "
+        "change them (e.g. painn-simulate --resume -o OUTPUT --steps N extends a run)", kind="bool",
+    )  # fmt: skip
     resume_from: str = option(
         "", "--resume-from", "continue from another checkpoint of the run, e.g. checkpoint.prev.chk (the one before "
         "the latest, kept in OUTPUT) when the latest is damaged", "CHECKPOINT", "str",

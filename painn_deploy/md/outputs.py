@@ -108,6 +108,8 @@ class PropertiesFile:
                     name, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f8", chunks=(1024,) + shape
                 )
                 ds.attrs["units"] = unit_of[name]
+                ds.attrs["axes"] = ", ".join(["time"] + (["replica"] if lead and name != "time" else []) + {
+                    "time": [], "dipole": ["xyz"], "polarizability": ["xyz", "xyz"]}[name])  # fmt: skip
             for k, v in attrs.items():
                 self.h5.attrs[k] = v
         self.h5.flush()

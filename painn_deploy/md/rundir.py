@@ -8,9 +8,11 @@ checkpoint counts, reading everything and writing nothing, so that a refused res
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 from ..errors import CheckpointError, InputError
 from ..files import atomic_write, check_writable, write_json
@@ -34,6 +36,56 @@ RESUME_MUST_MATCH = (
     "replicas", "rpmd_integrator", "bead_trajectory", "ml_residues", "mm_forcefield", "forcefield_file", "pressure_bar",
     "mm_cutoff_nm",
 )  # fmt: skip
+
+
+#: The options that name files (``forcefield_file``: comma-separated): relative to the run's working directory.
+PATH_OPTIONS = ("structure", "model", "forcefield_file")
+
+
+def path_entries(key: str, value) -> list:
+    """The paths an option names: ``forcefield_file`` is a comma-separated list (blank entries dropped), the
+    others one path each."""
+    if not value:
+        return []
+    if key != "forcefield_file":
+        return [str(value)]
+    return [p.strip() for p in str(value).split(",") if p.strip()]
+
+
+def found_paths(config: dict, working_directory: Optional[str]) -> dict:
+    """``config`` (a run's options, as in run.json) with each relative file path that is not found from the
+    current directory but is from the run's ``working_directory`` joined to it: a resume from another directory
+    finds the run's files, one from a copy of the project its own.  Other entries (OpenMM's own force-field names,
+    files found nowhere) stay as given."""
+    out = dict(config)
+    for key in PATH_OPTIONS:
+        if out.get(key):
+            out[key] = ",".join(
+                os.path.join(working_directory, p)
+                if working_directory and not os.path.isabs(p) and not os.path.exists(p)
+                and os.path.exists(os.path.join(working_directory, p))
+                else p
+                for p in path_entries(key, out[key])
+            )  # fmt: skip
+    return out
+
+
+def same_files(key: str, previous, now, working_directory: Optional[str]) -> bool:
+    """Whether two values of a path option name the same files: ``previous`` from the run's working directory,
+    ``now`` from the current one (symbolic links followed).  Entries that are files neither way (OpenMM's own
+    force-field names) must be equal as given."""
+    base = working_directory or os.getcwd()
+    before, after = path_entries(key, previous), path_entries(key, now)
+    if len(before) != len(after):
+        return False
+    for old, new in zip(before, after):
+        old_path = os.path.join(base, old)
+        if os.path.exists(old_path) or os.path.exists(new):
+            if os.path.realpath(old_path) != os.path.realpath(new):
+                return False
+        elif old != new:
+            return False
+    return True
 
 
 def encode_checkpoint(meta: dict, state: bytes) -> bytes:
@@ -165,8 +217,8 @@ class RunDirectory:
     def _resume_source(self) -> Path:
         if not self.cfg.resume_from:
             return self.path / CHECKPOINT
-        given = Path(self.cfg.resume_from)
-        return given if given.is_file() or given.is_absolute() else self.path / given
+        given = Path(self.cfg.resume_from)  # (a name: in the run's own directory, as every hint says)
+        return given if given.is_absolute() or not (self.path / given).is_file() else self.path / given
 
     def read_checkpoint(self, model_sha256: str, topology, recorded) -> tuple:
         """(header, OpenMM state, path) of the checkpoint to resume from, verified with the run's record and its
@@ -190,7 +242,23 @@ class RunDirectory:
                 f"changed.{self._previous_hint(path, 'start the run again with --overwrite (or in a new --output)')}"
             ) from None
         if meta["model_sha256"] != model_sha256:
-            raise InputError(f"{flag_used}: {path} was written with another model; use the same --model")
+            try:
+                model = json.loads((self.path / "run.json").read_text()).get("model")
+            except (OSError, ValueError, AttributeError):
+                model = None
+            if self.cfg.model is None:  # the bundled model, replaced by a newer painn-deploy
+                raise InputError(
+                    f"{flag_used}: {path} was written with another version of the bundled model (sha256 "
+                    f"{meta['model_sha256'][:12]}...; this painn-deploy's is {model_sha256[:12]}...): a run cannot "
+                    "continue with another model. Start it again (--overwrite), or resume with a copy of the model it "
+                    "started with (--model FILE)"
+                )
+            which = f" ({model}, sha256 {meta['model_sha256'][:12]}...)" if model else ""
+            raise InputError(
+                f"{flag_used}: {path} was written with another model{which} than --model {self.cfg.model} (sha256 "
+                f"{model_sha256[:12]}...); resume with the run's model, or leave --model out to take the one its "
+                "run.json names"
+            )
         if not self.record_checked:
             self.check_record()
         self._check_outputs(meta, path, topology, recorded)
@@ -230,7 +298,10 @@ class RunDirectory:
                 f"with --overwrite"
             ) from None
         now = self.cfg.as_dict()
-        changed = [k for k in RESUME_MUST_MATCH if k in previous and previous[k] != now[k]]
+        # (files compared as the absolute paths they named: a resume may run from another directory)
+        working_directory = json.loads(record.read_text()).get("working_directory")
+        changed = [k for k in RESUME_MUST_MATCH if k in previous and previous[k] != now[k]
+                   and not (k in PATH_OPTIONS and same_files(k, previous[k], now[k], working_directory))]  # fmt: skip
         if changed:
             listing = ", ".join(f"{flag(k)} ({previous[k]} -> {now[k]})" for k in changed)
             raise InputError(f"{flag_used} with changed settings: {listing}; resume with the original options")

@@ -48,7 +48,7 @@ from .config import SimulationConfig
 from .outputs import CsvLog, PropertiesFile, TrajectoryFile, log_columns
 from .progress import Progress
 from .rpmd import Layout, centroid_virial_kinetic_energy, check_memory, spring_energy
-from .rundir import BEADS_STRUCTURE, CHECKPOINT, FINAL_STRUCTURE, REPLICAS_STRUCTURE, RunDirectory
+from .rundir import BEADS_STRUCTURE, CHECKPOINT, FINAL_STRUCTURE, REPLICAS_STRUCTURE, RunDirectory, path_entries
 from .safety import SafetyNet
 from .solution import BAROSTAT_SHRINK, add_barostat, mixed_system, ml_atoms_by_residue
 
@@ -107,6 +107,23 @@ class MDRun:
         self.safety.check_start(positions_nm, box_nm if self.periodic else None)
         self._make_context(z)
 
+    def _check_ml_elements(self, ml_z) -> None:
+        """The ML residues' elements against the model's, naming the atoms and residues (before any export)."""
+        if self.cfg.model is None:
+            return  # (the bundled model: resolve_model names what it takes)
+        from ..elements import check_known
+        from ..openmm.mlpotential import open_model
+
+        artefact, record = open_model(Path(self.cfg.model))
+        known = artefact.model_elements if artefact is not None else record["config"]["elements"]
+        atoms = list(self.pdb.topology.atoms())
+        check_known(
+            ml_z, known, f"the ML residues ({self.cfg.ml_residues}) of {self.cfg.structure}",
+            [f"atom {i + 1} ({atoms[i].name} in residue {atoms[i].residue.name} {atoms[i].residue.id})"
+             for i in self.ml_atoms],
+            "Choose --ml-residues of these elements only (the MM force field models the rest), or ",
+        )  # fmt: skip
+
     def _open_model(self, z, positions_nm, box_nm) -> None:
         """The artefact (``--model``, a checkpoint exported here, or the bundled model) and, for a solute in
         solvent, the ML atoms; both checked against the structure."""
@@ -115,6 +132,7 @@ class MDRun:
         if cfg.ml_residues:
             self.ml_atoms = ml_atoms_by_residue(topology, cfg.ml_residues.split(","), cfg.structure)
             ml_z = [z[i] for i in self.ml_atoms]
+            self._check_ml_elements(ml_z)
             ml_pdb = self.dir.write_if_changed(
                 "ml_region.pdb", lambda path: write_atoms_pdb(path, topology, positions_nm, self.ml_atoms)
             )
@@ -217,7 +235,7 @@ class MDRun:
         if self.ml_atoms is not None:
             mixed = mixed_system(
                 topology, str(self.model_path), self.ml_atoms, cfg.mm_forcefield,
-                [f for f in cfg.forcefield_file.split(",") if f], self.backend, ring, device, cuda_graphs,
+                path_entries("forcefield_file", cfg.forcefield_file), self.backend, ring, device, cuda_graphs,
                 # (a resumed run keeps the cutoff it was started with: --resume refuses another)
                 cfg.mm_cutoff_nm, cfg.structure, barostat=cfg.pressure_bar > 0 and not cfg.resume,
             )  # fmt: skip
@@ -240,9 +258,10 @@ class MDRun:
                 self.barostat_frequency = add_barostat(
                     self.system, molecules.finite if self.ml_atoms is None else [], cfg.pressure_bar, cfg.temperature_K
                 )
+                # (the start box; a resumed run continues from the checkpoint's box and was warned at its start)
                 limit_nm = 2.0 * float(self.artefact.cutoff_nm)
                 width_nm = float(np.min(np.diag(np.asarray(box_nm))))
-                if self.ml_atoms is None and width_nm < limit_nm / (1.0 - BAROSTAT_SHRINK):
+                if self.ml_atoms is None and not cfg.resume and width_nm < limit_nm / (1.0 - BAROSTAT_SHRINK):
                     warnings.warn(
                         f"the box of {cfg.structure} is {width_nm:.3f} nm wide, within {BAROSTAT_SHRINK:.0%} of twice "
                         f"the model cutoff ({limit_nm:.3f} nm): if the barostat shrinks it below that, the model "
@@ -420,6 +439,10 @@ class MDRun:
             row["total_kj_per_mol"] = potential + row["quantum_kinetic_kj_per_mol"]
             springs = spring_energy(beads, self.masses_amu[: beads.shape[2]], cfg.temperature_K)
             row["ring_polymer_hamiltonian_kj_per_mol"] = (kinetic_total + energy) / copies + springs
+        if cfg.integrator == "verlet" and not self.safety.phase:  # NVE after the equilibration: the drift
+            kinetic_expected = p * p * self.dof * units.BOLTZMANN_KJ_PER_MOL_K * cfg.temperature_K / 2.0
+            self.safety.check_drift(self.step, row.get("ring_polymer_hamiltonian_kj_per_mol", row["total_kj_per_mol"]),
+                                    kinetic_expected)  # fmt: skip
         if box is not None:  # (periodic runs are one copy: the system's mass is the box's contents)
             volume_nm3 = float(abs(np.linalg.det(box)))
             row["volume_nm3"] = volume_nm3
@@ -582,6 +605,7 @@ class MDRun:
                 raise
             self.step = resume["step"]
             resume_step, resume_frames = self.step, resume["property_frames"]
+            self._record_resume()
             if self.step >= cfg.steps:
                 warnings.warn(
                     f"the run already has {self.step} steps, at least as many as --steps {cfg.steps} asks for: "
@@ -765,9 +789,26 @@ class MDRun:
                     requested[0],
                 )
 
+    def _record_resume(self) -> None:
+        """Add this continuation to run.json's ``resumed`` list: from which step, to how many, with which command
+        line and package versions (the record of a run that was continued, or extended with a larger --steps)."""
+        import datetime
+        import json
+
+        record = json.loads((self.dir.path / "run.json").read_text())  # (read and checked by the resume)
+        record.setdefault("resumed", []).append({
+            "from_step": self.step,
+            "steps": self.cfg.steps,
+            "command_line": " ".join(shlex.quote(a) for a in sys.argv),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions.collect(),
+        })  # fmt: skip
+        self.dir.write_record(record)
+
     def _write_run_record(self):
         self.dir.write_record({
             "command_line": " ".join(shlex.quote(a) for a in sys.argv),
+            "working_directory": os.getcwd(),  # (relative paths in config are relative to it)
             "config": self.cfg.as_dict(),
             "model": str(self.model_path),
             "model_sha256": self.artefact.sha256,

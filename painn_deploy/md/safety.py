@@ -19,6 +19,8 @@ from .rpmd import Layout
 
 NEAREST_NEIGHBOUR_LIMIT_NM = 0.5  # an atom with no other atom within 5 A has flown off
 ENVELOPE_WARN_STEP_ANGSTROM = 0.05  # warn again about a distance once it is this much further out
+ENVELOPE_WARNINGS = 10  # excursion warnings of a run said one by one; the summary counts the rest
+DRIFT_OF_KINETIC = 0.25  # NVE: warn when the conserved energy drifts by more than this part of the kinetic energy
 
 
 def _angstrom(box_nm):
@@ -36,6 +38,8 @@ class SafetyNet:
         self.cfg, self.layout, self.periodic, self.checkpoint = cfg, layout, periodic, checkpoint
         self.atomic_numbers, self.model_atoms = list(atomic_numbers), model_atoms
         self.envelope, self.warned, self.checks, self.outside, self.furthest = None, {}, 0, 0, None
+        self.n_warnings = 0
+        self.drift_reference: Optional[tuple] = None  # NVE: (step, conserved energy) of the first log row
         self.phase = ""
         self.envelope_record = artefact.metadata.get(md.KEY_ENVELOPE)
         self.artefact_path = artefact.path
@@ -147,6 +151,16 @@ class SafetyNet:
             warned = self.warned.get(e.key)
             if warned is None or e.beyond >= warned + ENVELOPE_WARN_STEP_ANGSTROM:
                 self.warned[e.key] = e.beyond
+                self.n_warnings += 1
+                if self.n_warnings > ENVELOPE_WARNINGS:
+                    continue
+                if self.n_warnings == ENVELOPE_WARNINGS:
+                    warnings.warn(
+                        f"{self.phase}step {step}: outside the model's training data again ({self._describe(e)}); "
+                        f"after {ENVELOPE_WARNINGS} such warnings, further ones are counted in the run's summary",
+                        SimulationWarning, stacklevel=4,
+                    )  # fmt: skip
+                    continue
                 allowed = self._allowed(e)
                 warnings.warn(
                     f"{self.phase}step {step}: outside the model's training data: {self._describe(e)}; "
@@ -155,6 +169,26 @@ class SafetyNet:
                        else "not a bond in the training data, so the run goes on"),
                     SimulationWarning, stacklevel=4,
                 )  # fmt: skip
+
+    def check_drift(self, step: int, conserved_kj_mol: float, kinetic_kj_mol: float) -> None:
+        """NVE (--integrator verlet): warn once when the conserved energy (the total energy, or the ring polymer's
+        Hamiltonian) has drifted from its first logged value by more than DRIFT_OF_KINETIC of the kinetic energy
+        ``kinetic_kj_mol`` expected at the temperature: a time step too large for the model's forces, or a rough
+        energy surface, that no other check sees while the run stays in its data."""
+        if self.drift_reference is None:
+            self.drift_reference = (step, conserved_kj_mol)
+            return
+        start, reference = self.drift_reference
+        drift = conserved_kj_mol - reference
+        if np.isfinite(drift) and abs(drift) > DRIFT_OF_KINETIC * kinetic_kj_mol and start >= 0:
+            self.drift_reference = (-1, reference)  # (warned: once per run)
+            warnings.warn(
+                f"step {step}: the conserved energy of this NVE run has drifted by {drift:+.3g} kJ/mol since step "
+                f"{start}, more than {DRIFT_OF_KINETIC:.0%} of the kinetic energy ({kinetic_kj_mol:.3g} kJ/mol): "
+                "the time step is too large for the model's forces, or its energy surface is rough here; lower "
+                "--timestep",
+                SimulationWarning, stacklevel=4,
+            )  # fmt: skip
 
     def summary(self) -> str:
         """How often and how far the run left the training data's distances ("" when never)."""

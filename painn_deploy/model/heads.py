@@ -69,12 +69,15 @@ class EnergyHead(nn.Module):
         return sum_per_molecule(e_atom, batch, n_molecules)
 
     def value_and_gradient(self, s: torch.Tensor, species: torch.Tensor):
-        """Energy [B] (eV) of each frame's atoms (s [B, N, F]) and its gradient [B, N, F] with respect to s,
-        without autograd."""
+        """Energy [B] (eV, float64) of each frame's atoms (s [B, N, F]) and its gradient [B, N, F] with respect to
+        s, without autograd.  The atoms' energies are summed in float64, the network's part and the reference
+        energies apart: in float32 a box of thousands of atoms would round its energy, and the energy changes a
+        barostat judges, to whole kJ/mol."""
         h = self.mlp[0](s)
-        e_atom = self.scale * self.mlp[2](self.mlp[1](h)).squeeze(-1) + self.element_energies.index_select(0, species)
+        e_network = torch.sum(self.scale * self.mlp[2](self.mlp[1](h)).squeeze(-1), dim=[-1], dtype=torch.float64)
+        e_reference = torch.sum(self.element_energies.index_select(0, species), dim=[-1], dtype=torch.float64)
         grad_s = torch.matmul(silu_backward(self.mlp[2].weight * self.scale, h), self.mlp[0].weight)
-        return e_atom.sum(-1), grad_s
+        return e_network + e_reference, grad_s
 
 
 class DipoleHead(nn.Module):

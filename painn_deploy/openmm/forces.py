@@ -14,11 +14,12 @@ modes, replicas) and evaluate all of them in one batched call.
 import importlib
 import io
 import logging
+import math
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import openmm
@@ -29,7 +30,7 @@ from ..allocator import tune_malloc
 from ..deploy import Artefact, ForcesOutput
 from ..deploy import metadata as md
 from ..deploy.export import FIXED_SHAPE_MODES
-from ..errors import InputError, PainnDeployError, typed_errors
+from ..errors import InputError, PainnDeployError, SimulationWarning, from_torchscript, typed_errors
 from .recorder import FeatureRing
 
 ArtefactLike = Union[str, Path, Artefact]
@@ -134,6 +135,11 @@ class ModelForce:
         self.module = torch.jit.freeze(wrapper.eval(), preserved_attrs=["evaluate"])
         self.ring = None
         if ring_capacity > 0:
+            if _scripted(module) and not _same_device(module.dtype_marker.device, self.device):  # (ring, heads)
+                buffer = io.BytesIO()
+                torch.jit.save(module, buffer)
+                buffer.seek(0)
+                module = self._source = torch.jit.load(buffer, map_location=self.device)
             heads = torch.jit.freeze(module.eval(), preserved_attrs=["responses"]) if _scripted(module) else module
             self.ring = FeatureRing(module, ring_capacity, n_frames, responses=heads.responses)
         # positions and forces pass through buffers made at the first call and reused: no allocations per step
@@ -168,7 +174,7 @@ class ModelForce:
         # inference mode: no autograd bookkeeping (version counters, views) in any of the model's operations
         with typed_errors(), torch.inference_mode():
             if self._graph is not None:
-                energy, forces, frames, s, v = self._graph(positions, box)
+                energy, forces, frames, s, v = self._replay(positions, box)
             else:
                 energy, forces, frames, s, v = self.module.evaluate(positions, box)
             # a repeated force query at the same positions adds nothing (compared as bytes, cheaper than numpy's
@@ -182,23 +188,62 @@ class ModelForce:
         self.last = {"energy": float(energy), "forces": self._forces_np}
         return self.last["energy"], self._forces_np
 
+    def _replay(self, positions, box):
+        """The captured graph's evaluation; if the capture fails (not an error of the model's), a warning and the
+        evaluation without a graph from then on."""
+        try:
+            return self._graph(positions, box)
+        except RuntimeError as exc:
+            if self._graph.graph is not None or from_torchscript(exc) is not None:
+                raise
+            warnings.warn(
+                f"the CUDA graph of the model could not be captured ({str(exc).splitlines()[0]}): the run goes on "
+                "without it (slower); --cuda-graphs off says so from the start",
+                SimulationWarning,
+                stacklevel=2,
+            )
+            self._graph = None
+            return self.module.evaluate(positions, box)
+
     @property
     def finite_positions(self) -> bool:
         """Whether the positions of the last call were all finite."""
         return self._positions_np is None or bool(np.isfinite(self._positions_np).all())
 
-    def for_openmm(self, state):
+    def for_openmm(self, state, nan_cause: Optional[Callable[[], str]] = None):
         """The call OpenMM makes: the package's errors go to OpenMM as ``RuntimeError("TypeName: message")``, whose
-        type :func:`painn_deploy.errors.from_torchscript` gives back (OpenMM passes on only the message)."""
+        type :func:`painn_deploy.errors.from_torchscript` gives back (OpenMM passes on only the message).  A NaN
+        energy is such an error too, with ``nan_cause()`` or the usual causes: OpenMM's GPU platforms add forces in
+        fixed point, where NaN becomes a force that throws the atoms apart and hides what went wrong."""
         try:
-            return self(state)
+            energy, forces = self(state)
         except PainnDeployError as exc:
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+        if not math.isfinite(energy):
+            cause = nan_cause() if nan_cause is not None else ""
+            if not cause:
+                cause = (
+                    "atoms are at NaN or infinite positions (the run blew up before: lower the time step)"
+                    if not self.finite_positions
+                    else "on a GPU the model checks nothing on the host, and a static neighbour list that overflowed "
+                    "or a box narrower than twice the cutoff gives NaN: run it on the CPU platform for the error"
+                )
+            raise RuntimeError(f"InputError: the model's energy is NaN: {cause}")
+        return energy, forces
 
     def force(self) -> "openmm.Force":
         f = openmm.PythonForce(self.for_openmm)
         f.setUsesPeriodicBoundaryConditions(self.periodic)
         return f
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one (``cuda`` is the process's current CUDA device)."""
+
+    def index(d: torch.device) -> int:
+        return d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)
+
+    return a.type == b.type and index(a) == index(b)
 
 
 class _CapturedEvaluation:

@@ -32,8 +32,11 @@ Options, given to ``MLPotential(...)`` or to ``createSystem``/``createMixedSyste
 
 With a periodic box the ML atoms' pairs take the minimum image: a checkpoint is exported periodic,
 and a periodic artefact is one.  A non-periodic artefact can still serve a periodic topology as long as
-the ML atoms stay whole and away from their own images (every evaluation checks; an ML molecule that
-straddles a boundary of the box is an error that names the fix).  The model is local (cutoff), so
+the ML atoms stay whole and away from their own images.  The python backend makes each ML molecule whole
+before it evaluates when the ML atoms are some of the particles (OpenMM may pass positions wrapped atom by
+atom); a TorchForce (``backend="torch"``) checks
+every evaluation instead, and an ML molecule that straddles a boundary of the box is an error that names the fix
+(NaN on CUDA, where nothing is read back).  The model is local (cutoff), so
 ``getMLLongRange()`` is False: mechanical embedding leaves the ML atoms' interactions with their
 periodic images to the MM force field's long-range electrostatics.
 """
@@ -60,10 +63,11 @@ from ..devices import torch_device
 from ..errors import (
     CheckpointError,
     InputError,
+    PainnDeployError,
     SimulationWarning,
     TopologyMismatchError,
 )
-from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
+from ..files import MODEL_FILE_FIX, file_sha256, is_checkpoint, require_file
 from ..model.checkpoint import load_checkpoint
 from ..structures import check_indices, molecule_index
 from .forces import ModelForce, check_fixed_shapes, tie_molecules, topology_atomic_numbers, torch_force
@@ -206,7 +210,8 @@ class PaiNNPotentialImpl(MLPotentialImpl):
         if box is not None:  # (a model that knows no box too: the ML atoms must stay a cutoff from their images)
             check_box_width(box, cutoff_nm, "the topology")
         return Recipe(
-            path=str(self.path),
+            path=str(self.path.resolve()),  # (a System serialized here may be read again elsewhere)
+            sha256=file_sha256(self.path),
             checkpoint=self.artefact is None,
             atomic_numbers=list(z),
             atoms=list(ml),
@@ -233,7 +238,8 @@ class PaiNNPotentialImpl(MLPotentialImpl):
 class Recipe:
     """Everything needed to build the force's module again (plain values: pickled with the System)."""
 
-    path: str
+    path: str  # absolute
+    sha256: str  # of the file at path when the force was made
     checkpoint: bool
     atomic_numbers: List[int]  # of the ML atoms
     atoms: List[int]  # the ML atoms among the topology's particles
@@ -256,7 +262,19 @@ class Recipe:
 
 def build_module(recipe: Recipe, python_force: bool = False) -> nn.Module:
     """The scripted module for a recipe: the model (loaded, or exported from the checkpoint for the ML atoms)
-    and, where needed, :class:`MLAtoms` around it (for a PythonForce: ``python_force``)."""
+    and, where needed, :class:`MLAtoms` around it (for a PythonForce: ``python_force``).  The file must be the
+    one the force was made with."""
+    if not hasattr(recipe, "sha256"):  # (pickled by an older painn-deploy)
+        raise CheckpointError(
+            f"this force of the model {recipe.path} was made by an older painn-deploy: make the System again with "
+            "createMixedSystem/createSystem"
+        )
+    require_file(recipe.path, "model", "give the model file at the path the System was made with", CheckpointError)
+    if file_sha256(recipe.path) != recipe.sha256:
+        raise CheckpointError(
+            f"the model {recipe.path} is not the file this force was made with (its sha256 differs): put the "
+            "original file back at that path, or make the System again with createMixedSystem/createSystem"
+        )
     if recipe.checkpoint:
         record = load_checkpoint(recipe.path)
         eager = build_forcefield(
@@ -284,7 +302,9 @@ class PaiNNComputation:
 
     Errors of the model (a molecule across the box boundary, ...) reach OpenMM as ``RuntimeError("TypeName:
     message")``, which OpenMM passes on as ``OpenMMException``; :func:`painn_deploy.errors.from_torchscript` gives
-    the typed exception back.  Pickled (``XmlSerializer``) as its recipe: the model is read again from its file."""
+    the typed exception back.  Pickled (``XmlSerializer``) as its recipe: the model is read again from its file
+    (the same file, by its sha256) at the first evaluation, so that a missing file or device is an error OpenMM
+    reports, where one raised while OpenMM reads the System ends the process."""
 
     def __init__(
         self, recipe: Recipe, device: str = "cpu", cuda_graphs: bool = False, module=None, ring_capacity: int = 0
@@ -293,23 +313,42 @@ class PaiNNComputation:
         self.device = device
         self.cuda_graphs = cuda_graphs
         self.ring_capacity = ring_capacity
-        if module is None:  # (unpickled)
-            module = build_module(recipe, python_force=True)
+        self._adapter = None if module is None else self._make_adapter(module)  # (None: unpickled)
+
+    def _make_adapter(self, module) -> ModelForce:
         # solute molecules among other particles: each made whole, so that the recorded dipole is theirs
+        recipe = self.recipe
         molecules = recipe.molecules if recipe.force_periodic and recipe.ml_subset else None
-        self.adapter = ModelForce(
-            module, recipe.force_periodic, device, cuda_graphs, ring_capacity, molecules=molecules
-        )
+        return ModelForce(module, recipe.force_periodic, self.device, self.cuda_graphs, self.ring_capacity,
+                          molecules=molecules)  # fmt: skip
+
+    @property
+    def adapter(self) -> ModelForce:
+        if self._adapter is None:
+            torch_device(self.device, "device=")  # (a System read where its device is missing: named as such)
+            self._adapter = self._make_adapter(build_module(self.recipe, python_force=True))
+        return self._adapter
 
     def __call__(self, state):
-        energy, forces = self.adapter.for_openmm(state)
-        if self.recipe.check_whole and not np.isfinite(energy) and self.adapter.finite_positions:
-            # (on CUDA the check gives NaN, not an error; positions at NaN or infinity give NaN too)
+        try:
+            adapter = self.adapter
+        except PainnDeployError as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # (torch's own, reading the model again): named with the file
             raise RuntimeError(
-                "InputError: the model returned a NaN energy: the ML atoms straddle a boundary of the periodic box "
-                "or come too close to their periodic images, and the model is not periodic. " + PERIODIC_FIX + "."
+                f"CheckpointError: the model {self.recipe.path} could not be read again for this force "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
+        return adapter.for_openmm(state, self._nan_cause)
+
+    def _nan_cause(self) -> str:
+        if self.recipe.check_whole and self.adapter.finite_positions:
+            # (on CUDA the check gives NaN, not an error; positions at NaN or infinity give NaN too)
+            return (
+                "the ML atoms straddle a boundary of the periodic box or come too close to their periodic images, "
+                "and the model is not periodic. " + PERIODIC_FIX
             )
-        return energy, forces
+        return ""
 
     def __reduce__(self):
         return (PaiNNComputation, (self.recipe, self.device, self.cuda_graphs, None, self.ring_capacity))
@@ -471,8 +510,10 @@ def warn_cut_residues(topology: "openmm.app.Topology", ml: Sequence[int]) -> Non
                 f"the ML atoms take only {len(atoms) - len(left_out)} of the {len(atoms)} atoms of residue "
                 f"{residue.name} {residue.id} (left out: {', '.join(left_out[:8])}{' ...' if len(left_out) > 8 else ''}): "
                 f"the model sees another molecule than the one it was trained on, with a link hydrogen on each cut "
-                f"bond. Give whole residues as ML atoms, e.g. [a.index for a in topology.atoms() if "
-                f"a.residue.name == {residue.name!r}]",
+                f"bond (a virtual site OpenMM-ML adds: createMixedSystem(..., returnInfo=True) returns the topology "
+                f"with them and the map oldToNew of the atoms; place the positions by it and call the Context's "
+                f"computeVirtualSites()). Give whole residues as ML atoms, e.g. "
+                f"[a.index for a in topology.atoms() if a.residue.name == {residue.name!r}]",
                 SimulationWarning,
                 stacklevel=4,
             )

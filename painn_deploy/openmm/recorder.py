@@ -13,7 +13,16 @@ import torch
 from ..errors import RecordingError, typed_errors
 from ..model.strategy import DENSE_CHUNK_ELEMENTS, frames_per_chunk
 
-RING_BYTES = 64 * 2**20  # features kept for one call of the output heads
+#: The most memory the features kept for one call of the output heads may take, by device type: on the CPU what
+#: the heads' chunks keep in cache; a GPU keeps a hundred steps of aspirin's 64 beads, or of a 4,608-atom box (each
+#: block of steps between two calls of the heads costs a round trip to Python).
+RING_BYTES = {"cpu": 64 * 2**20, "cuda": 1024 * 2**20}
+
+
+def ring_capacity(capacity: int, frame_bytes: int, device_type: str) -> int:
+    """How many evaluations of ``frame_bytes`` a ring on ``device_type`` keeps: ``capacity``, or fewer to stay
+    within :data:`RING_BYTES` (at least 1)."""
+    return int(max(1, min(capacity, RING_BYTES.get(device_type, RING_BYTES["cpu"]) // frame_bytes)))
 
 
 class FeatureRing:
@@ -28,7 +37,7 @@ class FeatureRing:
         n_atoms, n_features = int(module.n_atoms), int(module.n_features)
         dtype, device = module.dtype_marker.dtype, module.dtype_marker.device
         frame_bytes = torch.zeros((), dtype=dtype).element_size() * n_frames * n_atoms * (3 + 4 * n_features)
-        self.capacity = int(max(1, min(capacity, RING_BYTES // frame_bytes)))
+        self.capacity = ring_capacity(capacity, frame_bytes, device.type)
         shape = (self.capacity, n_frames, n_atoms)
         self.positions = torch.zeros(shape + (3,), dtype=dtype, device=device)
         self.s = torch.zeros(shape + (n_features,), dtype=dtype, device=device)

@@ -121,7 +121,8 @@ class SpectrumConfig(Config):
     integrator_timestep_fs: float | None = option(
         None,
         "--integrator-timestep-fs",
-        "MD time step in fs for the Verlet frequency shift (default: the files' timestep_fs attribute)",
+        "MD time step in fs for the Verlet frequency shift, for files that do not record it (default: the files' "
+        "timestep_fs attribute; another value than theirs is refused)",
         "FS",
     )
     correct_integrator_shift: bool = option(

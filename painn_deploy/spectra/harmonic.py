@@ -57,8 +57,8 @@ from scipy.optimize import minimize as sp_minimize
 from .. import units
 from ..elements import masses_amu as element_masses
 from ..errors import CheckpointError, InputError, MinimizationError, typed_errors
-from ..files import MODEL_FILE_FIX, is_checkpoint, require_file
-from ..structures import BOND_TOLERANCE, count_fragments, covalent_bonds
+from ..files import MODEL_FILE_FIX, is_checkpoint, require_file, what_file
+from ..structures import BOND_TOLERANCE, count_fragments, covalent_bonds, fragment_index
 from ..units import IR_KM_PER_MOL_PER_E2_PER_AMU, NM2_TO_ANGSTROM2
 
 #: Default convergence threshold of the minimisation: largest atomic force (kJ/mol/nm).
@@ -70,9 +70,9 @@ LINEAR_TOLERANCE = 1e-6
 EXTERNAL_WARN_CM1 = 50.0
 #: Smallest over largest moment of inertia below which a molecule taken as non-linear is called nearly linear.
 NEARLY_LINEAR = 1e-2
-#: Imaginary wavenumber (cm^-1) beyond which a minimised structure is reported as a saddle point: float32 models
-#: give soft modes a few i cm^-1 at a true minimum.
-IMAGINARY_WARN_CM1 = 50.0
+#: Imaginary wavenumber (cm^-1) beyond which a minimised structure is reported as a saddle point, by the model's
+#: dtype: float32 models give soft modes a few tens of i cm^-1 at a true minimum, float64 ones below 1 cm^-1.
+IMAGINARY_WARN_CM1 = {torch.float64: 10.0, torch.float32: 50.0}
 #: Without minimisation, a larger force (kJ/mol/nm) means the structure is not at a minimum of the model.
 NONSTATIONARY_FORCE_KJ_MOL_NM = 1.0
 
@@ -116,6 +116,8 @@ def open_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
         read_metadata(path)
         is_artefact = True
     except CheckpointError:
+        if what_file(path) != "a TorchScript model":  # (a damaged file or another kind: its own message)
+            raise
         is_artefact = False
     if is_artefact:
         artefact = Artefact(path)
@@ -153,10 +155,16 @@ def _checkpoint_model(path: Path, atomic_numbers, where: str):
     z = trained if atomic_numbers is None else [int(a) for a in atomic_numbers]
     elements.check_known(z, record["config"]["elements"], where)
     if sorted(z) != sorted(trained):
+        copies = len(z) // len(trained)
+        fix = (
+            f"For {copies} of them, export the model for the structure (painn-export {path} --pdb STRUCTURE.pdb "
+            "--dtype float64 -o cluster.pt) and give that: the forces between the molecules are extrapolated"
+            if copies > 1 and sorted(z) == sorted(trained * copies)
+            else "Give the structure of the training molecule, or a model trained on this one"
+        )
         raise TopologyMismatchError(
-            f"{where} is {elements.formula(z)} ({len(z)} atoms), but the model of {path} was trained on "
-            f"{elements.formula(trained)} ({len(trained)} atoms) only: its normal modes would be meaningless. Give "
-            "the structure of the training molecule, or a model trained on this one"
+            f"{where} is {elements.formula(z)} ({len(z)} atoms), but the checkpoint {path} builds the model of its "
+            f"training molecule, {elements.formula(trained)} ({len(trained)} atoms). {fix}"
         )
     return build_forcefield(record, z, dtype="float64"), record.get("training_envelope")
 
@@ -450,6 +458,12 @@ class HarmonicResult:
     def n_modes(self) -> int:
         return int(self.wavenumber_cm1.shape[0])
 
+    @property
+    def zero_point_energy_kj_mol(self) -> float:
+        """Harmonic zero-point energy, sum of h c nu~ / 2 over the real modes (imaginary ones left out)."""
+        real = self.wavenumber_cm1[self.wavenumber_cm1 > 0]
+        return float(0.5 * units.KJ_PER_MOL_PER_CM1 * real.sum())
+
     def table(self) -> str:
         """Human-readable table of the modes."""
         lines = [
@@ -483,6 +497,7 @@ class HarmonicResult:
             "masses_amu": arr(self.masses_amu),
             "atomic_numbers": arr(self.atomic_numbers),
             "energy_kj_mol": self.energy_kj_mol,
+            "zero_point_energy_kj_mol": self.zero_point_energy_kj_mol,
             "max_force_kj_mol_nm": self.max_force_kj_mol_nm,
             "linear": self.linear,
             "model_dtype": self.dtype,
@@ -512,7 +527,22 @@ def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_
             )
         if atomic_numbers is not None:
             before, after = covalent_bonds(atomic_numbers, start), covalent_bonds(atomic_numbers, pos)
-            if before != after:
+            stretched = None
+            # a distorted start mended, not a reaction: bonds only formed, each joining two fragments (no ring
+            # closed), and the fragments at the end are the model's molecules (no atom moved to another molecule)
+            if before < after and _molecules_of(module) is not None:
+                start_fragments = fragment_index(atomic_numbers, start)
+                joins = all(start_fragments[a] != start_fragments[b] for a, b in after - before)
+                if joins and _partition(fragment_index(atomic_numbers, pos)) == _partition(_molecules_of(module)):
+                    stretched = _stretched_bonds(atomic_numbers, start, after - before)
+            if stretched:
+                _warn(
+                    f"the start had {len(stretched)} bond(s) stretched beyond {BOND_TOLERANCE} times their covalent "
+                    f"length ({', '.join(stretched[:6])}{', ...' if len(stretched) > 6 else ''}), which the "
+                    "minimisation closed: the modes are of the minimised structure (check it)",
+                    depth=1,
+                )
+            elif before != after:
                 changed = [f"{a + 1}-{b + 1} {'broken' if (a, b) in before else 'formed'}"
                            for a, b in sorted(before ^ after)]  # fmt: skip
                 raise MinimizationError(
@@ -524,8 +554,50 @@ def _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_
                     "start). The model has no minimum near the starting structure, so its modes would be of another "
                     "molecule: check the structure and the model's training data, or minimise it yourself and give "
                     "--no-minimize"
+                    + (
+                        " (bonds only formed: a stretched start, mended, is told from a reaction by the model's "
+                        "molecules, which this module does not hold as molecule_index)"
+                        if before < after and _molecules_of(module) is None
+                        else ""
+                    )
                 )
     return pos, minimization
+
+
+def _molecules_of(module) -> list | None:
+    """Each atom's molecule as the model holds it (painn-deploy's modules: ``molecule_index``), else None."""
+    index = getattr(module, "molecule_index", None)
+    return None if index is None else [int(k) for k in index.tolist()]
+
+
+def _partition(labels) -> set:
+    """The atoms grouped by their labels, as a set of frozensets (the grouping, whatever the labels)."""
+    groups: dict = {}
+    for atom, label in enumerate(labels):
+        groups.setdefault(label, set()).add(atom)
+    return {frozenset(g) for g in groups.values()}
+
+
+#: A pair that is not bonded at the start but closer than this times its covalent length is a stretched bond.
+STRETCHED_BOND = 1.5
+
+
+def _stretched_bonds(atomic_numbers, start_nm: np.ndarray, formed: set) -> list[str]:
+    """Descriptions of the ``formed`` bonds (pairs i < j) when every one of them was a stretched bond at the start
+    (closer than STRETCHED_BOND times its covalent length), otherwise an empty list.  With the fragments joined
+    into the model's molecules (the caller's check), a distorted start that the minimisation mended."""
+    from ase.data import covalent_radii
+
+    described = []
+    for a, b in sorted(formed):
+        length_nm = float(np.linalg.norm(start_nm[a] - start_nm[b]))
+        covalent_nm = (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]]) * units.NM_PER_ANGSTROM
+        if length_nm > STRETCHED_BOND * covalent_nm:
+            return []
+        described.append(
+            f"{a + 1}-{b + 1} at {length_nm * units.ANGSTROM_PER_NM:.2f} Angstrom, {length_nm / covalent_nm:.2f} times"
+        )
+    return described
 
 
 def _intensities(props: dict, disp: np.ndarray):
@@ -573,6 +645,15 @@ def check_artefact(what: str, metadata: dict, artefact, atomic_numbers, box_nm, 
         )
     if artefact is not None and atomic_numbers is not None:
         artefact.check_system(atomic_numbers, box_nm, where)
+        from .. import elements
+
+        trained = metadata.get(md.KEY_TRAINING, {}).get("training_molecule")
+        if trained and sorted(atomic_numbers) != sorted(elements.formula_atoms(trained)):
+            _warn(
+                f"{what} was trained on {trained} and exported for {where}, {elements.formula(atomic_numbers)}: "
+                "the modes of what the training data did not hold (the molecules against each other, another "
+                "molecule's bonds) are extrapolated"
+            )
 
 
 def harmonic_analysis(
@@ -620,6 +701,13 @@ def harmonic_analysis(
     from ..deploy.artefact import Model
     from ..structures import check_positions
 
+    if atomic_numbers is not None:  # numbers or element symbols
+        from .. import elements
+
+        try:
+            atomic_numbers = [elements.atomic_number(a) if isinstance(a, str) else int(a) for a in atomic_numbers]
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"atomic_numbers must be atomic numbers or element symbols ({exc})") from None
     if isinstance(module, Model):
         what = str(module.artefact.path) if module.artefact is not None else "the model"
         check_artefact(what, module.metadata, module.artefact, atomic_numbers, None, where)
@@ -657,6 +745,16 @@ def _analysis(module, pos, atomic_numbers, masses_amu, minimize, fmax_kj_mol_nm,
             + (float64_hint or "Use a float64 model for harmonic analysis.")
         )
     pos, minimization = _checked_minimum(module, pos, atomic_numbers, minimize, fmax_kj_mol_nm, max_steps)
+    molecules = _molecules_of(module)
+    if atomic_numbers is not None and molecules is not None:
+        fragments = fragment_index(atomic_numbers, pos)
+        if _partition(fragments) != _partition(molecules):
+            _warn(
+                f"the analysed structure's {max(fragments) + 1} covalently bonded fragment(s) are not the model's "
+                f"{len(set(molecules))} molecule(s): a dissociated structure, or atoms moved between molecules? Its "
+                "modes are the fragments', and the dipole and polarizability heads keep each of the model's molecules "
+                "neutral"
+            )
     energy, grad = energy_and_gradient(module, pos)
     props = property_derivatives(module, pos)
     forces = props.get("forces", -grad)
@@ -664,8 +762,8 @@ def _analysis(module, pos, atomic_numbers, masses_amu, minimize, fmax_kj_mol_nm,
     if not minimize and max_force > NONSTATIONARY_FORCE_KJ_MOL_NM:
         _warn(
             f"the structure is not at a minimum of the model (largest force {max_force:.3g} kJ/mol/nm, not "
-            "minimised): the frequencies of a non-stationary point are not the model's. Minimise (leave out "
-            "--no-minimize), or give positions with more decimals: a PDB keeps 0.001 Angstrom, enough for forces of "
+            "minimised): the frequencies of a non-stationary point are not the model's. Minimise (painn-harmonic without "
+            "--no-minimize, harmonic_analysis with minimize=True), or give positions with more decimals: a PDB keeps 0.001 Angstrom, enough for forces of "
             "tens of kJ/mol/nm in stiff bonds"
         )
 
@@ -673,6 +771,14 @@ def _analysis(module, pos, atomic_numbers, masses_amu, minimize, fmax_kj_mol_nm,
     inv_sqrt_m = np.repeat(1.0 / np.sqrt(masses), 3)
     h_mw = h * inv_sqrt_m[:, None] * inv_sqrt_m[None, :]  # ps^-2
     d, is_linear = external_basis(pos, masses, linear)
+    if linear:
+        moments = principal_moments(pos, masses)
+        if moments[0] > NEARLY_LINEAR * moments[-1]:
+            _warn(
+                f"linear=True (--linear yes) for a molecule that is not linear (smallest moment of inertia "
+                f"{moments[0] / moments[-1]:.2g} of the largest): one rotation is taken for a vibration; leave "
+                "linear out to detect it"
+            )
     internal = null_space(d.T)  # [3N, 3N - k], orthonormal complement
     evals, evecs = np.linalg.eigh(internal.T @ h_mw @ internal)
     modes = internal @ evecs  # [3N, M], orthonormal mass-weighted normal modes
@@ -693,7 +799,7 @@ def _analysis(module, pos, atomic_numbers, masses_amu, minimize, fmax_kj_mol_nm,
                 "minimise more tightly"
             )
         )
-    saddle = wavenumber[wavenumber < -IMAGINARY_WARN_CM1]
+    saddle = wavenumber[wavenumber < -IMAGINARY_WARN_CM1.get(dtype, 50.0)]
     if minimize and len(saddle):
         _warn(
             f"{len(saddle)} imaginary mode(s), down to {abs(saddle[0]):.1f}i cm^-1: the minimisation ended at a "

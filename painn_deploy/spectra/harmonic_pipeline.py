@@ -8,7 +8,8 @@ The whole of ``painn-harmonic`` as one library call on a :class:`HarmonicConfig`
    (:func:`~.harmonic.load_model`): a painn-train checkpoint is built in float64 for the structure, which
    must be its training molecule; an exported model must have been exported for these atoms, in this order;
 3. minimise and analyse (:func:`~.harmonic.harmonic_analysis`);
-4. write modes.csv (mode, wavenumber_cm-1, ir_intensity_km_per_mol, raman_activity_A4_per_amu), minimized.pdb,
+4. write modes.csv (mode, wavenumber_cm-1, ir_intensity_km_per_mol, raman_activity_A4_per_amu), modes.molden
+   (the modes to animate in Molden, Jmol or Avogadro), minimized.pdb,
    modes.png and, last, harmonic.json (all results, the minimisation report, normal-mode displacements, the
    files written).
 
@@ -20,6 +21,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..configuration import Config, option
@@ -27,7 +29,7 @@ from ..devices import torch_device
 from ..errors import InputError
 from ..files import check_output_folder, earlier_outputs, remove_stale_outputs, write_json
 from .harmonic import DEFAULT_FMAX_KJ_MOL_NM, HarmonicResult, HarmonicWarning, harmonic_analysis, open_model
-from .io import write_modes_csv
+from .io import write_modes_csv, write_molden
 
 DESCRIPTION = (
     "Minimise a structure with a model, then compute harmonic vibrational wavenumbers (cm^-1, negative = "
@@ -39,7 +41,7 @@ DESCRIPTION = (
 #: The file a run writes last, naming the files it wrote; an output folder holding one is not overwritten by
 #: accident.
 RECORD = "harmonic.json"
-OUTPUTS = ("modes.csv", "minimized.pdb", "modes.png", RECORD)
+OUTPUTS = ("modes.csv", "modes.molden", "minimized.pdb", "modes.png", RECORD)
 FLOAT64_HINT = (
     "Give the painn-train checkpoint (.ckpt) instead of the exported model: painn-harmonic then evaluates it in "
     "float64 (for its training molecule; for other structures, painn-export --dtype float64)."
@@ -77,6 +79,14 @@ class HarmonicConfig(Config):
         "treat the molecule as linear (5 external modes) or not (6); auto (default) detects it from the moments "
         "of inertia",
         kind=("auto", "yes", "no"),
+    )
+    masses: str = option(
+        "",
+        "--masses",
+        "other masses for some atoms (isotopologues): 1-based atom:amu pairs, e.g. 9:2.014 for a deuterated "
+        "hydroxyl of ethanol.pdb; the other atoms take the IUPAC standard atomic masses",
+        "ATOM:AMU,...",
+        "str",
     )
     device: str = option("cpu", "--device", "torch device to run the model on: cpu, cuda", "DEVICE", "str")
     threads: int = option(
@@ -124,7 +134,7 @@ class HarmonicRun:
             )
         lines.append(
             f"energy {res.energy_kj_mol:.6f} kJ/mol, largest force {res.max_force_kj_mol_nm:.3g} kJ/mol/nm, "
-            f"model dtype {res.dtype}"
+            f"model dtype {res.dtype}; harmonic zero-point energy {res.zero_point_energy_kj_mol:.3f} kJ/mol"
         )
         ext = ", ".join(f"{v:.2f}" for v in res.external_wavenumber_cm1)
         lines.append(
@@ -163,11 +173,13 @@ def compute_harmonic(config: HarmonicConfig) -> HarmonicRun:
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
+        masses = _masses(config.masses, numbers)
         module, envelope = open_model(config.model, config.device, numbers, box_nm, where)
         result = harmonic_analysis(
             module,
             positions_nm,
             numbers,
+            masses_amu=masses,
             minimize=config.minimize,
             fmax_kj_mol_nm=config.fmax_kj_mol_nm,
             max_steps=config.max_steps,
@@ -213,6 +225,25 @@ def _outside_training_data(envelope, atomic_numbers, positions_nm) -> str:
     )
 
 
+def _masses(text: str, atomic_numbers) -> np.ndarray:
+    """The atoms' masses (amu): IUPAC standard atomic masses, with ``text``'s "atom:amu" pairs (1-based) instead."""
+    from ..elements import masses_amu
+
+    masses = masses_amu(atomic_numbers)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            atom, mass = item.split(":")
+            k, amu = int(atom), float(mass)
+        except ValueError:
+            raise InputError(f"--masses: {item!r} is not atom:amu (e.g. 9:2.014)") from None
+        if not 1 <= k <= len(masses) or not 0 < amu < math.inf:
+            raise InputError(
+                f"--masses {item}: the atom must be 1 to {len(masses)} and the mass positive (amu), e.g. 9:2.014"
+            )
+        masses[k - 1] = amu
+    return masses
+
+
 def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
     from openmm import unit
     from openmm.app import PDBFile
@@ -220,7 +251,7 @@ def _write_outputs(run: HarmonicRun, topology) -> list[Path]:
     out, result = Path(run.config.output), run.result
     earlier = earlier_outputs(out, RECORD)
     out.mkdir(parents=True, exist_ok=True)
-    written = [write_modes_csv(result, out / "modes.csv")]
+    written = [write_modes_csv(result, out / "modes.csv"), write_molden(result, out / "modes.molden")]
     with open(out / "minimized.pdb", "w") as fh:
         PDBFile.writeFile(topology, result.positions_nm * unit.nanometer, fh)
     written.append(out / "minimized.pdb")

@@ -164,7 +164,21 @@ def read_properties(path) -> Properties:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise InputError(f"{path}: cannot be read as HDF5 ({exc}); is it a properties.h5 file?") from exc
+        if "lock" not in str(exc):
+            raise InputError(f"{path}: cannot be read as HDF5 ({exc}); is it a properties.h5 file?") from exc
+        try:  # a run still writing it holds the lock; it flushes the file at each checkpoint
+            f = h5py.File(path, "r", locking=False)
+        except OSError as again:
+            raise InputError(
+                f"{path} is open for writing (a painn-simulate still running?) and cannot be read now ({again}); "
+                "read it when the run has ended or after its next checkpoint"
+            ) from again
+        warnings.warn(
+            f"{path} is open for writing (a painn-simulate still running?): this is the spectrum of the frames "
+            "written up to its last checkpoint",
+            SpectrumWarning,
+            stacklevel=2,
+        )
     with f:
         if "time" not in f:
             raise InputError(f"{path}: no 'time' dataset; a property file needs time [T] in ps")
@@ -295,6 +309,32 @@ def write_modes_csv(result, path) -> Path:
     modes = zip(result.wavenumber_cm1, result.ir_intensity_km_per_mol, result.raman_activity_A4_per_amu, strict=True)
     rows = ([i + 1, f"{nu:.6f}", f"{ir:.8g}", f"{ra:.8g}"] for i, (nu, ir, ra) in enumerate(modes))
     return _write_csv(path, MODES_COLUMNS, rows)
+
+
+def write_molden(result, path) -> Path:
+    """Write the normal modes in Molden's format (``[FREQ]``, ``[FR-COORD]`` in Bohr, ``[FR-NORM-COORD]``, and
+    ``[INT]`` with the IR intensities in km/mol), which Molden, Jmol and Avogadro animate.  Imaginary modes have
+    negative wavenumbers.  Needs the atomic numbers."""
+    from ..elements import symbol
+
+    if result.atomic_numbers is None:
+        raise InputError("a Molden file names the atoms: give the atomic numbers to the harmonic analysis")
+    lines = ["[Molden Format]", "[FREQ]"]
+    lines += [f"{nu:.4f}" for nu in result.wavenumber_cm1]
+    lines.append("[FR-COORD]")
+    for z, xyz in zip(result.atomic_numbers, np.asarray(result.positions_nm) * units.BOHR_PER_NM, strict=True):
+        lines.append(f"{symbol(int(z)):<2} {xyz[0]:16.10f} {xyz[1]:16.10f} {xyz[2]:16.10f}")
+    lines.append("[FR-NORM-COORD]")
+    for k, displacement in enumerate(np.asarray(result.displacements_nm)):
+        displacement = displacement / np.abs(displacement).max()  # (viewers scale the motion themselves)
+        lines.append(f"vibration {k + 1}")
+        lines += [f"{d[0]:12.8f} {d[1]:12.8f} {d[2]:12.8f}" for d in displacement]
+    intensities = np.nan_to_num(np.asarray(result.ir_intensity_km_per_mol, dtype=np.float64))
+    lines.append("[INT]")
+    lines += [f"{a:.6f}" for a in intensities]
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @dataclass

@@ -79,11 +79,14 @@ class SpectraResult:
             f"T = {m['temperature_K']:g} K ({m['temperature_source']}), per molecule of {m['molecules']:g} "
             f"({m['molecules_source']})"
         ]
-        if self.ir is not None:
-            lines.append(f"IR peaks (cm^-1): {', '.join(f'{v:.0f}' for v in _peaks(self.ir)) or 'none'}")
-        if self.raman is not None:
-            peaks = ", ".join(f"{v:.0f}" for v in _peaks(self.raman.activity)) or "none"
-            lines.append(f"Raman activity peaks (cm^-1): {peaks}")
+        for name, spectrum in (("IR", self.ir), ("Raman activity", self.raman and self.raman.activity)):
+            if spectrum is None:
+                continue
+            if s["resolution_fwhm_cm1"] > PEAK_LIST_FWHM_CM1:
+                peaks = f"not listed at a resolution coarser than {PEAK_LIST_FWHM_CM1:g} cm^-1 (run longer)"
+            else:
+                peaks = ", ".join(f"{v:.0f}" for v in _peaks(spectrum)) or "none"
+            lines.append(f"{name} peaks (cm^-1): {peaks}")
         return "\n".join(lines)
 
 
@@ -248,7 +251,15 @@ def _molecules(config: SpectrumConfig, props: list[Properties]) -> tuple[float, 
 def _timestep(config: SpectrumConfig, props: list[Properties]) -> tuple[float | None, str]:
     """MD time step (fs) for the integrator shift, and where it came from."""
     if config.integrator_timestep_fs is not None:
-        return float(config.integrator_timestep_fs), "command line"
+        given = float(config.integrator_timestep_fs)
+        recorded = sorted({p.timestep_fs for p in props if p.timestep_fs is not None})
+        if any(abs(step - given) > 1e-9 * given for step in recorded):
+            raise InputError(
+                f"--integrator-timestep-fs {given:g} differs from the time step the runs were made with "
+                f"({', '.join(f'{step:g}' for step in recorded)} fs, their timestep_fs attribute): the frequency shift "
+                "is that of the integrator's own step. Leave out --integrator-timestep-fs"
+            )
+        return given, "command line"
     steps = {p.timestep_fs for p in props}
     missing = [p.path for p in props if p.timestep_fs is None]
     if missing and len(steps) > 1:
@@ -357,6 +368,10 @@ def _analyse(config: SpectrumConfig) -> SpectraResult:
         "spectra": {},
     }
     return SpectraResult(config, ir, raman, meta, notices, sticks=sticks)
+
+
+#: Peaks are listed only at a resolution (FWHM) at least this fine: coarser, bands merge into a few maxima.
+PEAK_LIST_FWHM_CM1 = 100.0
 
 
 def _peaks(spectrum: Spectrum, n: int = 6) -> list[float]:

@@ -99,7 +99,11 @@ def test_options_are_checked_and_converted(tmp_path):
         ({"mode": "z"}, "'mode' must be one of x, y, got 'z'"),
         ({"atoms": "5-1"}, "'atoms' must be 0-based indices with ranges, e.g. 0-8,12, got '5-1'"),
         ({"flag": "yes"}, "'flag' must be true or false, got 'yes'"),
-        ({"cuont": 1, "rato": 2}, "unknown key\\(s\\) 'cuont', 'rato'; the known keys are atoms, count"),
+        (
+            {"cuont": 1, "rato": 2},
+            "unknown key\\(s\\) 'cuont' \\(did you mean 'count'\\?\\), 'rato' \\(did you mean "
+            "'ratio'\\?\\); the known keys are atoms, count",
+        ),
     ):
         with pytest.raises(InputError, match=message):
             Example.from_mapping(values)
@@ -166,3 +170,19 @@ def test_help_names_the_config_key_of_an_option_whose_flag_differs(tmp_path):
     path = tmp_path / "spectrum.yaml"
     path.write_text("files: [a.h5]\nn_molecules: 2\nplots: false\n")
     assert SpectrumConfig.from_file(path) == SpectrumConfig(files=("a.h5",), n_molecules=2, plots=False)
+
+
+def test_a_second_ctrl_c_says_what_is_kept_and_how_to_go_on(capsys):
+    """Ctrl-C where nothing finishes the work first exits 130 in one line; painn-simulate's and painn-train's say
+    which checkpoint is kept and how to continue (it said only "interrupted")."""
+    import argparse
+
+    def stop(args):
+        raise KeyboardInterrupt
+
+    for prog, expected in (("painn-simulate", "painn-simulate: interrupted (the last checkpoint is kept: painn-"
+                                              "simulate --resume -o OUTPUT continues from it)"),
+                           ("painn-spectrum", "painn-spectrum: interrupted\n")):  # fmt: skip
+        assert cli_common.run_command(prog, argparse.ArgumentParser(), [], stop, None) == 130
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err

@@ -44,7 +44,7 @@ def test_metadata_is_read_without_deserialising_the_model(exported32, monkeypatc
         artefact.load()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 4, 6, 7])
 def test_older_formats_are_refused_with_export_again(exported64, tmp_path, version):
     old = tmp_path / "old.pt"
     rewrite_metadata(exported64, old, format_version=version)
@@ -92,6 +92,15 @@ def test_files_that_are_not_artefacts(exported32, tmp_path):
         Artefact(tmp_path / "damaged.pt")
     with pytest.raises(CheckpointError, match="does not exist; create it with painn-export"):
         Artefact(tmp_path / "missing.pt")
+    # a copy cut short: named as such, with the fixes load() can take (it named checkpoints, which load refuses),
+    # and painn-harmonic says the same (it tried the file as a user's TorchScript model and lost the diagnosis)
+    from painn_deploy.spectra.harmonic import open_model
+
+    (tmp_path / "cut.pt").write_bytes(exported32.read_bytes()[:100_000])
+    for opening in (Artefact, open_model):
+        with pytest.raises(CheckpointError, match=r"cut.pt is an incomplete or damaged zip archive \(a copy cut "
+                           r"short\?\): copy it again, or export the model again with painn-export$"):  # fmt: skip
+            opening(tmp_path / "cut.pt")
 
 
 def test_preflight_checks_in_one_place(exported32):
@@ -186,14 +195,28 @@ def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethano
         e, f = periodic.energy_and_forces(np.asarray(pos), box_given)
         torch.testing.assert_close(f, forces, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(periodic.energy_and_forces(np.asarray(pos), np.asarray(box) * 1.05)[0], energy)
-    # plain numbers in Angstrom: warned about once (at the first call), nm: quiet
+    # atoms unwrapped by whole box vectors: no units warning (the check takes the minimum image in a box)
     import warnings
 
-    with pytest.warns(UserWarning, match=r"nearest neighbours are 1\.\d+ nm away .* are the positions in Angstrom"):
-        load(exported64).properties(np.asarray(positions_nm) * 10.0)
+    shifts = np.random.default_rng(0).integers(-3, 4, size=(len(pos), 3))  # (1 nm apart without the images)
+    unwrapped = np.asarray(pos) + shifts @ np.asarray(box)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        load(exported64).properties(np.asarray(positions_nm))
+        e, _ = periodic.energy_and_forces(unwrapped, np.asarray(box))
+    torch.testing.assert_close(e, energy, rtol=1e-10, atol=1e-8)
+    # plain numbers in Angstrom, or atoms on top of each other: warned about at every call (a notebook reuses one
+    # Model), nm: quiet
+    model = load(exported64)
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.properties(np.asarray(positions_nm))
+        with pytest.warns(UserWarning, match=r"neighbours are 1\.\d+ nm away .* are the positions in Angstrom"):
+            model.properties(np.asarray(positions_nm) * 10.0)
+        with pytest.warns(UserWarning, match=r"neighbours are 0\.0\d+ nm away .* the atoms overlap, or the positions"):
+            model.properties(np.asarray(positions_nm) * 0.1)
+        with pytest.warns(UserWarning, match=r"neighbours are 0\.0000 nm away .* the atoms overlap"):
+            model.properties(np.zeros((9, 3)))
     # inputs that are not positions: typed errors with what is expected (an int64 tensor gave int64 zero forces;
     # a flat array, None or a quantity in kJ/mol gave TorchScript's or OpenMM's own errors)
     model = load(exported64)
@@ -206,6 +229,14 @@ def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethano
         model.properties(None)
     with pytest.raises(InputError, match=r"positions must be a length \(nm\)"):
         model.properties(unit.Quantity(np.asarray(positions_nm), unit.kilojoule_per_mole))
+    # the heads on features: the features of other positions, or of one frame for two, are named (they were
+    # TorchScript's "shape '[36, 128]' is invalid")
+    two = np.stack([positions_nm, positions_nm])
+    _, _, s, v = model.energy_forces_features(two)
+    torch.testing.assert_close(model.responses(s, v, two)["dipole"], model.properties(two)["dipole"])
+    for wrong_s, wrong_v, pos in ((s[0], v[0], two), (s, v, positions_nm), (s[..., :3], v, two), (s, None, two)):
+        with pytest.raises(InputError, match=r"responses: [sv] must be a tensor \[.*give the features energy_forc"):
+            model.responses(wrong_s, wrong_v, pos)
     if not torch.cuda.is_available():  # the device named (it said "is the file complete?")
         with pytest.raises(InputError, match="device=cuda: torch finds 0 CUDA device"):
             Artefact(exported64).load("cuda")

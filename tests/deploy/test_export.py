@@ -32,7 +32,7 @@ def test_metadata_describes_the_model(exported32, trained_checkpoint):
     assert v["openmm_torch"]["outputs_forces_contract_max_abs_force_diff_kj_per_mol_nm"] < 0.05
     assert v["batched_vs_single"]["max_abs_force_diff_kj_per_mol_nm"] < 0.05
     assert (meta["neighbor_list"], meta["forces"], meta["fixed_shapes"]) == ("all_pairs", "dense", True)
-    assert meta["format_version"] == 7 and meta["n_features"] == 16
+    assert meta["format_version"] == 8 and meta["n_features"] == 16
 
 
 @pytest.mark.parametrize("dtype,rtol", [("float64", 1e-9), ("float32", 1e-5)])
@@ -117,3 +117,25 @@ def test_truncated_checkpoint_and_model_files(trained_checkpoint, exported32, tm
     with pytest.raises(CheckpointError, match="complete"):
         load(bad_pt)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_structure_whose_bonds_split_a_molecule_is_warned_about(trained_checkpoint, tmp_path):
+    """Two ethanols, one with a hydrogen pulled to 1.6 Angstrom from its carbon: its bonds make a C2H5O and a lone H,
+    which the model would keep neutral one by one (a reviewer's 2-3% change of IR intensities): export warns; two
+    whole ethanols export quietly."""
+    from painn_deploy.structures import load_pdb, write_pdb
+
+    _, z, pos, _ = load_pdb(ETHANOL_PDB)
+    two_z, two_pos = list(z) * 2, np.concatenate([pos, pos + [0.5, 0.0, 0.0]])
+    write_pdb(tmp_path / "whole.pdb", two_z, two_pos, atoms_per_residue=9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export(trained_checkpoint, tmp_path / "whole.pt", pdb=str(tmp_path / "whole.pdb"))
+    assert not [w for w in caught if "covalent bonds make molecules" in str(w.message)]
+    carbon = int(np.argmin(np.linalg.norm(pos[:2] - pos[3], axis=1)))  # (the carbon of hydrogen 4)
+    bond = pos[3] - pos[carbon]
+    two_pos[3] = pos[carbon] + bond / np.linalg.norm(bond) * 0.16
+    write_pdb(tmp_path / "pulled.pdb", two_z, two_pos, atoms_per_residue=9)
+    with pytest.warns(SimulationWarning, match=r"covalent bonds make molecules that are not its training molecule "
+                      r"C2H6O: C2H5O, H \(2 of 3\); a bond stretched"):  # fmt: skip
+        export(trained_checkpoint, tmp_path / "pulled.pt", pdb=str(tmp_path / "pulled.pdb"))

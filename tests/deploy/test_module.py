@@ -64,12 +64,13 @@ def test_a_batch_equals_one_call_per_frame(mode, periodic):
     assert not torch.allclose(batched["energy"][0], batched["energy"][1])  # not one frame repeated
 
 
-def test_outputs_in_the_dtype_of_the_positions_computed_in_the_dtype_of_the_weights():
+def test_forces_in_the_dtype_of_the_positions_computed_in_the_dtype_of_the_weights_energies_in_float64():
     module = PaiNNForceField(small_potential(n_features=16), ETHANOL_Z, dtype=torch.float32)
     pos = ethanol_frames(1)[0]
     e32, f32 = module.energy_and_forces(pos.float())
     e64, f64 = module.energy_and_forces(pos)
-    assert f32.dtype == torch.float32 and f64.dtype == torch.float64 and e64.dtype == torch.float32
+    assert f32.dtype == torch.float32 and f64.dtype == torch.float64
+    assert e32.dtype == e64.dtype == torch.float64 and float(e32) == float(e64)
     torch.testing.assert_close(f64.float(), f32, rtol=1e-5, atol=1e-4)
     # .to(float64) makes the same weights compute in float64
     double = torch.jit.script(module).to(torch.float64)
@@ -480,3 +481,28 @@ def test_cell_list_cost_is_linear():
         _, idx_j, _, _ = cell_list_candidates(torch.tensor(pos) * 10, torch.tensor(box) * 10, 5.0)
         counts.append(idx_j.shape[1])
     assert counts[1] <= 1.5 * counts[0]
+
+
+def test_a_float32_model_sums_the_energy_of_a_box_in_float64():
+    """576 atoms of liquid ethanol, -1.9e6 kJ/mol: a float32 sum rounds the energy to 0.125 kJ/mol, and the
+    change a barostat judges (the box scaled by 1.0005) was 0.05 kJ/mol off the float64 model's.  The atoms'
+    energies are summed in float64: the energy is float64 and the change within 0.01 kJ/mol."""
+    from painn_deploy.deploy import build_forcefield
+    from painn_deploy.model.checkpoint import load_checkpoint
+    from painn_deploy.resources import BUNDLED_CHECKPOINT
+    from painn_deploy.structures import molecular_box
+
+    record = load_checkpoint(BUNDLED_CHECKPOINT)
+    z, pos, box = molecular_box(ETHANOL_Z, ethanol_frames(1)[0].numpy(), 64, density_g_per_cm3=0.75, seed=0)
+    changes = {}
+    for dtype in (torch.float32, torch.float64):
+        module = build_forcefield(record, z, periodic=True, neighbor_mode="cell_list", dtype=str(dtype)[6:])
+        energies = []
+        for scale in (1.0, 1.0005):
+            energy, _ = module.energy_and_forces(torch.tensor(pos * scale, dtype=dtype),
+                                                 torch.tensor(box * scale, dtype=dtype))  # fmt: skip
+            assert energy.dtype == torch.float64
+            energies.append(float(energy))
+        changes[dtype] = energies[1] - energies[0]
+    assert abs(changes[torch.float64]) > 1.0  # (a change the test can see)
+    assert changes[torch.float32] == pytest.approx(changes[torch.float64], abs=0.01)

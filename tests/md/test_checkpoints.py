@@ -46,8 +46,12 @@ def cli_args(model, output, steps, *extra):
     ]  # fmt: skip
 
 
-def test_damaged_checkpoint_is_refused_and_the_previous_one_resumes_bit_for_bit(exported64, tmp_path, capsys):
-    """Regression: a checkpoint truncated to half its size was resumed silently (exit 0, garbage state)."""
+def test_damaged_checkpoint_is_refused_and_the_previous_one_resumes_bit_for_bit(
+    exported64, tmp_path, capsys, monkeypatch
+):
+    """Regression: a checkpoint truncated to half its size was resumed silently (exit 0, garbage state).  The
+    previous one, named as the hint names it, is the run's own even where the current directory holds a file of
+    that name (another run's state was taken from there)."""
     reference, damaged = tmp_path / "reference", tmp_path / "damaged"
     run_simulation(config(exported64, reference, steps=200, **RECORDED))
     run_simulation(config(exported64, damaged, steps=150, **RECORDED))
@@ -71,6 +75,7 @@ def test_damaged_checkpoint_is_refused_and_the_previous_one_resumes_bit_for_bit(
     assert snapshot(damaged) == before
 
     # resuming from the previous checkpoint continues exactly as the uninterrupted run
+    monkeypatch.chdir(reference)  # (where another run's checkpoint.prev.chk, of step 150, lies)
     run_simulation(config(exported64, damaged, steps=200, resume_from="checkpoint.prev.chk", **RECORDED))
     assert read_log_text(damaged / "log.csv") == read_log_text(reference / "log.csv")
     assert np.array_equal(load_traj(damaged).xyz, load_traj(reference).xyz)
@@ -114,7 +119,7 @@ def test_checkpoint_verification_names_the_damage():
     assert hashlib.sha256(body).digest() == bad[-32:]
 
 
-def test_resume_names_missing_files_and_changes_nothing(exported64, tmp_path, capsys):
+def test_resume_names_missing_files_and_changes_nothing(exported64, exported32, tmp_path, capsys):
     """Regression: --resume with run.json deleted ended in a FileNotFoundError traceback."""
     out = tmp_path / "run"
     run_simulation(config(exported64, out, steps=50, **RECORDED))
@@ -127,6 +132,11 @@ def test_resume_names_missing_files_and_changes_nothing(exported64, tmp_path, ca
     assert "run.json is missing" in err and "Traceback" not in err
     assert snapshot(out) == before
     (tmp_path / "run.json").rename(out / "run.json")
+    # another model: the run's own named (it said "another model; use the same --model")
+    with pytest.raises(InputError, match=r"was written with another model \(.*64.*\.pt, sha256 [0-9a-f]{12}\.\.\.\) "
+                       r"than --model .*32.*\.pt \(sha256 [0-9a-f]{12}\.\.\.\); resume with the run's model, or leave "
+                       r"--model out"):  # fmt: skip
+        run_simulation(config(exported32, out, steps=100, resume=True, **RECORDED))
 
     # a trajectory shorter than the checkpoint says (or gone): named, nothing cut or appended
     dcd = out / "trajectory.dcd"
@@ -271,9 +281,109 @@ def test_ctrl_c_and_sigterm_stop_with_a_checkpoint_that_resumes(tmp_path, signum
     stopped_at = int(err.split(" at step ")[1].split()[0])
     assert 50 < stopped_at < 100_000 and checkpoint_meta(out / "checkpoint.chk")["step"] == stopped_at
     steps = stopped_at + 60
-    assert main(cli_args(model, out, steps, "--resume")) == 0
+    assert main(["--resume", "-o", str(out), "--steps", str(steps)]) == 0  # (the other options from its run.json)
+    record = json.loads((out / "run.json").read_text())  # the continuation recorded; the start's options kept
+    assert record["config"]["steps"] == 100_000 and len(record["resumed"]) == 1
+    assert record["resumed"][0]["from_step"] == stopped_at and record["resumed"][0]["steps"] == steps
+    assert main(["--resume", "-o", str(tmp_path / "elsewhere")]) == 2  # (no run.json there: named)
     assert main(cli_args(model, reference, steps)) == 0
     assert read_log_text(out / "log.csv") == read_log_text(reference / "log.csv")
     assert np.array_equal(
         read_properties(out / "properties.h5")["dipole"], read_properties(reference / "properties.h5")["dipole"]
+    )
+
+
+def test_a_resume_with_another_model_changes_nothing_and_names_the_way_on(trained_checkpoint, exported64, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """A run started from a checkpoint keeps its own export: a resume with another checkpoint is refused before
+    anything is exported (the run's model.pt was overwritten, and no export is bit for bit the one before, so the run
+    could never be resumed again); a run on the bundled model that a newer painn-deploy replaced says so."""
+    from painn_deploy.md import build
+    from painn_deploy.resources import BUNDLED_CHECKPOINT
+
+    out = tmp_path / "from_checkpoint"
+    run_simulation(config(trained_checkpoint, out, steps=50, **RECORDED))
+    model_pt = (out / "model.pt").read_bytes()
+    with pytest.raises(InputError, match=r"--resume: the run's model .*model.pt was exported from another checkpoint "
+                       r"than .*ethanol_painn.ckpt \(sha256 [0-9a-f]{12}\.\.\.\): resume with the checkpoint the run "
+                       r"started with, or leave --model out"):  # fmt: skip
+        run_simulation(config(BUNDLED_CHECKPOINT, out, steps=100, resume=True, **RECORDED))
+    assert (out / "model.pt").read_bytes() == model_pt
+    # the run's export gone: refused, nothing exported in its place (a new export could never resume the run)
+    (out / "model.pt").rename(tmp_path / "kept.pt")
+    with pytest.raises(InputError, match=r"the run's own export of it, .*model.pt, is not there"):
+        run_simulation(config(trained_checkpoint, out, steps=100, resume=True, **RECORDED))
+    assert not (out / "model.pt").exists()
+    (tmp_path / "kept.pt").rename(out / "model.pt")
+    assert run_simulation(config(trained_checkpoint, out, steps=100, resume=True, **RECORDED)).steps == 100
+    # a run started with an exported model, resumed with a checkpoint: the run's model named
+    other = tmp_path / "from_artefact"
+    run_simulation(config(exported64, other, steps=50, **RECORDED))
+    with pytest.raises(InputError, match=r"the run started with the model .*model64.pt; resume with it"):
+        run_simulation(config(trained_checkpoint, other, steps=100, resume=True, **RECORDED))
+    assert not (other / "model.pt").exists()
+
+    from dataclasses import replace
+
+    bundled = tmp_path / "bundled"
+    run_simulation(replace(config(BUNDLED_MODEL, bundled, steps=50, **RECORDED), model=None))
+    monkeypatch.setattr(build, "BUNDLED_MODEL", exported64)  # (another export of an ethanol model, as a new release)
+    with pytest.raises(InputError, match=r"written with another version of the bundled model \(sha256 [0-9a-f]{12}"
+                       r"\.\.\.; this painn-deploy's is [0-9a-f]{12}\.\.\.\): a run cannot continue with another "
+                       r"model\. Start it again"):  # fmt: skip
+        run_simulation(replace(config(BUNDLED_MODEL, bundled, steps=100, resume=True, **RECORDED), model=None))
+
+
+def test_resume_from_another_directory_finds_the_runs_files(exported64, tmp_path, monkeypatch):
+    """painn-simulate --resume -o DIR from another directory: the structure and model the run named by relative
+    paths are found in the directory it started in (run.json records it), and are not taken for changed options."""
+    import shutil
+
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    shutil.copy(ETHANOL_PDB, start / "eth.pdb")
+    shutil.copy(exported64, start / "model.pt")
+    monkeypatch.chdir(start)
+    assert main(["eth.pdb", "--model", "model.pt", "-o", "run", "--steps", "20", "--log-interval", "10",
+                 "--checkpoint-interval", "10", "--platform", "CPU", "--progress", "none",
+                 "--envelope-margin", "inf"]) == 0  # fmt: skip
+    monkeypatch.chdir(elsewhere)
+    assert main(["--resume", "-o", "../start/run", "--steps", "40"]) == 0
+    assert checkpoint_meta(start / "run" / "checkpoint.chk")["step"] == 40
+    assert main(["../start/eth.pdb", "--model", "../start/model.pt", "-o", "../start/run", "--steps", "60",
+                 "--log-interval", "10", "--checkpoint-interval", "10", "--platform", "CPU", "--progress", "none",
+                 "--envelope-margin", "inf", "--resume"]) == 0  # (the same files named from here)  # fmt: skip
+    # a copy of the project, the original moved away: the copy resumes with its own files (relative to it)
+    shutil.copytree(start, tmp_path / "copy")
+    start.rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "copy")
+    assert main(["--resume", "-o", "run", "--steps", "80"]) == 0
+    assert checkpoint_meta(tmp_path / "copy" / "run" / "checkpoint.chk")["step"] == 80
+
+
+def test_found_paths_take_the_runs_directory_only_for_files_found_there(tmp_path, monkeypatch):
+    """OpenMM's own force-field names and files found from here stay as given; empty entries are dropped."""
+    from painn_deploy.md.rundir import found_paths, same_files
+
+    (tmp_path / "run_dir").mkdir()
+    (tmp_path / "run_dir" / "eth.pdb").write_text("")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    stored = {"structure": "eth.pdb", "forcefield_file": "amber14/GLYCAM_06j-1.xml,", "model": None}
+    found = found_paths(stored, str(tmp_path / "run_dir"))
+    assert found == {"structure": str(tmp_path / "run_dir" / "eth.pdb"), "forcefield_file": "amber14/GLYCAM_06j-1.xml",
+                     "model": None}  # fmt: skip
+    assert same_files("structure", "eth.pdb", "../run_dir/eth.pdb", str(tmp_path / "run_dir"))
+    assert not same_files("structure", "eth.pdb", "eth.pdb", str(tmp_path / "run_dir"))
+    # OpenMM's own names next to a file: each entry as what it is (the name was joined to a directory, and a resume
+    # from elsewhere was refused as a changed --forcefield-file); a structure's name may hold a comma
+    (tmp_path / "run_dir" / "extra.xml").write_text("")
+    stored = "amber14/GLYCAM_06j-1.xml, extra.xml"
+    found = found_paths({"forcefield_file": stored}, str(tmp_path / "run_dir"))["forcefield_file"]
+    assert found == f"amber14/GLYCAM_06j-1.xml,{tmp_path / 'run_dir' / 'extra.xml'}"
+    assert same_files("forcefield_file", stored, found, str(tmp_path / "run_dir"))
+    assert not same_files("forcefield_file", stored, "amber14/GLYCAM_06j-1.xml", str(tmp_path / "run_dir"))
+    (tmp_path / "run_dir" / "x,y.pdb").write_text("")
+    assert found_paths({"structure": "x,y.pdb"}, str(tmp_path / "run_dir"))["structure"] == str(
+        tmp_path / "run_dir" / "x,y.pdb"
     )

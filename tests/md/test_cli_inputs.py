@@ -71,6 +71,14 @@ def test_element_column_must_hold_an_element(exported32, tmp_path, capsys):
     # element symbols in either case, and no element columns at all, are still read
     assert load_pdb(write_pdb(tmp_path / "upper.pdb", elements=["C", "C", "O"] + ["h"] * 6))[1][3] == 1
     assert load_pdb(write_pdb(tmp_path / "none.pdb", element_columns=False))[1] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    # an XYZ file, or a model given where the structure belongs (arguments swapped): named, with the fix (were
+    # "cannot read ... as a PDB file (IndexError: list index out of range)" and a UnicodeDecodeError)
+    (tmp_path / "ethanol.xyz").write_text("3\nwater\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n")
+    with pytest.raises(InputError, match=r"ethanol.xyz is an XYZ structure file, not a PDB structure: give a PDB "
+                       r"file \(ase convert FILE.xyz FILE.pdb, or Open Babel, writes one\)"):  # fmt: skip
+        load_pdb(tmp_path / "ethanol.xyz")
+    with pytest.raises(InputError, match=r"is a model exported by painn-export, not a PDB structure: give a PDB"):
+        load_pdb(exported32)
 
 
 def test_verlet_without_enough_equilibration_is_warned_about(exported32, tmp_path):

@@ -225,12 +225,15 @@ def test_run_warns_when_it_leaves_the_data_and_stops_beyond_the_margin(exported6
 
     assert checkpoint_meta(tmp_path / "stopped" / "checkpoint.chk")["step"] == stopped_at - 5
 
-    # inf: warnings only, and the summary says how often and how far
-    with pytest.warns(SimulationWarning):
+    # inf: warnings only, at most ten (a long run flooded its log), and the summary says how often and how far
+    with pytest.warns(SimulationWarning) as caught:
         result = narrowed("inf", "warned").run()
     assert (
         result.steps == 400 and "checked configurations (every --log-interval steps) were outside" in result.summary()
     )
+    warned = [str(w.message) for w in caught if "outside the model's training data" in str(w.message)]
+    assert len(warned) == 10 and "after 10 such warnings, further ones are counted in the run's summary" in warned[-1]
+    assert int(result.summary().split(" of ")[0].split()[-1]) > 10
 
 
 def test_equilibration_is_checked_and_shows_progress(exported64, tmp_path, capsys):

@@ -327,3 +327,25 @@ def test_a_static_list_that_overflows_as_the_run_goes_stops_with_one_line(tmp_pa
                      rf"kept\): the static neighbour list holds {pairs + 10} pairs .* The configuration is in "
                      rf"{re.escape(str(out / 'final.pdb'))}; a run with a model exported for it starts anew", err), err  # fmt: skip
     assert (out / "final.pdb").is_file()
+
+
+def test_the_npt_start_box_warning_is_said_at_the_start_and_not_on_resume(tmp_path):
+    """The warning that the box is within 10% of twice the cutoff judges the PDB's box: said when the run starts,
+    not again when it continues from its checkpoint's box."""
+    from painn_deploy.resources import BUNDLED_CHECKPOINT
+
+    pdb, _, _, _ = ethanol_box(tmp_path / "eight.pdb", 8, density_g_per_cm3=0.6)
+    near = "within 10% of twice the model cutoff"
+    cfg = npt_config(pdb, BUNDLED_CHECKPOINT, tmp_path / "npt", steps=20, log_interval=10, trajectory_interval=10,
+                     checkpoint_interval=10)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_simulation(cfg)
+    assert any(near in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_simulation(npt_config(pdb, BUNDLED_CHECKPOINT, tmp_path / "npt", steps=40, log_interval=10,
+                                  trajectory_interval=10, checkpoint_interval=10, resume=True))  # fmt: skip
+    assert not [str(w.message) for w in caught if near in str(w.message)]
+    with open(tmp_path / "npt" / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [10, 20, 30, 40]

@@ -373,8 +373,9 @@ def test_rpmd_and_replicas_resume_bit_for_bit(exported64, tmp_path, options):
     with h5py.File(tmp_path / "a" / "properties.h5") as a, h5py.File(tmp_path / "b" / "properties.h5") as b:
         assert a["time"].shape == (60,)
         assert np.array_equal(a["dipole"][:], b["dipole"][:])
-        if "replicas" in options:
-            assert a["dipole"].shape == (60, 3, 3)
+        if "replicas" in options:  # (the axes named in the file)
+            assert a["dipole"].shape == (60, 3, 3) and a["dipole"].attrs["axes"] == "time, replica, xyz"
+            assert a["time"].attrs["axes"] == "time"
     assert (tmp_path / "a" / "checkpoint.chk").read_bytes() == (tmp_path / "b" / "checkpoint.chk").read_bytes()
     # final.pdb: the first copy's last centroid, a start for another run; replicas.pdb: every copy's, the
     # trajectory's topology

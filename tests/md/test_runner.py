@@ -10,6 +10,7 @@ Everything runs on one core with one torch thread.
 import csv
 import json
 import struct
+import warnings
 from pathlib import Path
 
 import h5py
@@ -202,6 +203,12 @@ def test_recorded_properties_belong_to_the_trajectory_frame_at_their_time(
     assert (
         props["time"].shape == (n,) and props["dipole"].shape == (n, 3) and props["polarizability"].shape == (n, 3, 3)
     )
+    with h5py.File(out / "properties.h5") as f:  # the axes named in the file
+        assert [f[k].attrs["axes"] for k in ("time", "dipole", "polarizability")] == [
+            "time",
+            "time, xyz",
+            "time, xyz, xyz",
+        ]
     recorded_steps = record_interval * np.arange(1, n + 1)
     np.testing.assert_allclose(props["time"], recorded_steps * dt_ps, rtol=1e-12, atol=1e-15)
     assert props["units"] == {"time": "ps", "dipole": "e*nm", "polarizability": "nm^3"}
@@ -289,13 +296,39 @@ def test_nve_conserves_energy(stable_model, tmp_path):
     """Velocity Verlet, float64 model, 0.25 fs, 2000 steps (0.5 ps).  Measured (seeds 0-3): drift
     0.0003-0.0009 and max deviation 0.003-0.011 of std(KE) (std(KE) 2.4-5.0 kJ/mol; seed 1, used
     here: 0.00075 and 0.011).  Forces x 1.02 already give a drift of 0.012 (> tolerance)."""
-    run_simulation(nve_config(stable_model, tmp_path / "nve"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_simulation(nve_config(stable_model, tmp_path / "nve"))
+    assert not [w for w in caught if "drifted" in str(w.message)]  # (the drift check's false alarm)
     log = read_log(tmp_path / "nve" / "log.csv")
     assert len(log["step"]) == 40
     assert log["kinetic_kj_per_mol"].std() > 1.0  # the molecule moves: the tolerance is meaningful
     drift, max_dev = nve_metrics(log)
     assert drift < NVE_DRIFT_TOL, f"energy drift {drift:.2g} std(KE) over 0.5 ps"
     assert max_dev < NVE_MAX_DEV_TOL, f"total energy deviates by {max_dev:.2g} std(KE)"
+
+
+def test_an_nve_run_warns_once_when_its_conserved_energy_drifts(stable_model, tmp_path):
+    """The drift check of --integrator verlet: from the first logged value, more than a quarter of the kinetic
+    energy is warned about, once, with the remedy."""
+    from painn_deploy.md.runner import MDRun
+
+    safety = MDRun(nve_config(stable_model, tmp_path / "nve")).safety
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step, conserved in ((20, 100.0), (40, 102.4), (60, 97.6)):  # within 2.5 of 100: quiet
+            safety.check_drift(step, conserved, kinetic_kj_mol=10.0)
+    assert not caught
+    with pytest.warns(
+        SimulationWarning,
+        match=r"step 80: the conserved energy of this NVE run has drifted by \+3 "
+        r"kJ/mol since step 20, more than 25% of the kinetic energy \(10 kJ/mol\): .* lower --timestep",
+    ):
+        safety.check_drift(80, 103.0, kinetic_kj_mol=10.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        safety.check_drift(100, 110.0, kinetic_kj_mol=10.0)
+    assert not caught  # (once per run)
 
 
 def test_nve_check_catches_forces_off_by_ten_percent(stable_model, tmp_path, monkeypatch):

@@ -144,6 +144,22 @@ def test_bad_solvated_input_is_named(solvated, tmp_path):
     odd.write_text(text)
     with pytest.raises(InputError, match="no force-field template matches residue XYZ"):
         run_simulation(SimulationConfig(ml_residues="EOH", **{**base, "structure": str(odd)}))
+    # an element the model does not know in the ML residues: the atoms and residues named, with --ml-residues as the
+    # fix (the export's message named only "the system to export")
+    from painn_deploy.errors import UnknownElementError
+    from painn_deploy.resources import BUNDLED_CHECKPOINT
+
+    lines = solvated.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if " EOH " in line and line[76:78] == " O")
+    lines[k] = lines[k][:76] + " S" + lines[k][78:]
+    sulfur = tmp_path / "thiol.pdb"
+    sulfur.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UnknownElementError, match=r"the ML residues \(EOH\) of .*thiol.pdb contains S \(Z=16\), which "
+                       r"the model was not trained on \(it knows H, C, O\): atom \d+ \(\w+ in residue EOH 1\)\. Choose "
+                       r"--ml-residues of these elements only"):  # fmt: skip
+        run_simulation(
+            SimulationConfig(ml_residues="EOH", model=str(BUNDLED_CHECKPOINT), **{**base, "structure": str(sulfur)})
+        )
     # PME's cutoff can be at most half the box: named, with the limit (was OpenMM's exception, exit 1)
     with pytest.raises(
         InputError, match=r"--mm-cutoff 1.5 nm is more than half the box's narrowest width .* at most 1\.\d+ nm"

@@ -181,13 +181,80 @@ def test_python_backend_on_cuda_with_a_graph_equals_the_cpu(exported32):
     _, gpu = create_force(exported32, pdb.topology, "python", ring_capacity=10, device="cuda", cuda_graphs=True)
     system, _ = create_system(exported32, pdb.topology)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    ctx.setPositions(pdb.positions)
-    s = ctx.getState(getPositions=True)
-    for _ in range(3):  # the graph is captured on the first call and replayed after
+    start = np.array(pdb.positions.value_in_unit(unit.nanometer))
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # the graph is captured at the first positions and replayed at the others
+        ctx.setPositions(start + 0.003 * rng.standard_normal(start.shape))
+        s = ctx.getState(getPositions=True)
         e_cpu, f_cpu = cpu(s)
         e_gpu, f_gpu = gpu(s)
-    assert e_gpu == pytest.approx(e_cpu, rel=1e-5)
-    np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-4, atol=1e-3)
+        assert e_gpu == pytest.approx(e_cpu, rel=1e-5)
+        np.testing.assert_allclose(f_gpu, f_cpu, rtol=1e-4, atol=1e-3)
+    assert gpu.ring.s.device.type == "cuda"
+    np.testing.assert_allclose(gpu.ring.responses([3])["dipole"], cpu.ring.responses([3])["dipole"], atol=1e-5)
+    # a module loaded on the CPU (as OpenMM-ML's python backend loads it) keeps its ring on the force's device
+    from painn_deploy.openmm.forces import ModelForce
+
+    moved = ModelForce(torch.jit.load(str(exported32)), False, "cuda", ring_capacity=10)
+    assert moved.ring.s.device.type == "cuda"
+
+
+def test_a_nan_energy_of_the_python_backend_is_an_error_that_names_its_cause(exported64):
+    """OpenMM's GPU platforms add forces in fixed point, where a NaN force becomes one that throws the atoms apart:
+    the python backend stops at a NaN energy with an error (a typed one through OpenMM) instead of handing it on."""
+    from painn_deploy.errors import from_torchscript
+
+    pos = np.asarray(app.PDBFile(str(ETHANOL_PDB)).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    ctx, adapter = context_for(exported64, "python")
+    energy_forces(ctx)
+    pos[4] = np.nan
+    ctx.setPositions(pos)
+    with pytest.raises(openmm.OpenMMException) as caught:
+        energy_forces(ctx)
+    assert isinstance(from_torchscript(caught.value), InputError)
+    assert "InputError: the model's energy is NaN: atoms are at NaN or infinite positions" in str(caught.value)
+    assert np.isnan(adapter.last["energy"])
+
+
+def test_a_graph_that_cannot_be_captured_falls_back_to_the_evaluation_without_it(exported64):
+    """A CUDA graph capture that fails (an operation the capture does not allow) warns once and the force goes on
+    without the graph; an error of the model's during the capture is still the model's error.  (A stand-in for
+    the capture: the fallback is host code, tested on the CPU.)"""
+    from painn_deploy.errors import SimulationWarning
+
+    class FailingCapture:
+        graph = None
+
+        def __init__(self, message):
+            self.message = message
+
+        def __call__(self, positions, box):
+            raise RuntimeError(self.message)
+
+    ctx, adapter = context_for(exported64, "python")
+    reference = energy_forces(ctx)[0]
+    ctx, adapter = context_for(exported64, "python")
+    adapter._graph = FailingCapture("CUDA error: operation not permitted when stream is capturing")
+    with pytest.warns(SimulationWarning, match=r"the CUDA graph of the model could not be captured \(CUDA error: "
+                      r"operation not permitted when stream is capturing\): the run goes on without it"):  # fmt: skip
+        assert energy_forces(ctx)[0] == reference
+    assert adapter._graph is None
+    adapter._graph = FailingCapture("InputError: positions must be [N, 3]")
+    with pytest.raises(openmm.OpenMMException, match=r"InputError: positions must be \[N, 3\]"):
+        energy_forces(ctx)
+
+
+def test_a_gpu_ring_holds_a_hundred_steps_of_large_systems():
+    """Each block of steps between two calls of the output heads is a round trip to Python: the ring's memory bound
+    lets a GPU keep FEATURE_CAPACITY steps of aspirin's 64 beads and of a 4,608-atom box (float32, 128 features);
+    on the CPU the bound keeps the heads' chunks in cache."""
+    from painn_deploy.md.runner import FEATURE_CAPACITY
+    from painn_deploy.openmm.recorder import ring_capacity
+
+    for frames, atoms in ((64, 21), (1, 4608)):
+        frame_bytes = 4 * frames * atoms * (3 + 4 * 128)
+        assert ring_capacity(FEATURE_CAPACITY, frame_bytes, "cuda") == FEATURE_CAPACITY
+        assert ring_capacity(FEATURE_CAPACITY, frame_bytes, "cpu") < FEATURE_CAPACITY
 
 
 def test_forces_through_openmm_match_finite_differences(exported64):
@@ -391,7 +458,7 @@ def test_errors_met_again_and_again_leave_the_process_running(tmp_path):
     """Each error of the deployed modules (a box too small through TorchForce and through ``load``, positions of
     another system, box lengths given for box vectors, a static list's overflow, ML atoms across a boundary through
     OpenMM-ML), met three times in one process, is raised with its type every time, and an atom at a NaN or
-    infinite position gives NaN (OpenMM-ML, both backends; a cell list) (torch 2.9 crashed the process at the second meeting when the error
+    infinite position gives NaN (OpenMM-ML's TorchForce; a cell list) or an error that says so (its python backend) (torch 2.9 crashed the process at the second meeting when the error
     was raised from inlined code, or the cell list failed on NaN)."""
     script = Path(__file__).with_name("errors_in_one_process.py")
     result = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
@@ -404,9 +471,11 @@ def test_errors_met_again_and_again_leave_the_process_running(tmp_path):
         "box lengths InputError",
         "static list NeighborListOverflowError",
         "OpenMM-ML InputError",
+        "OpenMM-ML python at infinity (NaN positions named) InputError",
     ]
     assert met == expected * 3, result.stdout
-    # atoms at NaN or infinite positions: NaN energy, no error (not "the ML atoms straddle a boundary")
-    for nan in ("NAN OpenMM-ML inf torch True", "NAN OpenMM-ML inf python True", "NAN cell list True"):
+    # atoms at NaN or infinite positions: NaN energy, no error (not "the ML atoms straddle a boundary"); the python
+    # backend's NaN energy is an error that names them
+    for nan in ("NAN OpenMM-ML inf torch True", "NAN cell list True"):
         assert result.stdout.count(nan) == 3, result.stdout
     assert result.stdout.rstrip().endswith("DONE")

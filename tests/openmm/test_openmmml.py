@@ -1,6 +1,7 @@
 """OpenMM-ML: MLPotential("painn", model=...) against painn-deploy's own forces, periodic boxes, mechanical
 embedding in TIP3P water, and bad input.  Small systems (ethanol; ethanol + 150 waters) on Reference and CPU."""
 
+import re
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ from openmmml import MLPotential
 
 from painn_deploy.errors import (
     BoxTooSmallError,
+    CheckpointError,
     InputError,
     SimulationWarning,
     TopologyMismatchError,
@@ -349,12 +351,39 @@ def test_solvation_padding_in_the_wrong_unit(tmp_path, monkeypatch):
 # ---- more ------------------------------------------------------------------------------------------------------
 
 
-def test_python_force_serializes(model64):
-    """XmlSerializer pickles the PythonForce's computation as its recipe (the model is read from its file)."""
+def test_python_force_serializes(model64, tmp_path, monkeypatch):
+    """XmlSerializer pickles the PythonForce's computation as its recipe: the model's absolute path and sha256, read
+    at the first evaluation.  A System made with a relative path is read again from another directory; a file
+    gone or replaced is an error at the evaluation (an error while OpenMM read the System ended the process)."""
+    import shutil
+
+    shutil.copy(model64, tmp_path / "model.pt")
+    monkeypatch.chdir(tmp_path)
     topology, positions = ethanol()
-    system = MLPotential("painn", model=model64).createSystem(topology)
-    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    potential = MLPotential("painn", model="model.pt")
+    system = potential.createSystem(topology)
+    xml = openmm.XmlSerializer.serialize(system)
+    monkeypatch.chdir(tmp_path.parent)
+    copy = openmm.XmlSerializer.deserialize(xml)
     assert energy_forces(context(copy, positions))[0] == energy_forces(context(system, positions))[0]
+    (tmp_path / "model.pt").rename(tmp_path / "moved.pt")
+    for expected in (r"CheckpointError: .*model.pt does not exist.* give the model file at the path the System",
+                     r"CheckpointError: the model .*model.pt is not the file this force was made with"):  # fmt: skip
+        with pytest.raises(openmm.OpenMMException) as caught:
+            energy_forces(context(openmm.XmlSerializer.deserialize(xml), positions))
+        assert isinstance(from_torchscript(caught.value), CheckpointError)
+        assert re.search(expected, str(caught.value)), str(caught.value)
+        shutil.copy(CHECKPOINT, tmp_path / "model.pt")  # (another file at the path)
+    # a System pickled by an older painn-deploy (a recipe without the sha256): named, with the fix
+    import dataclasses
+
+    from painn_deploy.openmm.mlpotential import PaiNNComputation
+
+    recipe = dataclasses.replace(potential._impl.computations[-1].recipe)
+    del recipe.__dict__["sha256"]
+    with pytest.raises(RuntimeError, match=r"CheckpointError: this force of the model .* was made by an older "
+                       r"painn-deploy: make the System again"):  # fmt: skip
+        PaiNNComputation(recipe)(None)
 
 
 def test_cuda_graphs_need_a_model_with_fixed_shapes(tmp_path):

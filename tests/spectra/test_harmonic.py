@@ -160,6 +160,8 @@ def test_diatomic_frequency_intensities_and_projection():
     assert np.max(np.abs(res.external_wavenumber_cm1)) < EXTERNAL_TOL_CM1
     assert res.minimization["converged"] and res.max_force_kj_mol_nm < 1e-3
     assert res.wavenumber_cm1[0] == pytest.approx(nu, rel=1e-6)
+    # zero-point energy h c nu~ / 2 per mole (6.62607015e-34 J s, 2.99792458e10 cm/s, 6.02214076e23 / mol)
+    assert res.zero_point_energy_kj_mol == pytest.approx(0.5 * nu * 6.62607015e-34 * 2.99792458e10 * 6.02214076e20)
     assert res.ir_intensity_km_per_mol[0] == pytest.approx(ir, rel=1e-6)
     assert res.raman_activity_A4_per_amu[0] == pytest.approx(raman, rel=1e-6)
     assert res.depolarization_ratio[0] == pytest.approx(rho, rel=1e-6)
@@ -326,6 +328,36 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert np.all(table[:, 2] > 0) and np.all(table[:, 3] > 0)
     for name in ("modes.png", "harmonic.json", "minimized.pdb"):
         assert (out / name).stat().st_size > 0
+    assert "harmonic zero-point energy" in printed
+    # modes.molden, for Molden, Jmol or Avogadro: wavenumbers, coordinates in Bohr, one displacement per atom and
+    # mode, IR intensities (parsed section by section)
+    sections, name = {}, None
+    for line in (out / "modes.molden").read_text().splitlines():
+        if line.startswith("["):
+            name = line.strip("[]")
+            sections[name] = []
+        else:
+            sections[name].append(line.split())
+    np.testing.assert_allclose([float(v[0]) for v in sections["FREQ"]], table[:, 1], rtol=1e-6)
+    minimum = json.loads((out / "harmonic.json").read_text())["positions_nm"]
+    coordinates = np.array([[float(x) for x in row[1:]] for row in sections["FR-COORD"]])
+    np.testing.assert_allclose(coordinates, np.array(minimum) * 10 / 0.529177210903, rtol=1e-8, atol=1e-8)
+    assert [row[0] for row in sections["FR-COORD"]] == ["O", "H", "H"]
+    assert len(sections["FR-NORM-COORD"]) == 3 * (1 + 3) and sections["FR-NORM-COORD"][4] == ["vibration", "2"]
+    np.testing.assert_allclose([float(v[0]) for v in sections["INT"]], table[:, 2], rtol=1e-5)
+
+    # an isotopologue (D2O): the masses given, the modes of the same surface with them
+    heavy = tmp_path / "heavy"
+    assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(heavy), "--no-plots", "--masses",
+                          "2:2.014,3:2.014"]) == 0  # fmt: skip
+    capsys.readouterr()
+    heavy_cm1 = json.loads((heavy / "harmonic.json").read_text())["wavenumber_cm-1"]
+    expected_d2o = _xy2_wavenumbers(float(model.kr), model.ktheta, model.r0, model.theta0, masses[0], 2.014)
+    np.testing.assert_allclose(heavy_cm1, expected_d2o, rtol=1e-6)
+    for wrong in ("4:2.014", "2:-1", "H:2"):
+        assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(tmp_path / "bad"), "--masses",
+                              wrong]) == 2  # fmt: skip
+        assert "--masses" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
     # overlay the sticks on an MD spectrum
     import h5py
@@ -350,7 +382,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     (out / "notes.txt").write_text("mine")
     assert harmonic_main([str(tmp_path / "model.pt"), str(pdb), "-o", str(out), "--overwrite", "--no-plots"]) == 0
     info = json.loads((out / "harmonic.json").read_text())
-    assert sorted(p.rsplit("/", 1)[-1] for p in info["written"]) == ["harmonic.json", "minimized.pdb", "modes.csv"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in info["written"]) == [
+        "harmonic.json", "minimized.pdb", "modes.csv", "modes.molden"
+    ]  # fmt: skip
     assert not (out / "modes.png").exists() and (out / "notes.txt").read_text() == "mine"
 
     # bad input: exit 2, one line, no traceback
@@ -455,8 +489,8 @@ def test_exported_painn_forcefield(tmp_path):
 # --- painn-train checkpoints and exported models: float64, and checks against the structure ----------------
 
 
-def _ethanol_variant(tmp_path, name, symbols=None, order=None):
-    """ethanol.pdb with its element symbols replaced and/or its atoms reordered."""
+def _ethanol_variant(tmp_path, name, symbols=None, order=None, copies=1):
+    """ethanol.pdb with its element symbols replaced and/or its atoms reordered; ``copies`` of it, 0.5 nm apart."""
     from painn_deploy.elements import symbol
     from painn_deploy.structures import read_pdb
 
@@ -467,7 +501,8 @@ def _ethanol_variant(tmp_path, name, symbols=None, order=None):
     if symbols:
         names = [symbols.get(i, s) for i, s in enumerate(names)]
     order = list(range(len(names))) if order is None else order
-    return _write_pdb(tmp_path / name, [names[i] for i in order], pos[order])
+    shifted = [pos[order] + [0.5 * k, 0.0, 0.0] for k in range(copies)]
+    return _write_pdb(tmp_path / name, [names[i] for i in order] * copies, np.concatenate(shifted))
 
 
 def test_checkpoint_is_evaluated_in_float64_and_float32_models_warn(
@@ -510,11 +545,20 @@ def test_structures_that_do_not_fit_the_model_are_refused_before_evaluation(
     water = _write_pdb(tmp_path / "water.pdb", ["O", "H", "H"], _triatomic_geometry(0.098, 0.095, 1.8))
     sulfur = _ethanol_variant(tmp_path, "thiol.pdb", symbols={2: "S"})  # ethanol.pdb: C C O H...; O -> S
     shuffled = _ethanol_variant(tmp_path, "shuffled.pdb", order=[2, 0, 1, 3, 4, 5, 6, 7, 8])
+    two = _ethanol_variant(tmp_path, "two.pdb", copies=2)
     cases = [
         (exported32, water, ["water.pdb has 3 atoms (H2O)", "exported for 9 (C2H6O)"]),
+        (
+            trained_checkpoint,
+            two,
+            [
+                "two.pdb is C4H12O2 (18 atoms), but the checkpoint",
+                "training molecule, C2H6O (9 atoms). For 2 of them, export the model for the structure (painn-export",
+            ],
+        ),
         (exported32, sulfur, ["thiol.pdb contains S (Z=16)", "not trained on"]),
         (exported32, shuffled, ["shuffled.pdb does not match the model's particle order", "atom 1: O (model: C)"]),
-        (trained_checkpoint, water, ["water.pdb is H2O (3 atoms)", "trained on C2H6O (9 atoms) only"]),
+        (trained_checkpoint, water, ["water.pdb is H2O (3 atoms)", "training molecule, C2H6O (9 atoms). Give the st"]),
         (trained_checkpoint, sulfur, ["thiol.pdb contains S (Z=16)", "not trained on"]),
     ]
     for model, pdb, expected in cases:
@@ -523,6 +567,14 @@ def test_structures_that_do_not_fit_the_model_are_refused_before_evaluation(
         assert all(e in err for e in expected), err
         assert "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+    # the model exported for them: taken, with the warning that the modes between the molecules are extrapolated
+    from painn_deploy.deploy import export
+    from painn_deploy.spectra.harmonic import open_model
+
+    export(trained_checkpoint, tmp_path / "two.pt", pdb=str(two), dtype="float64")
+    with pytest.warns(HarmonicWarning, match=r"two.pt was trained on C2H6O and exported for two.pdb, C4H12O2: the "
+                      r"modes of what the training data did not hold \(the molecules against each other"):  # fmt: skip
+        open_model(tmp_path / "two.pt", "cpu", [6, 6, 8] + [1] * 6 + [6, 6, 8] + [1] * 6, None, "two.pdb")
 
 
 def test_float32_artefact_gives_the_float64_frequencies():
@@ -652,6 +704,48 @@ def test_a_minimisation_that_breaks_the_molecule_is_refused():
     assert MinimizationError.exit_status == 1
 
 
+def test_a_stretched_bond_that_the_minimisation_closes_is_a_warning():
+    """A start with a bond stretched beyond the bond rule (C-H at 1.45 Angstrom, 1.36 times its covalent length)
+    is mended by the minimisation: a warning names the bond, and the modes are those of the minimum. A pair
+    further apart (1.9 times) that bonds, or the same bond formed between what the model takes for two molecules
+    (a reaction, such as a recombination), is another molecule: refused."""
+    from painn_deploy.errors import MinimizationError
+    from painn_deploy.spectra.harmonic import harmonic_analysis
+
+    class BentCH2(EnergyOnly):
+        molecule_index = torch.zeros(3, dtype=torch.long)  # (each atom's molecule, as the package's models hold it)
+
+        def forward(self, p):
+            d1, d2 = p[1] - p[0], p[2] - p[0]
+            r1, r2 = torch.linalg.norm(d1), torch.linalg.norm(d2)
+            cos = (d1 * d2).sum() / (r1 * r2)
+            return 3e5 * ((r1 - 0.109) ** 2 + (r2 - 0.109) ** 2) + 300.0 * (cos + 0.34) ** 2
+
+    minimum = np.array([[0.0, 0.0, 0.0], [0.109, 0.0, 0.0], [-0.0371, 0.1025, 0.0]])
+    reference = harmonic_analysis(BentCH2().double(), minimum, [6, 1, 1])
+    stretched = minimum.copy()
+    stretched[2] *= 0.145 / 0.109
+    with pytest.warns(HarmonicWarning, match=r"the start had 1 bond\(s\) stretched beyond 1.2 times their covalent "
+                      r"length \(1-3 at 1.45 Angstrom, 1.36 times\), which the minimisation closed"):  # fmt: skip
+        result = harmonic_analysis(BentCH2().double(), stretched, [6, 1, 1])
+    np.testing.assert_allclose(result.wavenumber_cm1, reference.wavenumber_cm1, atol=0.1)
+    apart = minimum.copy()
+    apart[2] *= 0.20 / 0.109
+    with pytest.raises(MinimizationError, match=r"changed the molecule's bonds \(1-3 formed; 2 covalently bonded"):
+        harmonic_analysis(BentCH2().double(), apart, [6, 1, 1])
+
+    class Plain(BentCH2):
+        molecule_index = None  # (a user's module: its molecules unknown)
+
+    with pytest.raises(MinimizationError, match=r"told from a reaction by the model's molecules, which this module "
+                       r"does not hold as molecule_index"):  # fmt: skip
+        harmonic_analysis(Plain().double(), stretched, [6, 1, 1])
+    two = BentCH2().double()
+    two.molecule_index = torch.tensor([0, 0, 1])
+    with pytest.raises(MinimizationError, match=r"changed the molecule's bonds \(1-3 formed; 2 covalently bonded"):
+        harmonic_analysis(two, stretched, [6, 1, 1])
+
+
 def test_the_minimisation_moves_atoms_a_little_at_first():
     """L-BFGS-B's first trial step has unit length in its coordinates: in nm it threw atoms 1 nm, out of the
     molecule and the model's training data (a hole of the model at -2e9 kJ/mol, for one user).  It works in units
@@ -679,17 +773,38 @@ def test_a_saddle_point_is_not_called_a_minimum():
     energy): the minimisation converges at once, and the imaginary modes are reported as a saddle point."""
 
     class LinearSaddle(EnergyOnly):
+        bend_kj_mol = 100.0
+
         def forward(self, p):
             d1, d2 = p[1] - p[0], p[2] - p[0]
             r1, r2 = torch.linalg.norm(d1), torch.linalg.norm(d2)
             bonds = 2e5 * ((r1 - 0.1) ** 2 + (r2 - 0.1) ** 2)
-            return bonds - 100.0 * (1.0 + (d1 * d2).sum() / (r1 * r2))  # highest when linear
+            return bonds - self.bend_kj_mol * (1.0 + (d1 * d2).sum() / (r1 * r2))  # highest when linear
 
     positions = np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [-0.1, 0.0, 0.0]])
     with pytest.warns(HarmonicWarning, match=r"2 imaginary mode\(s\), down to \d+\.\di cm\^-1: the minimisation "
                       r"ended at a saddle point of the model, not a minimum"):  # fmt: skip
         result = harmonic_analysis(LinearSaddle().double(), positions, [6, 8, 8])
     assert result.minimization["converged"] and result.linear and (result.wavenumber_cm1 < -50).sum() == 2
+
+    # a shallow saddle (36i cm^-1): warned about in float64, whose minima give no imaginary modes beyond 10i; a
+    # float32 model's soft modes reach tens of i cm^-1 at a minimum, so there only beyond 50i
+    class ShallowSaddle(LinearSaddle):
+        bend_kj_mol = 1.0
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("dtype_marker", torch.zeros(()))  # (the dtype harmonic_analysis computes in)
+
+        def forward(self, p):
+            return super().forward(p.to(self.dtype_marker.dtype))
+
+    with pytest.warns(HarmonicWarning, match=r"2 imaginary mode\(s\), down to 35\.9i cm\^-1: the minimisation"):
+        harmonic_analysis(ShallowSaddle().double(), positions, [6, 8, 8])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = harmonic_analysis(ShallowSaddle().float(), positions, [6, 8, 8])
+    assert result.wavenumber_cm1[0] < -30 and not [w for w in caught if "imaginary" in str(w.message)]
 
 
 def test_a_nearly_linear_molecule_is_named_with_the_remedy():
@@ -785,6 +900,20 @@ def test_the_library_call_takes_the_artefacts_model_and_checks_its_inputs(export
     via_model = harmonic_analysis(model, pos, numbers, minimize=False)
     via_module = harmonic_analysis(model.module, pos, numbers, minimize=False)
     np.testing.assert_array_equal(via_model.wavenumber_cm1, via_module.wavenumber_cm1)
+    # element symbols for atomic numbers (were int()'s ValueError); linear=True for a bent molecule is warned about
+    symbols = ["C", "C", "O", "H", "H", "H", "H", "H", "H"]
+    assert [int(z) for z in numbers] == [6, 6, 8, 1, 1, 1, 1, 1, 1]
+    via_symbols = harmonic_analysis(model.module, pos, symbols, minimize=False)
+    np.testing.assert_array_equal(via_symbols.wavenumber_cm1, via_module.wavenumber_cm1)
+    with pytest.raises(InputError, match=r"atomic_numbers must be atomic numbers or element symbols"):
+        harmonic_analysis(model.module, pos, [None] * 9, minimize=False)
+    with pytest.warns(HarmonicWarning, match=r"linear=True \(--linear yes\) for a molecule that is not linear"):
+        harmonic_analysis(model.module, pos, numbers, minimize=False, linear=True)
+    far = np.array(pos, dtype=np.float64)
+    far[8] += [0.3, 0.0, 0.0]  # (the hydroxyl hydrogen 3 Angstrom out)
+    with pytest.warns(HarmonicWarning, match=r"structure's 2 covalently bonded fragment\(s\) are not the model's 1 "
+                      r"molecule\(s\): a dissociated structure, or atoms moved between molecules\?"):  # fmt: skip
+        harmonic_analysis(model, far, numbers, minimize=False)
     with pytest.raises(UnitsError, match="Angstrom"):
         harmonic_analysis(model, pos * 10.0, numbers, minimize=False)
     with pytest.raises(

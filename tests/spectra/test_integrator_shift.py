@@ -164,3 +164,12 @@ def test_correction_needs_a_timestep(tmp_path, capsys):
     assert meta["integrator_shift"]["timestep_fs"] == 1.0 and meta["integrator_shift"]["corrected"] is True
     with pytest.raises(InputError, match="at most the sampling interval"):
         ir_spectrum(t, dip, 300.0, integrator_timestep_fs=2.0)
+    # a file that records its time step: another one given is refused (it was taken, with no word of the conflict)
+    with h5py.File(tmp_path / "old.h5", "a") as f:
+        f.attrs["timestep_fs"] = 0.5
+    args[1:3] = ["-o", str(tmp_path / "again")]
+    assert main([*args, "--integrator-timestep-fs", "0.25"]) == 2
+    assert "--integrator-timestep-fs 0.25 differs from the time step the runs were made with (0.5 fs, their " in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--integrator-timestep-fs", "0.5"]) == 0

@@ -63,6 +63,28 @@ def _run(files, out=None, **config):
     return compute_spectra(SpectrumConfig(files=tuple(files), output=None if out is None else str(out), **config))
 
 
+def test_a_file_a_running_simulation_writes_is_read_with_a_warning(tmp_path):
+    """A properties.h5 that another process holds open for writing (a running painn-simulate) is locked: read
+    without the lock, with a warning that it holds the frames written up to the run's last checkpoint (it was
+    "cannot be read as HDF5 ... is it a properties.h5 file?")."""
+    import subprocess
+    import sys
+
+    t, d, _ = _series(0, 0.01)
+    path = _write(tmp_path / "live.h5", t, d)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import h5py, sys, time; f = h5py.File({path!r}, 'a'); print('open', flush=True); "
+         "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.warns(SpectrumWarning, match=r"live.h5 is open for writing \(a painn-simulate still running\?\)"):
+            props = read_properties(path)
+        np.testing.assert_array_equal(props.dipole_e_nm, d)
+    finally:
+        holder.communicate("")
+
+
 # --- replicas -------------------------------------------------------------------------------------
 
 

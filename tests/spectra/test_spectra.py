@@ -618,3 +618,18 @@ def test_cli_warns_on_coarse_sampling(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning:" in err and "Nyquist" in err
     assert (tmp_path / "out" / "ir.csv").is_file() and not (tmp_path / "out" / "ir.png").exists()
+
+
+def test_a_short_run_lists_no_peaks(tmp_path):
+    """0.1 ps of dipoles: a spectrum at a resolution of about 1300 cm^-1, whose few maxima are not the bands, so the
+    summary lists no peaks and says why (it listed "IR peaks: 1167, 3169")."""
+    from painn_deploy.spectra import SpectrumConfig, compute_spectra
+
+    t = np.arange(100) * 0.001
+    dip = np.zeros((t.size, 3))
+    dip[:, 0] = 0.01 * _cos(1000.0, t) + 0.01 * _cos(3000.0, t)
+    path = _write_h5(tmp_path / "short.h5", t, dip)
+    with pytest.warns(SpectrumWarning):
+        result = compute_spectra(SpectrumConfig(files=(str(path),), output=None))
+    assert result.metadata["settings"]["resolution_fwhm_cm1"] > 1000
+    assert "IR peaks (cm^-1): not listed at a resolution coarser than 100 cm^-1 (run longer)" in result.summary()
