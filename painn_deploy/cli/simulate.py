@@ -54,11 +54,12 @@ def _resumed(given: dict) -> SimulationConfig:
                 "-o/--output"
             )
         return config_from_arguments(SimulationConfig, Namespace(**given))
-    from ..md.rundir import found_paths
+    from ..md.rundir import found_paths, run_root
 
     try:
         run = json.loads(record.read_text())
-        stored = found_paths(run["config"], run.get("working_directory"))
+        root = run_root(run["config"].get("output", ""), record.parent, run.get("working_directory"))
+        stored = found_paths(run["config"], root)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(
             f"{record} cannot be read ({type(exc).__name__}: {exc}); give the run's options as they were"

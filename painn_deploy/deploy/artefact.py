@@ -257,8 +257,8 @@ class Model:
 
 #: How many atoms of the first frame :func:`_check_nm` measures the nearest neighbours of.
 UNITS_SAMPLE_ATOMS = 128
-#: Distances (nm) of a bonded nearest neighbour, H-H to the longest common bonds.
-BONDED_NM = (0.07, 0.25)
+#: No two atoms of a real structure are closer (nm; the H-H bond is 0.074).
+CLOSEST_NM = 0.07
 
 
 def _check_nm(positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> None:
@@ -276,15 +276,14 @@ def _check_nm(positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> No
     distances = torch.cdist(frame[sample], frame)
     distances[torch.arange(len(sample), device=frame.device), sample] = float("inf")
     nearest = distances.min(dim=1).values
-    if box is not None and box.shape[-2:] == (3, 3):  # (atoms unwrapped by whole box vectors: their images)
-        cell = box.detach().reshape(-1, 3, 3)[0].to(torch.float64)
+    cell = None if box is None or box.shape[-2:] != (3, 3) else box.detach().reshape(-1, 3, 3)[0].to(torch.float64)
+    if cell is not None and not bool(torch.any(cell[0, 1:] != 0.0) or cell[1, 2] != 0.0):  # (reduced form only)
         imaged = torch.linalg.norm(minimum_image(frame[None] - frame[sample][:, None], cell), dim=-1)
         imaged[torch.arange(len(sample), device=frame.device), sample] = float("inf")
         imaged = imaged.min(dim=1).values
-        # unwrapped molecules have bonded neighbours among the images and no atom closer than a bond; Angstrom
-        # positions folded into a box in nm make a gas of atoms at random distances, some overlapping
-        bonded = float(((imaged >= BONDED_NM[0]) & (imaged < BONDED_NM[1])).double().mean())
-        if float(imaged.min()) >= BONDED_NM[0] and bonded >= 0.8:
+        # atoms unwrapped by whole box vectors have their neighbours among the images, none closer than a bond;
+        # Angstrom positions folded into a box in nm make a gas of atoms at random distances, some overlapping
+        if float(imaged.min()) >= CLOSEST_NM:
             nearest = imaged
     if not bool(torch.isfinite(nearest).all()):
         return  # (NaN positions: the model's own check)

@@ -182,22 +182,25 @@ def warn_other_chemistry(model_z: Sequence[int], trained_z: Sequence[int]) -> No
         )  # fmt: skip
 
 
-def warn_odd_molecules(groups: Sequence[Sequence[int]], z: Sequence[int], trained_z: Sequence[int]) -> None:
+def warn_odd_molecules(groups: Sequence[Sequence[int]], z: Sequence[int], record: dict) -> None:
     """Warn when a structure made of copies of the training molecule falls apart into other molecules by its
     covalent bonds (a stretched bond: a lone H): the dipole and polarizability heads keep each molecule neutral,
-    so such a model's responses are those of the fragments."""
-    trained = elements.formula(trained_z)
+    so such a model's responses are those of the fragments.  The training structure's own molecules (an ion pair,
+    a dimer: painn-train's ``molecules``) are molecules too."""
+    trained_z = list(record["atomic_numbers"])
     model_z = [z[i] for group in groups for i in group]
     if elements.empirical_formula(model_z) != elements.empirical_formula(trained_z):
         return  # (other chemistry: warn_other_chemistry says so)
+    index = record.get("molecules") or [0] * len(trained_z)
+    known = {elements.formula(a for a, k in zip(trained_z, index) if k == m) for m in set(index)}
     odd = [elements.formula(z[i] for i in group) for group in groups]
-    odd = [f for f in odd if f != trained]
+    odd = [f for f in odd if f not in known]
     if odd:
         warnings.warn(
-            f"the structure's covalent bonds make molecules that are not its training molecule {trained}: "
-            f"{', '.join(sorted(set(odd)))} ({len(odd)} of {len(groups)}); a bond stretched beyond 1.2 times its "
-            "covalent length? The model takes each molecule as neutral (its dipole and polarizability heads), so "
-            "export it from a structure with whole molecules",
+            f"the structure's covalent bonds make molecules that are not among its training structure's "
+            f"({', '.join(sorted(known))}): {', '.join(sorted(set(odd)))} ({len(odd)} of {len(groups)}); a bond "
+            "stretched beyond 1.2 times its covalent length? The model takes each molecule as neutral (its dipole "
+            "and polarizability heads), so export it from a structure with whole molecules",
             SimulationWarning, stacklevel=3,
         )  # fmt: skip
 
@@ -244,7 +247,7 @@ def export(
         atoms = None if atoms is None else check_indices(atoms, len(z), "the system")
         found = find_molecules(structure.topology, positions_nm, box_nm, atoms=atoms, wrap=False)
         molecules = molecule_index(found.finite + found.networks, range(len(z)) if atoms is None else atoms)
-        warn_odd_molecules(found.finite + found.networks, z, record["atomic_numbers"])
+        warn_odd_molecules(found.finite + found.networks, z, record)
     eager = build_forcefield(
         record, z, is_periodic, neighbor_mode, dtype, pair_capacity, positions_nm, box_nm, atoms, molecules
     )

@@ -54,8 +54,11 @@ def resolve_model(
         exported = output / "model.pt"
         if cfg.resume and not exported.is_file() and (output / "run.json").is_file():
             try:
+                from .rundir import run_root
+
                 record = json.loads((output / "run.json").read_text())
-                started = Path(record.get("working_directory") or ".", record["model"])
+                root = run_root(record["config"].get("output", ""), output, record.get("working_directory"))
+                started = Path(root, record["model"])
             except (OSError, ValueError, AttributeError, KeyError, TypeError):
                 started = None
             if started is not None and started.resolve() != exported.resolve():  # (the run used another model)

@@ -52,29 +52,39 @@ def path_entries(key: str, value) -> list:
     return [p.strip() for p in str(value).split(",") if p.strip()]
 
 
-def found_paths(config: dict, working_directory: Optional[str]) -> dict:
-    """``config`` (a run's options, as in run.json) with each relative file path that is not found from the
-    current directory but is from the run's ``working_directory`` joined to it: a resume from another directory
-    finds the run's files, one from a copy of the project its own.  Other entries (OpenMM's own force-field names,
-    files found nowhere) stay as given."""
+def run_root(recorded_output: str, output_now, working_directory: Optional[str]) -> str:
+    """The directory a run's relative paths are relative to, found from where its output directory is now: the
+    output as recorded (relative to the directory the run started in) stripped from the end of the output's path
+    today, so that a project copied or moved, or a resume from elsewhere, finds the run's own files; else the
+    recorded working directory."""
+    now = os.path.realpath(output_now)
+    recorded = os.path.normpath(str(recorded_output))
+    if not os.path.isabs(recorded) and not recorded.startswith(".."):
+        parts = Path(recorded).parts
+        if Path(now).parts[-len(parts) :] == parts:
+            return str(Path(*Path(now).parts[: -len(parts)]))
+    return working_directory or os.getcwd()
+
+
+def found_paths(config: dict, root: str) -> dict:
+    """``config`` (a run's options, as in run.json) with each relative file path found from the run's ``root``
+    (:func:`run_root`) joined to it.  Other entries (OpenMM's own force-field names, files found nowhere) stay as
+    given."""
     out = dict(config)
     for key in PATH_OPTIONS:
         if out.get(key):
             out[key] = ",".join(
-                os.path.join(working_directory, p)
-                if working_directory and not os.path.isabs(p) and not os.path.exists(p)
-                and os.path.exists(os.path.join(working_directory, p))
-                else p
+                os.path.join(root, p) if not os.path.isabs(p) and os.path.exists(os.path.join(root, p)) else p
                 for p in path_entries(key, out[key])
             )  # fmt: skip
     return out
 
 
-def same_files(key: str, previous, now, working_directory: Optional[str]) -> bool:
-    """Whether two values of a path option name the same files: ``previous`` from the run's working directory,
-    ``now`` from the current one (symbolic links followed).  Entries that are files neither way (OpenMM's own
+def same_files(key: str, previous, now, root: Optional[str]) -> bool:
+    """Whether two values of a path option name the same files: ``previous`` from the run's ``root``, ``now``
+    from the current directory (symbolic links followed).  Entries that are files neither way (OpenMM's own
     force-field names) must be equal as given."""
-    base = working_directory or os.getcwd()
+    base = root or os.getcwd()
     before, after = path_entries(key, previous), path_entries(key, now)
     if len(before) != len(after):
         return False
@@ -218,7 +228,7 @@ class RunDirectory:
         if not self.cfg.resume_from:
             return self.path / CHECKPOINT
         given = Path(self.cfg.resume_from)  # (a name: in the run's own directory, as every hint says)
-        return given if given.is_absolute() or not (self.path / given).is_file() else self.path / given
+        return given if given.is_absolute() or len(given.parts) > 1 else self.path / given
 
     def read_checkpoint(self, model_sha256: str, topology, recorded) -> tuple:
         """(header, OpenMM state, path) of the checkpoint to resume from, verified with the run's record and its
@@ -299,9 +309,9 @@ class RunDirectory:
             ) from None
         now = self.cfg.as_dict()
         # (files compared as the absolute paths they named: a resume may run from another directory)
-        working_directory = json.loads(record.read_text()).get("working_directory")
-        changed = [k for k in RESUME_MUST_MATCH if k in previous and previous[k] != now[k]
-                   and not (k in PATH_OPTIONS and same_files(k, previous[k], now[k], working_directory))]  # fmt: skip
+        root = run_root(previous.get("output", ""), self.path, json.loads(record.read_text()).get("working_directory"))
+        changed = [k for k in RESUME_MUST_MATCH if k in previous
+                   and (not same_files(k, previous[k], now[k], root) if k in PATH_OPTIONS else previous[k] != now[k])]  # fmt: skip
         if changed:
             listing = ", ".join(f"{flag(k)} ({previous[k]} -> {now[k]})" for k in changed)
             raise InputError(f"{flag_used} with changed settings: {listing}; resume with the original options")

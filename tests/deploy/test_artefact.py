@@ -240,3 +240,22 @@ def test_python_callers_may_pass_arrays_and_openmm_quantities(exported64, ethano
     if not torch.cuda.is_available():  # the device named (it said "is the file complete?")
         with pytest.raises(InputError, match="device=cuda: torch finds 0 CUDA device"):
             Artefact(exported64).load("cuda")
+
+
+def test_the_units_check_takes_unwrapped_atoms_of_any_kind_in_a_box():
+    """An argon-like lattice (nearest neighbours 0.37 nm, no bonds) unwrapped by whole box vectors, as OpenMM's
+    positions of a long run are: no Angstrom warning (the check required bond-like neighbours, and warned); the
+    same lattice in Angstrom with the box in nm: warned."""
+    import warnings
+
+    from painn_deploy.deploy.artefact import _check_nm
+
+    grid = torch.stack(torch.meshgrid(*[torch.arange(4.0)] * 3, indexing="ij"), -1).reshape(-1, 3) * 0.37
+    box = torch.eye(3, dtype=torch.float64) * 1.48
+    shifts = torch.randint(-3, 4, (64, 3), generator=torch.Generator().manual_seed(0)).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _check_nm(grid.double() + shifts @ box, box)
+        _check_nm(grid.double(), box)
+    with pytest.warns(UserWarning, match=r"are the positions in Angstrom\?"):
+        _check_nm(grid.double() * 10.0 + 0.013 * torch.randn(64, 3, generator=torch.Generator().manual_seed(1)), box)

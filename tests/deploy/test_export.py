@@ -136,6 +136,16 @@ def test_a_structure_whose_bonds_split_a_molecule_is_warned_about(trained_checkp
     bond = pos[3] - pos[carbon]
     two_pos[3] = pos[carbon] + bond / np.linalg.norm(bond) * 0.16
     write_pdb(tmp_path / "pulled.pdb", two_z, two_pos, atoms_per_residue=9)
-    with pytest.warns(SimulationWarning, match=r"covalent bonds make molecules that are not its training molecule "
-                      r"C2H6O: C2H5O, H \(2 of 3\); a bond stretched"):  # fmt: skip
+    with pytest.warns(SimulationWarning, match=r"covalent bonds make molecules that are not among its training "
+                      r"structure's \(C2H6O\): C2H5O, H \(2 of 3\); a bond stretched"):  # fmt: skip
         export(trained_checkpoint, tmp_path / "pulled.pt", pdb=str(tmp_path / "pulled.pdb"))
+    # a training structure of two molecules (a water dimer, an ion pair): its own molecules are molecules too
+    from painn_deploy.deploy.export import warn_odd_molecules
+
+    dimer = {"atomic_numbers": [8, 1, 1, 8, 1, 1], "molecules": [0, 0, 0, 1, 1, 1]}
+    waters = [[3 * k, 3 * k + 1, 3 * k + 2] for k in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_odd_molecules(waters, [8, 1, 1] * 4, dimer)
+    with pytest.warns(SimulationWarning, match=r"not among its training structure's \(H2O\): H, HO \(2 of 5\)"):
+        warn_odd_molecules(waters[:3] + [[9, 10], [11]], [8, 1, 1] * 4, dimer)

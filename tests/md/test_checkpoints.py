@@ -348,22 +348,33 @@ def test_resume_from_another_directory_finds_the_runs_files(exported64, tmp_path
                  "--checkpoint-interval", "10", "--platform", "CPU", "--progress", "none",
                  "--envelope-margin", "inf"]) == 0  # fmt: skip
     monkeypatch.chdir(elsewhere)
+    shutil.copy(ETHANOL_PDB, elsewhere / "eth.pdb")  # (files of the same names here, one of them another model:
+    shutil.copy(BUNDLED_MODEL, elsewhere / "model.pt")  # the run's own are taken)
     assert main(["--resume", "-o", "../start/run", "--steps", "40"]) == 0
     assert checkpoint_meta(start / "run" / "checkpoint.chk")["step"] == 40
+    (elsewhere / "eth.pdb").unlink(), (elsewhere / "model.pt").unlink()
     assert main(["../start/eth.pdb", "--model", "../start/model.pt", "-o", "../start/run", "--steps", "60",
                  "--log-interval", "10", "--checkpoint-interval", "10", "--platform", "CPU", "--progress", "none",
                  "--envelope-margin", "inf", "--resume"]) == 0  # (the same files named from here)  # fmt: skip
-    # a copy of the project, the original moved away: the copy resumes with its own files (relative to it)
+    # a copy of the project, the original moved away: the copy resumes with its own files (relative to it), also
+    # from elsewhere
     shutil.copytree(start, tmp_path / "copy")
     start.rename(tmp_path / "moved")
     monkeypatch.chdir(tmp_path / "copy")
     assert main(["--resume", "-o", "run", "--steps", "80"]) == 0
-    assert checkpoint_meta(tmp_path / "copy" / "run" / "checkpoint.chk")["step"] == 80
+    monkeypatch.chdir(elsewhere)
+    assert main(["--resume", "-o", "../copy/run", "--steps", "100"]) == 0
+    assert checkpoint_meta(tmp_path / "copy" / "run" / "checkpoint.chk")["step"] == 100
 
 
 def test_found_paths_take_the_runs_directory_only_for_files_found_there(tmp_path, monkeypatch):
-    """OpenMM's own force-field names and files found from here stay as given; empty entries are dropped."""
-    from painn_deploy.md.rundir import found_paths, same_files
+    """OpenMM's own force-field names and files found nowhere stay as given; empty entries are dropped; the run's
+    directory is found from where its output is now."""
+    from painn_deploy.md.rundir import found_paths, run_root, same_files
+
+    assert run_root("run", tmp_path / "copy" / "run", "/gone") == str(tmp_path / "copy")
+    assert run_root("sub/run", tmp_path / "a" / "sub" / "run", "/gone") == str(tmp_path / "a")
+    assert run_root("/abs/run", tmp_path / "run", "/started/here") == "/started/here"
 
     (tmp_path / "run_dir").mkdir()
     (tmp_path / "run_dir" / "eth.pdb").write_text("")
