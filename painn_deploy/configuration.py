@@ -90,7 +90,7 @@ def parse_indices(value) -> tuple:
 
 def _plain(value):
     """A numpy scalar or array as Python's number or list (numpy itself is not imported: --help stays fast)."""
-    return value.tolist() if type(value).__module__ == "numpy" and hasattr(value, "tolist") else value
+    return value.tolist() if type(value).__module__ == "numpy" else value  # (arrays and scalars alike)
 
 
 def convert(kind, value, default=None):

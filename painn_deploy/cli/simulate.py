@@ -5,8 +5,6 @@ Parses the command line (and ``--config``) into a :class:`~painn_deploy.md.Simul
 """
 
 import sys
-from argparse import Namespace
-from pathlib import Path
 
 # light imports only: --help must not wait for torch and OpenMM (the run imports them)
 from ..configuration import config_from_arguments
@@ -31,41 +29,14 @@ def build_parser():
 def _execute(args):
     given = vars(args)
     if (given.get("resume") or given.get("resume_from")) and given.get("config") is None:
-        cfg = _resumed(given)
+        from ..md.rundir import resume_config  # (the run's own options, from its run.json)
+
+        cfg = resume_config({k: v for k, v in given.items() if k != "config" and v is not None})
     else:
         cfg = config_from_arguments(SimulationConfig, args)
     from ..md.runner import run_simulation  # torch, OpenMM
 
     return run_simulation(cfg)
-
-
-def _resumed(given: dict) -> SimulationConfig:
-    """The options of a run continued with --resume: those of its run.json, which flags override (the structure
-    and options repeated as they were, or --steps to extend it)."""
-    import json
-
-    from ..errors import InputError
-
-    record = Path(given.get("output") or SimulationConfig.output) / "run.json"
-    if not record.is_file():
-        if given.get("structure") is None:
-            raise InputError(
-                f"--resume reads the run's options from {record}, which does not exist: give the run's folder with "
-                "-o/--output"
-            )
-        return config_from_arguments(SimulationConfig, Namespace(**given))
-    from ..md.rundir import found_paths, run_root
-
-    try:
-        run = json.loads(record.read_text())
-        root = run_root(run["config"].get("output", ""), record.parent, run.get("working_directory"))
-        stored = found_paths(run["config"], root)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(
-            f"{record} cannot be read ({type(exc).__name__}: {exc}); give the run's options as they were"
-        ) from None
-    flags = {k: v for k, v in given.items() if k != "config" and v is not None}
-    return SimulationConfig.from_mapping({**stored, **flags}, source=str(record))
 
 
 def main(argv=None) -> int:

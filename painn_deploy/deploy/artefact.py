@@ -8,6 +8,7 @@ typed exceptions.
 """
 
 import json
+import sys
 import warnings
 import zipfile
 from functools import cached_property
@@ -216,9 +217,8 @@ class Model:
             if not x.is_floating_point():
                 raise InputError(f"{name} must be floating-point coordinates in nm, not a {x.dtype} tensor")
             return x
-        if hasattr(x, "value_in_unit"):
-            from openmm import unit
-
+        unit = sys.modules.get("openmm.unit")  # (an OpenMM quantity exists only once openmm.unit is imported)
+        if unit is not None and isinstance(x, unit.Quantity):
             try:
                 x = x.value_in_unit(unit.nanometer)
             except TypeError as exc:

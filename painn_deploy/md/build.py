@@ -1,7 +1,6 @@
 """The pieces a run is built from: the model to use, the OpenMM platform and the integrator, and the
 topology that trajectories of replicas and beads are written with."""
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,12 +19,18 @@ from .rpmd import Layout, is_ring_polymer_integrator, ring_polymer_integrator, r
 
 
 def resolve_model(
-    cfg: SimulationConfig, output: Path, atomic_numbers, ml_pdb: Optional[Path] = None, residues: Sequence[str] = ()
+    cfg: SimulationConfig,
+    output: Path,
+    atomic_numbers,
+    ml_pdb: Optional[Path] = None,
+    residues: Sequence[str] = (),
+    started_model: Optional[Path] = None,
 ) -> Path:
     """The exported model to use: ``cfg.model`` (.pt), a checkpoint exported on the fly for the
     structure (or for ``ml_pdb``, the ML molecule of a solvated one), or the bundled ethanol model when
     the structure (or the ML molecule) matches it.  ``residues``: the structure's residue names (for the hint
-    that a solvated structure needs --ml-residues)."""
+    that a solvated structure needs --ml-residues); ``started_model``: on a resume, the model the run started with
+    (:meth:`RunDirectory.started_model`)."""
     if cfg.model is None:
         if BUNDLED_MODEL.is_file() and Artefact(BUNDLED_MODEL).atomic_numbers == list(atomic_numbers):
             return BUNDLED_MODEL
@@ -52,19 +57,11 @@ def resolve_model(
     path = require_file(cfg.model, "model", MODEL_FILE_FIX)
     if is_checkpoint(path):
         exported = output / "model.pt"
-        if cfg.resume and not exported.is_file() and (output / "run.json").is_file():
-            try:
-                from .rundir import run_root
-
-                record = json.loads((output / "run.json").read_text())
-                root = run_root(record["config"].get("output", ""), output, record.get("working_directory"))
-                started = Path(root, record["model"])
-            except (OSError, ValueError, AttributeError, KeyError, TypeError):
-                started = None
-            if started is not None and started.resolve() != exported.resolve():  # (the run used another model)
+        if cfg.resume and not exported.is_file() and started_model is not None:
+            if started_model.resolve() != exported.resolve():  # (the run used another model)
                 raise InputError(
-                    f"--resume with the checkpoint {path}: the run started with the model {started}; resume with it "
-                    "(leave --model out: its run.json names it)"
+                    f"--resume with the checkpoint {path}: the run started with the model {started_model}; resume "
+                    "with it (leave --model out: its run.json names it)"
                 )
             raise InputError(
                 f"--resume with the checkpoint {path}: the run's own export of it, {exported}, is not there (a run "

@@ -80,6 +80,29 @@ def found_paths(config: dict, root: str) -> dict:
     return out
 
 
+def resume_config(flags: dict) -> SimulationConfig:
+    """The options of a run continued with --resume: those of its run.json, which ``flags`` (the options given
+    on the command line) override; relative paths found as :func:`found_paths` finds them.  Without a run.json,
+    the flags alone (which must then name the structure)."""
+    record = Path(flags.get("output") or SimulationConfig.output) / "run.json"
+    if not record.is_file():
+        if flags.get("structure") is None:
+            raise InputError(
+                f"--resume reads the run's options from {record}, which does not exist: give the run's folder with "
+                "-o/--output"
+            )
+        return SimulationConfig.from_mapping(flags, source="the command line")
+    try:
+        run = json.loads(record.read_text())
+        root = run_root(run["config"].get("output", ""), record.parent, run.get("working_directory"))
+        stored = found_paths(run["config"], root)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(
+            f"{record} cannot be read ({type(exc).__name__}: {exc}); give the run's options as they were"
+        ) from None
+    return SimulationConfig.from_mapping({**stored, **flags}, source=str(record))
+
+
 def same_files(key: str, previous, now, root: Optional[str]) -> bool:
     """Whether two values of a path option name the same files: ``previous`` from the run's ``root``, ``now``
     from the current directory (symbolic links followed).  Entries that are files neither way (OpenMM's own
@@ -144,6 +167,7 @@ class RunDirectory:
         self.written_by_set_up = set()  # files the set-up wrote (kept by --overwrite)
         self.last_checkpoint = None  # the bytes of the last checkpoint written or resumed from
         self.record_checked = False  # whether run.json's options were compared with a resume's (check_record)
+        self._record: Optional[dict] = None  # run.json, read once
         self._check_free()
         self._check_writable()
 
@@ -207,6 +231,40 @@ class RunDirectory:
 
     def write_record(self, record: dict) -> None:
         write_json(self.path / "run.json", record, indent=1)
+        self._record = record
+
+    def started_model(self) -> Optional[Path]:
+        """The model the run started with, found as its other files are (:func:`run_root`); None without a record
+        naming one."""
+        try:
+            record = self.record()
+        except InputError:
+            return None
+        if not record.get("model"):
+            return None
+        return Path(run_root(record["config"].get("output", ""), self.path, record.get("working_directory")),
+                    record["model"])  # fmt: skip
+
+    def record(self) -> dict:
+        """The run's record (run.json), read once: an :class:`InputError` names a missing or unreadable one."""
+        if self._record is None:
+            path, flag_used = self.path / "run.json", self.resume_flag
+            try:
+                record = json.loads(path.read_text())
+                if not isinstance(record.get("config"), dict):
+                    raise TypeError("'config' is not a mapping")
+            except FileNotFoundError:
+                raise InputError(
+                    f"{flag_used}: {path} is missing; it records the options the run was started with, which a "
+                    f"resumed run must repeat. Restore it, or start again with --overwrite"
+                ) from None
+            except (OSError, ValueError, AttributeError, TypeError) as exc:
+                raise InputError(
+                    f"{flag_used}: {path} cannot be read ({type(exc).__name__}: {exc}); restore it, or start again "
+                    f"with --overwrite"
+                ) from None
+            self._record = record
+        return self._record
 
     # ---- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self, meta: dict, state: bytes) -> None:
@@ -253,8 +311,8 @@ class RunDirectory:
             ) from None
         if meta["model_sha256"] != model_sha256:
             try:
-                model = json.loads((self.path / "run.json").read_text()).get("model")
-            except (OSError, ValueError, AttributeError):
+                model = self.record().get("model")
+            except InputError:
                 model = None
             if self.cfg.model is None:  # the bundled model, replaced by a newer painn-deploy
                 raise InputError(
@@ -292,24 +350,10 @@ class RunDirectory:
 
     def check_record(self) -> None:
         """Refuse a resume whose options differ from those in run.json that must not change."""
-        record, flag_used = self.path / "run.json", self.resume_flag
-        try:
-            previous = json.loads(record.read_text())["config"]
-            if not isinstance(previous, dict):
-                raise TypeError("'config' is not a mapping")
-        except FileNotFoundError:
-            raise InputError(
-                f"{flag_used}: {record} is missing; it records the options the run was started with, which a "
-                f"resumed run must repeat. Restore it, or start again with --overwrite"
-            ) from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InputError(
-                f"{flag_used}: {record} cannot be read ({type(exc).__name__}: {exc}); restore it, or start again "
-                f"with --overwrite"
-            ) from None
-        now = self.cfg.as_dict()
+        record, flag_used = self.record(), self.resume_flag
+        previous, now = record["config"], self.cfg.as_dict()
         # (files compared as the absolute paths they named: a resume may run from another directory)
-        root = run_root(previous.get("output", ""), self.path, json.loads(record.read_text()).get("working_directory"))
+        root = run_root(previous.get("output", ""), self.path, record.get("working_directory"))
         changed = [k for k in RESUME_MUST_MATCH if k in previous
                    and (not same_files(k, previous[k], now[k], root) if k in PATH_OPTIONS else previous[k] != now[k])]  # fmt: skip
         if changed:

@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import openmm
@@ -107,6 +108,10 @@ class MDRun:
         self.safety.check_start(positions_nm, box_nm if self.periodic else None)
         self._make_context(z)
 
+    def _started(self) -> Optional[Path]:
+        """On a resume, the model the run started with (run.json)."""
+        return self.dir.started_model() if self.cfg.resume else None
+
     def _check_ml_elements(self, ml_z) -> None:
         """The ML residues' elements against the model's, naming the atoms and residues (before any export)."""
         if self.cfg.model is None:
@@ -136,7 +141,7 @@ class MDRun:
             ml_pdb = self.dir.write_if_changed(
                 "ml_region.pdb", lambda path: write_atoms_pdb(path, topology, positions_nm, self.ml_atoms)
             )
-            self.artefact = Artefact(resolve_model(cfg, self.output, ml_z, ml_pdb))
+            self.artefact = Artefact(resolve_model(cfg, self.output, ml_z, ml_pdb, started_model=self._started()))
             if self.artefact.atom_indices is not None:
                 raise InputError(
                     f"{self.artefact.path} was exported for a whole system (ML/MM artefact for TorchForce); "
@@ -150,7 +155,9 @@ class MDRun:
             )
         else:
             residues = [r.name for r in topology.residues()]
-            self.artefact = Artefact(resolve_model(cfg, self.output, z, residues=residues))
+            self.artefact = Artefact(
+                resolve_model(cfg, self.output, z, residues=residues, started_model=self._started())
+            )
             self.artefact.check_system(z, box_nm, where=cfg.structure)
         self.model_path = self.artefact.path
         if self.dir.owns(self.model_path):
@@ -793,16 +800,15 @@ class MDRun:
         """Add this continuation to run.json's ``resumed`` list: from which step, to how many, with which command
         line and package versions (the record of a run that was continued, or extended with a larger --steps)."""
         import datetime
-        import json
 
-        record = json.loads((self.dir.path / "run.json").read_text())  # (read and checked by the resume)
-        record.setdefault("resumed", []).append({
+        record = dict(self.dir.record())  # (read and checked by the resume)
+        record["resumed"] = record.get("resumed", []) + [{
             "from_step": self.step,
             "steps": self.cfg.steps,
             "command_line": " ".join(shlex.quote(a) for a in sys.argv),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "versions": versions.collect(),
-        })  # fmt: skip
+        }]  # fmt: skip
         self.dir.write_record(record)
 
     def _write_run_record(self):

@@ -264,11 +264,6 @@ def build_module(recipe: Recipe, python_force: bool = False) -> nn.Module:
     """The scripted module for a recipe: the model (loaded, or exported from the checkpoint for the ML atoms)
     and, where needed, :class:`MLAtoms` around it (for a PythonForce: ``python_force``).  The file must be the
     one the force was made with."""
-    if not hasattr(recipe, "sha256"):  # (pickled by an older painn-deploy)
-        raise CheckpointError(
-            f"this force of the model {recipe.path} was made by an older painn-deploy: make the System again with "
-            "createMixedSystem/createSystem"
-        )
     require_file(recipe.path, "model", "give the model file at the path the System was made with", CheckpointError)
     if file_sha256(recipe.path) != recipe.sha256:
         raise CheckpointError(
@@ -334,10 +329,11 @@ class PaiNNComputation:
             adapter = self.adapter
         except PainnDeployError as exc:
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:  # (torch's own, reading the model again): named with the file
+        except Exception as exc:  # (torch's own reading the model, or a recipe of another painn-deploy)
             raise RuntimeError(
                 f"CheckpointError: the model {self.recipe.path} could not be read again for this force "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); a System made by another "
+                "painn-deploy must be made again with createMixedSystem/createSystem"
             ) from exc
         return adapter.for_openmm(state, self._nan_cause)
 

@@ -130,12 +130,14 @@ def open_model(path, device: str = "cpu", atomic_numbers=None, box_nm=None, wher
             raise CheckpointError(
                 f"{path}: cannot be loaded as a TorchScript model ({str(exc).splitlines()[0]}); {MODEL_FILE_FIX}"
             ) from exc
-        if not hasattr(module, "properties"):  # a user's TorchScript model: the contract, not a format
+        try:  # a user's TorchScript model: its contract, properties(positions_nm)
+            module.properties  # noqa: B018
+        except AttributeError:
             raise CheckpointError(
                 f"{path} is a TorchScript model without painn-deploy metadata and without a 'properties' method; "
                 "give an exported model (.pt, from painn-export), a painn-train checkpoint (.ckpt), or a TorchScript "
                 "model whose properties(positions_nm) returns energy, forces, dipole and polarizability"
-            )
+            ) from None
     module.eval()
     return module, envelope if envelope and envelope.get("source") else None
 

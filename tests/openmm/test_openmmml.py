@@ -381,8 +381,8 @@ def test_python_force_serializes(model64, tmp_path, monkeypatch):
 
     recipe = dataclasses.replace(potential._impl.computations[-1].recipe)
     del recipe.__dict__["sha256"]
-    with pytest.raises(RuntimeError, match=r"CheckpointError: this force of the model .* was made by an older "
-                       r"painn-deploy: make the System again"):  # fmt: skip
+    with pytest.raises(RuntimeError, match=r"CheckpointError: the model .* could not be read again for this force "
+                       r"\(AttributeError: .*sha256.*\); a System made by another painn-deploy must be made again"):  # fmt: skip
         PaiNNComputation(recipe)(None)
 
 
